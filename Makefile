@@ -1,0 +1,44 @@
+# FluxForge make targets. `make test` is what CI runs.
+GO      ?= go
+PKGS    ?= ./...
+SCENARIO ?= agent-flap
+SEED    ?= 1
+
+.PHONY: all build test test-short race vet lint sim cluster bench bench-core bench-sim bench-api fmt clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The full suite with the race detector: unit, property (rapid), simulator
+# scenarios for seeds 1..20, and integration tests against real processes.
+test: lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+# Replay one runbook incident in the simulator.
+sim:
+	$(GO) run ./cmd/sim -scenario=$(SCENARIO) -seed=$(SEED)
+
+bench: bench-core bench-sim
+
+bench-core:
+	$(GO) test -run '^$$' -bench . -benchmem ./core/
+
+bench-sim:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./sim/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,304 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Execution is one attempt an agent runs through its Executor.
+type Execution struct {
+	TaskID   TaskID
+	Attempt  int
+	Spec     TaskSpec
+	Deadline time.Time // the agent stops it here and reports a timeout
+}
+
+// Executor runs executions for an agent. Start must not block; the driver
+// reports the end of every started execution through Agent.Finished. After
+// Stop the driver may still report Finished; the agent ignores it.
+type Executor interface {
+	Start(e Execution)
+	Stop(task TaskID, attempt int)
+}
+
+// AgentConfig configures the agent-side state machine.
+type AgentConfig struct {
+	ID      AgentID
+	Domain  string
+	Slots   int
+	Address string // advertised to the cp for assignments
+	// AllowExec: kind exec is refused unless set.
+	AllowExec bool
+	// HeartbeatInterval between reports; results trigger an early one.
+	HeartbeatInterval time.Duration
+	// ResultsMax bounds finished results awaiting acknowledgement.
+	ResultsMax int
+	// Incarnation must differ on every start of the agent process, so the
+	// cp can tell a restart from a reconnect.
+	Incarnation uint64
+}
+
+func (c AgentConfig) validate() error {
+	if err := ValidateAgentID(c.ID); err != nil {
+		return err
+	}
+	if err := ValidateDomain(c.Domain); err != nil {
+		return err
+	}
+	switch {
+	case c.Slots < 1 || c.Slots > 1<<16:
+		return fmt.Errorf("%w: agent slots must be in [1,65536]", ErrInvalid)
+	case c.HeartbeatInterval <= 0:
+		return fmt.Errorf("%w: agent heartbeat interval must be > 0", ErrInvalid)
+	case c.ResultsMax < 1:
+		return fmt.Errorf("%w: agent ResultsMax must be >= 1", ErrInvalid)
+	}
+	return nil
+}
+
+// AgentStats are the agent's counters.
+type AgentStats struct {
+	Accepted, Rejected, Succeeded, Failed, TimedOut, Cancelled, ResultsDropped uint64
+	HeartbeatsSent, HeartbeatsAcked                                            uint64
+}
+
+type execution struct {
+	Execution
+	startedAt time.Time
+}
+
+// Agent is the agent's state machine: it accepts assignments up to its
+// slots, runs them through an Executor, enforces their timeouts, heartbeats
+// with what it runs and reports each result until the cp acknowledges it.
+type Agent struct {
+	cfg      AgentConfig
+	exec     Executor
+	running  map[TaskID]*execution
+	pending  []Result // finished, not yet acknowledged; oldest first
+	seq      uint64
+	lastSent time.Time
+	inFlight map[uint64]time.Time // heartbeat seq → sent at, awaiting reply
+	urgent   bool
+	rtt      time.Duration
+	stopping bool
+	stats    AgentStats
+}
+
+// NewAgent returns an agent that runs work through exec.
+func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	assert(exec != nil, "agent: nil executor")
+	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true}, nil
+}
+
+// ID is the agent's id.
+func (ag *Agent) ID() AgentID { return ag.cfg.ID }
+
+// Config returns the agent's configuration.
+func (ag *Agent) Config() AgentConfig { return ag.cfg }
+
+// Stats returns the agent's counters.
+func (ag *Agent) Stats() AgentStats { return ag.stats }
+
+// Running returns the leases the agent is executing, sorted.
+func (ag *Agent) Running() []Lease {
+	out := make([]Lease, 0, len(ag.running))
+	for _, e := range ag.running {
+		out = append(out, Lease{TaskID: e.TaskID, Attempt: e.Attempt})
+	}
+	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(string(a.TaskID), string(b.TaskID)) })
+	return out
+}
+
+// PendingResults is how many results await acknowledgement.
+func (ag *Agent) PendingResults() int { return len(ag.pending) }
+
+// Assign takes an assignment from the cp and answers it.
+func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
+	ack := AssignAck{AgentID: ag.cfg.ID, TaskID: as.TaskID, Attempt: as.Attempt}
+	reject := func(reason string) AssignAck {
+		ag.stats.Rejected++
+		ack.Reason = reason
+		return ack
+	}
+	if cur, ok := ag.running[as.TaskID]; ok {
+		switch {
+		case cur.Attempt == as.Attempt: // duplicate delivery
+			ack.Accepted = true
+			return ack
+		case cur.Attempt > as.Attempt:
+			return reject(fmt.Sprintf("stale: running attempt %d", cur.Attempt))
+		}
+		// A newer attempt supersedes ours: the cp moved on.
+		ag.stopExecution(now, cur, OutcomeCancelled, "superseded by attempt "+fmt.Sprint(as.Attempt))
+	}
+	for _, r := range ag.pending {
+		if r.TaskID == as.TaskID && r.Attempt >= as.Attempt {
+			return reject(fmt.Sprintf("stale: attempt %d already finished", r.Attempt))
+		}
+	}
+	spec, err := as.Spec.Normalize(DefaultConfig())
+	switch {
+	case err != nil:
+		return reject(err.Error())
+	case ag.stopping:
+		return reject("agent is stopping")
+	case spec.Kind == KindExec && !ag.cfg.AllowExec:
+		return reject("kind exec is not allowed on this agent (start it with -allow-exec)")
+	case len(ag.running) >= ag.cfg.Slots:
+		return reject(fmt.Sprintf("all %d slots busy", ag.cfg.Slots))
+	case as.Attempt < 1:
+		return reject("attempt must be >= 1")
+	}
+	e := &execution{Execution: Execution{TaskID: as.TaskID, Attempt: as.Attempt, Spec: spec, Deadline: now.Add(spec.Timeout())}, startedAt: now}
+	ag.running[as.TaskID] = e
+	ag.stats.Accepted++
+	ag.exec.Start(e.Execution)
+	ack.Accepted = true
+	return ack
+}
+
+// Cancel stops an attempt the cp no longer wants.
+func (ag *Agent) Cancel(now time.Time, c CancelTask) {
+	if cur, ok := ag.running[c.TaskID]; ok && cur.Attempt <= c.Attempt {
+		ag.stopExecution(now, cur, OutcomeCancelled, orDefault(c.Reason, "cancelled by cp"))
+	}
+}
+
+func (ag *Agent) stopExecution(now time.Time, e *execution, outcome Outcome, reason string) {
+	ag.exec.Stop(e.TaskID, e.Attempt)
+	ag.finish(now, Result{TaskID: e.TaskID, Attempt: e.Attempt, Outcome: outcome, ExitCode: -1, Error: reason,
+		DurationMS: now.Sub(e.startedAt).Milliseconds()})
+}
+
+// Finished is the executor's report that an execution ended. Reports for
+// executions the agent already stopped are ignored.
+func (ag *Agent) Finished(now time.Time, r Result) {
+	e, ok := ag.running[r.TaskID]
+	if !ok || e.Attempt != r.Attempt {
+		return
+	}
+	if r.DurationMS == 0 {
+		r.DurationMS = now.Sub(e.startedAt).Milliseconds()
+	}
+	ag.finish(now, r)
+}
+
+func (ag *Agent) finish(now time.Time, r Result) {
+	delete(ag.running, r.TaskID)
+	switch r.Outcome {
+	case OutcomeSucceeded:
+		ag.stats.Succeeded++
+	case OutcomeTimeout:
+		ag.stats.TimedOut++
+	case OutcomeCancelled:
+		ag.stats.Cancelled++
+	default:
+		ag.stats.Failed++
+	}
+	if len(ag.pending) >= ag.cfg.ResultsMax {
+		ag.pending = slices.Delete(ag.pending, 0, 1)
+		ag.stats.ResultsDropped++
+	}
+	ag.pending = append(ag.pending, r)
+	ag.urgent = true
+}
+
+// Stop begins a graceful shutdown: no new work; running attempts finish and
+// are reported. Kill (via Cancel) what must not outlive the grace period.
+func (ag *Agent) Stop(now time.Time) {
+	ag.stopping = true
+	ag.urgent = true
+}
+
+// CancelAll stops every running attempt (end of a shutdown grace period).
+func (ag *Agent) CancelAll(now time.Time, reason string) {
+	for _, l := range ag.Running() {
+		ag.stopExecution(now, ag.running[l.TaskID], OutcomeCancelled, reason)
+	}
+}
+
+// Drained reports whether a stopping agent has nothing left to run or report.
+func (ag *Agent) Drained() bool {
+	return ag.stopping && len(ag.running) == 0 && len(ag.pending) == 0
+}
+
+// Tick enforces timeouts and returns the heartbeat to send now, if one is due.
+func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
+	var late []*execution
+	for _, e := range ag.running {
+		if !now.Before(e.Deadline) {
+			late = append(late, e)
+		}
+	}
+	slices.SortFunc(late, func(a, b *execution) int { return strings.Compare(string(a.TaskID), string(b.TaskID)) })
+	for _, e := range late {
+		ag.stopExecution(now, e, OutcomeTimeout, fmt.Sprintf("timed out after %ds", e.Spec.TimeoutSeconds))
+	}
+	due := ag.lastSent.IsZero() || now.Sub(ag.lastSent) >= ag.cfg.HeartbeatInterval
+	early := ag.urgent && len(ag.inFlight) == 0
+	if !due && !early {
+		return HeartbeatInput{}, false
+	}
+	ag.urgent = false
+	ag.seq++
+	ag.lastSent = now
+	for s, at := range ag.inFlight {
+		if now.Sub(at) > 4*ag.cfg.HeartbeatInterval {
+			delete(ag.inFlight, s) // its reply is not coming
+		}
+	}
+	ag.inFlight[ag.seq] = now
+	ag.stats.HeartbeatsSent++
+	hb := HeartbeatInput{
+		AgentID: ag.cfg.ID, Domain: ag.cfg.Domain, Slots: ag.cfg.Slots, Address: ag.cfg.Address,
+		Incarnation: ag.cfg.Incarnation, Seq: ag.seq, Running: ag.Running(), Results: slices.Clone(ag.pending),
+		RTTMillis: ag.rtt.Milliseconds(), Stopping: ag.stopping, AllowsExec: ag.cfg.AllowExec,
+	}
+	return hb, true
+}
+
+// HeartbeatReplied takes the cp's reply to heartbeat seq.
+func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatReply) {
+	if at, ok := ag.inFlight[seq]; ok {
+		ag.rtt = now.Sub(at)
+		delete(ag.inFlight, seq)
+	}
+	ag.stats.HeartbeatsAcked++
+	if len(reply.Acked) > 0 {
+		ag.pending = slices.DeleteFunc(ag.pending, func(r Result) bool {
+			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+		})
+	}
+	for _, c := range reply.Cancel {
+		ag.Cancel(now, CancelTask{TaskID: c.TaskID, Attempt: c.Attempt, Reason: "cp does not know this attempt"})
+	}
+	if len(ag.pending) > 0 {
+		ag.urgent = true
+	}
+}
+
+// HeartbeatFailed tells the agent that heartbeat seq got no reply (transport
+// error); the next one goes out at the usual interval.
+func (ag *Agent) HeartbeatFailed(now time.Time, seq uint64) { delete(ag.inFlight, seq) }
+
+// NextWake is the latest time by which the driver should call Tick again.
+func (ag *Agent) NextWake(now time.Time) time.Time {
+	next := ag.lastSent.Add(ag.cfg.HeartbeatInterval)
+	if ag.urgent && len(ag.inFlight) == 0 {
+		next = now
+	}
+	for _, e := range ag.running {
+		if e.Deadline.Before(next) {
+			next = e.Deadline
+		}
+	}
+	if next.Before(now) {
+		next = now
+	}
+	return next
+}

@@ -1,0 +1,416 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+const quarantineByHealth = "health"
+
+func (cp *ControlPlane) domain(name string) *domainRecord {
+	d, ok := cp.domains[name]
+	if !ok {
+		d = &domainRecord{health: NewDomainHealth(cp.cfg.Domains, name, cp.now)}
+		cp.domains[name] = d
+		i, _ := slices.BinarySearch(cp.domainNames, name)
+		cp.domainNames = slices.Insert(cp.domainNames, i, name)
+	}
+	return d
+}
+
+// reindex puts a back in (or takes it out of) its domain's placement index
+// after anything that changes its eligibility or free slots.
+func (cp *ControlPlane) reindex(a *agentRecord) {
+	d := cp.domains[a.domain]
+	d.index.remove(a)
+	if a.eligible() {
+		d.index.insert(a)
+	}
+}
+
+// Heartbeat takes an agent's report: it registers unknown agents, reconnects
+// disconnected ones, applies results (fenced by attempt), confirms running
+// attempts and tells the agent which attempts to stop.
+func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatReply, error) {
+	now = cp.advance(now)
+	if err := hb.validate(cp.cfg); err != nil {
+		return HeartbeatReply{}, err
+	}
+	var reply HeartbeatReply
+	a, known := cp.agents[hb.AgentID]
+	if !known {
+		if len(cp.agents) >= cp.cfg.AgentsMax {
+			return HeartbeatReply{}, fmt.Errorf("%w: %d agents registered", ErrAgentsFull, len(cp.agents))
+		}
+		if _, ok := cp.domains[hb.Domain]; !ok && len(cp.domains) >= cp.cfg.Domains.DomainsMax {
+			return HeartbeatReply{}, fmt.Errorf("%w: %d domains known", ErrAgentsFull, len(cp.domains))
+		}
+		a = cp.register(now, hb)
+		reply.Registered = true
+	} else if a.domain != hb.Domain {
+		if len(a.running) > 0 {
+			return HeartbeatReply{}, fmt.Errorf("%w: agent %s moved from domain %s to %s with %d tasks in flight",
+				ErrConflict, a.id, a.domain, hb.Domain, len(a.running))
+		}
+		cp.forgetAgent(a, "re-registered in domain "+hb.Domain)
+		a = cp.register(now, hb)
+		reply.Registered = true
+	}
+
+	restarted := known && hb.Incarnation != a.incarnation
+	stale := !restarted && known && hb.Seq <= a.lastSeq && hb.Seq != 0
+	a.lastHeartbeat = now
+	a.health.Heartbeat(now, time.Duration(hb.RTTMillis)*time.Millisecond)
+	if !a.connected {
+		cp.becomeConnected(a, restarted)
+	}
+	if restarted {
+		reply.Registered = true
+		cp.record(Event{Kind: EventAgent, Type: "agent.restarted", AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
+			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
+		a.incarnation, a.lastSeq = hb.Incarnation, 0
+	}
+	if hb.Seq > a.lastSeq {
+		a.lastSeq = hb.Seq
+	}
+	d := cp.domains[a.domain]
+	if a.slots != hb.Slots {
+		d.slots += hb.Slots - a.slots
+		a.slots = hb.Slots
+	}
+	a.address, a.allowsExec = hb.Address, hb.AllowsExec
+	if hb.Stopping && !a.stopping {
+		cp.record(Event{Kind: EventAgent, Type: "agent.stopping", AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
+	}
+	a.stopping = hb.Stopping
+
+	for _, r := range hb.Results {
+		cp.applyResult(now, a, r)
+		reply.Acked = append(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+	}
+	reported := make(map[TaskID]bool, len(hb.Running))
+	for _, l := range hb.Running {
+		reported[l.TaskID] = true
+		t, ok := cp.tasks[l.TaskID]
+		if !ok || t.State.Terminal() || t.AgentID != a.id || t.Attempt != l.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
+			// The agent runs something the cp does not know or no longer
+			// wants: stop it.
+			reply.Cancel = append(reply.Cancel, l)
+			cp.stats.UnknownCancelled++
+			continue
+		}
+		if t.State == TaskAssigned {
+			t.confirmed = true
+			cp.setState(t, TaskRunning, ActorAgent, "")
+		}
+	}
+	if !stale {
+		// Attempts leased to the agent that a fresh heartbeat neither runs
+		// nor reports finished are lost: after a restart at once, otherwise
+		// once the agent had the time to hear of them.
+		var lost []*taskRecord
+		for _, t := range a.running {
+			if reported[t.ID] {
+				continue
+			}
+			if restarted || t.State == TaskRunning || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
+				lost = append(lost, t)
+			}
+		}
+		sortTasks(lost)
+		for _, t := range lost {
+			cp.requeue(t, false, ActorReconcile, "agent no longer runs attempt "+fmt.Sprint(t.Attempt))
+		}
+	}
+	cp.reindex(a)
+	cp.schedule(now)
+	return reply, nil
+}
+
+func sortTasks(ts []*taskRecord) {
+	slices.SortFunc(ts, func(a, b *taskRecord) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+}
+
+func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord {
+	a := &agentRecord{
+		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
+		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantineDec: now,
+		health: NewHealthWindow(cp.cfg.Health, cp.cfg.HeartbeatInterval, now),
+	}
+	a.score = HealthScore{Score: 1, Heartbeat: 1, Success: 1, Flaps: 1, Latency: 1}
+	cp.agents[a.id] = a
+	i, _ := slices.BinarySearch(cp.agentIDs, a.id)
+	cp.agentIDs = slices.Insert(cp.agentIDs, i, a.id)
+	d := cp.domain(a.domain)
+	d.agents++
+	d.disconnected++ // becomeConnected below counts it back
+	d.slots += a.slots
+	cp.record(Event{Kind: EventAgent, Type: "agent.registered", AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
+		Reason: fmt.Sprintf("%d slots", a.slots)})
+	return a
+}
+
+func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
+	a.connected, a.lost, a.connectedSince = true, false, cp.now
+	cp.domains[a.domain].disconnected--
+	cp.stats.AgentConnects++
+	reason := "heartbeat"
+	if restarted {
+		reason = "heartbeat after restart"
+	}
+	cp.record(Event{Kind: EventAgent, Type: "agent.connected", AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: reason})
+}
+
+func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
+	a.connected, a.disconnectedAt = false, cp.now
+	cp.domains[a.domain].disconnected++
+	if flap {
+		a.health.Flap(cp.now)
+	}
+	cp.stats.AgentDisconnects++
+	cp.reindex(a)
+	cp.record(Event{Kind: EventAgent, Type: "agent.disconnected", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
+}
+
+// forgetAgent drops an agent with no tasks from the registry.
+func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
+	assert(len(a.running) == 0, "forget agent %s with %d tasks", a.id, len(a.running))
+	d := cp.domains[a.domain]
+	d.index.remove(a)
+	d.agents--
+	d.slots -= a.slots
+	if !a.connected {
+		d.disconnected--
+	}
+	if a.quarantined && a.quarantineBy == quarantineByHealth {
+		d.quarantined--
+	}
+	delete(cp.agents, a.id)
+	i, ok := slices.BinarySearch(cp.agentIDs, a.id)
+	assert(ok, "agent %s not in sorted ids", a.id)
+	cp.agentIDs = slices.Delete(cp.agentIDs, i, i+1)
+	cp.record(Event{Kind: EventAgent, Type: "agent.forgotten", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
+}
+
+// AssignAcked takes an agent's answer to an assignment.
+func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
+	now = cp.advance(now)
+	t, ok := cp.tasks[ack.TaskID]
+	if !ok {
+		return fmt.Errorf("%w: task %q", ErrNotFound, ack.TaskID)
+	}
+	if t.AgentID != ack.AgentID || t.Attempt != ack.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
+		cp.stats.StaleIgnored++
+		cp.record(Event{Kind: EventTask, Type: "task.stale_ignored", TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
+			Actor: ActorAgent, Reason: fmt.Sprintf("assignment ack for attempt %d, current is %d", ack.Attempt, t.Attempt)})
+		return nil
+	}
+	if !ack.Accepted {
+		t.rejectedBy = append(t.rejectedBy, ack.AgentID)
+		cp.requeue(t, false, ActorAgent, "rejected by agent: "+truncate(ack.Reason, 200))
+		cp.schedule(now)
+		return nil
+	}
+	if t.State == TaskAssigned {
+		t.confirmed = true
+		cp.setState(t, TaskRunning, ActorAgent, "")
+	}
+	return nil
+}
+
+// applyResult applies one result, fenced by attempt.
+func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
+	t, ok := cp.tasks[r.TaskID]
+	if !ok || t.AgentID != a.id || t.Attempt != r.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
+		cp.stats.StaleIgnored++
+		cur := 0
+		if ok {
+			cur = t.Attempt
+		}
+		cp.record(Event{Kind: EventTask, Type: "task.stale_ignored", TaskID: r.TaskID, AgentID: a.id, Attempt: r.Attempt,
+			Actor: ActorAgent, Reason: fmt.Sprintf("result %s for attempt %d ignored (current attempt %d)", r.Outcome, r.Attempt, cur)})
+		return
+	}
+	t.ExitCode = r.ExitCode
+	t.Output = tail(r.Output, cp.cfg.OutputBytesMax)
+	d := cp.domains[a.domain]
+	rec := &t.Attempts[len(t.Attempts)-1]
+	rec.EndedAt, rec.Outcome, rec.Error = now, r.Outcome, truncate(r.Error, resultErrorMax)
+	switch r.Outcome {
+	case OutcomeSucceeded:
+		a.health.Result(now, t.ID, true)
+		d.health.Result(now, t.ID, true)
+		cp.releaseLease(t)
+		cp.setState(t, TaskSucceeded, ActorAgent, "")
+	case OutcomeFailed, OutcomeTimeout:
+		a.health.Result(now, t.ID, false)
+		d.health.Result(now, t.ID, false)
+		cp.fail(t, fmt.Sprintf("attempt %d %s on %s: %s", t.Attempt, r.Outcome, a.id, truncate(r.Error, 200)))
+	case OutcomeRejected:
+		t.rejectedBy = append(t.rejectedBy, a.id)
+		cp.requeue(t, false, ActorAgent, "rejected by agent: "+truncate(r.Error, 200))
+	case OutcomeCancelled:
+		// The agent stopped it on its own (shutting down): not the task's fault.
+		cp.requeue(t, false, ActorAgent, "stopped by agent: "+truncate(r.Error, 200))
+	}
+}
+
+// fail counts a failed attempt: retry elsewhere, or end the task.
+func (cp *ControlPlane) fail(t *taskRecord, reason string) {
+	t.Failures++
+	if !slices.Contains(t.failedOn, t.AgentID) {
+		t.failedOn = append(t.failedOn, t.AgentID)
+	}
+	switch {
+	case len(t.failedOn) >= cp.cfg.PoisonAgents:
+		cp.forgivePoison(t)
+		cp.releaseLease(t)
+		cp.setState(t, TaskDead, ActorScheduler, fmt.Sprintf("poison: failed on %d different agents; last: %s", len(t.failedOn), reason))
+	case t.Failures >= t.Spec.MaxAttempts && t.Spec.MaxAttempts == 1:
+		cp.releaseLease(t)
+		cp.setState(t, TaskFailed, ActorScheduler, reason)
+	case t.Failures >= t.Spec.MaxAttempts:
+		cp.releaseLease(t)
+		cp.setState(t, TaskDead, ActorScheduler, fmt.Sprintf("out of attempts (%d); last: %s", t.Failures, reason))
+	default:
+		cp.requeue(t, false, ActorScheduler, reason)
+	}
+}
+
+// forgivePoison removes a poison task's failures from the health of the
+// agents and domains it failed on.
+func (cp *ControlPlane) forgivePoison(t *taskRecord) {
+	cp.stats.PoisonTasks++
+	seen := map[string]bool{}
+	for _, id := range t.failedOn {
+		if a, ok := cp.agents[id]; ok {
+			a.health.Forgive(t.ID)
+			if !seen[a.domain] {
+				seen[a.domain] = true
+				cp.domains[a.domain].health.Forgive(t.ID)
+			}
+		}
+	}
+}
+
+// releaseLease detaches t's current attempt from its agent.
+func (cp *ControlPlane) releaseLease(t *taskRecord) {
+	a := cp.agents[t.AgentID]
+	assert(a != nil && a.running[t.ID] == t, "task %s: lease on %s not held", t.ID, t.AgentID)
+	delete(a.running, t.ID)
+	d := cp.domains[a.domain]
+	d.inFlight--
+	cp.inFlight--
+	cp.reindex(a)
+}
+
+// requeue puts t back in the queue for another attempt, or ends it when it
+// has used every attempt it may. penalty counts the attempt against
+// max_attempts (stuck workers); agent losses and rejections do not, but every
+// attempt counts against TaskAttemptsMax.
+func (cp *ControlPlane) requeue(t *taskRecord, penalty bool, actor, reason string) {
+	if t.State == TaskAssigned || t.State == TaskRunning {
+		if rec := &t.Attempts[len(t.Attempts)-1]; rec.EndedAt.IsZero() {
+			rec.EndedAt, rec.Error = cp.now, truncate(reason, resultErrorMax)
+		}
+		cp.releaseLease(t)
+	}
+	if penalty {
+		t.Failures++
+		if t.Failures >= t.Spec.MaxAttempts {
+			cp.setState(t, TaskDead, actor, fmt.Sprintf("out of attempts (%d); last: %s", t.Failures, reason))
+			return
+		}
+	}
+	if t.Attempt >= cp.cfg.TaskAttemptsMax {
+		cp.setState(t, TaskDead, actor, fmt.Sprintf("gave up after %d attempts; last: %s", t.Attempt, reason))
+		return
+	}
+	t.confirmed, t.probe = false, false
+	if err := cp.queue.Push(&t.queueItem, cp.now); err != nil {
+		// The queue is full of newer work. Requeued work is already
+		// accepted, so it must not be dropped: it ends visibly instead.
+		cp.setState(t, TaskFailed, actor, "requeue refused, queue full; last: "+reason)
+		return
+	}
+	t.EnqueuedAt = cp.now
+	cp.stats.Requeues++
+	cp.setState(t, TaskQueued, actor, reason)
+}
+
+// QuarantineInput is an operator's request to quarantine or release an agent.
+type QuarantineInput struct {
+	AgentID AgentID `json:"agent_id"`
+	Actor   string  `json:"actor,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+}
+
+// Quarantine takes an agent out of placement on an operator's word. Operator
+// quarantines are not subject to the per-domain cap and last until released.
+func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
+	now = cp.advance(now)
+	a, ok := cp.agents[in.AgentID]
+	if !ok {
+		return fmt.Errorf("%w: agent %q", ErrNotFound, in.AgentID)
+	}
+	if a.quarantined && a.quarantineBy == ActorOperator {
+		return fmt.Errorf("%w: agent %s is already quarantined by an operator", ErrConflict, a.id)
+	}
+	if a.quarantined {
+		cp.domains[a.domain].quarantined--
+	}
+	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, ActorOperator, now, time.Time{}
+	cp.reindex(a)
+	cp.stats.Quarantines++
+	cp.record(Event{Kind: EventAgent, Type: "agent.quarantined", AgentID: a.id, Domain: a.domain,
+		Actor: orDefault(in.Actor, ActorOperator), Reason: orDefault(in.Reason, "operator request")})
+	return nil
+}
+
+// Release returns a quarantined agent to placement on an operator's word.
+func (cp *ControlPlane) Release(now time.Time, in QuarantineInput) error {
+	now = cp.advance(now)
+	a, ok := cp.agents[in.AgentID]
+	if !ok {
+		return fmt.Errorf("%w: agent %q", ErrNotFound, in.AgentID)
+	}
+	if !a.quarantined {
+		return fmt.Errorf("%w: agent %s is not quarantined", ErrConflict, a.id)
+	}
+	cp.release(a, orDefault(in.Actor, ActorOperator), orDefault(in.Reason, "operator request"))
+	cp.schedule(now)
+	return nil
+}
+
+func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
+	if a.quarantineBy == quarantineByHealth {
+		cp.domains[a.domain].quarantined--
+	}
+	a.quarantined, a.quarantineBy = false, ""
+	a.quarantineDec = cp.now
+	cp.reindex(a)
+	cp.record(Event{Kind: EventAgent, Type: "agent.released", AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}

@@ -1,0 +1,504 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// taskRecord is the control plane's mutable task: the public Task plus the
+// queue handle and lease bookkeeping.
+type taskRecord struct {
+	queueItem
+	Task
+	failedOn   []AgentID // distinct agents an attempt failed on (poison detection)
+	rejectedBy []AgentID // agents that refused the task (not its fault, never retried there)
+	assignedAt time.Time
+	confirmed  bool // the agent reported the current attempt
+	probe      bool // dispatched as a probe into a PROBING domain
+	cancelling bool
+}
+
+// agentRecord is what the control plane knows about one agent.
+type agentRecord struct {
+	id          AgentID
+	domain      string
+	slots       int
+	address     string
+	allowsExec  bool
+	incarnation uint64
+	lastSeq     uint64
+
+	connected      bool
+	stopping       bool
+	registeredAt   time.Time
+	connectedSince time.Time
+	lastHeartbeat  time.Time
+	disconnectedAt time.Time
+	lost           bool // its tasks were rescheduled after LostAfter
+
+	running map[TaskID]*taskRecord // attempts leased to it
+
+	health         *HealthWindow
+	score          HealthScore
+	quarantined    bool
+	quarantineBy   string // ActorOperator or "health"
+	quarantinedAt  time.Time
+	quarantineTill time.Time
+	quarantineN    int       // n of the latest health quarantine; decays
+	quarantineDec  time.Time // when quarantineN last decayed or was set
+
+	// placement index links
+	indexed          bool
+	idxFree          int
+	idxPrev, idxNext *agentRecord
+}
+
+func (a *agentRecord) free() int { return a.slots - len(a.running) }
+
+func (a *agentRecord) eligible() bool {
+	return a.connected && !a.quarantined && !a.stopping && a.free() > 0
+}
+
+// domainRecord is a failure domain: its isolation state machine, its
+// placement index and its counts.
+type domainRecord struct {
+	health       *DomainHealth
+	index        domainIndex
+	agents       int // known agents
+	disconnected int
+	slots        int // total slots of known agents
+	inFlight     int // tasks ASSIGNED or RUNNING in the domain
+	quarantined  int // health quarantines (operator ones aside)
+}
+
+type modeState struct {
+	Mode   Mode
+	SetBy  string
+	Reason string
+	Since  time.Time
+}
+
+// ControlPlane is the control plane's state machine. See the package doc.
+type ControlPlane struct {
+	cfg Config
+	now time.Time // latest time seen; inputs may not go back in time
+
+	tasks       map[TaskID]*taskRecord
+	terminalIDs []TaskID // terminal tasks in the order they ended, for eviction
+	terminalOff int
+	taskSeq     uint64
+	queue       *Queue
+	idem        *IdempotencyCache
+	timeline    *Timeline
+
+	agents      map[AgentID]*agentRecord
+	agentIDs    []AgentID // sorted
+	domains     map[string]*domainRecord
+	domainNames []string // sorted
+	inFlight    int
+
+	mode            modeState
+	queueHighSince  time.Time
+	queueLowSince   time.Time
+	paused          bool
+	pausedReason    string
+	lastHealthEval  time.Time
+	blocked         map[string]Decision // per queue domain key: why its head waits
+	outbox          []Outbound
+	stats           Stats
+	skipKeys        []string // scratch for schedule
+	expiredScratch  []*taskRecord
+	observer        func(Event)
+	lastTickApplied time.Time
+}
+
+// NewControlPlane validates cfg and returns an empty control plane whose mode
+// is cfg.InitialMode, set by config.
+func NewControlPlane(cfg Config, now time.Time) (*ControlPlane, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{
+		cfg:      cfg,
+		now:      now,
+		tasks:    make(map[TaskID]*taskRecord),
+		queue:    NewQueue(cfg.QueueCapacity, cfg.AgingInterval),
+		idem:     NewIdempotencyCache(cfg.IdempotencyTTL, cfg.IdempotencyKeysMax),
+		timeline: NewTimeline(cfg.TimelineEventsMax),
+		agents:   make(map[AgentID]*agentRecord),
+		domains:  make(map[string]*domainRecord),
+		blocked:  make(map[string]Decision),
+		mode:     modeState{Mode: cfg.InitialMode, SetBy: ActorConfig, Reason: "initial mode", Since: now},
+	}
+	cp.stats.SubmitRefused = map[string]uint64{}
+	cp.stats.Decisions = map[string]uint64{}
+	cp.stats.TasksEnded = map[TaskState]uint64{}
+	cp.record(Event{Kind: EventMode, Type: "mode.changed", To: string(cfg.InitialMode), Actor: ActorConfig, Reason: "initial mode"})
+	return cp, nil
+}
+
+// Config returns the configuration the control plane runs with.
+func (cp *ControlPlane) Config() Config { return cp.cfg }
+
+// Timeline gives read access to the audit timeline.
+func (cp *ControlPlane) Timeline() *Timeline { return cp.timeline }
+
+// OnEvent registers fn to see every timeline event as it is recorded (the
+// daemons log from it, the simulator traces from it). fn must not call back
+// into the control plane.
+func (cp *ControlPlane) OnEvent(fn func(Event)) { cp.observer = fn }
+
+// TakeOutbox returns the messages for agents produced so far and clears it.
+func (cp *ControlPlane) TakeOutbox() []Outbound {
+	out := cp.outbox
+	cp.outbox = nil
+	return out
+}
+
+// advance moves the control plane's notion of time forward; time never goes
+// backwards inside the core even if a driver's clock does.
+func (cp *ControlPlane) advance(now time.Time) time.Time {
+	if now.After(cp.now) {
+		cp.now = now
+	}
+	return cp.now
+}
+
+func (cp *ControlPlane) record(e Event) {
+	e.Time = cp.now
+	e = cp.timeline.Append(e)
+	if cp.observer != nil {
+		cp.observer(e)
+	}
+}
+
+// setState moves t to state `to` and records it once on the timeline.
+func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason string) {
+	from := t.State
+	assert(!from.Terminal(), "task %s: transition %v→%v out of a terminal state", t.ID, from, to)
+	t.State, t.UpdatedAt = to, cp.now
+	if reason != "" || to == TaskQueued {
+		t.Reason = reason
+	}
+	cp.record(Event{Kind: EventTask, Type: "task." + strings.ToLower(to.String()), TaskID: t.ID,
+		AgentID: t.AgentID, Domain: t.Spec.Domain, Attempt: t.Attempt, From: from.String(), To: to.String(), Actor: actor, Reason: reason})
+	if to.Terminal() {
+		cp.terminalIDs = append(cp.terminalIDs, t.ID)
+		cp.stats.TasksEnded[to]++
+	}
+}
+
+// SubmitInput asks for a new task.
+type SubmitInput struct {
+	Spec           TaskSpec `json:"spec"`
+	IdempotencyKey string   `json:"idempotency_key,omitempty"`
+}
+
+// Submit validates and enqueues a task. With an idempotency key seen before
+// and the same spec it returns the original task and replayed=true. A refused
+// submission changes nothing but the refusal counters.
+func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replayed bool, err error) {
+	now = cp.advance(now)
+	defer func() {
+		if err != nil {
+			cp.stats.SubmitRefused[refusalKind(err)]++
+		}
+	}()
+	spec, err := in.Spec.Normalize(cp.cfg)
+	if err != nil {
+		return Task{}, false, err
+	}
+	if len(in.IdempotencyKey) > idempotencyKeyMax {
+		return Task{}, false, fmt.Errorf("%w: idempotency key longer than %d bytes", ErrInvalid, idempotencyKeyMax)
+	}
+	if in.IdempotencyKey != "" {
+		id, found, err := cp.idem.Lookup(now, in.IdempotencyKey, spec)
+		if err != nil {
+			return Task{}, false, fmt.Errorf("%w: key %q belongs to task %s", err, in.IdempotencyKey, id)
+		}
+		if found {
+			if t, ok := cp.tasks[id]; ok {
+				cp.stats.SubmitReplayed++
+				return t.Task.clone(), true, nil
+			}
+			cp.idem.Forget(in.IdempotencyKey) // task record evicted: key is void
+		}
+	}
+	switch cp.mode.Mode {
+	case ModeReadOnly, ModeDraining:
+		return Task{}, false, fmt.Errorf("%w: the scheduler is %s (set by %s: %s), not accepting submissions",
+			ErrModeRefused, cp.mode.Mode, cp.mode.SetBy, cp.mode.Reason)
+	case ModeDegraded:
+		if spec.Priority == PriorityLow {
+			return Task{}, false, fmt.Errorf("%w (%s)", ErrLowPriorityShed, cp.mode.Reason)
+		}
+	}
+	if cp.queue.Len() >= cp.queue.Cap() {
+		return Task{}, false, fmt.Errorf("%w: %d of %d queued", ErrQueueFull, cp.queue.Len(), cp.queue.Cap())
+	}
+	cp.evictTasks()
+	if len(cp.tasks) >= cp.cfg.TasksMax {
+		return Task{}, false, fmt.Errorf("%w: %d tasks held, none finished to forget", ErrQueueFull, len(cp.tasks))
+	}
+	cp.taskSeq++
+	t := &taskRecord{Task: Task{
+		ID: TaskID(fmt.Sprintf("t-%06d", cp.taskSeq)), IdempotencyKey: in.IdempotencyKey, Spec: spec,
+		State: TaskQueued, SubmittedAt: now, UpdatedAt: now,
+	}}
+	t.queueItem = queueItem{id: t.ID, prio: spec.Priority, domain: spec.Domain}
+	err = cp.queue.Push(&t.queueItem, now)
+	assert(err == nil, "queue push after capacity check: %v", err)
+	t.EnqueuedAt = now
+	cp.tasks[t.ID] = t
+	if in.IdempotencyKey != "" {
+		cp.idem.Put(now, in.IdempotencyKey, t.ID, spec)
+	}
+	cp.stats.SubmitAccepted++
+	cp.record(Event{Kind: EventTask, Type: "task.queued", TaskID: t.ID, Domain: spec.Domain, To: TaskQueued.String(), Actor: ActorClient, Reason: "submitted"})
+	cp.schedule(now)
+	return t.Task.clone(), false, nil
+}
+
+func refusalKind(err error) string {
+	for _, k := range []struct {
+		e    error
+		name string
+	}{{ErrQueueFull, "queue_full"}, {ErrLowPriorityShed, "degraded"}, {ErrModeRefused, "mode"},
+		{ErrIdempotencyConflict, "idempotency_conflict"}, {ErrInvalid, "invalid"}} {
+		if errorsIs(err, k.e) {
+			return k.name
+		}
+	}
+	return "other"
+}
+
+// evictTasks forgets the oldest terminal tasks while more than TasksMax-1 are held.
+func (cp *ControlPlane) evictTasks() {
+	for len(cp.tasks) >= cp.cfg.TasksMax && cp.terminalOff < len(cp.terminalIDs) {
+		id := cp.terminalIDs[cp.terminalOff]
+		cp.terminalIDs[cp.terminalOff] = ""
+		cp.terminalOff++
+		if t, ok := cp.tasks[id]; ok {
+			if t.IdempotencyKey != "" {
+				cp.idem.Forget(t.IdempotencyKey)
+			}
+			delete(cp.tasks, id)
+			cp.stats.TasksEvicted++
+		}
+	}
+	if cp.terminalOff > 1024 && cp.terminalOff*2 > len(cp.terminalIDs) {
+		cp.terminalIDs = append(cp.terminalIDs[:0:0], cp.terminalIDs[cp.terminalOff:]...)
+		cp.terminalOff = 0
+	}
+}
+
+// CancelInput asks to cancel a task.
+type CancelInput struct {
+	TaskID TaskID `json:"task_id"`
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Cancel marks a task CANCELLED; a running attempt is told to stop.
+func (cp *ControlPlane) Cancel(now time.Time, in CancelInput) (Task, error) {
+	now = cp.advance(now)
+	t, ok := cp.tasks[in.TaskID]
+	if !ok {
+		return Task{}, fmt.Errorf("%w: task %q", ErrNotFound, in.TaskID)
+	}
+	if cp.mode.Mode == ModeReadOnly {
+		return Task{}, fmt.Errorf("%w: the scheduler is READ_ONLY, task changes are refused", ErrModeRefused)
+	}
+	if t.State.Terminal() {
+		return t.Task.clone(), fmt.Errorf("%w: task %s is already %s", ErrConflict, t.ID, t.State)
+	}
+	actor := orDefault(in.Actor, ActorClient)
+	cp.cancelTask(t, actor, orDefault(in.Reason, "cancelled by "+actor))
+	cp.schedule(now)
+	return t.Task.clone(), nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// cancelTask ends t as CANCELLED wherever it is.
+func (cp *ControlPlane) cancelTask(t *taskRecord, actor, reason string) {
+	switch t.State {
+	case TaskQueued:
+		cp.queue.Remove(&t.queueItem)
+	case TaskAssigned, TaskRunning:
+		cp.sendCancel(t, reason)
+		cp.releaseLease(t)
+	}
+	cp.setState(t, TaskCancelled, actor, reason)
+}
+
+func (cp *ControlPlane) sendCancel(t *taskRecord, reason string) {
+	a := cp.agents[t.AgentID]
+	addr := ""
+	if a != nil {
+		addr = a.address
+	}
+	cp.outbox = append(cp.outbox, Outbound{To: t.AgentID, Address: addr, Cancel: &CancelTask{TaskID: t.ID, Attempt: t.Attempt, Reason: reason}})
+}
+
+// PurgeInput selects queued tasks to cancel. Exactly one of All, Domain and
+// OlderThan must be set.
+type PurgeInput struct {
+	All       bool          `json:"all,omitempty"`
+	Domain    string        `json:"domain,omitempty"`
+	OlderThan time.Duration `json:"older_than,omitempty"`
+	Actor     string        `json:"actor,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+}
+
+func (p PurgeInput) validate() error {
+	n := 0
+	if p.All {
+		n++
+	}
+	if p.Domain != "" {
+		n++
+		if err := ValidateDomain(p.Domain); err != nil {
+			return err
+		}
+	}
+	if p.OlderThan != 0 {
+		n++
+		if p.OlderThan < 0 {
+			return fmt.Errorf("%w: older_than must be positive", ErrInvalid)
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: purge needs exactly one filter: all, domain or older_than_seconds", ErrInvalid)
+	}
+	return nil
+}
+
+// Purge cancels every queued task the filter selects and records it, both per
+// task and as one queue event. It returns how many were purged.
+func (cp *ControlPlane) Purge(now time.Time, in PurgeInput) (int, error) {
+	now = cp.advance(now)
+	if err := in.validate(); err != nil {
+		return 0, err
+	}
+	actor := orDefault(in.Actor, ActorOperator)
+	reason := orDefault(in.Reason, "queue purge")
+	var victims []*taskRecord
+	cp.queue.Each(func(it *queueItem) {
+		switch {
+		case in.All, in.Domain != "" && it.domain == in.Domain, in.OlderThan > 0 && now.Sub(it.enqueuedAt) >= in.OlderThan:
+			victims = append(victims, cp.tasks[it.id])
+		}
+	})
+	for _, t := range victims {
+		cp.cancelTask(t, actor, reason)
+	}
+	filter := "all"
+	switch {
+	case in.Domain != "":
+		filter = "domain=" + in.Domain
+	case in.OlderThan > 0:
+		filter = "older_than=" + in.OlderThan.String()
+	}
+	cp.stats.TasksPurged += uint64(len(victims))
+	cp.record(Event{Kind: EventQueue, Type: "queue.purged", Domain: in.Domain, Actor: actor, Reason: reason + " (" + filter + ")", Count: len(victims)})
+	return len(victims), nil
+}
+
+// SetModeInput is an operator's (or config's) mode change.
+type SetModeInput struct {
+	Mode   Mode   `json:"mode"`
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// SetMode changes the mode on behalf of an operator. It records who and why.
+func (cp *ControlPlane) SetMode(now time.Time, in SetModeInput) error {
+	now = cp.advance(now)
+	if _, err := ParseMode(string(in.Mode)); err != nil {
+		return err
+	}
+	if len(in.Reason) > 512 {
+		return fmt.Errorf("%w: reason longer than 512 bytes", ErrInvalid)
+	}
+	actor := orDefault(in.Actor, ActorOperator)
+	assert(actor != ActorSelfProtection, "SetMode is not for self-protection")
+	cp.setMode(in.Mode, actor, orDefault(in.Reason, "set by "+actor))
+	cp.schedule(now)
+	return nil
+}
+
+func (cp *ControlPlane) setMode(m Mode, actor, reason string) {
+	from := cp.mode.Mode
+	cp.mode = modeState{Mode: m, SetBy: actor, Reason: reason, Since: cp.now}
+	cp.queueHighSince, cp.queueLowSince = time.Time{}, time.Time{}
+	cp.stats.ModeChanges++
+	cp.record(Event{Kind: EventMode, Type: "mode.changed", From: string(from), To: string(m), Actor: actor, Reason: reason})
+}
+
+// selfProtectionMay reports whether self-protection may change the current
+// mode: only NORMAL (whoever set it: an operator's NORMAL hands control back)
+// or a DEGRADED it set itself. It never overrides READ_ONLY, DRAINING or an
+// operator's DEGRADED.
+func (cp *ControlPlane) selfProtectionMay() bool {
+	return cp.mode.Mode == ModeNormal || cp.mode.Mode == ModeDegraded && cp.mode.SetBy == ActorSelfProtection
+}
+
+// Mode returns the current mode, who set it and why.
+func (cp *ControlPlane) Mode() (Mode, string, string) {
+	return cp.mode.Mode, cp.mode.SetBy, cp.mode.Reason
+}
+
+// Task returns a copy of a task.
+func (cp *ControlPlane) Task(id TaskID) (Task, bool) {
+	t, ok := cp.tasks[id]
+	if !ok {
+		return Task{}, false
+	}
+	out := t.Task.clone()
+	if t.State == TaskQueued {
+		if d, ok := cp.blocked[t.domain]; ok {
+			out.LastDecision = &d
+		}
+	}
+	return out, true
+}
+
+// TaskFilter selects tasks for listing.
+type TaskFilter struct {
+	State  *TaskState
+	Domain string
+	After  TaskID // for paging: ids strictly after this one
+	Limit  int    // 0 means 100; at most 1000
+}
+
+// Tasks lists tasks by id order.
+func (cp *ControlPlane) Tasks(f TaskFilter) []Task {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	ids := make([]TaskID, 0, len(cp.tasks))
+	for id, t := range cp.tasks {
+		if (f.State == nil || t.State == *f.State) && (f.Domain == "" || t.Spec.Domain == f.Domain) && id > f.After {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	out := make([]Task, len(ids))
+	for i, id := range ids {
+		out[i], _ = cp.Task(id)
+	}
+	return out
+}

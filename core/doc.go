@@ -1,0 +1,32 @@
+// Package core holds all of FluxForge's scheduling logic as pure,
+// deterministic state machines: the task queue, placement, leases and
+// reconcile, agent health and quarantine, domain isolation, scheduler modes
+// and self-protection, the idempotency cache and the audit timeline, plus the
+// agent's own decision logic.
+//
+// Core does no I/O, starts no goroutines, never reads the wall clock and owns
+// no global randomness. Time is always a parameter. That is what lets the very
+// same code run inside the cp and agent daemons, inside the seeded simulator
+// and inside property-based tests.
+//
+// # Usage
+//
+// A driver (daemon or simulator) owns a *ControlPlane and feeds it inputs:
+//
+//	cp, err := core.NewControlPlane(core.DefaultConfig())
+//	task, replayed, err := cp.Submit(now, core.SubmitInput{Spec: spec})
+//	reply := cp.Heartbeat(now, hb)      // an agent reported in
+//	cp.Tick(now)                        // time advanced: reconcile
+//	for _, m := range cp.TakeOutbox() { // messages for agents
+//		transport.Send(m.To, m)
+//	}
+//	events := cp.Timeline().Since(lastSeq, 0) // what happened, in order
+//
+// Every input is a plain, serializable value (see Input and Apply), so a
+// sequence of inputs can be logged and replayed exactly. The agent side is the
+// same shape: *Agent takes assignments, executor completions and ticks, and
+// returns the executions to start or stop and the heartbeats to send.
+//
+// ControlPlane and Agent are not safe for concurrent use: the driver
+// serializes access, as etcd's raft RawNode does.
+package core

@@ -1,0 +1,282 @@
+package core
+
+import (
+	"fmt"
+	"time"
+)
+
+// Tick advances time to now and reconciles: agents that went silent are
+// disconnected, lost agents' tasks and stuck or unconfirmed attempts are
+// requeued, health scores are updated and quarantines applied or lifted,
+// domains move through their isolation states, self-protection adjusts the
+// mode, expired idempotency keys go, and a placement pass runs.
+func (cp *ControlPlane) Tick(now time.Time) {
+	now = cp.advance(now)
+	cp.stats.Reconciles++
+	cp.checkConnectivity(now)
+	cp.checkMassDisconnect()
+	cp.expireLeases(now)
+	if now.Sub(cp.lastHealthEval) >= cp.cfg.HeartbeatInterval {
+		cp.lastHealthEval = now
+		cp.evaluateHealth(now)
+	}
+	cp.evaluateDomains(now)
+	cp.selfProtect(now)
+	cp.idem.Expire(now)
+	cp.schedule(now)
+}
+
+func (cp *ControlPlane) checkConnectivity(now time.Time) {
+	var forget []*agentRecord
+	for _, id := range cp.agentIDs {
+		a := cp.agents[id]
+		switch {
+		case a.connected && a.stopping && len(a.running) == 0:
+			cp.becomeDisconnected(a, false, "agent stopped")
+		case a.connected && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout:
+			cp.becomeDisconnected(a, true, fmt.Sprintf("no heartbeat for %v", now.Sub(a.lastHeartbeat)))
+		case !a.connected && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter:
+			forget = append(forget, a)
+		}
+	}
+	for _, a := range forget {
+		cp.forgetAgent(a, fmt.Sprintf("disconnected for %v", now.Sub(a.disconnectedAt)))
+	}
+}
+
+// checkMassDisconnect pauses rescheduling when most of the fleet disconnects
+// at once: then it is far likelier that the cp is cut off than that the
+// agents died, and moving all their work would be a storm onto the few left.
+func (cp *ControlPlane) checkMassDisconnect() {
+	known, disconnected := 0, 0
+	for _, name := range cp.domainNames {
+		d := cp.domains[name]
+		known += d.agents
+		disconnected += d.disconnected
+	}
+	mass := disconnected >= cp.cfg.MassDisconnectMinAgents &&
+		float64(disconnected) >= cp.cfg.MassDisconnectFraction*float64(known)
+	switch {
+	case mass && !cp.paused:
+		cp.paused = true
+		cp.pausedReason = fmt.Sprintf("%d of %d agents disconnected at once: cp presumed cut off", disconnected, known)
+		cp.stats.Pauses++
+		cp.record(Event{Kind: EventMode, Type: "scheduler.rescheduling_paused", Actor: ActorSelfProtection, Reason: cp.pausedReason})
+	case !mass && cp.paused:
+		cp.paused = false
+		cp.record(Event{Kind: EventMode, Type: "scheduler.rescheduling_resumed", Actor: ActorSelfProtection,
+			Reason: fmt.Sprintf("%d of %d agents disconnected", disconnected, known)})
+		cp.pausedReason = ""
+	}
+}
+
+// expireLeases requeues attempts that will not finish: on agents lost for
+// longer than LostAfter, never confirmed within AssignTimeout, or past their
+// timeout plus LeaseGrace (stuck worker: counted as a failure).
+func (cp *ControlPlane) expireLeases(now time.Time) {
+	type expiry struct {
+		t       *taskRecord
+		penalty bool
+		reason  string
+	}
+	var expired []expiry
+	for _, id := range cp.agentIDs {
+		a := cp.agents[id]
+		if len(a.running) == 0 {
+			continue
+		}
+		lost := !a.connected && now.Sub(a.disconnectedAt) >= cp.cfg.LostAfter
+		if !a.connected && cp.paused {
+			continue // hold: the agent may well be running them
+		}
+		if lost && !a.lost {
+			a.lost = true
+			cp.record(Event{Kind: EventAgent, Type: "agent.lost", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
+				Reason: fmt.Sprintf("disconnected for %v, rescheduling %d tasks", now.Sub(a.disconnectedAt), len(a.running))})
+		}
+		ts := cp.expiredScratch[:0]
+		for _, t := range a.running {
+			ts = append(ts, t)
+		}
+		sortTasks(ts)
+		for _, t := range ts {
+			switch {
+			case lost:
+				expired = append(expired, expiry{t, false, fmt.Sprintf("agent %s lost", a.id)})
+			case !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout:
+				expired = append(expired, expiry{t, false, fmt.Sprintf("assignment to %s not confirmed within %v", a.id, cp.cfg.AssignTimeout)})
+			case !now.Before(cp.leaseDeadline(t)):
+				expired = append(expired, expiry{t, true, fmt.Sprintf("stuck: attempt %d on %s exceeded timeout %ds + grace %v", t.Attempt, a.id, t.Spec.TimeoutSeconds, cp.cfg.LeaseGrace)})
+			}
+		}
+		cp.expiredScratch = ts[:0]
+	}
+	for _, e := range expired {
+		t := e.t
+		if e.penalty {
+			cp.stats.StuckLeases++
+			a := cp.agents[t.AgentID]
+			a.health.Result(now, t.ID, false)
+			cp.domains[a.domain].health.Result(now, t.ID, false)
+			cp.sendCancel(t, "lease expired")
+			if !containsAgent(t.failedOn, a.id) {
+				t.failedOn = append(t.failedOn, a.id)
+			}
+		} else {
+			cp.stats.LostLeases++
+		}
+		cp.requeue(t, e.penalty, ActorReconcile, e.reason)
+	}
+}
+
+func containsAgent(ids []AgentID, id AgentID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// evaluateHealth scores connected agents and applies or lifts quarantines.
+func (cp *ControlPlane) evaluateHealth(now time.Time) {
+	hc := cp.cfg.Health
+	for _, id := range cp.agentIDs {
+		a := cp.agents[id]
+		if !a.quarantined && a.quarantineN > 0 && now.Sub(a.quarantineDec) >= hc.QuarantineDecay {
+			a.quarantineN--
+			a.quarantineDec = now
+		}
+		a.score = a.health.Score(now)
+		if a.quarantined {
+			if a.quarantineBy == quarantineByHealth {
+				cp.maybeRelease(now, a)
+			}
+			continue
+		}
+		if a.connected && a.score.Score < hc.QuarantineThreshold {
+			cp.maybeQuarantine(now, a)
+		}
+	}
+}
+
+// maybeQuarantine quarantines a for low health unless the problem looks like
+// the domain's or the cp's rather than the node's, or the cap is reached.
+func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
+	d := cp.domains[a.domain]
+	if cp.paused || d.health.State != DomainOpen {
+		return
+	}
+	if d.quarantined >= cp.quarantineCap(d) {
+		cp.stats.QuarantinesCapped++
+		return
+	}
+	healthy := d.agents - d.disconnected - cp.quarantinedIn(a.domain)
+	if healthy <= 1 {
+		return // never the last healthy agent of a domain
+	}
+	a.quarantineN++
+	a.quarantineDec = now
+	backoff := cp.cfg.Health.QuarantineBackoff(a.quarantineN)
+	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, quarantineByHealth, now, now.Add(backoff)
+	d.quarantined++
+	cp.stats.Quarantines++
+	s := a.score
+	a.health.Reset(now)
+	cp.reindex(a)
+	cp.record(Event{Kind: EventAgent, Type: "agent.quarantined", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
+		Reason: fmt.Sprintf("Node quarantined due to low health score: %.2f < %.2f (heartbeat %.2f, success %.2f, flaps %d, latency %.2f); back-off %v",
+			s.Score, cp.cfg.Health.QuarantineThreshold, s.Heartbeat, s.Success, s.FlapCount, s.Latency, backoff)})
+}
+
+// QuarantineCap is the most health quarantines domain d may hold at once.
+func (cp *ControlPlane) quarantineCap(d *domainRecord) int {
+	return max(1, int(cp.cfg.Health.DomainQuarantineFraction*float64(d.agents)))
+}
+
+func (cp *ControlPlane) quarantinedIn(domain string) int {
+	n := 0
+	for _, id := range cp.agentIDs {
+		if a := cp.agents[id]; a.domain == domain && a.quarantined && a.connected {
+			n++
+		}
+	}
+	return n
+}
+
+// maybeRelease lifts a health quarantine once the back-off has passed, the
+// agent has been stable (no flap) for as long, and its score has recovered
+// past the release threshold (hysteresis).
+func (cp *ControlPlane) maybeRelease(now time.Time, a *agentRecord) {
+	backoff := cp.cfg.Health.QuarantineBackoff(a.quarantineN)
+	if now.Before(a.quarantineTill) || !a.connected {
+		return
+	}
+	if last, ok := a.health.LastFlap(); ok && now.Sub(last) < backoff {
+		return
+	}
+	if now.Sub(a.lastConnectedSince()) < backoff {
+		return
+	}
+	if a.score.Score < cp.cfg.Health.ReleaseThreshold {
+		return
+	}
+	cp.release(a, ActorReconcile, fmt.Sprintf("health recovered: score %.2f, stable for %v", a.score.Score, backoff))
+}
+
+func (a *agentRecord) lastConnectedSince() time.Time {
+	if a.connectedSince.IsZero() {
+		return a.registeredAt
+	}
+	return a.connectedSince
+}
+
+func (cp *ControlPlane) evaluateDomains(now time.Time) {
+	for _, name := range cp.domainNames {
+		d := cp.domains[name]
+		tr, ok := d.health.Evaluate(now, d.agents, d.disconnected)
+		if !ok {
+			continue
+		}
+		cp.stats.DomainTransitions++
+		cp.record(Event{Kind: EventDomain, Type: "domain." + lower(string(tr.To)), Domain: name, From: string(tr.From), To: string(tr.To),
+			Actor: ActorReconcile, Reason: tr.Reason})
+	}
+}
+
+// selfProtect enters DEGRADED when the queue stays near capacity and leaves
+// it with hysteresis; it never overrides an operator's mode.
+func (cp *ControlPlane) selfProtect(now time.Time) {
+	depth, capacity := float64(cp.queue.Len()), float64(cp.queue.Cap())
+	high := depth >= cp.cfg.DegradedEnterFraction*capacity
+	low := depth < cp.cfg.DegradedExitFraction*capacity
+	if high {
+		if cp.queueHighSince.IsZero() {
+			cp.queueHighSince = now
+		}
+	} else {
+		cp.queueHighSince = time.Time{}
+	}
+	if low {
+		if cp.queueLowSince.IsZero() {
+			cp.queueLowSince = now
+		}
+	} else {
+		cp.queueLowSince = time.Time{}
+	}
+	if !cp.selfProtectionMay() {
+		return
+	}
+	switch cp.mode.Mode {
+	case ModeNormal:
+		if high && now.Sub(cp.queueHighSince) >= cp.cfg.DegradedEnterAfter {
+			cp.setMode(ModeDegraded, ActorSelfProtection, fmt.Sprintf("queue depth %d >= %.0f%% of capacity %d for %v",
+				cp.queue.Len(), 100*cp.cfg.DegradedEnterFraction, cp.queue.Cap(), cp.cfg.DegradedEnterAfter))
+		}
+	case ModeDegraded:
+		if low && now.Sub(cp.queueLowSince) >= cp.cfg.DegradedExitAfter {
+			cp.setMode(ModeNormal, ActorSelfProtection, fmt.Sprintf("queue depth %d < %.0f%% of capacity for %v",
+				cp.queue.Len(), 100*cp.cfg.DegradedExitFraction, cp.cfg.DegradedExitAfter))
+		}
+	}
+}

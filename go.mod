@@ -1,0 +1,3 @@
+module github.com/fluxforge/fluxforge
+
+go 1.26.0

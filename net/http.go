@@ -1,0 +1,134 @@
+package net
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+)
+
+// HTTPClient performs protocol exchanges over HTTP, synchronously: the
+// daemons own the goroutines that call it and turn it into an asynchronous
+// Transport. It is safe for concurrent use.
+type HTTPClient struct {
+	HTTP  *http.Client // keep-alive client; nil means a default with a 10s timeout
+	Token string       // agent token sent on every call
+	CPURL string       // base URL of the control plane, for messages To CPNode
+}
+
+var defaultHTTP = &http.Client{Timeout: 10 * time.Second}
+
+// StatusError is a non-2xx protocol response.
+type StatusError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("net: HTTP %d %s: %s", e.Status, e.Code, e.Msg)
+}
+
+// Do sends m and returns the reply message, if the exchange has one
+// (heartbeat → heartbeat reply, assign → assign ack; cancel has none).
+func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		url  string
+		body any
+	)
+	switch m.Kind {
+	case KindHeartbeat:
+		url, body = strings.TrimRight(c.CPURL, "/")+PathHeartbeat, m.Heartbeat
+	case KindAssign:
+		url, body = strings.TrimRight(m.Addr, "/")+PathAssign, m.Assign
+	case KindCancel:
+		url, body = strings.TrimRight(m.Addr, "/")+PathCancel, m.Cancel
+	default:
+		return nil, fmt.Errorf("%w: %s is a reply, not sent over HTTP by itself", ErrBadMessage, m.Kind)
+	}
+	if m.Kind != KindHeartbeat && m.Addr == "" {
+		return nil, fmt.Errorf("%w: agent %s has no address", ErrBadMessage, m.To)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(body)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error, Message string }
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
+	}
+	reply := &Message{From: m.To, To: m.From, Seq: m.Seq}
+	switch m.Kind {
+	case KindHeartbeat:
+		reply.Kind, reply.HeartbeatReply = KindHeartbeatReply, new(core.HeartbeatReply)
+		err = Decode(resp.Body, BodyMax, reply.HeartbeatReply)
+	case KindAssign:
+		reply.Kind, reply.AssignAck = KindAssignAck, new(core.AssignAck)
+		err = Decode(resp.Body, BodyMax, reply.AssignAck)
+	default:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// CheckToken reports whether r carries "Authorization: Bearer <want>",
+// compared in constant time. An empty want accepts every request.
+func CheckToken(r *http.Request, want string) bool {
+	if want == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get(HeaderAuthorization), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// WriteError writes the protocol's JSON error body.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(Encode(map[string]string{"error": code, "message": msg}))
+}
+
+// WriteJSON writes v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(Encode(v))
+}
+
+// DecodeStatus maps a Decode error to the HTTP status and error code to
+// answer with.
+func DecodeStatus(err error) (int, string) {
+	if errors.Is(err, ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge, "too_large"
+	}
+	return http.StatusBadRequest, "bad_request"
+}

@@ -22,7 +22,7 @@ func (cp *ControlPlane) domain(name string) *domainRecord {
 // reindex puts a back in (or takes it out of) its domain's placement index
 // after anything that changes its eligibility or free slots.
 func (cp *ControlPlane) reindex(a *agentRecord) {
-	d := cp.domains[a.domain]
+	d := a.dom
 	d.index.remove(a)
 	if a.eligible() {
 		d.index.insert(a)
@@ -74,7 +74,7 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	if hb.Seq > a.lastSeq {
 		a.lastSeq = hb.Seq
 	}
-	d := cp.domains[a.domain]
+	d := a.dom
 	if a.slots != hb.Slots {
 		d.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
@@ -151,6 +151,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	i, _ := slices.BinarySearch(cp.agentIDs, a.id)
 	cp.agentIDs = slices.Insert(cp.agentIDs, i, a.id)
 	d := cp.domain(a.domain)
+	a.dom = d
 	d.agents++
 	d.disconnected++ // becomeConnected below counts it back
 	d.slots += a.slots
@@ -161,7 +162,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 
 func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 	a.connected, a.lost, a.connectedSince = true, false, cp.now
-	cp.domains[a.domain].disconnected--
+	a.dom.disconnected--
 	cp.stats.AgentConnects++
 	reason := "heartbeat"
 	if restarted {
@@ -172,7 +173,7 @@ func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 
 func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
 	a.connected, a.disconnectedAt = false, cp.now
-	cp.domains[a.domain].disconnected++
+	a.dom.disconnected++
 	if flap {
 		a.health.Flap(cp.now)
 	}
@@ -184,7 +185,7 @@ func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason str
 // forgetAgent drops an agent with no tasks from the registry.
 func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 	assert(len(a.running) == 0, "forget agent %s with %d tasks", a.id, len(a.running))
-	d := cp.domains[a.domain]
+	d := a.dom
 	d.index.remove(a)
 	d.agents--
 	d.slots -= a.slots
@@ -242,7 +243,7 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 	}
 	t.ExitCode = r.ExitCode
 	t.Output = tail(r.Output, cp.cfg.OutputBytesMax)
-	d := cp.domains[a.domain]
+	d := a.dom
 	rec := &t.Attempts[len(t.Attempts)-1]
 	rec.EndedAt, rec.Outcome, rec.Error = now, r.Outcome, truncate(r.Error, resultErrorMax)
 	switch r.Outcome {
@@ -296,7 +297,7 @@ func (cp *ControlPlane) forgivePoison(t *taskRecord) {
 			a.health.Forgive(t.ID)
 			if !seen[a.domain] {
 				seen[a.domain] = true
-				cp.domains[a.domain].health.Forgive(t.ID)
+				a.dom.health.Forgive(t.ID)
 			}
 		}
 	}
@@ -307,7 +308,7 @@ func (cp *ControlPlane) releaseLease(t *taskRecord) {
 	a := cp.agents[t.AgentID]
 	assert(a != nil && a.running[t.ID] == t, "task %s: lease on %s not held", t.ID, t.AgentID)
 	delete(a.running, t.ID)
-	d := cp.domains[a.domain]
+	d := a.dom
 	d.inFlight--
 	cp.inFlight--
 	cp.reindex(a)
@@ -366,7 +367,7 @@ func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
 		return fmt.Errorf("%w: agent %s is already quarantined by an operator", ErrConflict, a.id)
 	}
 	if a.quarantined {
-		cp.domains[a.domain].quarantined--
+		a.dom.quarantined--
 	}
 	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, ActorOperator, now, time.Time{}
 	cp.reindex(a)
@@ -393,7 +394,7 @@ func (cp *ControlPlane) Release(now time.Time, in QuarantineInput) error {
 
 func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
 	if a.quarantineBy == quarantineByHealth {
-		cp.domains[a.domain].quarantined--
+		a.dom.quarantined--
 	}
 	a.quarantined, a.quarantineBy = false, ""
 	a.quarantineDec = cp.now

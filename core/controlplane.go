@@ -24,6 +24,7 @@ type taskRecord struct {
 type agentRecord struct {
 	id          AgentID
 	domain      string
+	dom         *domainRecord // the record of domain
 	slots       int
 	address     string
 	allowsExec  bool
@@ -174,6 +175,14 @@ func (cp *ControlPlane) record(e Event) {
 	}
 }
 
+// taskEventTypes names the timeline event of entering each state.
+var taskEventTypes = func() (out [len(taskStateNames)]string) {
+	for i, n := range taskStateNames {
+		out[i] = "task." + strings.ToLower(n)
+	}
+	return out
+}()
+
 // setState moves t to state `to` and records it once on the timeline.
 func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason string) {
 	from := t.State
@@ -182,7 +191,7 @@ func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason stri
 	if reason != "" || to == TaskQueued {
 		t.Reason = reason
 	}
-	cp.record(Event{Kind: EventTask, Type: "task." + strings.ToLower(to.String()), TaskID: t.ID,
+	cp.record(Event{Kind: EventTask, Type: taskEventTypes[to], TaskID: t.ID,
 		AgentID: t.AgentID, Domain: t.Spec.Domain, Attempt: t.Attempt, From: from.String(), To: to.String(), Actor: actor, Reason: reason})
 	if to.Terminal() {
 		cp.terminalIDs = append(cp.terminalIDs, t.ID)
@@ -247,7 +256,7 @@ func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replay
 		ID: TaskID(fmt.Sprintf("t-%06d", cp.taskSeq)), IdempotencyKey: in.IdempotencyKey, Spec: spec,
 		State: TaskQueued, SubmittedAt: now, UpdatedAt: now,
 	}}
-	t.queueItem = queueItem{id: t.ID, prio: spec.Priority, domain: spec.Domain}
+	t.queueItem = queueItem{id: t.ID, prio: spec.Priority, domain: spec.Domain, owner: t}
 	err = cp.queue.Push(&t.queueItem, now)
 	assert(err == nil, "queue push after capacity check: %v", err)
 	t.EnqueuedAt = now
@@ -394,7 +403,7 @@ func (cp *ControlPlane) Purge(now time.Time, in PurgeInput) (int, error) {
 	cp.queue.Each(func(it *queueItem) {
 		switch {
 		case in.All, in.Domain != "" && it.domain == in.Domain, in.OlderThan > 0 && now.Sub(it.enqueuedAt) >= in.OlderThan:
-			victims = append(victims, cp.tasks[it.id])
+			victims = append(victims, it.owner)
 		}
 	})
 	for _, t := range victims {

@@ -14,6 +14,7 @@ type queueItem struct {
 	domain     string // "" for tasks without a domain constraint
 	enqueuedAt time.Time
 	seq        uint64 // enqueue order; breaks ties deterministically
+	owner      *taskRecord
 
 	prev, next *queueItem
 	list       *queueList
@@ -71,7 +72,7 @@ type Queue struct {
 	domains  []*domainQueue // sorted by key; only non-empty ones
 	n        int
 	seq      uint64
-	rrNext   string // round-robin cursor: the first domain key to consider on a tie
+	rrAfter  string // round-robin cursor: the domain key placed last; ties go to the next one
 }
 
 // NewQueue returns an empty queue. capacity >= 1 and aging > 0.
@@ -152,7 +153,10 @@ func (q *Queue) effective(it *queueItem, now time.Time) int {
 func (q *Queue) Next(now time.Time, skip func(domainKey string) bool) *queueItem {
 	var best *queueItem
 	bestEff, bestRank := numPriorities+1, 0
-	start, _ := q.domainIndex(q.rrNext)
+	start, found := q.domainIndex(q.rrAfter)
+	if found {
+		start++
+	}
 	nd := len(q.domains)
 	for k := range nd {
 		// rank orders domains round-robin from the cursor.
@@ -180,9 +184,7 @@ func (q *Queue) Next(now time.Time, skip func(domainKey string) bool) *queueItem
 
 // Advance moves the round-robin cursor past domainKey after a placement.
 func (q *Queue) Advance(domainKey string) {
-	// The smallest key greater than domainKey; wrapping is handled by Next's
-	// modulo. "\xff" sorts after every valid domain name.
-	q.rrNext = domainKey + "\x00"
+	q.rrAfter = domainKey
 }
 
 // Oldest returns the earliest enqueue time among queued tasks.

@@ -117,7 +117,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 			cp.stats.StuckLeases++
 			a := cp.agents[t.AgentID]
 			a.health.Result(now, t.ID, false)
-			cp.domains[a.domain].health.Result(now, t.ID, false)
+			a.dom.health.Result(now, t.ID, false)
 			cp.sendCancel(t, "lease expired")
 			if !containsAgent(t.failedOn, a.id) {
 				t.failedOn = append(t.failedOn, a.id)
@@ -163,7 +163,7 @@ func (cp *ControlPlane) evaluateHealth(now time.Time) {
 // maybeQuarantine quarantines a for low health unless the problem looks like
 // the domain's or the cp's rather than the node's, or the cap is reached.
 func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
-	d := cp.domains[a.domain]
+	d := a.dom
 	if cp.paused || d.health.State != DomainOpen {
 		return
 	}

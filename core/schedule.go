@@ -30,12 +30,12 @@ func (cp *ControlPlane) schedule(now time.Time) {
 		if it == nil {
 			return
 		}
-		t := cp.tasks[it.id]
+		t := it.owner
 		a, outcome, reason := cp.place(t)
 		cp.stats.Decisions[outcome]++
 		dec := Decision{Outcome: outcome, Reason: reason, At: now}
+		t.setDecision(dec)
 		if a == nil {
-			t.LastDecision = &dec
 			cp.blocked[it.domain] = dec
 			cp.skipKeys = append(cp.skipKeys, it.domain)
 			continue
@@ -43,7 +43,6 @@ func (cp *ControlPlane) schedule(now time.Time) {
 		delete(cp.blocked, it.domain)
 		cp.queue.Remove(it)
 		cp.queue.Advance(it.domain)
-		t.LastDecision = &dec
 		cp.assign(now, t, a)
 		if cp.freeSlots() == 0 {
 			cp.blockAll(now, DecisionNoCapacity, "no connected agent has a free slot")
@@ -119,7 +118,7 @@ func (cp *ControlPlane) place(t *taskRecord) (*agentRecord, string, string) {
 
 // assign leases t's next attempt to a and sends the assignment.
 func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
-	d := cp.domains[a.domain]
+	d := a.dom
 	t.Attempt++
 	t.AgentID = a.id
 	t.assignedAt, t.confirmed = now, false
@@ -141,4 +140,13 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 // leaseDeadline is when the cp gives up on t's current attempt as stuck.
 func (cp *ControlPlane) leaseDeadline(t *taskRecord) time.Time {
 	return t.assignedAt.Add(t.Spec.Timeout() + cp.cfg.LeaseGrace)
+}
+
+// setDecision records the scheduler's latest decision on t, reusing the
+// allocation of the previous one.
+func (t *taskRecord) setDecision(d Decision) {
+	if t.LastDecision == nil {
+		t.LastDecision = new(Decision)
+	}
+	*t.LastDecision = d
 }

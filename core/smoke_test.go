@@ -10,7 +10,7 @@ type fakeExec struct {
 	stopped []Lease
 }
 
-func (f *fakeExec) Start(e Execution)          { f.started = append(f.started, e) }
+func (f *fakeExec) Start(e Execution)           { f.started = append(f.started, e) }
 func (f *fakeExec) Stop(id TaskID, attempt int) { f.stopped = append(f.stopped, Lease{id, attempt}) }
 
 func TestSmokeSubmitRunSucceed(t *testing.T) {

@@ -15,9 +15,9 @@ type taskRecord struct {
 	failedOn   []AgentID // distinct agents an attempt failed on (poison detection)
 	rejectedBy []AgentID // agents that refused the task (not its fault, never retried there)
 	assignedAt time.Time
-	confirmed  bool // the agent reported the current attempt
-	probe      bool // dispatched as a probe into a PROBING domain
-	cancelling bool
+	confirmed  bool   // the agent reported the current attempt
+	probe      bool   // dispatched as a probe into a PROBING domain
+	skipPass   uint64 // the scheduling pass that found no agent for this task in particular
 }
 
 // agentRecord is what the control plane knows about one agent.
@@ -100,19 +100,19 @@ type ControlPlane struct {
 	domainNames []string // sorted
 	inFlight    int
 
-	mode            modeState
-	queueHighSince  time.Time
-	queueLowSince   time.Time
-	paused          bool
-	pausedReason    string
-	lastHealthEval  time.Time
-	blocked         map[string]Decision // per queue domain key: why its head waits
-	outbox          []Outbound
-	stats           Stats
-	skipKeys        []string // scratch for schedule
-	expiredScratch  []*taskRecord
-	observer        func(Event)
-	lastTickApplied time.Time
+	mode           modeState
+	queueHighSince time.Time
+	queueLowSince  time.Time
+	paused         bool
+	pausedReason   string
+	lastHealthEval time.Time
+	blocked        map[string]Decision // per queue domain key: why its head waits
+	outbox         []Outbound
+	stats          Stats
+	skipKeys       []string // scratch for schedule
+	expiredScratch []*taskRecord
+	observer       func(Event)
+	pass           uint64 // scheduling pass counter
 }
 
 // NewControlPlane validates cfg and returns an empty control plane whose mode

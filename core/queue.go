@@ -147,10 +147,10 @@ func (q *Queue) effective(it *queueItem, now time.Time) int {
 }
 
 // Next returns the task that should be placed next at now, ignoring domain
-// keys for which skip returns true, or nil. It does not remove the task; the
+// keys for which skip returns true and tasks for which skipItem does, or nil. It does not remove the task; the
 // caller calls Remove when it places it and Advance to move the fairness
 // cursor past its domain.
-func (q *Queue) Next(now time.Time, skip func(domainKey string) bool) *queueItem {
+func (q *Queue) Next(now time.Time, skip func(domainKey string) bool, skipItem func(*queueItem) bool) *queueItem {
 	var best *queueItem
 	bestEff, bestRank := numPriorities+1, 0
 	start, found := q.domainIndex(q.rrAfter)
@@ -166,6 +166,9 @@ func (q *Queue) Next(now time.Time, skip func(domainKey string) bool) *queueItem
 		}
 		for p := range numPriorities {
 			it := d.lists[p].head
+			for skipItem != nil && it != nil && skipItem(it) {
+				it = it.next
+			}
 			if it == nil {
 				continue
 			}

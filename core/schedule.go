@@ -24,17 +24,23 @@ func (cp *ControlPlane) schedule(now time.Time) {
 		return
 	}
 	cp.skipKeys = cp.skipKeys[:0]
+	cp.pass++
 	skip := func(key string) bool { return slices.Contains(cp.skipKeys, key) }
+	skipItem := func(it *queueItem) bool { return it.owner != nil && it.owner.skipPass == cp.pass }
 	for range cp.cfg.DecisionsPerPassMax {
-		it := cp.queue.Next(now, skip)
+		it := cp.queue.Next(now, skip, skipItem)
 		if it == nil {
 			return
 		}
 		t := it.owner
-		a, outcome, reason := cp.place(t)
+		a, outcome, reason, taskOnly := cp.place(t)
 		cp.stats.Decisions[outcome]++
 		dec := Decision{Outcome: outcome, Reason: reason, At: now}
 		t.setDecision(dec)
+		if taskOnly {
+			t.skipPass = cp.pass
+			continue
+		}
 		if a == nil {
 			cp.blocked[it.domain] = dec
 			cp.skipKeys = append(cp.skipKeys, it.domain)
@@ -67,31 +73,50 @@ func (cp *ControlPlane) freeSlots() int {
 	return n
 }
 
-// place chooses an agent for t, or says why there is none.
-func (cp *ControlPlane) place(t *taskRecord) (*agentRecord, string, string) {
-	exclude := func(a *agentRecord) bool {
-		return slices.Contains(t.failedOn, a.id) || slices.Contains(t.rejectedBy, a.id) ||
-			t.Spec.Kind == KindExec && !a.allowsExec
+// place chooses an agent for t, or says why there is none. taskOnly is set
+// when the refusal is particular to t (no eligible agent it may run on, such
+// as exec on agents that do not allow it), so the rest of its domain's queue
+// need not wait behind it.
+func (cp *ControlPlane) place(t *taskRecord) (a *agentRecord, outcome, reason string, taskOnly bool) {
+	// hard: agents t must never go to. soft: agents it already failed on,
+	// avoided while others exist so that poison shows on different agents.
+	hardRule := func(a *agentRecord) bool {
+		return t.Spec.Kind == KindExec && !a.allowsExec || slices.Contains(t.rejectedBy, a.id)
 	}
-	if t.Spec.Kind == KindSleep && len(t.failedOn) == 0 && len(t.rejectedBy) == 0 {
-		exclude = nil // the common case pays nothing
+	var hard, soft func(*agentRecord) bool // nil: no exclusion, the common case pays nothing
+	if t.Spec.Kind == KindExec || len(t.rejectedBy) > 0 {
+		hard = hardRule
+	}
+	if hard != nil || len(t.failedOn) > 0 {
+		soft = func(a *agentRecord) bool { return hardRule(a) || slices.Contains(t.failedOn, a.id) }
+	}
+	pick := func(d *domainRecord) *agentRecord {
+		if a := d.index.best(soft); a != nil {
+			return a
+		}
+		return d.index.best(hard)
 	}
 	if t.Spec.Domain != "" {
 		d, ok := cp.domains[t.Spec.Domain]
 		if !ok || d.agents == 0 {
-			return nil, DecisionNoAgents, fmt.Sprintf("no agent in domain %s", t.Spec.Domain)
+			return nil, DecisionNoAgents, fmt.Sprintf("no agent in domain %s", t.Spec.Domain), false
 		}
 		if ok, outcome := d.health.Accepts(d.inFlight, d.slots); !ok {
-			return nil, outcome, fmt.Sprintf("domain %s is %s: %s", t.Spec.Domain, d.health.State, d.health.Reason)
+			return nil, outcome, fmt.Sprintf("domain %s is %s: %s", t.Spec.Domain, d.health.State, d.health.Reason), false
 		}
-		if a := d.index.best(exclude); a != nil {
-			return a, DecisionAssigned, ""
+		if d.index.freeTotal == 0 {
+			return nil, DecisionNoCapacity, fmt.Sprintf("no eligible agent with a free slot in domain %s", t.Spec.Domain), false
 		}
-		return nil, DecisionNoCapacity, fmt.Sprintf("no eligible agent with a free slot in domain %s", t.Spec.Domain)
+		if a := pick(d); a != nil {
+			return a, DecisionAssigned, "", false
+		}
+		return nil, DecisionNoCapacity, fmt.Sprintf("no agent with a free slot in domain %s may run this task (%s)", t.Spec.Domain, cp.exclusionReason(t)), true
 	}
-	// Unconstrained: the accepting domain with the most free slots.
+	// Unconstrained: the accepting domain with the most free slots that has
+	// an agent t may run on.
 	var best *domainRecord
-	refused := ""
+	var bestAgent *agentRecord
+	refused, free := "", false
 	for _, name := range cp.domainNames {
 		d := cp.domains[name]
 		if d.index.freeTotal == 0 {
@@ -101,19 +126,33 @@ func (cp *ControlPlane) place(t *taskRecord) (*agentRecord, string, string) {
 			refused = outcome
 			continue
 		}
-		if best == nil || d.index.freeTotal > best.index.freeTotal {
-			if exclude == nil || d.index.best(exclude) != nil {
-				best = d
-			}
+		free = true
+		if best != nil && d.index.freeTotal <= best.index.freeTotal {
+			continue
+		}
+		if a := pick(d); a != nil {
+			best, bestAgent = d, a
 		}
 	}
-	if best == nil {
-		if refused != "" {
-			return nil, refused, "every domain with free slots is isolated or throttled"
-		}
-		return nil, DecisionNoCapacity, "no eligible agent with a free slot"
+	switch {
+	case bestAgent != nil:
+		return bestAgent, DecisionAssigned, "", false
+	case free:
+		return nil, DecisionNoCapacity, "no agent with a free slot may run this task (" + cp.exclusionReason(t) + ")", true
+	case refused != "":
+		return nil, refused, "every domain with free slots is isolated or throttled", false
 	}
-	return best.index.best(exclude), DecisionAssigned, ""
+	return nil, DecisionNoCapacity, "no eligible agent with a free slot", false
+}
+
+func (cp *ControlPlane) exclusionReason(t *taskRecord) string {
+	switch {
+	case t.Spec.Kind == KindExec:
+		return "kind exec needs an agent started with -allow-exec"
+	case len(t.rejectedBy) > 0:
+		return fmt.Sprintf("refused by %d agents", len(t.rejectedBy))
+	}
+	return "excluded agents"
 }
 
 // assign leases t's next attempt to a and sends the assignment.

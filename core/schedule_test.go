@@ -1,0 +1,87 @@
+package core
+
+import (
+	"testing"
+	"time"
+)
+
+func newTestCP(t *testing.T, mutate func(*Config)) (*ControlPlane, time.Time) {
+	t.Helper()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	cp, err := NewControlPlane(cfg, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, t0
+}
+
+func mustRegister(t *testing.T, cp *ControlPlane, now time.Time, id AgentID, domain string, slots int, exec bool) {
+	t.Helper()
+	if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: domain, Slots: slots, Incarnation: 1, Seq: 1, AllowsExec: exec}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Regression: an exec task that no agent may run sat at the head of the
+// unconstrained queue and blocked every task behind it.
+func TestScheduleUnrunnableHeadDoesNotBlockQueue(t *testing.T) {
+	cp, now := newTestCP(t, nil)
+	mustRegister(t, cp, now, "a1", "z1", 4, false)
+	// Fill the agent so the exec task queues first.
+	ex, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindExec, Argv: []string{"/bin/true"}, Priority: PriorityHigh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Priority: PriorityLow}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cp.Task(sl.ID); got.State != TaskAssigned {
+		t.Fatalf("sleep task behind an unrunnable exec task: state %v, want ASSIGNED", got.State)
+	}
+	got, _ := cp.Task(ex.ID)
+	if got.State != TaskQueued || got.LastDecision == nil || got.LastDecision.Outcome != DecisionNoCapacity {
+		t.Fatalf("exec task: %v %+v", got.State, got.LastDecision)
+	}
+	if want := "allow-exec"; !contains(got.LastDecision.Reason, want) {
+		t.Fatalf("reason %q does not mention %q", got.LastDecision.Reason, want)
+	}
+}
+
+// Regression: a task that failed on the only agent of its domain was never
+// placed again (the agent was excluded), blocking the domain's queue.
+func TestScheduleRetriesOnSameAgentWhenNoOther(t *testing.T) {
+	cp, now := newTestCP(t, nil)
+	mustRegister(t, cp, now, "a1", "z1", 1, false)
+	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", MaxAttempts: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		got, _ := cp.Task(task.ID)
+		if got.State != TaskAssigned || got.Attempt != attempt {
+			t.Fatalf("attempt %d: state %v attempt %d", attempt, got.State, got.Attempt)
+		}
+		_, err := cp.Heartbeat(now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: uint64(attempt + 1),
+			Results: []Result{{TaskID: task.ID, Attempt: attempt, Outcome: OutcomeFailed, ExitCode: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := cp.Task(task.ID); got.State != TaskDead {
+		t.Fatalf("after 3 failures: %v, want DEAD", got.State)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

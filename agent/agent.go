@@ -1,0 +1,451 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+// Defaults for Options fields left zero.
+const (
+	HeartbeatIntervalDefault = 5 * time.Second
+	ShutdownGraceDefault     = 30 * time.Second
+	ResultsMaxDefault        = 1024
+	TickMaxDefault           = 100 * time.Millisecond
+	ResultsLogMaxDefault     = 10_000
+)
+
+// Options configure a Daemon. ID, Domain, Slots, CPURL and Advertise are
+// required; every other field has a default.
+type Options struct {
+	ID        core.AgentID
+	Domain    string
+	Slots     int
+	CPURL     string // base URL of the control plane, e.g. http://127.0.0.1:8080
+	Advertise string // base URL the cp uses to reach this agent
+	// Token is the shared agent token: presented on heartbeats and required
+	// on every /v1 request to the agent. Empty disables the check (with a
+	// warning at start).
+	Token string
+	// HeartbeatInterval between heartbeats; results go out at once.
+	HeartbeatInterval time.Duration
+	// AllowExec lets the agent run kind exec.
+	AllowExec bool
+	// ResultsMax bounds finished results awaiting the cp's acknowledgement.
+	ResultsMax int
+	// ShutdownGrace is how long running attempts may go on after a stop
+	// request before they are cancelled.
+	ShutdownGrace time.Duration
+	// DrainTimeout bounds how long a stopping agent, after the grace, keeps
+	// trying to get its last results acknowledged. Default: three heartbeat
+	// intervals, at least 5s.
+	DrainTimeout time.Duration
+	// TickMax is the longest the loop sleeps between ticks.
+	TickMax time.Duration
+	// Incarnation identifies this start of the process; random when 0.
+	Incarnation uint64
+	// ResultsLogMax bounds the log of reported results kept for /v1/status.
+	ResultsLogMax int
+	// ExecPath is the PATH exec tasks see (DefaultExecPath when empty);
+	// ExecDir their working directory; OutputTailBytes their kept output.
+	ExecPath        string
+	ExecDir         string
+	OutputTailBytes int
+
+	Clock  clock.Clock  // clock.New() when nil
+	Logger *slog.Logger // discards when nil
+	// Registerer receives the agent's metrics and Gatherer serves them on
+	// /metrics. When both are nil the agent uses a registry of its own with
+	// the Go and process collectors.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// HTTPClient carries heartbeats; a keep-alive client when nil.
+	HTTPClient *http.Client
+}
+
+func (o *Options) setDefaults() error {
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if o.ResultsMax == 0 {
+		o.ResultsMax = ResultsMaxDefault
+	}
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = ShutdownGraceDefault
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = max(3*o.HeartbeatInterval, 5*time.Second)
+	}
+	if o.TickMax == 0 {
+		o.TickMax = TickMaxDefault
+	}
+	if o.ResultsLogMax == 0 {
+		o.ResultsLogMax = ResultsLogMaxDefault
+	}
+	if o.Clock == nil {
+		o.Clock = clock.New()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Incarnation == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("agent: incarnation: %w", err)
+		}
+		o.Incarnation = binary.BigEndian.Uint64(b[:]) | 1
+	}
+	switch {
+	case o.HeartbeatInterval < time.Millisecond:
+		return fmt.Errorf("agent: heartbeat interval %v is below 1ms", o.HeartbeatInterval)
+	case o.ShutdownGrace < 0 || o.DrainTimeout < 0:
+		return errors.New("agent: shutdown grace and drain timeout must be >= 0")
+	case o.TickMax < time.Millisecond:
+		return fmt.Errorf("agent: tick max %v is below 1ms", o.TickMax)
+	case o.ResultsLogMax < 1 || o.OutputTailBytes < 0:
+		return errors.New("agent: ResultsLogMax must be >= 1 and OutputTailBytes >= 0")
+	}
+	if err := checkURL("cp URL", o.CPURL); err != nil {
+		return err
+	}
+	return checkURL("advertise URL", o.Advertise)
+}
+
+func checkURL(what, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("agent: %s %q must be an http(s) URL with a host", what, s)
+	}
+	return nil
+}
+
+// ResultRecord is one result the agent reported to the cp.
+type ResultRecord struct {
+	TaskID     core.TaskID  `json:"task_id"`
+	Attempt    int          `json:"attempt"`
+	Outcome    core.Outcome `json:"outcome"`
+	ExitCode   int          `json:"exit_code"`
+	Error      string       `json:"error,omitempty"`
+	DurationMS int64        `json:"duration_ms"`
+	ReportedAt time.Time    `json:"reported_at"`
+}
+
+// Daemon is the agent daemon. See the package doc.
+type Daemon struct {
+	opts  Options
+	clock clock.Clock
+	log   *slog.Logger
+	cp    *fnet.HTTPClient
+	sleep *SleepExecutor
+	exec  *ExecExecutor
+
+	mu          sync.Mutex
+	core        *core.Agent
+	connected   bool // the last heartbeat got a reply
+	registered  bool // some heartbeat got a reply since start
+	lastErr     string
+	stopping    bool                // Run began the shutdown
+	reported    map[core.Lease]bool // pending results already logged
+	resultsLog  []ResultRecord      // ring of ResultsLogMax, oldest at resultsOff
+	resultsOff  int
+	heartbeatWG sync.WaitGroup
+
+	kick   chan struct{} // wakes the loop early
+	hbSlot chan struct{} // one heartbeat in flight at a time
+
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+}
+
+// New validates opts and returns a daemon ready to Run and serve Handler.
+func New(opts Options) (*Daemon, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		opts: opts, clock: opts.Clock,
+		log:      opts.Logger.With("agent_id", string(opts.ID), "domain", opts.Domain),
+		reported: map[core.Lease]bool{},
+		kick:     make(chan struct{}, 1),
+		hbSlot:   make(chan struct{}, 1),
+	}
+	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: opts.CPURL}
+	if d.cp.HTTP == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 4
+		d.cp.HTTP = &http.Client{Transport: tr}
+	}
+	d.sleep = NewSleepExecutor(opts.Clock, d.finished)
+	execs := &Executors{Sleep: d.sleep}
+	if opts.AllowExec {
+		d.exec = NewExecExecutor(d.finished)
+		d.exec.Path, d.exec.Dir, d.exec.OutputTailBytes = opts.ExecPath, opts.ExecDir, opts.OutputTailBytes
+		execs.Exec = d.exec
+	}
+	ag, err := core.NewAgent(core.AgentConfig{
+		ID: opts.ID, Domain: opts.Domain, Slots: opts.Slots, Address: opts.Advertise, AllowExec: opts.AllowExec,
+		HeartbeatInterval: opts.HeartbeatInterval, ResultsMax: opts.ResultsMax, Incarnation: opts.Incarnation,
+	}, execs)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	d.core = ag
+
+	reg, gat := opts.Registerer, opts.Gatherer
+	if reg == nil && gat == nil {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg, gat = r, r
+	}
+	if gat == nil {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("agent: Options.Gatherer is required with a Registerer that is not a Gatherer")
+		}
+		gat = g
+	}
+	if reg == nil {
+		return nil, errors.New("agent: Options.Registerer is required with a Gatherer")
+	}
+	d.gatherer = gat
+	d.metrics = newMetrics(d)
+	if err := d.metrics.register(reg); err != nil {
+		return nil, fmt.Errorf("agent: metrics: %w", err)
+	}
+	return d, nil
+}
+
+// ID is the agent's id.
+func (d *Daemon) ID() core.AgentID { return d.opts.ID }
+
+// Incarnation is this start's incarnation.
+func (d *Daemon) Incarnation() uint64 { return d.opts.Incarnation }
+
+// finished is the executors' report.
+func (d *Daemon) finished(r core.Result) {
+	now := d.clock.Now()
+	d.mu.Lock()
+	d.core.Finished(now, r)
+	d.mu.Unlock()
+	d.wake()
+}
+
+func (d *Daemon) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run drives the agent until ctx ends, then shuts it down gracefully (see
+// the package doc) and returns once it is drained or gave up.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.opts.Token == "" {
+		d.log.Warn("no agent token configured: this agent accepts assignments from anyone who can reach it; set -agent-token")
+	}
+	d.log.Info("agent started", "cp", d.opts.CPURL, "advertise", d.opts.Advertise, "slots", d.opts.Slots,
+		"allow_exec", d.opts.AllowExec, "incarnation", d.opts.Incarnation)
+	d.loop(ctx, func(time.Time) bool { return false })
+
+	now := d.clock.Now()
+	d.mu.Lock()
+	d.core.Stop(now)
+	d.stopping = true
+	running := len(d.core.Running())
+	d.mu.Unlock()
+	d.log.Info("agent stopping: no new work", "running", running, "grace", d.opts.ShutdownGrace)
+	graceEnd := now.Add(d.opts.ShutdownGrace)
+	drainEnd := graceEnd.Add(d.opts.DrainTimeout)
+	cancelled := false
+	d.loop(context.Background(), func(now time.Time) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if n := len(d.core.Running()); n > 0 && !cancelled && !now.Before(graceEnd) {
+			cancelled = true
+			d.log.Warn("shutdown grace over: cancelling running tasks", "running", n)
+			d.core.CancelAll(now, "agent shutting down: grace period over")
+			d.wake()
+		}
+		if d.core.Drained() {
+			d.log.Info("agent drained: every result acknowledged")
+			return true
+		}
+		if !now.Before(drainEnd) {
+			d.log.Warn("agent stopped without every result acknowledged", "pending_results", d.core.PendingResults(),
+				"running", len(d.core.Running()))
+			return true
+		}
+		return false
+	})
+	d.heartbeatWG.Wait()
+	if d.exec != nil {
+		d.exec.Wait()
+	}
+	return nil
+}
+
+// loop ticks the agent at its next wake-up (at least every TickMax) and on
+// kicks, sending heartbeats, until ctx ends or done says so.
+func (d *Daemon) loop(ctx context.Context, done func(now time.Time) bool) {
+	for {
+		now := d.clock.Now()
+		d.mu.Lock()
+		hb, send := d.core.Tick(now)
+		wake := d.core.NextWake(now)
+		if send {
+			d.noteResults(now, hb.Results)
+		}
+		d.mu.Unlock()
+		if send {
+			d.sendHeartbeat(now, hb)
+		}
+		if done(now) {
+			return
+		}
+		wait := min(wake.Sub(now), d.opts.TickMax)
+		wait = max(wait, time.Millisecond)
+		timer := d.clock.Timer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-d.kick:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// noteResults logs results on their first report. Caller holds d.mu.
+func (d *Daemon) noteResults(now time.Time, results []core.Result) {
+	pending := make(map[core.Lease]bool, len(results))
+	for _, r := range results {
+		l := core.Lease{TaskID: r.TaskID, Attempt: r.Attempt}
+		pending[l] = true
+		if d.reported[l] {
+			continue
+		}
+		rec := ResultRecord{TaskID: r.TaskID, Attempt: r.Attempt, Outcome: r.Outcome, ExitCode: r.ExitCode,
+			Error: r.Error, DurationMS: r.DurationMS, ReportedAt: now}
+		if len(d.resultsLog) < d.opts.ResultsLogMax {
+			d.resultsLog = append(d.resultsLog, rec)
+		} else {
+			d.resultsLog[d.resultsOff] = rec
+			d.resultsOff = (d.resultsOff + 1) % len(d.resultsLog)
+		}
+		d.log.Debug("task finished", "task_id", string(r.TaskID), "attempt", r.Attempt, "outcome", string(r.Outcome),
+			"exit_code", r.ExitCode, "duration_ms", r.DurationMS)
+	}
+	d.reported = pending
+}
+
+func (d *Daemon) heartbeatTimeout() time.Duration {
+	return min(max(2*d.opts.HeartbeatInterval, 2*time.Second), 10*time.Second)
+}
+
+// sendHeartbeat sends hb on a goroutine of its own and feeds the reply back;
+// with one already in flight it counts hb as failed instead.
+func (d *Daemon) sendHeartbeat(now time.Time, hb core.HeartbeatInput) {
+	select {
+	case d.hbSlot <- struct{}{}:
+	default:
+		d.mu.Lock()
+		d.core.HeartbeatFailed(now, hb.Seq)
+		d.mu.Unlock()
+		d.metrics.heartbeats.WithLabelValues("skipped").Inc()
+		return
+	}
+	d.heartbeatWG.Add(1)
+	go func() {
+		defer d.heartbeatWG.Done()
+		defer func() { <-d.hbSlot }()
+		ctx, cancel := context.WithTimeout(context.Background(), d.heartbeatTimeout())
+		defer cancel()
+		start := time.Now()
+		reply, err := d.cp.Do(ctx, fnet.Message{From: string(d.opts.ID), To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hb})
+		rtt := time.Since(start)
+		now := d.clock.Now()
+		d.mu.Lock()
+		wasConnected := d.connected
+		if err != nil {
+			d.core.HeartbeatFailed(now, hb.Seq)
+			d.connected, d.lastErr = false, err.Error()
+		} else {
+			d.core.HeartbeatReplied(now, hb.Seq, *reply.HeartbeatReply)
+			d.connected, d.registered, d.lastErr = true, true, ""
+		}
+		d.mu.Unlock()
+		switch {
+		case err != nil:
+			d.metrics.heartbeats.WithLabelValues("error").Inc()
+			var se *fnet.StatusError
+			if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
+				d.log.Error("cp refused the agent token", "error", err)
+			} else if wasConnected {
+				d.log.Warn("heartbeat failed: cp unreachable", "error", err)
+			} else {
+				d.log.Debug("heartbeat failed", "error", err)
+			}
+		default:
+			d.metrics.heartbeats.WithLabelValues("ok").Inc()
+			d.metrics.rtt.Observe(rtt.Seconds())
+			if reply.HeartbeatReply.Registered {
+				d.log.Info("registered with cp", "cp", d.opts.CPURL, "running", len(hb.Running), "results", len(hb.Results))
+			} else if !wasConnected {
+				d.log.Info("cp reachable again", "cp", d.opts.CPURL)
+			}
+			if n := len(reply.HeartbeatReply.Cancel); n > 0 {
+				d.log.Info("cp cancelled attempts it does not know", "count", n)
+			}
+		}
+		d.wake()
+	}()
+}
+
+// Status is the agent's view of itself, served on GET /v1/status.
+type Status struct {
+	AgentID        core.AgentID    `json:"agent_id"`
+	Domain         string          `json:"domain"`
+	Slots          int             `json:"slots"`
+	Address        string          `json:"address"`
+	Incarnation    uint64          `json:"incarnation"`
+	CPConnected    bool            `json:"cp_connected"`
+	LastError      string          `json:"last_error,omitempty"`
+	Stopping       bool            `json:"stopping"`
+	Running        []core.Lease    `json:"running"`
+	PendingResults int             `json:"pending_results"`
+	Stats          core.AgentStats `json:"stats"`
+	// Results are the most recent results the agent reported, oldest first.
+	Results []ResultRecord `json:"results"`
+}
+
+// Status returns the agent's status.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Status{
+		AgentID: d.opts.ID, Domain: d.opts.Domain, Slots: d.opts.Slots, Address: d.opts.Advertise,
+		Incarnation: d.opts.Incarnation, CPConnected: d.connected, LastError: d.lastErr,
+		Stopping: d.stopping, Running: d.core.Running(),
+		PendingResults: d.core.PendingResults(), Stats: d.core.Stats(),
+	}
+	s.Results = make([]ResultRecord, 0, len(d.resultsLog))
+	s.Results = append(s.Results, d.resultsLog[d.resultsOff:]...)
+	s.Results = append(s.Results, d.resultsLog[:d.resultsOff]...)
+	return s
+}

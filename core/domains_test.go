@@ -1,0 +1,328 @@
+package core
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+func testDomainConfig() DomainConfig {
+	c := DefaultDomainConfig()
+	c.Window = time.Minute
+	c.ResultsMax = 12
+	c.MinVolume = 4
+	c.CooldownBase = 10 * time.Second
+	c.CooldownMax = 80 * time.Second
+	c.CooldownReset = 3 * time.Minute
+	c.ProbeTasks = 2
+	return c
+}
+
+type domModelResult struct {
+	at       time.Time
+	task     TaskID
+	ok       bool
+	forgiven bool
+}
+
+// domModel is the isolation state machine written as its specification.
+type domModel struct {
+	cfg                DomainConfig
+	state              DomainState
+	since              time.Time
+	isolations         int
+	cooldown           time.Duration
+	results            []domModelResult // since the last reset, oldest first
+	probeOK, probeFail int
+}
+
+// counts is over the results in the window, at most ResultsMax of the latest.
+func (m *domModel) counts(now time.Time) (ok, failed int) {
+	start := now.Add(-m.cfg.Window)
+	var held []domModelResult
+	for _, r := range m.results {
+		if !r.at.Before(start) {
+			held = append(held, r)
+		}
+	}
+	if len(held) > m.cfg.ResultsMax {
+		held = held[len(held)-m.cfg.ResultsMax:]
+	}
+	for _, r := range held {
+		switch {
+		case r.forgiven:
+		case r.ok:
+			ok++
+		default:
+			failed++
+		}
+	}
+	return ok, failed
+}
+
+func (m *domModel) isolate(now time.Time) {
+	m.isolations++
+	m.cooldown = m.cfg.CooldownBase
+	for range m.isolations - 1 {
+		m.cooldown = min(2*m.cooldown, m.cfg.CooldownMax)
+	}
+	m.results = nil
+	m.state, m.since = DomainIsolated, now
+}
+
+func (m *domModel) become(now time.Time, s DomainState) { m.state, m.since = s, now }
+
+func (m *domModel) evaluate(now time.Time, known, disconnected int) {
+	ok, failed := m.counts(now)
+	vol := ok + failed
+	rate := 0.0
+	if vol > 0 {
+		rate = float64(failed) / float64(vol)
+	}
+	enough := vol >= m.cfg.MinVolume
+	outage := known > 0 && float64(disconnected) >= m.cfg.OutageFraction*float64(known)
+	switch m.state {
+	case DomainOpen:
+		if now.Sub(m.since) >= m.cfg.CooldownReset {
+			m.isolations = 0
+		}
+		switch {
+		case outage, enough && rate >= m.cfg.IsolateRate:
+			m.isolate(now)
+		case enough && rate >= m.cfg.ThrottleRate:
+			m.become(now, DomainThrottled)
+		}
+	case DomainThrottled:
+		switch {
+		case outage, enough && rate >= m.cfg.IsolateRate:
+			m.isolate(now)
+		case !enough || rate < m.cfg.RecoverRate:
+			m.become(now, DomainOpen)
+		}
+	case DomainIsolated:
+		if now.Sub(m.since) >= m.cooldown && !outage {
+			m.probeOK, m.probeFail = 0, 0
+			m.become(now, DomainProbing)
+		}
+	case DomainProbing:
+		switch {
+		case outage, m.probeFail > 0:
+			m.isolate(now)
+		case m.probeOK >= m.cfg.ProbeTasks:
+			m.results = nil
+			m.become(now, DomainOpen)
+		}
+	}
+}
+
+var domainEdges = map[[2]DomainState]bool{
+	{DomainOpen, DomainThrottled}:     true,
+	{DomainOpen, DomainIsolated}:      true,
+	{DomainThrottled, DomainOpen}:     true,
+	{DomainThrottled, DomainIsolated}: true,
+	{DomainIsolated, DomainProbing}:   true,
+	{DomainProbing, DomainIsolated}:   true,
+	{DomainProbing, DomainOpen}:       true,
+}
+
+func TestDomainHealthStateMachine(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		cfg := testDomainConfig()
+		now := testEpoch
+		d := NewDomainHealth(cfg, "z1", now)
+		m := &domModel{cfg: cfg, state: DomainOpen, since: now}
+		tasks := []TaskID{"t1", "t2", "t3", "t4", "t5", "t6"}
+
+		t.Repeat(map[string]func(*rapid.T){
+			"result": func(t *rapid.T) {
+				task := rapid.SampledFrom(tasks).Draw(t, "task")
+				// Failures are drawn often enough to cross the thresholds.
+				ok := rapid.IntRange(0, 2).Draw(t, "ok") == 0
+				d.Result(now, task, ok)
+				m.results = append(m.results, domModelResult{at: now, task: task, ok: ok})
+				if m.state == DomainProbing {
+					if ok {
+						m.probeOK++
+					} else {
+						m.probeFail++
+					}
+				}
+			},
+			"forgive": func(t *rapid.T) {
+				task := rapid.SampledFrom(tasks).Draw(t, "task")
+				d.Forgive(task)
+				for i := range m.results {
+					if m.results[i].task == task {
+						m.results[i].forgiven = true
+					}
+				}
+			},
+			"advance": func(t *rapid.T) {
+				now = now.Add(time.Duration(rapid.IntRange(0, 40).Draw(t, "s")) * time.Second)
+			},
+			"evaluate": func(t *rapid.T) {
+				known := rapid.IntRange(0, 4).Draw(t, "known")
+				disconnected := 0
+				if known > 0 && rapid.IntRange(0, 3).Draw(t, "outage?") == 0 {
+					disconnected = rapid.IntRange(0, known).Draw(t, "disconnected")
+				}
+				ok, failed := m.counts(now)
+				from, fromSince, fromCooldown := d.State, d.Since, d.Cooldown()
+				tr, changed := d.Evaluate(now, known, disconnected)
+				m.evaluate(now, known, disconnected)
+				if d.State != m.state {
+					t.Fatalf("Evaluate(known %d, disconnected %d) with %d ok / %d failed: %s → %s, model %s",
+						known, disconnected, ok, failed, from, d.State, m.state)
+				}
+				if changed != (from != d.State) || changed && (tr.From != from || tr.To != d.State || tr.Domain != "z1" || tr.Reason == "") {
+					t.Fatalf("transition %+v changed=%v for %s → %s", tr, changed, from, d.State)
+				}
+				if !changed {
+					return
+				}
+				if !domainEdges[[2]DomainState{from, d.State}] {
+					t.Fatalf("illegal transition %s → %s", from, d.State)
+				}
+				outage := known > 0 && float64(disconnected) >= cfg.OutageFraction*float64(known)
+				if (d.State == DomainThrottled || d.State == DomainIsolated && from != DomainProbing) && !outage && ok+failed < cfg.MinVolume {
+					t.Fatalf("%s → %s on %d results, below the minimum volume %d", from, d.State, ok+failed, cfg.MinVolume)
+				}
+				if from == DomainIsolated && now.Sub(fromSince) < fromCooldown {
+					t.Fatalf("probing after %v of a %v cool-down", now.Sub(fromSince), fromCooldown)
+				}
+				if !d.Since.Equal(now) {
+					t.Fatalf("Since %v, want the transition time %v", d.Since, now)
+				}
+			},
+			"": func(t *rapid.T) {
+				if d.State != m.state || d.Cooldown() != m.cooldown {
+					t.Fatalf("state %s cool-down %v, model %s %v", d.State, d.Cooldown(), m.state, m.cooldown)
+				}
+				if c := d.Cooldown(); c != 0 && (c < cfg.CooldownBase || c > cfg.CooldownMax) {
+					t.Fatalf("cool-down %v outside [%v, %v]", c, cfg.CooldownBase, cfg.CooldownMax)
+				}
+				ok, failed := m.counts(now)
+				rate, vol := d.FailureRate(now)
+				if vol != ok+failed || vol > 0 && rate != float64(failed)/float64(vol) {
+					t.Fatalf("FailureRate (%.3f, %d), model %d ok %d failed", rate, vol, ok, failed)
+				}
+				// Admission per state.
+				for _, c := range []struct{ inFlight, slots int }{{0, 1}, {0, 8}, {1, 8}, {2, 8}, {5, 20}, {1, 1}} {
+					got, outcome := d.Accepts(c.inFlight, c.slots)
+					var want bool
+					switch m.state {
+					case DomainOpen:
+						want = true
+					case DomainThrottled:
+						want = c.inFlight < max(1, int(float64(c.slots)*cfg.ThrottledInFlightFraction))
+					case DomainProbing:
+						want = m.probeOK+c.inFlight < cfg.ProbeTasks
+					}
+					if got != want || !got && outcome == "" {
+						t.Fatalf("%s: Accepts(%d in flight, %d slots) = (%v, %q), want %v", m.state, c.inFlight, c.slots, got, outcome, want)
+					}
+				}
+			},
+		})
+	})
+}
+
+// TestDomainIsolationCycle walks one domain through the whole cycle with
+// named steps, as an operator would read it on the timeline.
+func TestDomainIsolationCycle(t *testing.T) {
+	cfg := testDomainConfig()
+	now := testEpoch
+	d := NewDomainHealth(cfg, "z1", now)
+	n := 0
+	results := func(ok, failed int) {
+		for range ok {
+			n++
+			d.Result(now, TaskID(fmt.Sprint("t", n)), true)
+		}
+		for range failed {
+			n++
+			d.Result(now, TaskID(fmt.Sprint("t", n)), false)
+		}
+	}
+	expect := func(step string, want DomainState) {
+		t.Helper()
+		d.Evaluate(now, 4, 0)
+		if d.State != want {
+			t.Fatalf("%s: state %s, want %s (reason %q)", step, d.State, want, d.Reason)
+		}
+	}
+	results(0, 3)
+	expect("3 failures are below the minimum volume", DomainOpen)
+	results(6, 1)
+	expect("4 of 10 failed: throttled", DomainThrottled)
+	if ok, _ := d.Accepts(2, 8); ok {
+		t.Fatal("throttled domain took a third task on 8 slots")
+	}
+	results(0, 10)
+	expect("14 of 20 failed: isolated", DomainIsolated)
+	if ok, outcome := d.Accepts(0, 8); ok || outcome != DecisionDomainIsolated {
+		t.Fatalf("isolated domain accepts: %v %q", ok, outcome)
+	}
+	now = now.Add(cfg.CooldownBase - time.Second)
+	expect("cool-down not over", DomainIsolated)
+	now = now.Add(time.Second)
+	expect("cool-down over: probing", DomainProbing)
+	if got := d.ProbesWanted(0); got != cfg.ProbeTasks {
+		t.Fatalf("probes wanted %d", got)
+	}
+	results(0, 1)
+	expect("a failed probe isolates again", DomainIsolated)
+	if d.Cooldown() != 2*cfg.CooldownBase {
+		t.Fatalf("second cool-down %v, want doubled", d.Cooldown())
+	}
+	now = now.Add(d.Cooldown())
+	expect("second cool-down over", DomainProbing)
+	results(1, 0)
+	expect("one probe of two", DomainProbing)
+	results(1, 0)
+	expect("probes succeeded: open", DomainOpen)
+	if rate, vol := d.FailureRate(now); vol != 0 || rate != 0 {
+		t.Fatalf("window not reset on opening: %.2f over %d", rate, vol)
+	}
+}
+
+func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
+	cfg := DefaultDomainConfig()
+	now := testEpoch
+	d := NewDomainHealth(cfg, "z1", now)
+	var got []time.Duration
+	for range 7 {
+		d.Evaluate(now, 2, 2) // outage: isolate
+		got = append(got, d.Cooldown())
+		now = now.Add(d.Cooldown())
+		d.Evaluate(now, 2, 0) // probing
+		d.Evaluate(now, 2, 1) // outage while probing: isolate again next round
+		if d.State != DomainIsolated {
+			t.Fatalf("state %s", d.State)
+		}
+		// Leave ISOLATED → PROBING → OPEN quickly so the next round starts OPEN.
+		now = now.Add(d.Cooldown())
+		d.Evaluate(now, 2, 0)
+		for i := range cfg.ProbeTasks {
+			d.Result(now, TaskID(fmt.Sprint("p", i)), true)
+		}
+		d.Evaluate(now, 2, 0)
+		if d.State != DomainOpen {
+			t.Fatalf("state %s, want OPEN", d.State)
+		}
+	}
+	// Each round isolates twice: 30s, 60s | 120s, 240s | 480s, 600s (cap) ...
+	want := []time.Duration{30 * time.Second, 120 * time.Second, 480 * time.Second, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("cool-downs %v, want %v", got, want)
+		}
+	}
+	now = now.Add(cfg.CooldownReset)
+	d.Evaluate(now, 2, 2)
+	if d.Cooldown() != cfg.CooldownBase {
+		t.Fatalf("after %v OPEN the cool-down is %v, want it reset to %v", cfg.CooldownReset, d.Cooldown(), cfg.CooldownBase)
+	}
+}

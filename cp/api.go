@@ -1,0 +1,649 @@
+package cp
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+// Route labels (method and pattern) of the metrics.
+const routeSubmit = "POST /v1/tasks"
+
+// Retry-After values (seconds) for refusals that clear with time.
+const (
+	retryAfterQueueFull = 5
+	retryAfterDegraded  = 30
+	retryAfterMode      = 30
+)
+
+// Query bounds.
+const (
+	tasksLimitDefault    = 100
+	tasksLimitMax        = 1000
+	timelineLimitDefault = 100
+	timelineLimitMax     = 10_000
+	reasonBytesMax       = 512
+)
+
+type handle = httprouter.Handle
+
+func (s *Server) routes() http.Handler {
+	r := httprouter.New()
+	add := func(method, path string, auth authKind, h handle) {
+		r.Handle(method, path, s.wrap(method+" "+path, auth, h))
+	}
+	add(http.MethodPost, "/v1/tasks", authNone, s.submit)
+	add(http.MethodGet, "/v1/tasks", authNone, s.listTasks)
+	add(http.MethodGet, "/v1/tasks/:id", authNone, s.getTask)
+	add(http.MethodPost, "/v1/tasks/:id/cancel", authNone, s.cancelTask)
+	add(http.MethodGet, "/v1/agents", authNone, s.listAgents)
+	add(http.MethodGet, "/v1/agents/:id", authNone, s.getAgent)
+	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
+	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
+	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
+	add(http.MethodGet, "/scheduler/debug/snapshot", authNone, s.snapshot)
+	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
+	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
+	add(http.MethodPost, "/admin/mode", authAdmin, s.setMode)
+	add(http.MethodGet, "/timeline", authNone, s.timeline)
+	add(http.MethodGet, "/healthz", authNone, s.healthz)
+	add(http.MethodGet, "/readyz", authNone, s.readyz)
+	metricsHandler := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
+	add(http.MethodGet, "/metrics", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		metricsHandler.ServeHTTP(w, r)
+	})
+	r.NotFound = asHandler(s.wrap("not_found", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	}))
+	r.MethodNotAllowed = asHandler(s.wrap("method_not_allowed", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow")))
+	}))
+	r.HandleOPTIONS = false
+	return r
+}
+
+type authKind int
+
+const (
+	authNone authKind = iota
+	authAdmin
+	authAgent
+)
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap is the request boundary: authentication, panic recovery and the
+// request and error counters.
+func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
+	return func(rw http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		start := time.Now()
+		w := &statusWriter{ResponseWriter: rw}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.metrics.panics.Inc()
+				s.log.Error("panic serving request", "route", route, "panic", fmt.Sprint(v))
+				if w.status == 0 {
+					writeError(w, http.StatusInternalServerError, "internal", "internal error; see the control plane's log")
+				}
+			}
+			code := w.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			c := strconv.Itoa(code)
+			s.metrics.requests.WithLabelValues(route, c).Inc()
+			if code >= 400 {
+				s.metrics.apiErrors.WithLabelValues(route, c).Inc()
+			}
+			s.metrics.requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		switch auth {
+		case authAdmin:
+			if !fnet.CheckToken(r, s.opts.AdminToken) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-admin"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "this endpoint needs Authorization: Bearer <admin token>")
+				return
+			}
+		case authAgent:
+			if !fnet.CheckToken(r, s.opts.AgentToken) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-agent"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "the agent protocol needs Authorization: Bearer <agent token>")
+				return
+			}
+		}
+		h(w, r, p)
+	}
+}
+
+func asHandler(h httprouter.Handle) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, nil) })
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	fnet.WriteError(w, status, code, msg)
+}
+
+// writeCoreError maps the core's operating errors to statuses.
+func writeCoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, core.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, core.ErrIdempotencyConflict):
+		writeError(w, http.StatusUnprocessableEntity, "idempotency_conflict", err.Error())
+	case errors.Is(err, core.ErrQueueFull):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterQueueFull))
+		writeError(w, http.StatusTooManyRequests, "queue_full", err.Error())
+	case errors.Is(err, core.ErrLowPriorityShed):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterDegraded))
+		writeError(w, http.StatusTooManyRequests, "degraded", err.Error())
+	case errors.Is(err, core.ErrModeRefused):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterMode))
+		writeError(w, http.StatusServiceUnavailable, "mode_refused", err.Error())
+	case errors.Is(err, core.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, core.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, core.ErrAgentsFull):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterMode))
+		writeError(w, http.StatusServiceUnavailable, "agents_full", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// decodeBody reads a bounded JSON body into v, refusing unknown fields and
+// trailing data. An empty body is allowed only when optional.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, max int64, optional bool, v any) bool {
+	if optional && r.ContentLength == 0 {
+		return true
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, max+1)
+	if err := fnet.Decode(r.Body, max, v); err != nil {
+		status, code := fnet.DecodeStatus(err)
+		msg := err.Error()
+		if status == http.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("request body larger than %d bytes", max)
+		} else {
+			msg = strings.TrimPrefix(msg, fnet.ErrBadMessage.Error()+": ")
+			if strings.Contains(msg, "EOF") && !optional {
+				msg = "request body must be a JSON object"
+			}
+		}
+		writeError(w, status, code, msg)
+		return false
+	}
+	return true
+}
+
+// query validates r's query string against the allowed keys, each at most
+// once.
+func query(w http.ResponseWriter, r *http.Request, allowed ...string) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed query string: "+err.Error())
+		return nil, false
+	}
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			writeError(w, http.StatusBadRequest, "bad_request",
+				fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
+			return nil, false
+		}
+		if len(vs) > 1 {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("query parameter %q given more than once", k))
+			return nil, false
+		}
+	}
+	return q, true
+}
+
+// intParam parses an optional integer query parameter in [lo, hi].
+func intParam(w http.ResponseWriter, q url.Values, key string, def, lo, hi int64) (int64, bool) {
+	s := q.Get(key)
+	if s == "" {
+		return def, true
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < lo || v > hi {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%s must be an integer between %d and %d", key, lo, hi))
+		return 0, false
+	}
+	return v, true
+}
+
+// submitRequest is the body of POST /v1/tasks. Priority is a string here so
+// that an absent priority means normal.
+type submitRequest struct {
+	Kind           string   `json:"kind"`
+	Argv           []string `json:"argv"`
+	DurationMS     int64    `json:"duration_ms"`
+	Domain         string   `json:"domain"`
+	Priority       string   `json:"priority"`
+	TimeoutSeconds int      `json:"timeout_seconds"`
+	MaxAttempts    int      `json:"max_attempts"`
+}
+
+// HeaderIdempotencyKey and HeaderReplayed are the idempotency headers.
+const (
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderReplayed       = "Idempotent-Replayed"
+)
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req submitRequest
+	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, false, &req) {
+		return
+	}
+	prio, err := core.ParsePriority(req.Priority)
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	if req.TimeoutSeconds < 0 || req.MaxAttempts < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", "timeout_seconds and max_attempts must be positive (or absent for the default)")
+		return
+	}
+	key := r.Header.Get(HeaderIdempotencyKey)
+	for _, c := range []byte(key) {
+		if c < 0x21 || c > 0x7e {
+			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key must be printable ASCII without spaces")
+			return
+		}
+	}
+	in := core.SubmitInput{IdempotencyKey: key, Spec: core.TaskSpec{
+		Kind: req.Kind, Argv: req.Argv, DurationMS: req.DurationMS, Domain: req.Domain, Priority: prio,
+		TimeoutSeconds: req.TimeoutSeconds, MaxAttempts: req.MaxAttempts,
+	}}
+	var (
+		task     core.Task
+		replayed bool
+	)
+	s.withCore(func(c *core.ControlPlane, now time.Time) { task, replayed, err = c.Submit(now, in) })
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/tasks/"+string(task.ID))
+	if replayed {
+		w.Header().Set(HeaderReplayed, "true")
+		fnet.WriteJSON(w, http.StatusOK, taskView(task))
+		return
+	}
+	fnet.WriteJSON(w, http.StatusCreated, taskView(task))
+}
+
+// TaskView is a task as the API shows it: the core's record plus, while it
+// is queued, why it is not placed yet.
+type TaskView struct {
+	core.Task
+	WaitingReason string `json:"waiting_reason,omitempty"`
+}
+
+func taskView(t core.Task) TaskView {
+	v := TaskView{Task: t}
+	if t.State == core.TaskQueued && t.LastDecision != nil && t.LastDecision.Outcome != core.DecisionAssigned {
+		v.WaitingReason = t.LastDecision.Outcome
+		if t.LastDecision.Reason != "" {
+			v.WaitingReason += ": " + t.LastDecision.Reason
+		}
+	}
+	return v
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id := core.TaskID(p.ByName("id"))
+	var (
+		t  core.Task
+		ok bool
+	)
+	s.withCore(func(c *core.ControlPlane, _ time.Time) { t, ok = c.Task(id) })
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no task %q (never submitted, or finished long ago and forgotten)", id))
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, taskView(t))
+}
+
+// TaskList is the body of GET /v1/tasks. NextAfter, when set, pages on with
+// ?after=NextAfter.
+type TaskList struct {
+	Tasks     []TaskView `json:"tasks"`
+	Count     int        `json:"count"`
+	NextAfter string     `json:"next_after,omitempty"`
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	q, ok := query(w, r, "state", "domain", "limit", "after")
+	if !ok {
+		return
+	}
+	f := core.TaskFilter{Domain: q.Get("domain"), After: core.TaskID(q.Get("after"))}
+	if st := q.Get("state"); st != "" {
+		v, err := core.ParseTaskState(strings.ToUpper(st))
+		if err != nil {
+			writeCoreError(w, err)
+			return
+		}
+		f.State = &v
+	}
+	if f.Domain != "" {
+		if err := core.ValidateDomain(f.Domain); err != nil {
+			writeCoreError(w, err)
+			return
+		}
+	}
+	limit, ok := intParam(w, q, "limit", tasksLimitDefault, 1, tasksLimitMax)
+	if !ok {
+		return
+	}
+	f.Limit = int(limit)
+	var tasks []core.Task
+	s.withCore(func(c *core.ControlPlane, _ time.Time) { tasks = c.Tasks(f) })
+	out := TaskList{Tasks: make([]TaskView, len(tasks)), Count: len(tasks)}
+	for i, t := range tasks {
+		out.Tasks[i] = taskView(t)
+	}
+	if len(tasks) == f.Limit {
+		out.NextAfter = string(tasks[len(tasks)-1].ID)
+	}
+	fnet.WriteJSON(w, http.StatusOK, out)
+}
+
+// reasonRequest is the optional body of cancel, quarantine and release.
+type reasonRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) reason(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var req reasonRequest
+	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, true, &req) {
+		return "", false
+	}
+	if len(req.Reason) > reasonBytesMax {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("reason longer than %d bytes", reasonBytesMax))
+		return "", false
+	}
+	return req.Reason, true
+}
+
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	reason, ok := s.reason(w, r)
+	if !ok {
+		return
+	}
+	var (
+		t   core.Task
+		err error
+	)
+	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
+	s.withCore(func(c *core.ControlPlane, now time.Time) { t, err = c.Cancel(now, in) })
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, taskView(t))
+}
+
+// AgentList is the body of GET /v1/agents.
+type AgentList struct {
+	Agents []core.AgentView `json:"agents"`
+	Count  int              `json:"count"`
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	var agents []core.AgentView
+	s.withCore(func(c *core.ControlPlane, _ time.Time) { agents = c.Agents() })
+	fnet.WriteJSON(w, http.StatusOK, AgentList{Agents: agents, Count: len(agents)})
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id := core.AgentID(p.ByName("id"))
+	var (
+		a  core.AgentView
+		ok bool
+	)
+	s.withCore(func(c *core.ControlPlane, _ time.Time) { a, ok = c.Agent(id) })
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q", id))
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) quarantine(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.quarantineOrRelease(w, r, p, true)
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.quarantineOrRelease(w, r, p, false)
+}
+
+func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p httprouter.Params, quarantine bool) {
+	reason, ok := s.reason(w, r)
+	if !ok {
+		return
+	}
+	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, Reason: reason}
+	var (
+		err error
+		a   core.AgentView
+	)
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		if quarantine {
+			err = c.Quarantine(now, in)
+		} else {
+			err = c.Release(now, in)
+		}
+		a, _ = c.Agent(in.AgentID)
+	})
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var hb core.HeartbeatInput
+	if !s.decodeBody(w, r, fnet.BodyMax, false, &hb) {
+		return
+	}
+	var (
+		reply core.HeartbeatReply
+		err   error
+	)
+	s.withCore(func(c *core.ControlPlane, now time.Time) { reply, err = c.Heartbeat(now, hb) })
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, reply)
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	var snap core.Snapshot
+	s.withCore(func(c *core.ControlPlane, now time.Time) { snap = c.Snapshot(now) })
+	fnet.WriteJSON(w, http.StatusOK, snap)
+}
+
+// PurgeRequest is the body of POST /scheduler/queue/purge: exactly one
+// filter.
+type PurgeRequest struct {
+	All              bool   `json:"all,omitempty"`
+	Domain           string `json:"domain,omitempty"`
+	OlderThanSeconds int64  `json:"older_than_seconds,omitempty"`
+	Reason           string `json:"reason,omitempty"`
+}
+
+// PurgeResult is the answer to a purge.
+type PurgeResult struct {
+	Purged     int `json:"purged"`
+	QueueDepth int `json:"queue_depth"`
+}
+
+func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req PurgeRequest
+	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, false, &req) {
+		return
+	}
+	if req.OlderThanSeconds < 0 || req.OlderThanSeconds > 365*24*3600 {
+		writeError(w, http.StatusBadRequest, "invalid", "older_than_seconds must be between 1 and 31536000")
+		return
+	}
+	if len(req.Reason) > reasonBytesMax {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("reason longer than %d bytes", reasonBytesMax))
+		return
+	}
+	in := core.PurgeInput{All: req.All, Domain: req.Domain, OlderThan: time.Duration(req.OlderThanSeconds) * time.Second,
+		Actor: core.ActorOperator, Reason: req.Reason}
+	var (
+		res PurgeResult
+		err error
+	)
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		res.Purged, err = c.Purge(now, in)
+		res.QueueDepth = c.QueueDepth()
+	})
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, res)
+}
+
+// ModeView is the body of GET /admin/mode and the answer to POST.
+type ModeView struct {
+	Mode   core.Mode `json:"mode"`
+	SetBy  string    `json:"set_by"`
+	Reason string    `json:"reason"`
+}
+
+// ModeRequest is the body of POST /admin/mode.
+type ModeRequest struct {
+	Mode   string `json:"mode"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) getMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var v ModeView
+	s.withCore(func(c *core.ControlPlane, _ time.Time) { v.Mode, v.SetBy, v.Reason = c.Mode() })
+	fnet.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req ModeRequest
+	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, false, &req) {
+		return
+	}
+	mode, err := core.ParseMode(req.Mode)
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	var v ModeView
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		err = c.SetMode(now, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+		v.Mode, v.SetBy, v.Reason = c.Mode()
+	})
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, v)
+}
+
+// TimelinePage is the body of GET /timeline. Poll on with ?since=NextSince.
+type TimelinePage struct {
+	Events    []core.Event `json:"events"`
+	LastSeq   uint64       `json:"last_seq"`
+	NextSince uint64       `json:"next_since"`
+	Dropped   uint64       `json:"dropped"`
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	q, ok := query(w, r, "since", "limit")
+	if !ok {
+		return
+	}
+	since, ok := intParam(w, q, "since", 0, 0, 1<<62)
+	if !ok {
+		return
+	}
+	limit, ok := intParam(w, q, "limit", timelineLimitDefault, 1, timelineLimitMax)
+	if !ok {
+		return
+	}
+	var page TimelinePage
+	s.withCore(func(c *core.ControlPlane, _ time.Time) {
+		tl := c.Timeline()
+		page.Events = tl.Since(uint64(since), int(limit))
+		page.LastSeq, page.Dropped = tl.LastSeq(), tl.Dropped()
+	})
+	if page.Events == nil {
+		page.Events = []core.Event{}
+	}
+	page.NextSince = uint64(since)
+	if n := len(page.Events); n > 0 {
+		page.NextSince = page.Events[n-1].Seq
+	}
+	fnet.WriteJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	switch {
+	case s.stopping.Load():
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the control plane is shutting down")
+	case !s.running.Load():
+		writeError(w, http.StatusServiceUnavailable, "not_running", "the reconcile loop is not running")
+	default:
+		var mode core.Mode
+		s.withCore(func(c *core.ControlPlane, _ time.Time) { mode, _, _ = c.Mode() })
+		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(mode)})
+	}
+}

@@ -1,0 +1,79 @@
+package cp
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/fluxforge/fluxforge/core"
+)
+
+// QuarantineLogMsg is the log message RUNBOOK.md tells operators to grep for
+// when an agent flaps.
+const QuarantineLogMsg = "Node quarantined due to low health score"
+
+// logEvent writes one timeline event. Health quarantines are logged at WARN
+// with the runbook's exact message and the agent's score; other events at a
+// level that matches how much an operator should care. Called with s.mu held,
+// so events are logged in timeline order.
+func (s *Server) logEvent(e core.Event) {
+	level, msg := eventLevel(e), "timeline event"
+	if !s.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs, slog.Uint64("seq", e.Seq), slog.String("type", e.Type), slog.String("actor", e.Actor))
+	if e.Type == "agent.quarantined" && strings.HasPrefix(e.Reason, QuarantineLogMsg) {
+		msg = QuarantineLogMsg
+		if v, ok := s.core.Agent(e.AgentID); ok {
+			// The score that triggered the quarantine: core keeps it until
+			// the next health evaluation.
+			attrs = append(attrs, slog.Float64("score", v.Health.Score),
+				slog.Float64("heartbeat", v.Health.Heartbeat), slog.Float64("success", v.Health.Success),
+				slog.Int("flaps", v.Health.FlapCount), slog.Float64("latency", v.Health.Latency))
+		}
+	}
+	if e.TaskID != "" {
+		attrs = append(attrs, slog.String("task_id", string(e.TaskID)))
+	}
+	if e.AgentID != "" {
+		attrs = append(attrs, slog.String("agent_id", string(e.AgentID)))
+	}
+	if e.Domain != "" {
+		attrs = append(attrs, slog.String("domain", e.Domain))
+	}
+	if e.Attempt != 0 {
+		attrs = append(attrs, slog.Int("attempt", e.Attempt))
+	}
+	if e.From != "" {
+		attrs = append(attrs, slog.String("from", e.From))
+	}
+	if e.To != "" {
+		attrs = append(attrs, slog.String("to", e.To))
+	}
+	if e.Count != 0 {
+		attrs = append(attrs, slog.Int("count", e.Count))
+	}
+	if e.Reason != "" {
+		attrs = append(attrs, slog.String("reason", e.Reason))
+	}
+	s.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+func eventLevel(e core.Event) slog.Level {
+	switch e.Type {
+	case "agent.quarantined", "agent.disconnected", "agent.lost", "task.dead", "task.failed",
+		"domain.throttled", "domain.isolated", "scheduler.rescheduling_paused", "queue.purged":
+		return slog.LevelWarn
+	case "mode.changed":
+		if e.To != string(core.ModeNormal) {
+			return slog.LevelWarn
+		}
+		return slog.LevelInfo
+	}
+	switch e.Kind {
+	case core.EventTask:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}

@@ -366,8 +366,7 @@ func (fa *fakeAgent) started() int {
 // moves time.
 func mockCP(t testing.TB, mod func(*Options)) (*testCP, *clock.Mock) {
 	t.Helper()
-	mock := clock.NewMock()
-	mock.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	mock := newMock()
 	tc := startCP(t, true, func(o *Options) {
 		o.Clock = mock
 		o.Core = core.DefaultConfig()
@@ -377,4 +376,10 @@ func mockCP(t testing.TB, mod func(*Options)) (*testCP, *clock.Mock) {
 		}
 	})
 	return tc, mock
+}
+
+func newMock() *clock.Mock {
+	mock := clock.NewMock()
+	mock.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	return mock
 }

@@ -170,7 +170,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s.handler = s.routes()
 	s.mu.Lock()
-	s.flushLocked() // log the initial mode event
+	s.pending = append(s.pending, c.Timeline().Since(0, 0)...) // the initial mode, recorded before OnEvent
+	s.flushLocked()
 	s.mu.Unlock()
 	return s, nil
 }

@@ -1,0 +1,703 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+// Run executes one simulation. It returns the result and, when an invariant
+// broke, a *Violation error (the result then holds what happened so far).
+// Invalid options are an ErrOptions error.
+func Run(opts Options) (Result, error) {
+	s, err := newSim(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	s.run()
+	if s.res.Violation != nil {
+		return s.res, s.res.Violation
+	}
+	return s.res, nil
+}
+
+// simAgent is one simulated agent process and its host.
+type simAgent struct {
+	idx  int
+	id   string
+	zone string
+	rng  *rand.Rand // per-agent stream: network draws on its links
+	ag   *core.Agent
+	exec *simExec
+	inc  uint64 // incarnation; bumped by every crash
+	up   bool
+
+	wakeAt  time.Duration
+	wakeSet bool
+
+	cut      int // active partitions separating it from the cp
+	stuck    int // active stuck-worker faults
+	failing  int // active failing-zone faults
+	slow     int
+	latency  time.Duration // extra one-way latency while slow
+	factor   float64       // work slowdown while slow
+	nextHBAt map[uint64]time.Duration
+}
+
+// pendingSubmit is a submission the workload will make (again).
+type pendingSubmit struct {
+	in       core.SubmitInput
+	gen      int
+	origID   core.TaskID // for resubmissions: the task the key created
+	conflict bool        // the body differs: expect a refusal
+	poison   bool
+	hang     bool
+	w        int // workload index
+}
+
+type sim struct {
+	o   Options
+	rng *rand.Rand
+
+	now   time.Duration
+	t     time.Time
+	q     eventQueue
+	seq   uint64
+	count uint64
+
+	cp     *core.ControlPlane
+	cpGen  int
+	agents []*simAgent
+	byID   map[string]*simAgent
+
+	tr  *tracer
+	m   *model
+	res Result
+
+	workloadSeq []int // per workload: tasks generated
+	lastCheck   time.Duration
+	hbSeen      map[string]bool
+}
+
+func newSim(opts Options) (*sim, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	s := &sim{
+		o:    o,
+		rng:  rand.New(rand.NewPCG(o.Seed, 0)),
+		t:    epoch,
+		byID: make(map[string]*simAgent, o.Agents),
+		tr:   newTracer(o.Trace, o.LastEvents),
+	}
+	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[string]int{}}
+	s.m = newModel(s)
+	cp, err := core.NewControlPlane(o.Core, epoch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
+	}
+	s.attachCP(cp)
+	for i := range o.Agents {
+		id := AgentID(i, o.Zones)
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		a := &simAgent{idx: i, id: id, zone: ZoneName(i % o.Zones),
+			rng: rand.New(rand.NewPCG(o.Seed, h.Sum64())), factor: 1, nextHBAt: map[uint64]time.Duration{}}
+		s.agents = append(s.agents, a)
+		s.byID[id] = a
+	}
+	for _, a := range s.agents {
+		s.startAgent(a)
+	}
+	s.push(event{at: o.TickInterval, kind: evCPTick})
+	s.push(event{at: 0, kind: evSample})
+	s.workloadSeq = make([]int, len(o.Workload))
+	for i, w := range o.Workload {
+		if w.Burst > 0 {
+			s.push(event{at: w.Start, kind: evSubmit, node: i, num: 1})
+		}
+		if w.RatePerSecond > 0 {
+			s.push(event{at: w.Start + s.interarrival(w.RatePerSecond), kind: evSubmit, node: i})
+		}
+	}
+	for i, f := range o.Faults {
+		s.push(event{at: f.At, kind: evFaultStart, node: i})
+		if f.Until > 0 && f.Kind != FaultCPRestart {
+			s.push(event{at: f.Until, kind: evFaultEnd, node: i})
+		}
+	}
+	for i, op := range o.Ops {
+		s.push(event{at: op.At, kind: evOperator, node: i})
+	}
+	return s, nil
+}
+
+func (s *sim) attachCP(cp *core.ControlPlane) {
+	s.cp = cp
+	s.res.CPGenerations++
+	gen := s.cpGen
+	cp.OnEvent(func(e core.Event) { s.onTimeline(gen, e) })
+	// The constructor recorded the initial mode before the observer was set.
+	for _, e := range cp.Timeline().Since(0, 0) {
+		s.onTimeline(gen, e)
+	}
+}
+
+func (s *sim) push(e event) {
+	s.seq++
+	e.seq = s.seq
+	s.q.push(e)
+}
+
+func (s *sim) interarrival(rate float64) time.Duration {
+	return time.Duration(s.rng.ExpFloat64() / rate * float64(time.Second))
+}
+
+func (s *sim) run() {
+	for s.q.len() > 0 && s.res.Violation == nil {
+		if s.q.items[0].at > s.o.Duration {
+			break
+		}
+		e := s.q.pop()
+		s.now, s.t = e.at, epoch.Add(e.at)
+		s.count++
+		if s.count > uint64(s.o.EventsLimit) {
+			s.violate(InvSimLimit, fmt.Sprintf("more than %d simulator events", s.o.EventsLimit))
+			break
+		}
+		s.handle(e)
+		if s.res.Violation == nil {
+			s.checkCheap()
+		}
+	}
+	if s.res.Violation == nil {
+		s.now, s.t = s.o.Duration, epoch.Add(s.o.Duration)
+		s.fullCheck()
+	}
+	if s.res.Violation == nil {
+		s.checkLiveness()
+	}
+	s.finish()
+}
+
+func (s *sim) handle(e event) {
+	switch e.kind {
+	case evCPTick:
+		s.traceEv(e, "tick")
+		s.tr.end()
+		s.cp.Tick(s.t)
+		s.afterCP()
+		if s.now-s.lastCheck >= s.o.FullCheckInterval {
+			s.lastCheck = s.now
+			s.fullCheck()
+		}
+		s.push(event{at: s.now + s.o.TickInterval, kind: evCPTick})
+	case evAgentWake:
+		a := s.agents[e.node]
+		if e.gen != a.inc || !a.up || !a.wakeSet || e.at != a.wakeAt {
+			return
+		}
+		a.wakeSet = false
+		s.wake(a)
+	case evDeliver:
+		s.deliver(e)
+	case evHeartbeatFailed:
+		a := s.agents[e.node]
+		if e.gen != a.inc || !a.up {
+			return
+		}
+		if _, ok := a.nextHBAt[e.num]; !ok {
+			return // replied meanwhile
+		}
+		delete(a.nextHBAt, e.num)
+		s.traceEv(e, "hb_failed")
+		s.tr.str("agent", a.id)
+		s.tr.int("hb", int64(e.num))
+		s.tr.end()
+		a.ag.HeartbeatFailed(s.t, e.num)
+		s.reschedule(a)
+	case evExecDone:
+		s.execDone(e)
+	case evSubmit:
+		s.workloadSubmit(e)
+	case evResubmit:
+		s.submit(e.sub)
+	case evFaultStart:
+		s.faultStart(e.node)
+	case evFaultEnd:
+		s.faultEnd(e.node)
+	case evFlapDown:
+		f := s.o.Faults[e.node]
+		s.traceEv(e, "flap_down")
+		s.tr.end()
+		s.note(fmt.Sprintf("fault: flap: %v partitioned from cp for %v", f.Agents, f.Down))
+		for _, id := range f.Agents {
+			s.byID[id].cut++
+		}
+		s.push(event{at: s.now + f.Down, kind: evFlapUp, node: e.node})
+	case evFlapUp:
+		f := s.o.Faults[e.node]
+		s.traceEv(e, "flap_up")
+		s.tr.end()
+		for _, id := range f.Agents {
+			s.byID[id].cut--
+		}
+		s.healed()
+		if s.now+f.Up+f.Down <= f.Until {
+			s.push(event{at: s.now + f.Up, kind: evFlapDown, node: e.node})
+		} else {
+			s.note(fmt.Sprintf("heal: flap of %v over", f.Agents))
+		}
+	case evOperator:
+		s.operator(e)
+	case evSample:
+		s.sample()
+		s.push(event{at: s.now + s.o.SampleInterval, kind: evSample})
+	case evRestartPoll:
+		s.maybeRestart(e.node)
+	}
+}
+
+func (s *sim) traceEv(e event, name string) {
+	s.tr.begin(s.now, s.count, name)
+}
+
+func (s *sim) note(text string) {
+	s.res.Notes = append(s.res.Notes, Note{At: s.now, Text: text})
+	s.tr.begin(s.now, s.count, "note")
+	s.tr.str("text", text)
+	s.tr.end()
+}
+
+func (s *sim) healed() {
+	if s.now > s.res.HealedAt {
+		s.res.HealedAt = s.now
+	}
+}
+
+// ---- agents ----
+
+func (s *sim) startAgent(a *simAgent) {
+	a.exec = &simExec{s: s, a: a, running: map[core.Lease]bool{}}
+	ag, err := core.NewAgent(core.AgentConfig{
+		ID: core.AgentID(a.id), Domain: a.zone, Slots: s.o.SlotsPerAgent, Address: "sim://" + a.id,
+		HeartbeatInterval: s.o.AgentHeartbeat, ResultsMax: 1024, Incarnation: a.inc + 1,
+	}, a.exec)
+	if err != nil {
+		panic(fmt.Sprintf("sim: agent %s: %v", a.id, err)) // ids and zones are ours: a programmer error
+	}
+	a.ag, a.up, a.wakeSet = ag, true, false
+	clear(a.nextHBAt)
+	s.reschedule(a)
+}
+
+// reschedule makes sure the agent is woken by its NextWake.
+func (s *sim) reschedule(a *simAgent) {
+	if !a.up {
+		return
+	}
+	next := a.ag.NextWake(s.t).Sub(epoch)
+	if next < s.now {
+		next = s.now
+	}
+	if a.wakeSet && a.wakeAt <= next {
+		return
+	}
+	a.wakeAt, a.wakeSet = next, true
+	s.push(event{at: next, kind: evAgentWake, node: a.idx, gen: a.inc})
+}
+
+func (s *sim) wake(a *simAgent) {
+	hb, ok := a.ag.Tick(s.t)
+	if ok {
+		s.tr.begin(s.now, s.count, "hb_send")
+		s.tr.str("agent", a.id)
+		s.tr.int("hb", int64(hb.Seq))
+		s.tr.int("running", int64(len(hb.Running)))
+		s.tr.int("results", int64(len(hb.Results)))
+		s.tr.end()
+		a.nextHBAt[hb.Seq] = s.now
+		hbCopy := hb
+		if !s.send(fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hbCopy}, a, true) {
+			s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: hb.Seq})
+		}
+	}
+	s.reschedule(a)
+}
+
+// send puts m on the link between the cp and agent a. It reports whether the
+// message left (it may still be lost at delivery if a partition starts).
+func (s *sim) send(m fnet.Message, a *simAgent, toCP bool) bool {
+	n := s.o.Network
+	r := a.rng
+	if a.cut > 0 || !a.up {
+		return false
+	}
+	if n.LossProbability > 0 && r.Float64() < n.LossProbability {
+		s.tr.begin(s.now, s.count, "lost")
+		s.tr.str("kind", string(m.Kind))
+		s.tr.str("from", m.From)
+		s.tr.str("to", m.To)
+		s.tr.end()
+		return false
+	}
+	gen := a.inc
+	if toCP {
+		gen = uint64(s.cpGen)
+	}
+	mp := &m
+	lat := s.latency(a)
+	if n.ReorderProbability > 0 && r.Float64() < n.ReorderProbability {
+		lat += time.Duration(r.Int64N(int64(n.ReorderDelay) + 1))
+	}
+	s.push(event{at: s.now + lat, kind: evDeliver, node: a.idx, gen: gen, msg: mp, num: boolNum(toCP)})
+	if n.DuplicateProbability > 0 && r.Float64() < n.DuplicateProbability {
+		s.push(event{at: s.now + s.latency(a), kind: evDeliver, node: a.idx, gen: gen, msg: mp, num: boolNum(toCP)})
+	}
+	return true
+}
+
+func boolNum(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *sim) latency(a *simAgent) time.Duration {
+	n := s.o.Network
+	d := n.LatencyMin
+	if n.LatencyMean > 0 {
+		d += time.Duration(a.rng.ExpFloat64() * float64(n.LatencyMean))
+	}
+	d = min(d, n.LatencyMax)
+	return d + a.latency
+}
+
+func (s *sim) deliver(e event) {
+	a := s.agents[e.node]
+	m := e.msg
+	toCP := e.num == 1
+	s.traceEv(e, "deliver")
+	s.tr.str("kind", string(m.Kind))
+	s.tr.str("from", m.From)
+	s.tr.str("to", m.To)
+	if m.Seq != 0 {
+		s.tr.int("hb", int64(m.Seq))
+	}
+	switch {
+	case m.Assign != nil:
+		s.tr.str("task", string(m.Assign.TaskID))
+		s.tr.int("attempt", int64(m.Assign.Attempt))
+	case m.Cancel != nil:
+		s.tr.str("task", string(m.Cancel.TaskID))
+		s.tr.int("attempt", int64(m.Cancel.Attempt))
+	case m.AssignAck != nil:
+		s.tr.str("task", string(m.AssignAck.TaskID))
+		s.tr.int("attempt", int64(m.AssignAck.Attempt))
+	}
+	// A partition or crash that began in flight drops the message; so does
+	// a restart of the receiver (its connections are gone).
+	if a.cut > 0 || !a.up || toCP && e.gen != uint64(s.cpGen) || !toCP && e.gen != a.inc {
+		s.tr.str("dropped", "partition, crash or restart")
+		s.tr.end()
+		if m.Kind == fnet.KindHeartbeat && a.up && e.gen == uint64(s.cpGen) {
+			s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
+		}
+		return
+	}
+	s.tr.end()
+	if toCP {
+		switch m.Kind {
+		case fnet.KindHeartbeat:
+			reply, err := s.cp.Heartbeat(s.t, *m.Heartbeat)
+			s.afterCP()
+			if err != nil {
+				s.tr.begin(s.now, s.count, "hb_refused")
+				s.tr.str("agent", a.id)
+				s.tr.str("error", err.Error())
+				s.tr.end()
+				s.push(event{at: s.now, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
+				return
+			}
+			rp := reply
+			if !s.send(fnet.Message{From: fnet.CPNode, To: a.id, Kind: fnet.KindHeartbeatReply, Seq: m.Seq, HeartbeatReply: &rp}, a, false) {
+				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
+			}
+		case fnet.KindAssignAck:
+			err := s.cp.AssignAcked(s.t, *m.AssignAck)
+			s.afterCP()
+			if err != nil {
+				s.tr.begin(s.now, s.count, "ack_refused")
+				s.tr.str("error", err.Error())
+				s.tr.end()
+			}
+		}
+		return
+	}
+	switch m.Kind {
+	case fnet.KindAssign:
+		ack := a.ag.Assign(s.t, *m.Assign)
+		s.send(fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindAssignAck, AssignAck: &ack}, a, true)
+	case fnet.KindCancel:
+		a.ag.Cancel(s.t, *m.Cancel)
+	case fnet.KindHeartbeatReply:
+		if _, ok := a.nextHBAt[m.Seq]; ok {
+			delete(a.nextHBAt, m.Seq)
+		}
+		a.ag.HeartbeatReplied(s.t, m.Seq, *m.HeartbeatReply)
+	}
+	s.reschedule(a)
+}
+
+// afterCP sends the control plane's outbox and checks what it produced.
+func (s *sim) afterCP() {
+	for _, o := range s.cp.TakeOutbox() {
+		if o.Assign != nil {
+			s.m.checkAssignMessage(o)
+		}
+		a, ok := s.byID[string(o.To)]
+		if !ok {
+			continue
+		}
+		s.send(fnet.Outbound(o), a, false)
+	}
+	if d := s.cp.QueueDepth(); d > s.res.MaxQueueDepth {
+		s.res.MaxQueueDepth = d
+	}
+	s.m.checkCounts()
+}
+
+// ---- executor ----
+
+// simExec is an agent's simulated executor: a sleep task finishes after its
+// duration (times the slow factor); poison tasks and failing zones fail;
+// hang tasks and stuck workers never finish.
+type simExec struct {
+	s       *sim
+	a       *simAgent
+	running map[core.Lease]bool
+}
+
+func (x *simExec) Start(e core.Execution) {
+	s, a := x.s, x.a
+	l := core.Lease{TaskID: e.TaskID, Attempt: e.Attempt}
+	x.running[l] = true
+	mt := s.m.task(e.TaskID)
+	if mt != nil {
+		mt.rec.Executions++
+	}
+	s.tr.begin(s.now, s.count, "exec_start")
+	s.tr.str("agent", a.id)
+	s.tr.str("task", string(e.TaskID))
+	s.tr.int("attempt", int64(e.Attempt))
+	if a.stuck > 0 || mt != nil && mt.rec.Hang {
+		s.tr.str("hang", "stuck worker")
+		s.tr.end()
+		return
+	}
+	s.tr.end()
+	d := time.Duration(e.Spec.DurationMS) * time.Millisecond
+	if e.Spec.Kind == core.KindExec {
+		d = 100 * time.Millisecond
+	}
+	if a.slow > 0 && a.factor > 1 {
+		d = time.Duration(float64(d) * a.factor)
+	}
+	out := core.OutcomeSucceeded
+	if a.failing > 0 || mt != nil && mt.rec.Poison {
+		out = core.OutcomeFailed
+	}
+	s.push(event{at: s.now + d, kind: evExecDone, node: a.idx, gen: a.inc, task: e.TaskID, att: e.Attempt, out: out})
+}
+
+func (x *simExec) Stop(task core.TaskID, attempt int) {
+	delete(x.running, core.Lease{TaskID: task, Attempt: attempt})
+}
+
+func (s *sim) execDone(e event) {
+	a := s.agents[e.node]
+	if e.gen != a.inc || !a.up {
+		return
+	}
+	l := core.Lease{TaskID: e.task, Attempt: e.att}
+	if !a.exec.running[l] {
+		return // stopped meanwhile
+	}
+	delete(a.exec.running, l)
+	s.traceEv(e, "exec_done")
+	s.tr.str("agent", a.id)
+	s.tr.str("task", string(e.task))
+	s.tr.int("attempt", int64(e.att))
+	s.tr.str("outcome", string(e.out))
+	s.tr.end()
+	r := core.Result{TaskID: e.task, Attempt: e.att, Outcome: e.out}
+	if e.out == core.OutcomeSucceeded {
+		if mt := s.m.task(e.task); mt != nil {
+			mt.rec.Successes++
+		}
+	} else {
+		r.ExitCode, r.Error = 1, "simulated failure"
+	}
+	a.ag.Finished(s.t, r)
+	s.reschedule(a)
+}
+
+// ---- workload ----
+
+func (s *sim) workloadSubmit(e event) {
+	w := s.o.Workload[e.node]
+	n := 1
+	if e.num == 1 {
+		n = w.Burst // the burst at Start
+	} else if next := s.now + s.interarrival(w.RatePerSecond); next < w.End {
+		s.push(event{at: next, kind: evSubmit, node: e.node})
+	}
+	for range n {
+		s.submit(s.generate(e.node))
+	}
+}
+
+// generate draws one task from workload i with the run's random source.
+func (s *sim) generate(i int) *pendingSubmit {
+	w := s.o.Workload[i]
+	r := s.rng
+	s.workloadSeq[i]++
+	spec := core.TaskSpec{Kind: core.KindSleep, TimeoutSeconds: w.TimeoutSeconds, MaxAttempts: w.MaxAttempts}
+	total := w.PriorityWeights[0] + w.PriorityWeights[1] + w.PriorityWeights[2]
+	spec.Priority = core.PriorityNormal
+	if total > 0 {
+		x := r.Float64() * total
+		switch {
+		case x < w.PriorityWeights[0]:
+			spec.Priority = core.PriorityHigh
+		case x < w.PriorityWeights[0]+w.PriorityWeights[1]:
+			spec.Priority = core.PriorityNormal
+		default:
+			spec.Priority = core.PriorityLow
+		}
+	}
+	if len(w.Domains) > 0 && r.Float64() < w.DomainFraction {
+		spec.Domain = w.Domains[r.IntN(len(w.Domains))]
+	}
+	d := w.DurationMin
+	if w.DurationMax > w.DurationMin {
+		d += time.Duration(r.Int64N(int64(w.DurationMax - w.DurationMin)))
+	}
+	spec.DurationMS = d.Milliseconds()
+	p := &pendingSubmit{in: core.SubmitInput{Spec: spec}, gen: s.cpGen, w: i}
+	p.poison = w.PoisonFraction > 0 && r.Float64() < w.PoisonFraction
+	p.hang = !p.poison && w.HangFraction > 0 && r.Float64() < w.HangFraction
+	if w.IdempotentFraction > 0 && r.Float64() < w.IdempotentFraction {
+		p.in.IdempotencyKey = fmt.Sprintf("%s-%d-%d", orName(w.Name, i), s.cpGen, s.workloadSeq[i])
+	}
+	return p
+}
+
+func orName(name string, i int) string {
+	if name == "" {
+		return fmt.Sprintf("w%d", i)
+	}
+	return name
+}
+
+func (s *sim) submit(p *pendingSubmit) {
+	if p.origID != "" && p.gen != s.cpGen {
+		return // the key died with the cp that held it
+	}
+	before, depth := s.cp.Timeline().LastSeq(), s.cp.QueueDepth()
+	task, replayed, err := s.cp.Submit(s.t, p.in)
+	s.tr.begin(s.now, s.count, "submit")
+	s.tr.str("key", p.in.IdempotencyKey)
+	s.tr.str("prio", p.in.Spec.Priority.String())
+	s.tr.str("domain", p.in.Spec.Domain)
+	if err != nil {
+		kind := refusalKind(err)
+		s.res.Refused[kind]++
+		s.tr.str("refused", kind)
+		s.tr.end()
+		if s.cp.Timeline().LastSeq() != before || s.cp.QueueDepth() != depth {
+			s.violate(InvQueueBound, fmt.Sprintf("refused submission (%v) left a trace: timeline %d→%d, queue %d→%d",
+				err, before, s.cp.Timeline().LastSeq(), depth, s.cp.QueueDepth()))
+			return
+		}
+		if p.conflict && !errors.Is(err, core.ErrIdempotencyConflict) {
+			s.violate(InvIdempotency, fmt.Sprintf("key %q reused with another body refused with %v, want a conflict", p.in.IdempotencyKey, err))
+		}
+		if p.origID != "" && !p.conflict && s.m.task(p.origID) != nil {
+			s.violate(InvIdempotency, fmt.Sprintf("replay of key %q (task %s) refused: %v", p.in.IdempotencyKey, p.origID, err))
+		}
+		s.afterCP()
+		return
+	}
+	s.tr.str("task", string(task.ID))
+	if replayed {
+		s.tr.str("replayed", "true")
+	}
+	s.tr.end()
+	switch {
+	case p.conflict:
+		s.violate(InvIdempotency, fmt.Sprintf("key %q reused with another body was accepted as %s (replayed=%v)", p.in.IdempotencyKey, task.ID, replayed))
+		return
+	case p.origID != "":
+		if !replayed || task.ID != p.origID {
+			s.violate(InvIdempotency, fmt.Sprintf("key %q with the same body gave %s (replayed=%v), want %s", p.in.IdempotencyKey, task.ID, replayed, p.origID))
+			return
+		}
+		s.res.Replayed++
+	case replayed:
+		s.violate(InvIdempotency, fmt.Sprintf("fresh key %q answered as a replay of %s", p.in.IdempotencyKey, task.ID))
+		return
+	default:
+		mt := s.m.task(task.ID)
+		if mt == nil {
+			s.violate(InvTimeline, fmt.Sprintf("accepted task %s has no timeline record", task.ID))
+			return
+		}
+		mt.rec.Poison, mt.rec.Hang = p.poison, p.hang
+		mt.rec.Priority, mt.rec.Domain = task.Spec.Priority, task.Spec.Domain
+		s.res.Submitted++
+		if p.in.IdempotencyKey != "" {
+			s.maybeResubmit(p, task.ID)
+		}
+	}
+	s.afterCP()
+}
+
+// maybeResubmit schedules a replay (same key and body) or a conflicting
+// reuse of the key shortly after an accepted idempotent submission.
+func (s *sim) maybeResubmit(p *pendingSubmit, id core.TaskID) {
+	w := s.o.Workload[p.w]
+	r := s.rng
+	x := r.Float64()
+	switch {
+	case x < w.ResubmitFraction:
+		q := *p
+		q.origID = id
+		s.push(event{at: s.now + time.Duration(r.Int64N(int64(10*time.Second))), kind: evResubmit, sub: &q})
+	case x < w.ResubmitFraction+w.ConflictFraction:
+		q := *p
+		q.origID, q.conflict = id, true
+		q.in.Spec.DurationMS++
+		s.push(event{at: s.now + time.Duration(r.Int64N(int64(10*time.Second))), kind: evResubmit, sub: &q})
+	}
+}
+
+func refusalKind(err error) string {
+	for _, k := range []struct {
+		e    error
+		name string
+	}{{core.ErrQueueFull, "queue_full"}, {core.ErrLowPriorityShed, "degraded"}, {core.ErrModeRefused, "mode"},
+		{core.ErrIdempotencyConflict, "idempotency_conflict"}, {core.ErrInvalid, "invalid"}} {
+		if errors.Is(err, k.e) {
+			return k.name
+		}
+	}
+	return "other"
+}

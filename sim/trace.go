@@ -1,0 +1,124 @@
+package sim
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// tracer writes one JSON object per line for every simulator event and every
+// control-plane timeline event. Lines are built by hand (no reflection, no
+// maps) so the bytes are deterministic and cheap; an FNV-64a hash of all of
+// them identifies the run.
+type tracer struct {
+	w     io.Writer
+	werr  error
+	hash  hash.Hash64
+	buf   []byte
+	ring  [][]byte // the last lines, for violation reports
+	next  int
+	full  bool
+	bytes int64
+	lines int64
+}
+
+func newTracer(w io.Writer, keep int) *tracer {
+	return &tracer{w: w, hash: fnv.New64a(), ring: make([][]byte, keep)}
+}
+
+// begin starts a line at virtual time at for sim event number n.
+func (t *tracer) begin(at time.Duration, n uint64, ev string) {
+	b := t.buf[:0]
+	b = append(b, `{"ms":`...)
+	b = strconv.AppendInt(b, at.Milliseconds(), 10)
+	b = append(b, `,"n":`...)
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, `,"ev":"`...)
+	b = append(b, ev...)
+	b = append(b, '"')
+	t.buf = b
+}
+
+func (t *tracer) str(key, val string) {
+	if val == "" {
+		return
+	}
+	b := append(t.buf, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	t.buf = appendJSONString(b, val)
+}
+
+func (t *tracer) int(key string, v int64) {
+	b := append(t.buf, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	t.buf = strconv.AppendInt(b, v, 10)
+}
+
+func (t *tracer) end() {
+	t.buf = append(t.buf, '}', '\n')
+	b := t.buf
+	t.hash.Write(b)
+	t.bytes += int64(len(b))
+	t.lines++
+	if t.w != nil && t.werr == nil {
+		_, t.werr = t.w.Write(b)
+	}
+	if len(t.ring) > 0 {
+		t.ring[t.next] = append(t.ring[t.next][:0], b[:len(b)-1]...)
+		t.next++
+		if t.next == len(t.ring) {
+			t.next, t.full = 0, true
+		}
+	}
+}
+
+// last returns the last lines, oldest first.
+func (t *tracer) last() []string {
+	var out []string
+	if t.full {
+		for _, l := range t.ring[t.next:] {
+			out = append(out, string(l))
+		}
+	}
+	for _, l := range t.ring[:t.next] {
+		out = append(out, string(l))
+	}
+	return out
+}
+
+func (t *tracer) sum() string { return fmt.Sprintf("fnv64a:%016x", t.hash.Sum64()) }
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+			i++
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			i++
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return append(b, '"')
+}

@@ -119,7 +119,7 @@ func (ag *Agent) PendingResults() int { return len(ag.pending) }
 
 // Assign takes an assignment from the cp and answers it.
 func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
-	ack := AssignAck{AgentID: ag.cfg.ID, TaskID: as.TaskID, Attempt: as.Attempt}
+	ack := AssignAck{AgentID: ag.cfg.ID, TaskID: as.TaskID, Attempt: as.Attempt, HeartbeatSeq: ag.seq}
 	reject := func(reason string) AssignAck {
 		ag.stats.Rejected++
 		ack.Reason = reason

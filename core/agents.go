@@ -114,7 +114,9 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 			if reported[t.ID] {
 				continue
 			}
-			if restarted || t.State == TaskRunning || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
+			// A heartbeat the agent built before it accepted the attempt
+			// (seq <= ackSeq) may arrive after the ack: not a loss.
+			if restarted || t.State == TaskRunning && hb.Seq > t.ackSeq || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
 				lost = append(lost, t)
 			}
 		}
@@ -221,6 +223,7 @@ func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
 		cp.schedule(now)
 		return nil
 	}
+	t.ackSeq = max(t.ackSeq, ack.HeartbeatSeq)
 	if t.State == TaskAssigned {
 		t.confirmed = true
 		cp.setState(t, TaskRunning, ActorAgent, "")

@@ -16,6 +16,7 @@ type taskRecord struct {
 	rejectedBy []AgentID // agents that refused the task (not its fault, never retried there)
 	assignedAt time.Time
 	confirmed  bool   // the agent reported the current attempt
+	ackSeq     uint64 // heartbeats with seq <= ackSeq may predate the agent's acceptance
 	probe      bool   // dispatched as a probe into a PROBING domain
 	skipPass   uint64 // the scheduling pass that found no agent for this task in particular
 }

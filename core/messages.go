@@ -107,6 +107,10 @@ type AssignAck struct {
 	Attempt  int     `json:"attempt"`
 	Accepted bool    `json:"accepted"`
 	Reason   string  `json:"reason,omitempty"`
+	// HeartbeatSeq is the seq of the last heartbeat the agent built before
+	// it accepted: heartbeats up to it may reach the cp after this ack and
+	// not list the attempt without it being lost.
+	HeartbeatSeq uint64 `json:"heartbeat_seq,omitempty"`
 }
 
 // CancelTask asks an agent to stop an attempt.

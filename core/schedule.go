@@ -160,7 +160,7 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	d := a.dom
 	t.Attempt++
 	t.AgentID = a.id
-	t.assignedAt, t.confirmed = now, false
+	t.assignedAt, t.confirmed, t.ackSeq = now, false, 0
 	t.probe = d.health.State == DomainProbing
 	t.Attempts = append(t.Attempts, AttemptRecord{Attempt: t.Attempt, AgentID: a.id, Domain: a.domain, AssignedAt: now})
 	if len(t.Attempts) > maxAttemptsMax+cp.cfg.TaskAttemptsMax {

@@ -1,0 +1,237 @@
+package core
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTestAgent(t *testing.T, edit func(*AgentConfig)) (*Agent, *fakeExec) {
+	t.Helper()
+	cfg := AgentConfig{ID: "a1", Domain: "z1", Slots: 2, HeartbeatInterval: 5 * time.Second, ResultsMax: 4, Incarnation: 1}
+	if edit != nil {
+		edit(&cfg)
+	}
+	fx := &fakeExec{}
+	ag, err := NewAgent(cfg, fx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ag, fx
+}
+
+func assignOf(id TaskID, attempt int, spec TaskSpec) Assign {
+	return Assign{TaskID: id, Attempt: attempt, Spec: spec}
+}
+
+func TestAgentAssign(t *testing.T) {
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	exec := TaskSpec{Kind: KindExec, Argv: []string{"true"}}
+	tests := []struct {
+		name       string
+		allowExec  bool
+		before     []Assign // accepted first
+		assign     Assign
+		accepted   bool
+		reason     string // in the rejection
+		wantStarts int
+	}{
+		{"accepts within its slots", false, []Assign{assignOf("t1", 1, sleep)}, assignOf("t2", 1, sleep), true, "", 2},
+		{"rejects beyond its slots", false, []Assign{assignOf("t1", 1, sleep), assignOf("t2", 1, sleep)}, assignOf("t3", 1, sleep), false, "all 2 slots busy", 2},
+		{"rejects exec unless allowed", false, nil, assignOf("t1", 1, exec), false, "kind exec is not allowed", 0},
+		{"accepts exec when allowed", true, nil, assignOf("t1", 1, exec), true, "", 1},
+		{"duplicate assignment is idempotent", false, []Assign{assignOf("t1", 1, sleep)}, assignOf("t1", 1, sleep), true, "", 1},
+		{"older attempt is rejected", false, []Assign{assignOf("t1", 2, sleep)}, assignOf("t1", 1, sleep), false, "stale: running attempt 2", 1},
+		{"invalid spec is rejected", false, nil, assignOf("t1", 1, TaskSpec{Kind: "shell"}), false, "not one of exec, sleep", 0},
+		{"attempt 0 is rejected", false, nil, assignOf("t1", 0, sleep), false, "attempt must be >= 1", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ag, fx := newTestAgent(t, func(c *AgentConfig) { c.AllowExec = tt.allowExec })
+			for _, as := range tt.before {
+				if ack := ag.Assign(testEpoch, as); !ack.Accepted {
+					t.Fatalf("setup assign %+v rejected: %s", as, ack.Reason)
+				}
+			}
+			ack := ag.Assign(testEpoch, tt.assign)
+			if ack.Accepted != tt.accepted || !strings.Contains(ack.Reason, tt.reason) {
+				t.Fatalf("ack %+v, want accepted=%v reason %q", ack, tt.accepted, tt.reason)
+			}
+			if ack.AgentID != "a1" || ack.TaskID != tt.assign.TaskID || ack.Attempt != tt.assign.Attempt {
+				t.Fatalf("ack names the wrong lease: %+v", ack)
+			}
+			if len(fx.started) != tt.wantStarts {
+				t.Fatalf("executor started %d, want %d", len(fx.started), tt.wantStarts)
+			}
+			if len(ag.Running()) > ag.Config().Slots {
+				t.Fatalf("running %d beyond %d slots", len(ag.Running()), ag.Config().Slots)
+			}
+		})
+	}
+}
+
+func TestAgentNewerAttemptSupersedes(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	ag.Assign(testEpoch, assignOf("t1", 1, sleep))
+	if ack := ag.Assign(testEpoch, assignOf("t1", 2, sleep)); !ack.Accepted {
+		t.Fatalf("newer attempt rejected: %s", ack.Reason)
+	}
+	if !slices.Equal(fx.stopped, []Lease{{"t1", 1}}) || !slices.Equal(ag.Running(), []Lease{{"t1", 2}}) {
+		t.Fatalf("stopped %v running %v", fx.stopped, ag.Running())
+	}
+	// The old attempt's late completion is ignored; a finished attempt
+	// is not started again.
+	ag.Finished(testEpoch, Result{TaskID: "t1", Attempt: 1, Outcome: OutcomeSucceeded})
+	ag.Finished(testEpoch, Result{TaskID: "t1", Attempt: 2, Outcome: OutcomeSucceeded})
+	if ack := ag.Assign(testEpoch, assignOf("t1", 2, sleep)); ack.Accepted || !strings.Contains(ack.Reason, "already finished") {
+		t.Fatalf("re-assign of a finished attempt: %+v", ack)
+	}
+}
+
+func TestAgentTimeoutViaTick(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	ag.Assign(testEpoch, assignOf("t1", 1, TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 10}))
+	if next := ag.NextWake(testEpoch.Add(time.Second)); next.After(testEpoch.Add(10 * time.Second)) {
+		t.Fatalf("next wake %v is after the deadline", next)
+	}
+	first, _ := ag.Tick(testEpoch.Add(10*time.Second - 1))
+	ag.HeartbeatReplied(testEpoch.Add(10*time.Second-1), first.Seq, HeartbeatReply{})
+	if len(fx.stopped) != 0 {
+		t.Fatal("stopped before its deadline")
+	}
+	hb, ok := ag.Tick(testEpoch.Add(10 * time.Second))
+	if !slices.Equal(fx.stopped, []Lease{{"t1", 1}}) || len(ag.Running()) != 0 {
+		t.Fatalf("not stopped at its deadline: stopped %v", fx.stopped)
+	}
+	if !ok || len(hb.Results) != 1 || hb.Results[0].Outcome != OutcomeTimeout || ag.Stats().TimedOut != 1 {
+		t.Fatalf("heartbeat %v %+v", ok, hb.Results)
+	}
+}
+
+func TestAgentResultsResentUntilAcked(t *testing.T) {
+	ag, _ := newTestAgent(t, nil)
+	now := testEpoch
+	hb, _ := ag.Tick(now)
+	ag.HeartbeatReplied(now, hb.Seq, HeartbeatReply{Registered: true})
+	ag.Assign(now, assignOf("t1", 1, TaskSpec{Kind: KindSleep}))
+	now = now.Add(time.Second)
+	ag.Finished(now, Result{TaskID: "t1", Attempt: 1, Outcome: OutcomeSucceeded})
+	for i := range 3 {
+		hb, ok := ag.Tick(now)
+		if !ok || len(hb.Results) != 1 || hb.Results[0].TaskID != "t1" {
+			t.Fatalf("heartbeat %d: %v %+v", i, ok, hb.Results)
+		}
+		if i < 2 {
+			// Lost on the way (no reply), then a reply without the ack.
+			if i == 0 {
+				ag.HeartbeatFailed(now, hb.Seq)
+			} else {
+				ag.HeartbeatReplied(now, hb.Seq, HeartbeatReply{})
+			}
+			now = now.Add(ag.Config().HeartbeatInterval)
+			continue
+		}
+		ag.HeartbeatReplied(now, hb.Seq, HeartbeatReply{Acked: []Lease{{"t1", 1}}})
+	}
+	if ag.PendingResults() != 0 {
+		t.Fatal("acked result still pending")
+	}
+	now = now.Add(ag.Config().HeartbeatInterval)
+	if hb, _ := ag.Tick(now); len(hb.Results) != 0 {
+		t.Fatalf("acked result sent again: %+v", hb.Results)
+	}
+}
+
+func TestAgentEarlyHeartbeatAfterResult(t *testing.T) {
+	ag, _ := newTestAgent(t, nil)
+	hb, ok := ag.Tick(testEpoch)
+	if !ok {
+		t.Fatal("no first heartbeat")
+	}
+	ag.HeartbeatReplied(testEpoch, hb.Seq, HeartbeatReply{})
+	ag.Assign(testEpoch, assignOf("t1", 1, TaskSpec{Kind: KindSleep}))
+	if _, ok := ag.Tick(testEpoch.Add(time.Second)); ok {
+		t.Fatal("heartbeat before the interval with nothing to report")
+	}
+	at := testEpoch.Add(2 * time.Second)
+	ag.Finished(at, Result{TaskID: "t1", Attempt: 1, Outcome: OutcomeFailed, ExitCode: 2})
+	if next := ag.NextWake(at); !next.Equal(at) {
+		t.Fatalf("next wake %v, want now", next)
+	}
+	hb, ok = ag.Tick(at)
+	if !ok || len(hb.Results) != 1 {
+		t.Fatalf("no early heartbeat after a result: %v", ok)
+	}
+	// While that heartbeat is in flight, no second early one.
+	ag.Finished(at, Result{TaskID: "t2", Attempt: 1, Outcome: OutcomeFailed})
+	if _, ok := ag.Tick(at.Add(time.Second)); ok {
+		t.Fatal("early heartbeat while one is in flight")
+	}
+}
+
+func TestAgentCancelAndStop(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep}
+	ag.Assign(testEpoch, assignOf("t1", 2, sleep))
+	ag.Assign(testEpoch, assignOf("t2", 1, sleep))
+	ag.Cancel(testEpoch, CancelTask{TaskID: "t1", Attempt: 1}) // older attempt: not ours
+	if len(fx.stopped) != 0 {
+		t.Fatal("cancel of an older attempt stopped the current one")
+	}
+	ag.HeartbeatReplied(testEpoch, 99, HeartbeatReply{Cancel: []Lease{{"t1", 2}}})
+	if !slices.Equal(fx.stopped, []Lease{{"t1", 2}}) {
+		t.Fatalf("stopped %v", fx.stopped)
+	}
+	ag.Stop(testEpoch)
+	if ack := ag.Assign(testEpoch, assignOf("t3", 1, sleep)); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
+		t.Fatalf("stopping agent accepted work: %+v", ack)
+	}
+	hb, _ := ag.Tick(testEpoch)
+	if !hb.Stopping || ag.Drained() {
+		t.Fatalf("stopping %v drained %v", hb.Stopping, ag.Drained())
+	}
+	ag.CancelAll(testEpoch, "grace over")
+	hb, _ = ag.Tick(testEpoch.Add(5 * time.Second))
+	ag.HeartbeatReplied(testEpoch, hb.Seq, HeartbeatReply{Acked: []Lease{{"t1", 2}, {"t2", 1}}})
+	if !ag.Drained() {
+		t.Fatalf("not drained: running %v pending %d", ag.Running(), ag.PendingResults())
+	}
+}
+
+func TestAgentResultsBounded(t *testing.T) {
+	ag, _ := newTestAgent(t, func(c *AgentConfig) { c.Slots = 8 })
+	for i := range 6 {
+		id := TaskID(string(rune('a' + i)))
+		ag.Assign(testEpoch, assignOf(id, 1, TaskSpec{Kind: KindSleep}))
+		ag.Finished(testEpoch, Result{TaskID: id, Attempt: 1, Outcome: OutcomeSucceeded})
+	}
+	if ag.PendingResults() != 4 || ag.Stats().ResultsDropped != 2 {
+		t.Fatalf("pending %d dropped %d", ag.PendingResults(), ag.Stats().ResultsDropped)
+	}
+}
+
+func TestAgentConfigValidation(t *testing.T) {
+	good := AgentConfig{ID: "a1", Domain: "z1", Slots: 1, HeartbeatInterval: time.Second, ResultsMax: 1}
+	tests := []struct {
+		name string
+		edit func(*AgentConfig)
+		want string
+	}{
+		{"bad id", func(c *AgentConfig) { c.ID = "a 1" }, "agent id"},
+		{"no domain", func(c *AgentConfig) { c.Domain = "" }, "domain must be"},
+		{"no slots", func(c *AgentConfig) { c.Slots = 0 }, "slots must be in"},
+		{"no interval", func(c *AgentConfig) { c.HeartbeatInterval = 0 }, "heartbeat interval"},
+		{"no results bound", func(c *AgentConfig) { c.ResultsMax = 0 }, "ResultsMax"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.edit(&c)
+			if _, err := NewAgent(c, &fakeExec{}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

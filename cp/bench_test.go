@@ -1,0 +1,121 @@
+package cp
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+)
+
+// BenchmarkEndToEnd measures tasks per second from submission to result on
+// loopback: 50 fake agents (real core.Agent state machines behind HTTP
+// servers, 4 slots each, heartbeating every 20ms) run `sleep 0` tasks
+// submitted over HTTP by 16 keep-alive clients.
+//
+//	go test -run '^$' -bench EndToEnd -benchtime 1x ./cp/
+func BenchmarkEndToEnd(b *testing.B) {
+	const agents, tasks, clients = 50, 5000, 16
+	tc := startCP(b, true, func(o *Options) {
+		o.Core.QueueCapacity, o.Core.TasksMax = tasks*(b.N+1), tasks*(b.N+1)
+		o.Logger = nil
+		o.DeliveryWorkers = 64
+	})
+	for i := range agents {
+		startAgent(b, tc.url, core.AgentID(fmt.Sprintf("a%02d", i)), fmt.Sprintf("z%d", i%3), 4, "")
+	}
+	waitFor(b, 20*time.Second, "agents connected", func() bool { return tc.snapshot().Agents.Connected == agents })
+	succeeded := func() uint64 {
+		tc.s.mu.Lock()
+		defer tc.s.mu.Unlock()
+		return tc.s.core.Stats().TasksEnded[core.TaskSucceeded]
+	}
+	b.ResetTimer()
+	var elapsed time.Duration
+	for range b.N {
+		base := succeeded()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := c; i < tasks; i += clients {
+					resp, err := tc.client.Post(tc.url+"/v1/tasks", "application/json", bytes.NewReader([]byte(`{"kind":"sleep","duration_ms":0}`)))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		waitFor(b, 60*time.Second, "every task succeeded", func() bool { return succeeded()-base == tasks })
+		elapsed += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(tasks*b.N)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkMemory reports the control plane's heap per queued task and per
+// registered agent (core state plus the cp's wrapping), measured as the
+// live-heap growth after a GC.
+//
+//	go test -run '^$' -bench Memory -benchtime 1x ./cp/
+func BenchmarkMemory(b *testing.B) {
+	const tasks, agents = 50_000, 5_000
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for range b.N {
+		cfg := core.DefaultConfig()
+		cfg.QueueCapacity, cfg.AgentsMax = tasks, agents
+		s, err := New(Options{Core: cfg, Clock: newMock()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		h0 := heap()
+		for i := range tasks {
+			var err error
+			s.withCore(func(c *core.ControlPlane, now time.Time) {
+				_, _, err = c.Submit(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("key-%d", i),
+					Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100, Priority: core.PriorityNormal}})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.mu.Lock()
+		s.core.SetMode(s.clock.Now(), core.SetModeInput{Mode: core.ModeReadOnly}) // keep the queue where it is
+		s.mu.Unlock()
+		h1 := heap()
+		for i := range agents {
+			var err error
+			s.withCore(func(c *core.ControlPlane, now time.Time) {
+				_, err = c.Heartbeat(now, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)),
+					Domain: fmt.Sprintf("zone-%d", i%10), Slots: 8, Address: "http://10.0.0.1:9090", Incarnation: 1, Seq: 1})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		h2 := heap()
+		b.ReportMetric(float64(h1-h0)/tasks, "B/queued-task")
+		b.ReportMetric(float64(h2-h1)/agents, "B/agent")
+		b.ReportMetric(0, "ns/op")
+		runtime.KeepAlive(s)
+	}
+}

@@ -3,6 +3,8 @@ package cp
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -61,6 +63,14 @@ func (s *Server) deliver(ctx context.Context, m core.Outbound) {
 		task, attempt := leaseOf(m)
 		s.log.Warn("agent message not delivered", "agent_id", string(m.To), "kind", kind,
 			"task_id", string(task), "attempt", attempt, "address", m.Address, "error", err.Error())
+		if m.Assign != nil && se != nil && refusedForGood(se.Status) {
+			// The agent answered and will not take it (bad token, unknown
+			// path, bad request): a refusal, so the task moves on now
+			// rather than after AssignTimeout.
+			refusal := core.AssignAck{AgentID: m.To, TaskID: m.Assign.TaskID, Attempt: m.Assign.Attempt,
+				Reason: fmt.Sprintf("agent answered HTTP %d %s: %s", se.Status, se.Code, se.Msg)}
+			s.withCore(func(c *core.ControlPlane, now time.Time) { _ = c.AssignAcked(now, refusal) })
+		}
 		return
 	}
 	s.metrics.deliveries.WithLabelValues(kind, "ok").Inc()
@@ -93,4 +103,12 @@ func leaseOf(m core.Outbound) (core.TaskID, int) {
 		return m.Cancel.TaskID, m.Cancel.Attempt
 	}
 	return "", 0
+}
+
+// refusedForGood reports whether an agent's HTTP status means it will not
+// take the assignment however often it is sent. Timeouts, throttling and
+// server errors may be transient (and the agent may have started the task),
+// so they are left to the core's AssignTimeout.
+func refusedForGood(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }

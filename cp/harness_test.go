@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,6 +237,7 @@ type fakeAgent struct {
 	client *fnet.HTTPClient
 	cancel context.CancelFunc
 	done   chan struct{}
+	refuse atomic.Int32 // when set, every assign and cancel is answered with this HTTP status
 }
 
 type fakeExec struct {
@@ -288,6 +290,10 @@ func (fa *fakeAgent) kill() {
 }
 
 func (fa *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
+	if st := fa.refuse.Load(); st != 0 {
+		fnet.WriteError(w, int(st), "refused", "this agent refuses everything")
+		return
+	}
 	if !fnet.CheckToken(r, fa.token) {
 		fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "bad agent token")
 		return

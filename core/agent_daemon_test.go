@@ -71,3 +71,33 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 		t.Fatalf("task %s is %s attempt %d after a later heartbeat without it; want it lost and retried", got.ID, got.State, got.Attempt)
 	}
 }
+
+// TestTaskIDPrefix: a restarted cp starts its counter again; with a prefix
+// unique per start its ids never collide with tasks agents still run.
+func TestTaskIDPrefix(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		prefix, want string
+		ok           bool
+	}{
+		{"t-", "t-000001", true},
+		{"t-1a2b3c-", "t-1a2b3c-000001", true},
+		{"", "", false},
+		{"t/", "", false},
+		{"0123456789012345678901234567890123", "", false},
+	} {
+		cfg := DefaultConfig()
+		cfg.TaskIDPrefix = tc.prefix
+		cp, err := NewControlPlane(cfg, t0)
+		if (err == nil) != tc.ok {
+			t.Fatalf("prefix %q: err %v, want ok=%v", tc.prefix, err, tc.ok)
+		}
+		if err != nil {
+			continue
+		}
+		task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep}})
+		if err != nil || task.ID != TaskID(tc.want) {
+			t.Errorf("prefix %q: id %q (%v), want %q", tc.prefix, task.ID, err, tc.want)
+		}
+	}
+}

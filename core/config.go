@@ -98,6 +98,11 @@ type Config struct {
 	TimelineEventsMax int
 	// OutputBytesMax bounds the output tail kept per task.
 	OutputBytesMax int
+	// TaskIDPrefix starts every task id (then a counter). The cp daemon
+	// makes it unique per start: after a restart the counter begins again
+	// while agents may still run the previous start's tasks, and an agent
+	// must never take a new task for an old one with the same id.
+	TaskIDPrefix string
 	// DecisionsPerPassMax bounds one scheduling pass so a huge queue cannot
 	// stall the driver.
 	DecisionsPerPassMax int
@@ -135,6 +140,7 @@ func DefaultConfig() Config {
 		TimelineEventsMax:       10_000,
 		OutputBytesMax:          4096,
 		DecisionsPerPassMax:     10_000,
+		TaskIDPrefix:            "t-",
 	}
 }
 
@@ -169,6 +175,7 @@ func (c Config) Validate() error {
 		{c.TimelineEventsMax >= 1, "TimelineEventsMax must be >= 1"},
 		{c.OutputBytesMax >= 0, "OutputBytesMax must be >= 0"},
 		{c.DecisionsPerPassMax >= 1, "DecisionsPerPassMax must be >= 1"},
+		{validTaskIDPrefix(c.TaskIDPrefix), "TaskIDPrefix must be 1 to 32 characters of [a-zA-Z0-9-_.]"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -182,4 +189,16 @@ func (c Config) Validate() error {
 		return err
 	}
 	return c.Domains.validate()
+}
+
+func validTaskIDPrefix(p string) bool {
+	if p == "" || len(p) > 32 {
+		return false
+	}
+	for _, c := range []byte(p) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

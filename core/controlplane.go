@@ -254,7 +254,7 @@ func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replay
 	}
 	cp.taskSeq++
 	t := &taskRecord{Task: Task{
-		ID: TaskID(fmt.Sprintf("t-%06d", cp.taskSeq)), IdempotencyKey: in.IdempotencyKey, Spec: spec,
+		ID: TaskID(fmt.Sprintf("%s%06d", cp.cfg.TaskIDPrefix, cp.taskSeq)), IdempotencyKey: in.IdempotencyKey, Spec: spec,
 		State: TaskQueued, SubmittedAt: now, UpdatedAt: now,
 	}}
 	t.queueItem = queueItem{id: t.ID, prio: spec.Priority, domain: spec.Domain, owner: t}

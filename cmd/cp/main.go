@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -142,6 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	cfg.Core.TaskIDPrefix = startTaskIDPrefix()
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core,
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval})
 	if err != nil {
@@ -195,4 +197,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// startTaskIDPrefix makes task ids unique per start: the id counter begins
+// again after a restart while agents may still run the previous start's
+// tasks, and an agent must never mistake a new task for an old one.
+func startTaskIDPrefix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("t-%x-", b)
 }

@@ -340,12 +340,9 @@ func (cp *ControlPlane) requeue(t *taskRecord, penalty bool, actor, reason strin
 		return
 	}
 	t.confirmed, t.probe = false, false
-	if err := cp.queue.Push(&t.queueItem, cp.now); err != nil {
-		// The queue is full of newer work. Requeued work is already
-		// accepted, so it must not be dropped: it ends visibly instead.
-		cp.setState(t, TaskFailed, actor, "requeue refused, queue full; last: "+reason)
-		return
-	}
+	// Requeued work is already accepted: it goes back even into a queue
+	// that newer submissions filled (they are refused, it is not).
+	cp.queue.PushReturning(&t.queueItem, cp.now)
 	t.EnqueuedAt = cp.now
 	cp.stats.Requeues++
 	cp.setState(t, TaskQueued, actor, reason)

@@ -120,6 +120,27 @@ func (q *Queue) Push(it *queueItem, now time.Time) error {
 	return nil
 }
 
+// PushReturning enqueues accepted work coming back for another attempt (an
+// attempt was lost, rejected or failed). Unlike Push it never refuses: the
+// task was accepted, and dropping it because newer submissions filled the
+// queue would lose it. Capacity bounds admission, so the overflow is at most
+// the number of tasks that were in flight, itself bounded by the fleet's
+// slots.
+func (q *Queue) PushReturning(it *queueItem, now time.Time) {
+	assert(it.list == nil, "queue: push of queued task %s", it.id)
+	i, ok := q.domainIndex(it.domain)
+	if !ok {
+		q.domains = slices.Insert(q.domains, i, &domainQueue{key: it.domain})
+	}
+	d := q.domains[i]
+	q.seq++
+	it.seq = q.seq
+	it.enqueuedAt = now
+	d.lists[it.prio].pushBack(it)
+	d.n++
+	q.n++
+}
+
 // Remove takes it out of the queue; it reports false if it was not queued.
 func (q *Queue) Remove(it *queueItem) bool {
 	if it.list == nil {

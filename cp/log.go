@@ -12,12 +12,13 @@ import (
 // when an agent flaps.
 const QuarantineLogMsg = "Node quarantined due to low health score"
 
-// logEvent writes one timeline event. Health quarantines are logged at WARN
+// logEvent writes one timeline event, its type (task.assigned,
+// agent.disconnected, mode.changed, ...) as the message. Health quarantines are logged at WARN
 // with the runbook's exact message and the agent's score; other events at a
 // level that matches how much an operator should care. Called with s.mu held,
 // so events are logged in timeline order.
 func (s *Server) logEvent(e core.Event) {
-	level, msg := eventLevel(e), "timeline event"
+	level, msg := eventLevel(e), e.Type
 	if !s.log.Enabled(context.Background(), level) {
 		return
 	}

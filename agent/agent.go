@@ -373,7 +373,6 @@ func (d *Daemon) sendHeartbeat(now time.Time, hb core.HeartbeatInput) {
 	d.heartbeatWG.Add(1)
 	go func() {
 		defer d.heartbeatWG.Done()
-		defer func() { <-d.hbSlot }()
 		ctx, cancel := context.WithTimeout(context.Background(), d.heartbeatTimeout())
 		defer cancel()
 		start := time.Now()
@@ -413,6 +412,7 @@ func (d *Daemon) sendHeartbeat(now time.Time, hb core.HeartbeatInput) {
 				d.log.Info("cp cancelled attempts it does not know", "count", n)
 			}
 		}
+		<-d.hbSlot // free the slot before the loop wakes to send the next one
 		d.wake()
 	}()
 }

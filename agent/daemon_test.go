@@ -1,0 +1,549 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"go.uber.org/goleak"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testToken = "test-token"
+
+// fakeCP is a control plane for agent tests: a real core.ControlPlane behind
+// an httptest server that answers heartbeats and delivers assignments and
+// cancels to agents over HTTP, as the cp daemon does.
+type fakeCP struct {
+	t      *testing.T
+	srv    *httptest.Server
+	client *fnet.HTTPClient
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	cp         *core.ControlPlane
+	starts     int
+	heartbeats []core.HeartbeatInput
+}
+
+func cpConfig() core.Config {
+	cfg := core.DefaultConfig()
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.HeartbeatTimeout = 2 * time.Second
+	cfg.AssignTimeout = 2 * time.Second
+	return cfg
+}
+
+func newFakeCP(t *testing.T) *fakeCP {
+	f := &fakeCP{t: t, client: &fnet.HTTPClient{Token: testToken}}
+	f.cp = f.newCore()
+	f.srv = httptest.NewServer(http.HandlerFunc(f.handle))
+	t.Cleanup(func() {
+		f.srv.Close()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *fakeCP) newCore() *core.ControlPlane {
+	f.starts++ // task ids unique per start, as the cp daemon makes them
+	cfg := cpConfig()
+	cfg.TaskIDPrefix = fmt.Sprintf("s%d-", f.starts)
+	cp, err := core.NewControlPlane(cfg, time.Now())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return cp
+}
+
+func (f *fakeCP) handle(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != fnet.PathHeartbeat {
+		fnet.WriteError(w, http.StatusNotFound, "not_found", r.URL.Path)
+		return
+	}
+	if !fnet.CheckToken(r, testToken) {
+		fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "token")
+		return
+	}
+	var hb core.HeartbeatInput
+	if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
+		fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	f.mu.Lock()
+	f.heartbeats = append(f.heartbeats, hb)
+	reply, err := f.cp.Heartbeat(time.Now(), hb)
+	out := f.cp.TakeOutbox()
+	f.mu.Unlock()
+	f.deliver(out)
+	if err != nil {
+		fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, reply)
+}
+
+// deliver sends the cp's messages to agents in the background and feeds the
+// acks back.
+func (f *fakeCP) deliver(out []core.Outbound) {
+	for _, o := range out {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			reply, err := f.client.Do(ctx, fnet.Outbound(o))
+			if err != nil || reply == nil || reply.AssignAck == nil {
+				return
+			}
+			f.mu.Lock()
+			_ = f.cp.AssignAcked(time.Now(), *reply.AssignAck)
+			more := f.cp.TakeOutbox()
+			f.mu.Unlock()
+			f.deliver(more)
+		}()
+	}
+}
+
+func (f *fakeCP) submit(spec core.TaskSpec) core.TaskID {
+	f.mu.Lock()
+	task, _, err := f.cp.Submit(time.Now(), core.SubmitInput{Spec: spec})
+	out := f.cp.TakeOutbox()
+	f.mu.Unlock()
+	if err != nil {
+		f.t.Fatalf("submit: %v", err)
+	}
+	f.deliver(out)
+	return task.ID
+}
+
+func (f *fakeCP) task(id core.TaskID) core.Task {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, _ := f.cp.Task(id)
+	return t
+}
+
+// restart replaces the core with an empty one, as a cp restart does.
+func (f *fakeCP) restart() {
+	f.mu.Lock()
+	f.cp = f.newCore()
+	f.mu.Unlock()
+}
+
+func (f *fakeCP) events(typ string) []core.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []core.Event
+	for _, e := range f.cp.Timeline().Since(0, 0) {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// runningDaemon is a daemon served by an httptest server and run until the
+// test ends.
+type runningDaemon struct {
+	*Daemon
+	srv    *httptest.Server
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error
+	once   sync.Once
+}
+
+func startDaemon(t *testing.T, cpURL string, mutate func(*Options)) *runningDaemon {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	opts := Options{
+		ID: "agent-1", Domain: "zone-a", Slots: 4, CPURL: cpURL, Advertise: "http://" + srv.Listener.Addr().String(),
+		Token: testToken, HeartbeatInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, DrainTimeout: 5 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = d.Handler()
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	rd := &runningDaemon{Daemon: d, srv: srv, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rd.done)
+		rd.err = d.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		rd.stop(t)
+		srv.Close()
+	})
+	return rd
+}
+
+// stop cancels Run and waits for the shutdown to finish.
+func (rd *runningDaemon) stop(t *testing.T) {
+	t.Helper()
+	rd.cancel()
+	select {
+	case <-rd.done:
+		rd.once.Do(func() {
+			if rd.err != nil {
+				t.Errorf("Run: %v", rd.err)
+			}
+		})
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after stop")
+	}
+}
+
+// returned reports whether Run returned.
+func (rd *runningDaemon) returned() bool {
+	select {
+	case <-rd.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// advance moves the mock clock and then wakes the daemon's loop, so a tick
+// sees the new time even if the loop was between timers during the Add.
+func (rd *runningDaemon) advance(mock *clock.Mock, by time.Duration) {
+	mock.Add(by)
+	rd.wake()
+}
+
+func request(t *testing.T, method, url, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDaemonRunsTasksFromCP(t *testing.T) {
+	f := newFakeCP(t)
+	d := startDaemon(t, f.srv.URL, nil)
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	var ids []core.TaskID
+	for range 40 {
+		ids = append(ids, f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5}))
+	}
+	waitUntil(t, 20*time.Second, "every task to succeed", func() bool {
+		for _, id := range ids {
+			if f.task(id).State != core.TaskSucceeded {
+				return false
+			}
+		}
+		return true
+	})
+	waitUntil(t, 10*time.Second, "every result acknowledged", func() bool { return d.Status().PendingResults == 0 })
+	st := d.Status()
+	succeeded := map[core.TaskID]int{}
+	for _, r := range st.Results {
+		if r.Outcome == core.OutcomeSucceeded {
+			succeeded[r.TaskID]++
+		}
+	}
+	for _, id := range ids {
+		if succeeded[id] != 1 {
+			t.Errorf("task %s succeeded %d times on the agent", id, succeeded[id])
+		}
+	}
+	if st.Stats.Succeeded != 40 || !st.CPConnected {
+		t.Errorf("status %+v", st)
+	}
+	code, body := request(t, "GET", d.srv.URL+"/metrics", "", nil)
+	for _, want := range []string{
+		`flux_agent_tasks_total{outcome="succeeded"} 40`, "flux_agent_slots 4", "flux_agent_cp_connected 1",
+		`flux_agent_heartbeats_total{result="ok"}`, "flux_agent_running_tasks 0", `flux_agent_assignments_total{result="accepted"} 40`,
+	} {
+		if code != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestDaemonAuthAndBadInput(t *testing.T) {
+	f := newFakeCP(t)
+	d := startDaemon(t, f.srv.URL, nil)
+	assign := mustJSON(t, core.Assign{TaskID: "x1", Attempt: 1, Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}})
+	cancel := mustJSON(t, core.CancelTask{TaskID: "x1", Attempt: 1})
+	tests := []struct {
+		name, method, path, token string
+		body                      []byte
+		status                    int
+		code                      string
+	}{
+		{"assign without token", "POST", fnet.PathAssign, "", assign, 401, "unauthorized"},
+		{"assign with wrong token", "POST", fnet.PathAssign, "nope", assign, 401, "unauthorized"},
+		{"cancel without token", "POST", fnet.PathCancel, "", cancel, 401, "unauthorized"},
+		{"status without token", "GET", "/v1/status", "", nil, 401, "unauthorized"},
+		{"unknown field", "POST", fnet.PathAssign, testToken, []byte(`{"task_id":"x","attempt":1,"spec":{"kind":"sleep"},"evil":1}`), 400, "bad_request"},
+		{"bad type", "POST", fnet.PathAssign, testToken, []byte(`{"task_id":"x","attempt":"one"}`), 400, "bad_request"},
+		{"missing task id", "POST", fnet.PathAssign, testToken, []byte(`{"attempt":1,"spec":{"kind":"sleep"}}`), 400, "bad_request"},
+		{"trailing data", "POST", fnet.PathCancel, testToken, []byte(`{"task_id":"x","attempt":1} {}`), 400, "bad_request"},
+		{"too large", "POST", fnet.PathAssign, testToken, append([]byte(`{"task_id":"`), bytes.Repeat([]byte("a"), assignBodyMax)...), 413, "too_large"},
+		{"unknown path", "GET", "/nope", "", nil, 404, "not_found"},
+		{"wrong method", "GET", fnet.PathAssign, testToken, nil, 405, "method_not_allowed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := request(t, tc.method, d.srv.URL+tc.path, tc.token, tc.body)
+			var e struct{ Error, Message string }
+			if err := json.Unmarshal(body, &e); err != nil || status != tc.status || e.Error != tc.code || e.Message == "" {
+				t.Errorf("got %d %s, want %d with error %q and a message", status, body, tc.status, tc.code)
+			}
+		})
+	}
+	if status, _ := request(t, "GET", d.srv.URL+"/healthz", "", nil); status != 200 {
+		t.Errorf("healthz %d", status)
+	}
+	if status, body := request(t, "POST", d.srv.URL+fnet.PathCancel, testToken, cancel); status != 204 {
+		t.Errorf("cancel with token: %d %s", status, body)
+	}
+	if st := d.Status(); st.Stats.Accepted != 0 {
+		t.Errorf("an unauthorized or bad assignment was accepted: %+v", st.Stats)
+	}
+}
+
+func TestDaemonRefusesExecUnlessAllowed(t *testing.T) {
+	f := newFakeCP(t)
+	d := startDaemon(t, f.srv.URL, nil)
+	body := mustJSON(t, core.Assign{TaskID: "x1", Attempt: 1, Spec: core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/true"}}})
+	status, resp := request(t, "POST", d.srv.URL+fnet.PathAssign, testToken, body)
+	var ack core.AssignAck
+	if err := json.Unmarshal(resp, &ack); err != nil || status != 200 || ack.Accepted || !strings.Contains(ack.Reason, "-allow-exec") {
+		t.Fatalf("got %d %s, want a rejection naming -allow-exec", status, resp)
+	}
+}
+
+func TestDaemonRunsExecWhenAllowed(t *testing.T) {
+	f := newFakeCP(t)
+	startDaemon(t, f.srv.URL, func(o *Options) { o.AllowExec = true })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	ok := f.submit(core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/echo", "hello"}})
+	bad := f.submit(core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/sh", "-c", "exit 7"}, MaxAttempts: 1})
+	waitUntil(t, 20*time.Second, "both tasks to end", func() bool {
+		return f.task(ok).State.Terminal() && f.task(bad).State.Terminal()
+	})
+	if got := f.task(ok); got.State != core.TaskSucceeded || got.Output != "hello\n" || got.ExitCode != 0 {
+		t.Errorf("echo task %+v", got)
+	}
+	if got := f.task(bad); got.State != core.TaskFailed || got.ExitCode != 7 {
+		t.Errorf("failing task %+v", got)
+	}
+}
+
+// stubCP answers every heartbeat with an empty reply that acknowledges its
+// results, so tests can assign to the agent directly.
+type stubCP struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	hbs []core.HeartbeatInput
+}
+
+func newStubCP(t *testing.T) *stubCP {
+	s := &stubCP{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var hb core.HeartbeatInput
+		if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
+			fnet.WriteError(w, 400, "bad_request", err.Error())
+			return
+		}
+		s.mu.Lock()
+		s.hbs = append(s.hbs, hb)
+		s.mu.Unlock()
+		var reply core.HeartbeatReply
+		for _, r := range hb.Results {
+			reply.Acked = append(reply.Acked, core.Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+		}
+		fnet.WriteJSON(w, 200, reply)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// results returns every result the stub received, by lease, and whether a
+// heartbeat said stopping.
+func (s *stubCP) results() (map[core.Lease]core.Result, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[core.Lease]core.Result{}
+	stopping := false
+	for _, hb := range s.hbs {
+		stopping = stopping || hb.Stopping
+		for _, r := range hb.Results {
+			out[core.Lease{TaskID: r.TaskID, Attempt: r.Attempt}] = r
+		}
+	}
+	return out, stopping
+}
+
+func assignTo(t *testing.T, d *runningDaemon, id string, spec core.TaskSpec) core.AssignAck {
+	t.Helper()
+	status, resp := request(t, "POST", d.srv.URL+fnet.PathAssign, testToken, mustJSON(t, core.Assign{TaskID: core.TaskID(id), Attempt: 1, Spec: spec}))
+	var ack core.AssignAck
+	if err := json.Unmarshal(resp, &ack); err != nil || status != 200 {
+		t.Fatalf("assign %s: %d %s", id, status, resp)
+	}
+	return ack
+}
+
+func TestDaemonTimeoutOnMockClock(t *testing.T) {
+	stub := newStubCP(t)
+	mock := clock.NewMock()
+	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock })
+	if ack := assignTo(t, d, "slow", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000, TimeoutSeconds: 1}); !ack.Accepted {
+		t.Fatalf("ack %+v", ack)
+	}
+	mock.Add(999 * time.Millisecond)
+	if st := d.Status(); len(st.Running) != 1 {
+		t.Fatalf("timed out early: %+v", st)
+	}
+	d.advance(mock, time.Millisecond)
+	waitUntil(t, 10*time.Second, "the timeout to be reported and acknowledged", func() bool {
+		res, _ := stub.results()
+		r, ok := res[core.Lease{TaskID: "slow", Attempt: 1}]
+		return ok && r.Outcome == core.OutcomeTimeout && d.Status().PendingResults == 0
+	})
+	if st := d.Status(); st.Stats.TimedOut != 1 || len(st.Running) != 0 || d.sleep.Running() != 0 {
+		t.Errorf("after timeout: %+v, sleeps %d", st, d.sleep.Running())
+	}
+}
+
+func TestDaemonGracefulStopFinishesRunningWork(t *testing.T) {
+	stub := newStubCP(t)
+	mock := clock.NewMock()
+	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock; o.ShutdownGrace = time.Minute })
+	if ack := assignTo(t, d, "work", core.TaskSpec{Kind: core.KindSleep, DurationMS: 2000}); !ack.Accepted {
+		t.Fatalf("ack %+v", ack)
+	}
+	d.cancel()
+	waitUntil(t, 10*time.Second, "a stopping heartbeat", func() bool { _, stopping := stub.results(); return stopping })
+	if ack := assignTo(t, d, "late", core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
+		t.Errorf("a stopping agent took work: %+v", ack)
+	}
+	if status, _ := request(t, "GET", d.srv.URL+"/readyz", "", nil); status != 503 {
+		t.Errorf("readyz while stopping: %d", status)
+	}
+	d.advance(mock, 2*time.Second) // the task finishes within the grace
+	waitUntil(t, 10*time.Second, "Run to return", func() bool { d.wake(); return d.returned() })
+	res, _ := stub.results()
+	if r := res[core.Lease{TaskID: "work", Attempt: 1}]; r.Outcome != core.OutcomeSucceeded {
+		t.Errorf("running work was not finished and reported: %+v", res)
+	}
+}
+
+func TestDaemonShutdownGraceCancelsLeftovers(t *testing.T) {
+	stub := newStubCP(t)
+	mock := clock.NewMock()
+	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock; o.ShutdownGrace = 5 * time.Second })
+	if ack := assignTo(t, d, "long", core.TaskSpec{Kind: core.KindSleep, DurationMS: 3_600_000, TimeoutSeconds: 7200}); !ack.Accepted {
+		t.Fatalf("ack %+v", ack)
+	}
+	d.cancel()
+	waitUntil(t, 10*time.Second, "a stopping heartbeat", func() bool { _, stopping := stub.results(); return stopping })
+	d.advance(mock, 5*time.Second)
+	waitUntil(t, 10*time.Second, "Run to return", func() bool { d.wake(); return d.returned() })
+	res, _ := stub.results()
+	if r := res[core.Lease{TaskID: "long", Attempt: 1}]; r.Outcome != core.OutcomeCancelled {
+		t.Errorf("leftover work was not cancelled and reported: %+v", res)
+	}
+	if d.sleep.Running() != 0 {
+		t.Error("a sleep outlived the shutdown")
+	}
+}
+
+func TestDaemonReRegistersAfterCPRestart(t *testing.T) {
+	f := newFakeCP(t)
+	d := startDaemon(t, f.srv.URL, nil)
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	long := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000})
+	waitUntil(t, 10*time.Second, "the long task to run", func() bool { return f.task(long).State == core.TaskRunning })
+	f.restart()
+	waitUntil(t, 10*time.Second, "re-registration with the new cp", func() bool { return len(f.events("agent.registered")) == 1 })
+	// The new cp does not know the old cp's task: the agent reports it
+	// running, the cp tells it to stop, and the agent is free for new work.
+	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
+	waitUntil(t, 10*time.Second, "a task on the new cp to succeed", func() bool { return f.task(id).State == core.TaskSucceeded })
+	waitUntil(t, 10*time.Second, "the old task to be stopped", func() bool {
+		st := d.Status()
+		return st.Stats.Cancelled == 1 && len(st.Running) == 0 && st.PendingResults == 0
+	})
+}
+
+func TestDaemonRestartReRegistersWithNewIncarnation(t *testing.T) {
+	f := newFakeCP(t)
+	first := startDaemon(t, f.srv.URL, nil)
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	first.stop(t)
+	second := startDaemon(t, f.srv.URL, nil)
+	if first.Incarnation() == second.Incarnation() {
+		t.Fatal("two starts share an incarnation")
+	}
+	waitUntil(t, 10*time.Second, "the restart to be seen", func() bool { return len(f.events("agent.restarted")) == 1 })
+	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
+	waitUntil(t, 10*time.Second, "a task to succeed on the restarted agent", func() bool { return f.task(id).State == core.TaskSucceeded })
+}
+
+func TestOptionsValidation(t *testing.T) {
+	base := Options{ID: "a", Domain: "z", Slots: 1, CPURL: "http://127.0.0.1:8080", Advertise: "http://127.0.0.1:9090"}
+	tests := []struct {
+		name   string
+		mutate func(*Options)
+	}{
+		{"bad id", func(o *Options) { o.ID = "a b" }},
+		{"no domain", func(o *Options) { o.Domain = "" }},
+		{"no slots", func(o *Options) { o.Slots = 0 }},
+		{"cp not a URL", func(o *Options) { o.CPURL = "127.0.0.1:8080" }},
+		{"advertise without host", func(o *Options) { o.Advertise = "http://" }},
+		{"negative grace", func(o *Options) { o.ShutdownGrace = -time.Second }},
+	}
+	if _, err := New(base); err != nil {
+		t.Fatalf("base options: %v", err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			tc.mutate(&o)
+			if _, err := New(o); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}

@@ -1,0 +1,211 @@
+// Command agent runs a FluxForge agent: it registers with the control plane
+// by heartbeating to it, takes assignments on -listen (default :9090) and
+// runs them (kind sleep always, kind exec only with -allow-exec).
+//
+// Every flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN for
+// -agent-token); the flag wins. FLUX_LOG_LEVEL (debug|info|warn|error) sets
+// the level of the JSON logs on stderr. SIGTERM or SIGINT stops the agent
+// gracefully: no new work, running tasks get -shutdown-grace to finish, and
+// their results are reported before it exits.
+//
+// An agent accepts assignments only from its cp: set the same -agent-token
+// on both (prefer FLUX_AGENT_TOKEN: flags show in ps).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fluxforge/fluxforge/agent"
+	"github.com/fluxforge/fluxforge/core"
+)
+
+type config struct {
+	Listen            string
+	CPURL             string
+	ID                string
+	Domain            string
+	Slots             int
+	Advertise         string // empty: derived from the listening address
+	AgentToken        string
+	HeartbeatInterval time.Duration
+	AllowExec         bool
+	ShutdownGrace     time.Duration
+	LogLevel          slog.Level
+}
+
+var errUsage = errors.New("usage")
+
+// parseConfig reads flags from args, falling back to FLUX_<FLAG> variables
+// from getenv for flags not given on the command line.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.Listen, "listen", ":9090", "address to serve assignments, /metrics, /healthz and /readyz on")
+	fs.StringVar(&c.CPURL, "cp", "http://127.0.0.1:8080", "base URL of the control plane")
+	fs.StringVar(&c.ID, "id", host, "agent id (letters, digits, '-', '_', '.'); default the hostname")
+	fs.StringVar(&c.Domain, "domain", "default", "failure domain (zone) of this agent")
+	fs.IntVar(&c.Slots, "slots", 4, "tasks run at once at most")
+	fs.StringVar(&c.Advertise, "advertise", "", "URL the cp uses to reach this agent; default derived from -listen (:9090 → http://127.0.0.1:9090)")
+	fs.StringVar(&c.AgentToken, "agent-token", "", "shared token: sent to the cp and required on assignments (prefer FLUX_AGENT_TOKEN)")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp")
+	fs.BoolVar(&c.AllowExec, "allow-exec", false, "run kind exec tasks (argv, no shell, PATH-only environment)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", agent.ShutdownGraceDefault, "on SIGTERM, how long running tasks may finish before they are cancelled")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		name := "FLUX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return config{}, fmt.Errorf("%w: log level (-log-level / FLUX_LOG_LEVEL) %q is not one of debug, info, warn, error", errUsage, *logLevel)
+	}
+	if err := core.ValidateAgentID(core.AgentID(c.ID)); err != nil {
+		return config{}, fmt.Errorf("%w: -id: %v", errUsage, err)
+	}
+	if err := core.ValidateDomain(c.Domain); err != nil {
+		return config{}, fmt.Errorf("%w: -domain: %v", errUsage, err)
+	}
+	switch {
+	case c.Slots < 1 || c.Slots > 1024:
+		return config{}, fmt.Errorf("%w: -slots %d must be between 1 and 1024", errUsage, c.Slots)
+	case c.HeartbeatInterval < 10*time.Millisecond:
+		return config{}, fmt.Errorf("%w: -heartbeat-interval %v must be at least 10ms", errUsage, c.HeartbeatInterval)
+	case c.ShutdownGrace < 0:
+		return config{}, fmt.Errorf("%w: -shutdown-grace must be >= 0", errUsage)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return config{}, fmt.Errorf("%w: -listen %q: %v", errUsage, c.Listen, err)
+	}
+	return c, nil
+}
+
+// advertiseURL derives the URL the cp uses to reach the agent from the
+// address it listens on: an unspecified host (":9090", "0.0.0.0:9090",
+// "[::]:9090") becomes the loopback address.
+func advertiseURL(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("port %q of %q is not usable in a URL", port, addr)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run starts the agent and blocks until ctx is done, then stops it
+// gracefully. It returns the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
+		return 1
+	}
+	advertise := cfg.Advertise
+	if advertise == "" {
+		// From the bound address, so -listen 127.0.0.1:0 works too.
+		if advertise, err = advertiseURL(ln.Addr().String()); err != nil {
+			logger.Error("cannot derive -advertise from the listening address; set it", "error", err.Error())
+			return 2
+		}
+	}
+	d, err := agent.New(agent.Options{
+		ID: core.AgentID(cfg.ID), Domain: cfg.Domain, Slots: cfg.Slots, CPURL: cfg.CPURL, Advertise: advertise,
+		Token: cfg.AgentToken, HeartbeatInterval: cfg.HeartbeatInterval, AllowExec: cfg.AllowExec,
+		ShutdownGrace: cfg.ShutdownGrace, Logger: logger,
+	})
+	if err != nil {
+		logger.Error("cannot start", "error", err.Error())
+		return 2
+	}
+	srv := &http.Server{
+		Handler:           d.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "listen", ln.Addr().String(), "advertise", advertise)
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		_ = d.Run(runCtx)
+	}()
+	status := 0
+	select {
+	case <-runDone:
+	case err := <-serveErr:
+		logger.Error("server failed", "error", err.Error())
+		status = 1
+	}
+	// Run drains (heartbeats go on, the cp may still cancel) while the
+	// server keeps serving; then the server goes.
+	stopRun()
+	<-runDone
+	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shCtx)
+	logger.Info("stopped")
+	return status
+}

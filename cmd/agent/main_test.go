@@ -1,0 +1,87 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(config) bool
+		wantErr string
+	}{
+		{"defaults", nil, nil, func(c config) bool {
+			return c.Listen == ":9090" && c.CPURL == "http://127.0.0.1:8080" && c.ID == host && c.Domain == "default" &&
+				c.Slots == 4 && c.Advertise == "" && c.HeartbeatInterval == 5*time.Second && !c.AllowExec &&
+				c.ShutdownGrace == 30*time.Second && c.LogLevel == slog.LevelInfo
+		}, ""},
+		{"flags", []string{"-listen", "127.0.0.1:9091", "-cp", "http://cp:8080", "-id", "edge-1", "-domain", "zone-a", "-slots", "8",
+			"-advertise", "http://10.0.0.1:9091", "-agent-token", "tok", "-heartbeat-interval", "1s", "-allow-exec", "-shutdown-grace", "5s"}, nil,
+			func(c config) bool {
+				return c.Listen == "127.0.0.1:9091" && c.CPURL == "http://cp:8080" && c.ID == "edge-1" && c.Domain == "zone-a" && c.Slots == 8 &&
+					c.Advertise == "http://10.0.0.1:9091" && c.AgentToken == "tok" && c.HeartbeatInterval == time.Second && c.AllowExec &&
+					c.ShutdownGrace == 5*time.Second
+			}, ""},
+		{"env twins", nil, map[string]string{"FLUX_AGENT_TOKEN": "secret", "FLUX_DOMAIN": "zone-b", "FLUX_SLOTS": "2",
+			"FLUX_ALLOW_EXEC": "true", "FLUX_HEARTBEAT_INTERVAL": "250ms", "FLUX_LOG_LEVEL": "debug", "FLUX_CP": "http://x:1"},
+			func(c config) bool {
+				return c.AgentToken == "secret" && c.Domain == "zone-b" && c.Slots == 2 && c.AllowExec &&
+					c.HeartbeatInterval == 250*time.Millisecond && c.LogLevel == slog.LevelDebug && c.CPURL == "http://x:1"
+			}, ""},
+		{"flag wins over env", []string{"-domain", "zone-c"}, map[string]string{"FLUX_DOMAIN": "zone-b"},
+			func(c config) bool { return c.Domain == "zone-c" }, ""},
+		{"bad env value", nil, map[string]string{"FLUX_SLOTS": "many"}, nil, "FLUX_SLOTS"},
+		{"bad log level", nil, map[string]string{"FLUX_LOG_LEVEL": "loud"}, nil, "log level"},
+		{"bad id", []string{"-id", "a b"}, nil, nil, "-id"},
+		{"bad domain", []string{"-domain", "zone/a"}, nil, nil, "-domain"},
+		{"zero slots", []string{"-slots", "0"}, nil, nil, "-slots"},
+		{"tiny heartbeat", []string{"-heartbeat-interval", "1ms"}, nil, nil, "-heartbeat-interval"},
+		{"bad listen", []string{"-listen", "9090"}, nil, nil, "-listen"},
+		{"stray argument", []string{"extra"}, nil, nil, "unexpected"},
+		{"unknown flag", []string{"-nope"}, nil, nil, "nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.check(c) {
+				t.Fatalf("config %+v, err %v", c, err)
+			}
+		})
+	}
+}
+
+func TestAdvertiseURL(t *testing.T) {
+	tests := []struct{ addr, want string }{
+		{":9090", "http://127.0.0.1:9090"},
+		{"0.0.0.0:9091", "http://127.0.0.1:9091"},
+		{"[::]:9092", "http://127.0.0.1:9092"},
+		{"127.0.0.1:40000", "http://127.0.0.1:40000"},
+		{"10.1.2.3:9090", "http://10.1.2.3:9090"},
+		{"[::1]:9090", "http://[::1]:9090"},
+		{"edge-1.local:9090", "http://edge-1.local:9090"},
+	}
+	for _, tc := range tests {
+		if got, err := advertiseURL(tc.addr); err != nil || got != tc.want {
+			t.Errorf("advertiseURL(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"9090", ":0", ":http"} {
+		if got, err := advertiseURL(bad); err == nil {
+			t.Errorf("advertiseURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}

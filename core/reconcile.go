@@ -67,6 +67,15 @@ func (cp *ControlPlane) checkMassDisconnect() {
 		cp.record(Event{Kind: EventMode, Type: "scheduler.rescheduling_resumed", Actor: ActorSelfProtection,
 			Reason: fmt.Sprintf("%d of %d agents disconnected", disconnected, known)})
 		cp.pausedReason = ""
+		// While paused the cp presumed itself cut off, so the loss grace of
+		// agents still disconnected starts now: when a partition heals,
+		// their next heartbeat is seconds away, and declaring them lost at
+		// once would run their tasks twice.
+		for _, id := range cp.agentIDs {
+			if a := cp.agents[id]; !a.connected && a.disconnectedAt.Before(cp.now) {
+				a.disconnectedAt = cp.now
+			}
+		}
 	}
 }
 

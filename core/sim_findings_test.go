@@ -58,3 +58,65 @@ func TestRequeueIntoFullQueueKeepsAcceptedWork(t *testing.T) {
 		t.Fatalf("submit while requeued work overflows: %v, want ErrQueueFull", err)
 	}
 }
+
+// mass-disconnect: when a partition between the cp and most of the fleet
+// heals, the agents reconnect over one heartbeat interval. Rescheduling
+// resumed as soon as fewer than half were disconnected, and the stragglers,
+// disconnected for longer than LostAfter, were declared lost at once: their
+// tasks ran twice. The loss grace must restart when rescheduling resumes.
+func TestResumeAfterMassDisconnectGivesStragglersTheirGrace(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	cp, err := NewControlPlane(cfg, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []AgentID{"a1", "a2", "a3", "a4", "a5", "a6"}
+	seq := map[AgentID]uint64{}
+	beat := func(now time.Time, id AgentID, running []Lease) {
+		t.Helper()
+		seq[id]++
+		if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		beat(t0, id, nil)
+	}
+	task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.TakeOutbox()
+	got, _ := cp.Task(task.ID)
+	holder := got.AgentID
+	lease := []Lease{{TaskID: task.ID, Attempt: 1}}
+	beat(t0, holder, lease) // confirmed: RUNNING
+	// Everyone goes silent for two minutes: the cp presumes itself cut off.
+	for now := t0.Add(time.Second); now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
+		cp.Tick(now)
+	}
+	if !cp.ReschedulingPaused() {
+		t.Fatal("rescheduling not paused after a mass disconnect")
+	}
+	// The partition heals: all but the holder reconnect first.
+	heal := t0.Add(2 * time.Minute)
+	for _, id := range ids {
+		if id != holder {
+			beat(heal, id, nil)
+		}
+	}
+	for now := heal; now.Before(heal.Add(5 * time.Second)); now = now.Add(time.Second) {
+		cp.Tick(now)
+	}
+	if cp.ReschedulingPaused() {
+		t.Fatal("rescheduling still paused with 5 of 6 agents back")
+	}
+	if got, _ := cp.Task(task.ID); got.State != TaskRunning || got.Attempt != 1 {
+		t.Fatalf("task on the straggler is %s attempt %d (%s), want still RUNNING attempt 1", got.State, got.Attempt, got.Reason)
+	}
+	beat(heal.Add(5*time.Second), holder, lease)
+	if got, _ := cp.Task(task.ID); got.State != TaskRunning || got.Attempt != 1 {
+		t.Fatalf("after the straggler's heartbeat: %s attempt %d", got.State, got.Attempt)
+	}
+}

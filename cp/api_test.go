@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -464,4 +465,47 @@ func TestAgentRefusalMovesTaskAtOnce(t *testing.T) {
 	if !strings.Contains(v.Attempts[0].Error, "agent answered HTTP 401") || v.Attempts[0].AgentID != "bad" {
 		t.Fatalf("first attempt %+v", v.Attempts[0])
 	}
+}
+
+// TestSlowAgentDelaysOnlyItsOwnMessages: an agent that does not answer its
+// assignments holds up its own queue (and one send slot), never another
+// agent's queue, even with only two send slots.
+func TestSlowAgentDelaysOnlyItsOwnMessages(t *testing.T) {
+	tc := startCP(t, true, func(o *Options) { o.DeliveryWorkers = 2 })
+	hold := make(chan struct{})
+	slow := startAgentHeld(t, tc.url, "slow", "z1", 4, hold)
+	startAgent(t, tc.url, "fast", "z2", 1, "")
+	waitFor(t, 5*time.Second, "agents connected", func() bool { return tc.snapshot().Agents.Connected == 2 })
+	var stuck []core.TaskID
+	for range 4 {
+		stuck = append(stuck, tc.submit(`{"kind":"sleep","domain":"z1"}`).ID)
+	}
+	var quick []core.TaskID
+	for range 5 {
+		quick = append(quick, tc.submit(`{"kind":"sleep","domain":"z2"}`).ID)
+	}
+	waitFor(t, 10*time.Second, "the fast agent's tasks succeeded", func() bool {
+		for _, id := range quick {
+			if tc.task(id).State != core.TaskSucceeded {
+				return false
+			}
+		}
+		return true
+	})
+	if slow.started() != 0 {
+		t.Fatal("held agent started work")
+	}
+	body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body)
+	if !regexp.MustCompile(`(?m)^flux_agent_messages_queued [1-4]$`).MatchString(body) {
+		t.Errorf("queued gauge:\n%s", grepLines(body, "flux_agent_messages_queued"))
+	}
+	close(hold)
+	waitFor(t, 10*time.Second, "the slow agent's tasks succeeded", func() bool {
+		for _, id := range stuck {
+			if tc.task(id).State != core.TaskSucceeded {
+				return false
+			}
+		}
+		return true
+	})
 }

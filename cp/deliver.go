@@ -5,23 +5,134 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
-// enqueue hands m to the delivery workers without blocking. A full queue
-// drops the message and counts it: an undelivered assignment is requeued by
-// the core after AssignTimeout, and an undelivered cancel is repeated in the
-// reply to the agent's next heartbeat that still reports the attempt.
+// deliveryQueues hold the messages for agents: one FIFO per agent, drained
+// by one sender goroutine per agent while it has messages, so messages to an
+// agent keep their order (an assign before its cancel) and a slow or
+// black-holed agent delays only its own messages. A semaphore of
+// DeliveryWorkers bounds the sends in flight across all agents.
+type deliveryQueues struct {
+	mu      sync.Mutex
+	ctx     context.Context // of Run; nil while not running
+	wg      sync.WaitGroup  // sender goroutines
+	total   int             // messages queued over all agents
+	agents  map[core.AgentID]*agentQueue
+	sending chan struct{} // semaphore: sends in flight
+}
+
+type agentQueue struct {
+	msgs   []core.Outbound
+	active bool // a sender goroutine drains it
+}
+
+func newDeliveryQueues(workers int) *deliveryQueues {
+	return &deliveryQueues{agents: map[core.AgentID]*agentQueue{}, sending: make(chan struct{}, workers)}
+}
+
+// queued is how many messages wait, over all agents.
+func (d *deliveryQueues) queued() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.total
+}
+
+// enqueue hands m to its agent's queue without blocking. Beyond
+// DeliveryQueueMax messages in all, or DeliveryQueuePerAgentMax for the
+// agent, the message is dropped and counted: an undelivered assignment is
+// requeued by the core after AssignTimeout, and an undelivered cancel is
+// repeated in the reply to the agent's next heartbeat that still reports the
+// attempt.
 func (s *Server) enqueue(m core.Outbound) {
-	select {
-	case s.deliveries <- m:
-	default:
+	d := s.delivery
+	d.mu.Lock()
+	q := d.agents[m.To]
+	if q == nil {
+		q = &agentQueue{}
+		d.agents[m.To] = q
+	}
+	if d.total >= s.opts.DeliveryQueueMax || len(q.msgs) >= s.opts.DeliveryQueuePerAgentMax {
+		if len(q.msgs) == 0 && !q.active {
+			delete(d.agents, m.To)
+		}
+		d.mu.Unlock()
 		s.metrics.deliveryDropped.WithLabelValues(kindOf(m)).Inc()
 		s.log.Warn("agent message dropped: delivery queue full", "agent_id", string(m.To), "kind", kindOf(m),
-			"delivery_queue_max", s.opts.DeliveryQueueMax)
+			"delivery_queue_max", s.opts.DeliveryQueueMax, "delivery_queue_per_agent_max", s.opts.DeliveryQueuePerAgentMax)
+		return
+	}
+	q.msgs = append(q.msgs, m)
+	d.total++
+	ctx := d.ctx
+	start := ctx != nil && !q.active
+	if start {
+		q.active = true
+		d.wg.Add(1)
+	}
+	d.mu.Unlock()
+	if start {
+		go s.sendLoop(ctx, m.To)
+	}
+}
+
+// startDelivery lets senders run under ctx and starts one for every agent
+// with queued messages.
+func (s *Server) startDelivery(ctx context.Context) {
+	d := s.delivery
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ctx = ctx
+	for id, q := range d.agents {
+		if len(q.msgs) > 0 && !q.active {
+			q.active = true
+			d.wg.Add(1)
+			go s.sendLoop(ctx, id)
+		}
+	}
+}
+
+// stopDelivery waits for the senders, which stop once ctx is done. Messages
+// still queued stay queued for a later Run.
+func (s *Server) stopDelivery() {
+	d := s.delivery
+	d.mu.Lock()
+	d.ctx = nil // no new senders from here on
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// sendLoop drains agent id's queue in order, then exits.
+func (s *Server) sendLoop(ctx context.Context, id core.AgentID) {
+	d := s.delivery
+	defer d.wg.Done()
+	for {
+		d.mu.Lock()
+		q := d.agents[id]
+		if ctx.Err() != nil || len(q.msgs) == 0 {
+			q.active = false
+			if len(q.msgs) == 0 {
+				delete(d.agents, id)
+			}
+			d.mu.Unlock()
+			return
+		}
+		m := q.msgs[0]
+		q.msgs[0] = core.Outbound{}
+		q.msgs = q.msgs[1:]
+		d.total--
+		d.mu.Unlock()
+		select {
+		case d.sending <- struct{}{}:
+		case <-ctx.Done():
+			continue // dropped with the rest at shutdown
+		}
+		s.deliver(ctx, m)
+		<-d.sending
 	}
 }
 
@@ -30,17 +141,6 @@ func kindOf(m core.Outbound) string {
 		return string(fnet.KindAssign)
 	}
 	return string(fnet.KindCancel)
-}
-
-func (s *Server) deliverLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-s.deliveries:
-			s.deliver(ctx, m)
-		}
-	}
 }
 
 // deliver sends one message to its agent and feeds an assignment's ack back

@@ -238,6 +238,7 @@ type fakeAgent struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	refuse atomic.Int32 // when set, every assign and cancel is answered with this HTTP status
+	hold   chan struct{} // when set, assignments wait until it is closed
 }
 
 type fakeExec struct {
@@ -259,7 +260,18 @@ func (x *fakeExec) Stop(id core.TaskID, attempt int) { delete(x.running, id) }
 
 func startAgent(t testing.TB, cpURL string, id core.AgentID, domain string, slots int, token string) *fakeAgent {
 	t.Helper()
-	fa := &fakeAgent{t: t, id: id, token: token, exec: &fakeExec{running: map[core.TaskID]fakeRun{}}, done: make(chan struct{})}
+	return startFakeAgent(t, cpURL, id, domain, slots, token, nil)
+}
+
+// startAgentHeld starts an agent whose assignments wait until hold is closed.
+func startAgentHeld(t testing.TB, cpURL string, id core.AgentID, domain string, slots int, hold chan struct{}) *fakeAgent {
+	t.Helper()
+	return startFakeAgent(t, cpURL, id, domain, slots, "", hold)
+}
+
+func startFakeAgent(t testing.TB, cpURL string, id core.AgentID, domain string, slots int, token string, hold chan struct{}) *fakeAgent {
+	t.Helper()
+	fa := &fakeAgent{t: t, id: id, token: token, exec: &fakeExec{running: map[core.TaskID]fakeRun{}}, done: make(chan struct{}), hold: hold}
 	fa.srv = httptest.NewServer(http.HandlerFunc(fa.serve))
 	ag, err := core.NewAgent(core.AgentConfig{ID: id, Domain: domain, Slots: slots, Address: fa.srv.URL,
 		HeartbeatInterval: 20 * time.Millisecond, ResultsMax: 4096, Incarnation: uint64(time.Now().UnixNano())}, fa.exec)
@@ -300,6 +312,13 @@ func (fa *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case fnet.PathAssign:
+		if fa.hold != nil {
+			select {
+			case <-fa.hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		var as core.Assign
 		if err := fnet.Decode(r.Body, fnet.BodyMax, &as); err != nil {
 			fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())

@@ -69,7 +69,11 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	for _, kind := range []string{"assign", "cancel"} {
 		m.deliveryDropped.WithLabelValues(kind)
 	}
-	for _, c := range []prometheus.Collector{m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flux_agent_messages_queued",
+		Help: "Messages to agents waiting to be sent.",
+	}, func() float64 { return float64(s.delivery.queued()) })
+	for _, c := range []prometheus.Collector{queued, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
 		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -45,9 +45,12 @@ type Options struct {
 	ReconcileInterval time.Duration
 	// APIBodyBytesMax bounds a request body of the public API.
 	APIBodyBytesMax int64
-	// DeliveryWorkers bounds the concurrent sends to agents.
+	// DeliveryWorkers bounds the concurrent sends to agents (each agent's
+	// messages go one at a time, in order).
 	DeliveryWorkers int
-	// DeliveryQueueMax bounds messages waiting for a worker; beyond it a
+	// DeliveryQueuePerAgentMax bounds the messages waiting for one agent.
+	DeliveryQueuePerAgentMax int
+	// DeliveryQueueMax bounds messages waiting over all agents; beyond it a
 	// message is dropped and counted (the core's AssignTimeout and the
 	// agents' heartbeats recover from a lost message).
 	DeliveryQueueMax int
@@ -63,6 +66,7 @@ const (
 	DefaultAPIBodyBytesMax   = 1 << 20
 	DefaultDeliveryWorkers   = 32
 	DefaultDeliveryQueueMax  = 10_000
+	DefaultDeliveryPerAgent  = 1024
 	DefaultDeliveryTimeout   = 5 * time.Second
 )
 
@@ -99,6 +103,9 @@ func (o *Options) setDefaults() error {
 	if o.DeliveryQueueMax == 0 {
 		o.DeliveryQueueMax = DefaultDeliveryQueueMax
 	}
+	if o.DeliveryQueuePerAgentMax == 0 {
+		o.DeliveryQueuePerAgentMax = min(DefaultDeliveryPerAgent, o.DeliveryQueueMax)
+	}
 	if o.DeliveryTimeout == 0 {
 		o.DeliveryTimeout = DefaultDeliveryTimeout
 	}
@@ -118,6 +125,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("cp: DeliveryWorkers %d must be in [1,4096]", o.DeliveryWorkers)
 	case o.DeliveryQueueMax < 1:
 		return fmt.Errorf("cp: DeliveryQueueMax %d must be >= 1", o.DeliveryQueueMax)
+	case o.DeliveryQueuePerAgentMax < 1 || o.DeliveryQueuePerAgentMax > o.DeliveryQueueMax:
+		return fmt.Errorf("cp: DeliveryQueuePerAgentMax %d must be in [1,DeliveryQueueMax]", o.DeliveryQueuePerAgentMax)
 	case o.DeliveryTimeout <= 0:
 		return fmt.Errorf("cp: DeliveryTimeout %v must be > 0", o.DeliveryTimeout)
 	}
@@ -137,7 +146,7 @@ type Server struct {
 	core    *core.ControlPlane
 	pending []core.Event // events recorded during the current core call
 
-	deliveries chan core.Outbound
+	delivery   *deliveryQueues
 	metrics    *metrics
 	handler    http.Handler
 
@@ -161,7 +170,7 @@ func New(opts Options) (*Server, error) {
 		log:        opts.Logger,
 		client:     &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
 		core:       c,
-		deliveries: make(chan core.Outbound, opts.DeliveryQueueMax),
+		delivery:   newDeliveryQueues(opts.DeliveryWorkers),
 	}
 	c.OnEvent(func(e core.Event) { s.pending = append(s.pending, e) })
 	s.metrics, err = newMetrics(s, opts.Registerer)
@@ -179,23 +188,16 @@ func New(opts Options) (*Server, error) {
 // Handler is the HTTP API, the agent protocol and /metrics.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run starts the reconcile loop and the delivery workers and blocks until
-// ctx is done; then it stops them and returns once they have exited.
-// Messages still waiting for delivery are dropped: the core's timeouts and
-// the agents' heartbeats recover from that.
+// Run starts the reconcile loop and the delivery of messages to agents and
+// blocks until ctx is done; then it stops them and returns once every
+// goroutine it started has exited. Messages still waiting are not sent: the
+// core's timeouts and the agents' heartbeats recover from that.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("cp: Run called twice")
 	}
 	defer s.running.Store(false)
-	var wg sync.WaitGroup
-	for range s.opts.DeliveryWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.deliverLoop(ctx)
-		}()
-	}
+	s.startDelivery(ctx)
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
@@ -203,7 +205,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
+			s.stopDelivery()
 			s.opts.HTTPClient.CloseIdleConnections()
 			s.log.Info("control plane stopped")
 			return nil

@@ -114,7 +114,10 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 				expired = append(expired, expiry{t, false, fmt.Sprintf("agent %s lost", a.id)})
 			case !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout:
 				expired = append(expired, expiry{t, false, fmt.Sprintf("assignment to %s not confirmed within %v", a.id, cp.cfg.AssignTimeout)})
-			case !now.Before(cp.leaseDeadline(t)):
+			case a.connected && !now.Before(cp.leaseDeadline(t)):
+				// Only a connected agent can be judged stuck: a silent one
+				// may have finished long ago with its result held up by
+				// the network; the loss grace above decides for it.
 				expired = append(expired, expiry{t, true, fmt.Sprintf("stuck: attempt %d on %s exceeded timeout %ds + grace %v", t.Attempt, a.id, t.Spec.TimeoutSeconds, cp.cfg.LeaseGrace)})
 			}
 		}

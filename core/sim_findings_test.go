@@ -120,3 +120,56 @@ func TestResumeAfterMassDisconnectGivesStragglersTheirGrace(t *testing.T) {
 		t.Fatalf("after the straggler's heartbeat: %s attempt %d", got.State, got.Attempt)
 	}
 }
+
+// mass-disconnect: a task finished on an agent during a partition, its
+// result held up by the network. When the partition healed, the task's lease
+// deadline had long passed and the cp requeued it as "stuck" (with a
+// penalty) before the agent's next heartbeat brought the result: it ran
+// twice. A disconnected agent cannot be judged stuck; the loss grace decides.
+func TestOverdueLeaseOnSilentAgentIsNotStuck(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	cp, err := NewControlPlane(cfg, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []AgentID{"a1", "a2", "a3", "a4", "a5", "a6"}
+	seq := map[AgentID]uint64{}
+	beat := func(now time.Time, id AgentID, running []Lease, results []Result) {
+		t.Helper()
+		seq[id]++
+		if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running, Results: results}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		beat(t0, id, nil, nil)
+	}
+	task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 5000, TimeoutSeconds: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.TakeOutbox()
+	got, _ := cp.Task(task.ID)
+	holder := got.AgentID
+	beat(t0, holder, []Lease{{TaskID: task.ID, Attempt: 1}}, nil)
+	// Partition for two minutes: far past timeout 10s + LeaseGrace.
+	for now := t0.Add(time.Second); now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
+		cp.Tick(now)
+	}
+	heal := t0.Add(2 * time.Minute)
+	for _, id := range ids {
+		if id != holder {
+			beat(heal, id, nil, nil)
+		}
+	}
+	cp.Tick(heal)
+	cp.Tick(heal.Add(time.Second))
+	if got, _ := cp.Task(task.ID); got.State != TaskRunning || got.Attempt != 1 || got.Failures != 0 {
+		t.Fatalf("task on the silent agent is %s attempt %d failures %d (%s), want RUNNING attempt 1", got.State, got.Attempt, got.Failures, got.Reason)
+	}
+	beat(heal.Add(2*time.Second), holder, nil, []Result{{TaskID: task.ID, Attempt: 1, Outcome: OutcomeSucceeded}})
+	if got, _ := cp.Task(task.ID); got.State != TaskSucceeded {
+		t.Fatalf("after the held result: %s (%s)", got.State, got.Reason)
+	}
+}

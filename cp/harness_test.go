@@ -237,7 +237,7 @@ type fakeAgent struct {
 	client *fnet.HTTPClient
 	cancel context.CancelFunc
 	done   chan struct{}
-	refuse atomic.Int32 // when set, every assign and cancel is answered with this HTTP status
+	refuse atomic.Int32  // when set, every assign and cancel is answered with this HTTP status
 	hold   chan struct{} // when set, assignments wait until it is closed
 }
 

@@ -146,9 +146,9 @@ type Server struct {
 	core    *core.ControlPlane
 	pending []core.Event // events recorded during the current core call
 
-	delivery   *deliveryQueues
-	metrics    *metrics
-	handler    http.Handler
+	delivery *deliveryQueues
+	metrics  *metrics
+	handler  http.Handler
 
 	running  atomic.Bool // Run is active: /readyz says ready
 	stopping atomic.Bool // shutdown began: /readyz says not ready
@@ -165,12 +165,12 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s := &Server{
-		opts:       opts,
-		clock:      opts.Clock,
-		log:        opts.Logger,
-		client:     &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
-		core:       c,
-		delivery:   newDeliveryQueues(opts.DeliveryWorkers),
+		opts:     opts,
+		clock:    opts.Clock,
+		log:      opts.Logger,
+		client:   &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
+		core:     c,
+		delivery: newDeliveryQueues(opts.DeliveryWorkers),
 	}
 	c.OnEvent(func(e core.Event) { s.pending = append(s.pending, e) })
 	s.metrics, err = newMetrics(s, opts.Registerer)

@@ -21,20 +21,33 @@ type oracle struct {
 	alert  string
 	expr   string // the expression of alerts.yml it models, whitespace-normalized
 	metric string
-	cond   func(s *series, k int, step time.Duration) (sure, possible bool)
+	cond   func(g *grid, s *series, k int) (sure, possible bool)
 }
 
-func above(threshold float64) func(*series, int, time.Duration) (bool, bool) {
-	return func(s *series, k int, step time.Duration) (bool, bool) {
-		v := s.at(k, step)
+func above(threshold float64) func(*grid, *series, int) (bool, bool) {
+	return func(g *grid, s *series, k int) (bool, bool) {
+		v := s.at(k, g.step)
 		ok := !math.IsNaN(v) && v > threshold
 		return ok, ok
 	}
 }
 
-func changesAbove(window time.Duration, threshold int) func(*series, int, time.Duration) (bool, bool) {
-	return func(s *series, k int, step time.Duration) (bool, bool) {
-		w := int(window / step)
+// aboveFractionOf: the series is above fraction times the value of another
+// (label-less) metric at the same time, computed in float64 as PromQL does.
+func aboveFractionOf(fraction float64, other string) func(*grid, *series, int) (bool, bool) {
+	return func(g *grid, s *series, k int) (bool, bool) {
+		v, c := s.at(k, g.step), math.NaN()
+		if o := g.named(other); len(o) == 1 {
+			c = o[0].at(k, g.step)
+		}
+		ok := !math.IsNaN(v) && !math.IsNaN(c) && v > fraction*c
+		return ok, ok
+	}
+}
+
+func changesAbove(window time.Duration, threshold int) func(*grid, *series, int) (bool, bool) {
+	return func(g *grid, s *series, k int) (bool, bool) {
+		w := int(window / g.step)
 		// The range [t-window, t] holds samples k-w..k; one sample less is
 		// sure to be inside, one more surely covers it.
 		return s.changes(k-w+1, k) > threshold, s.changes(k-w-1, k) > threshold
@@ -49,7 +62,7 @@ const (
 )
 
 var oracles = []oracle{
-	{AlertQueueSaturated, "flux_queue_depth > 800", "flux_queue_depth", above(800)},
+	{AlertQueueSaturated, "flux_queue_depth > 0.8 * flux_queue_capacity", "flux_queue_depth", aboveFractionOf(0.8, "flux_queue_capacity")},
 	{AlertQueueTaskStale, "flux_queue_oldest_task_age > 60", "flux_queue_oldest_task_age", above(60)},
 	{AlertAgentFlapping, "changes(flux_agent_connected[5m]) > 3", "flux_agent_connected", changesAbove(5*time.Minute, 3)},
 }
@@ -208,14 +221,14 @@ const (
 
 // state reports whether the alert fires for s at evaluation k: its
 // condition must have held at every evaluation of the last `for`.
-func state(o oracle, r AlertRule, s *series, k int, step time.Duration) firingState {
-	n := int((r.For + step - 1) / step)
+func state(g *grid, o oracle, r AlertRule, s *series, k int) firingState {
+	n := int((r.For + g.step - 1) / g.step)
 	if k-n < 0 {
 		return notFiring // the rule has not been evaluated for `for` yet
 	}
 	allSure := true
 	for j := k - n; j <= k; j++ {
-		sure, possible := o.cond(s, j, step)
+		sure, possible := o.cond(g, s, j)
 		if !possible {
 			return notFiring
 		}
@@ -232,7 +245,7 @@ func state(o oracle, r AlertRule, s *series, k int, step time.Duration) firingSt
 func statesAt(g *grid, o oracle, r AlertRule, k int) (fired []*series, decided bool) {
 	decided = true
 	for _, s := range g.named(o.metric) {
-		switch state(o, r, s, k, g.step) {
+		switch state(g, o, r, s, k) {
 		case firing:
 			fired = append(fired, s)
 		case unsure:
@@ -253,7 +266,7 @@ func fireChecks(g *grid, r AlertRule, opts PromtoolOptions, run string) ([]Check
 	first := -1
 	for k := 0; k < g.n && first < 0; k++ {
 		for _, s := range g.named(o.metric) {
-			if _, possible := o.cond(s, k, g.step); possible {
+			if _, possible := o.cond(g, s, k); possible {
 				first = k
 				break
 			}
@@ -298,7 +311,7 @@ func calmChecks(g *grid, rules []AlertRule, opts PromtoolOptions) ([]Check, erro
 		for _, r := range rules {
 			if o, err := oracleFor(r); err == nil {
 				for _, s := range g.named(o.metric) {
-					if _, possible := o.cond(s, k, g.step); possible {
+					if _, possible := o.cond(g, s, k); possible {
 						return nil, fmt.Errorf("export: the calm run crosses the threshold of %s (%s) at %s for %s",
 							r.Name, r.Expr, promDuration(time.Duration(k)*g.step), seriesString(s.name, s.labels))
 					}

@@ -103,7 +103,7 @@ func TestPromtoolGeneratedTestsHaveTeeth(t *testing.T) {
 		alert    string
 		from, to string
 	}{
-		{saturationOptions(1), AlertQueueSaturated, "expr: flux_queue_depth > 800", "expr: flux_queue_depth > 995"},
+		{saturationOptions(1), AlertQueueSaturated, "expr: flux_queue_depth > 0.8 * flux_queue_capacity", "expr: flux_queue_depth > 0.99 * flux_queue_capacity"},
 		{starvationOptions(1), AlertQueueTaskStale, "expr: flux_queue_oldest_task_age > 60", "expr: flux_queue_oldest_task_age > 6000"},
 		{flapOptions(1), AlertAgentFlapping, "expr: changes(flux_agent_connected[5m]) > 3", "expr: changes(flux_agent_connected[5m]) > 1"},
 	} {
@@ -135,7 +135,7 @@ func TestPromtoolRefusesRunsWithoutTheIncident(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "calm run crosses the threshold of FluxAgentFlapping") {
 		t.Errorf("a flapping run is not calm: %v", err)
 	}
-	changed := bytes.Replace(rules, []byte("expr: flux_queue_depth > 800"), []byte("expr: flux_queue_depth > 700"), 1)
+	changed := bytes.Replace(rules, []byte("expr: flux_queue_depth > 0.8 * flux_queue_capacity"), []byte("expr: flux_queue_depth > 700"), 1)
 	_, err = Promtool(calm, changed, PromtoolOptions{RuleFile: "r.yml", MustFire: []string{AlertQueueSaturated}})
 	if err == nil || !strings.Contains(err.Error(), "update sim/export") {
 		t.Errorf("a changed rule must be noticed: %v", err)

@@ -320,17 +320,25 @@ func (m *model) checkCounts() {
 	s := m.s
 	q, f := s.cp.QueueDepth(), s.cp.InFlight()
 	switch {
-	case q > s.o.Core.QueueCapacity:
-		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d", q, s.o.Core.QueueCapacity))
+	case q > s.queueBound():
+		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d + slots %d", q, s.o.Core.QueueCapacity, s.queueBound()-s.o.Core.QueueCapacity))
 	case q != m.queued || f != m.inFlight:
 		s.violate(InvNoTaskLost, fmt.Sprintf("cp holds %d queued and %d in flight, its timeline says %d and %d", q, f, m.queued, m.inFlight))
 	}
 }
 
+// queueBound is invariant 3's bound. Submissions are admitted only below
+// QueueCapacity; accepted work coming back for another attempt may overflow
+// it (it must not be dropped), by at most the tasks that were in flight,
+// which the fleet's slots bound.
+func (s *sim) queueBound() int {
+	return s.o.Core.QueueCapacity + s.o.Agents*s.o.SlotsPerAgent
+}
+
 // checkCheap runs after every simulator event.
 func (s *sim) checkCheap() {
-	if q := s.cp.QueueDepth(); q > s.o.Core.QueueCapacity {
-		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d", q, s.o.Core.QueueCapacity))
+	if q := s.cp.QueueDepth(); q > s.queueBound() {
+		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d + slots", q, s.o.Core.QueueCapacity))
 	}
 }
 
@@ -365,8 +373,8 @@ func (s *sim) fullCheck() {
 			s.violate(InvQuarantineCap, fmt.Sprintf("domain %s: %d health quarantines, cap %d", d.Name, d.HealthQuarantined, d.HealthQuarantineCap))
 		}
 	}
-	if snap.QueueDepth > snap.QueueCapacity {
-		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d", snap.QueueDepth, snap.QueueCapacity))
+	if snap.QueueDepth > s.queueBound() {
+		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d + slots", snap.QueueDepth, snap.QueueCapacity))
 	}
 	s.res.Quarantines = int(s.cp.Stats().Quarantines)
 }

@@ -198,6 +198,7 @@ func errText(err error) string {
 func (s *sim) sample() {
 	snap := s.cp.Snapshot(s.t)
 	st := s.cp.Stats()
+
 	if snap.OldestTaskAgeSeconds > s.res.MaxOldestAgeSeconds {
 		s.res.MaxOldestAgeSeconds = snap.OldestTaskAgeSeconds
 	}

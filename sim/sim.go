@@ -636,6 +636,10 @@ func (s *sim) submit(p *pendingSubmit) {
 		s.afterCP()
 		return
 	}
+	if !replayed && depth >= s.o.Core.QueueCapacity {
+		s.violate(InvQueueBound, fmt.Sprintf("submission %s admitted with %d queued, capacity %d", task.ID, depth, s.o.Core.QueueCapacity))
+		return
+	}
 	s.tr.str("task", string(task.ID))
 	if replayed {
 		s.tr.str("replayed", "true")

@@ -1,0 +1,515 @@
+package scenarios
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/sim"
+)
+
+const quarantineLine = "Node quarantined due to low health score"
+
+// flapper is the agent that flaps in agent-flap.
+func flapper(p Params) string { return sim.AgentID(0, p.Zones) }
+
+var agentFlap = Scenario{
+	Name: "agent-flap",
+	Description: "One agent loses its link to the cp for 55s, then flaps (25s down, 10s up) four times, then stays up. " +
+		"It must be quarantined within 3 flaps (log line \"" + quarantineLine + "\"), its tasks must finish " +
+		"elsewhere, and it must be released once stable for its back-off; nothing is lost.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		o.Workload = []sim.Workload{steady("flap", 0, 6*time.Minute, 0.15*float64(p.Agents)/2, 5*time.Second, 20*time.Second)}
+		// One long outage (its tasks are declared lost and move), then
+		// quick flaps.
+		o.Faults = []sim.Fault{
+			{Kind: sim.FaultFlap, Agents: []string{flapper(p)}, At: time.Minute,
+				Down: 55 * time.Second, Up: 20 * time.Second, Until: 135 * time.Second},
+			{Kind: sim.FaultFlap, Agents: []string{flapper(p)}, At: 135 * time.Second,
+				Down: 25 * time.Second, Up: 10 * time.Second, Until: 275 * time.Second},
+		}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the flapping agent is quarantined within 3 flaps with the runbook's log line", Check: func(c *Context) error {
+			id := flapper(c.Params)
+			q := events(c.Result, "agent.quarantined", id)
+			if len(q) == 0 {
+				return fmt.Errorf("%s was never quarantined (%d flaps)", id, len(events(c.Result, "agent.disconnected", id)))
+			}
+			first := q[0]
+			if !strings.Contains(first.Reason, quarantineLine) {
+				return fmt.Errorf("quarantine reason %q lacks %q", first.Reason, quarantineLine)
+			}
+			flaps := 0
+			for _, e := range events(c.Result, "agent.disconnected", id) {
+				if e.Gen == first.Gen && e.Seq < first.Seq {
+					flaps++
+				}
+			}
+			if flaps > 3 {
+				return fmt.Errorf("quarantined only after %d flaps", flaps)
+			}
+			return nil
+		}},
+		{Name: "no other agent is quarantined", Check: func(c *Context) error {
+			for _, e := range events(c.Result, "agent.quarantined", "") {
+				if string(e.AgentID) != flapper(c.Params) {
+					return fmt.Errorf("%s quarantined too: %s", e.AgentID, e.Reason)
+				}
+			}
+			return nil
+		}},
+		{Name: "the flapping agent's lost tasks finish elsewhere", Check: func(c *Context) error {
+			id := core.AgentID(flapper(c.Params))
+			moved := 0
+			for _, t := range c.Result.Tasks {
+				i := slices.Index(t.Agents, id)
+				if i < 0 || i == len(t.Agents)-1 {
+					continue
+				}
+				if t.State != core.TaskSucceeded {
+					return fmt.Errorf("task %s moved off %s but ended %s: %s", t.ID, id, t.State, t.Reason)
+				}
+				if t.Agents[len(t.Agents)-1] != id {
+					moved++
+				}
+			}
+			if moved == 0 {
+				return fmt.Errorf("no task of %s was moved and finished elsewhere", id)
+			}
+			return nil
+		}},
+		{Name: "the flapping agent is released after being stable for its back-off", Check: func(c *Context) error {
+			id := flapper(c.Params)
+			rel := events(c.Result, "agent.released", id)
+			if len(rel) == 0 {
+				return fmt.Errorf("%s was never released", id)
+			}
+			last := rel[len(rel)-1]
+			q := events(c.Result, "agent.quarantined", id)
+			if len(q) == 0 || q[len(q)-1].Seq > last.Seq {
+				return fmt.Errorf("%s is quarantined again at the end", id)
+			}
+			backoff := c.Options.Core.Health.QuarantineBackoff(len(q))
+			for _, e := range events(c.Result, "agent.disconnected", id) {
+				if e.Seq < last.Seq && at(last)-at(e) < backoff {
+					return fmt.Errorf("released at %v, only %v after a flap (back-off %v)", at(last), at(last)-at(e), backoff)
+				}
+			}
+			for _, e := range events(c.Result, "agent.connected", id) {
+				if e.Seq < last.Seq && at(last)-at(e) < backoff {
+					return fmt.Errorf("released at %v, only %v after reconnecting (back-off %v)", at(last), at(last)-at(e), backoff)
+				}
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+func stuckAgent(p Params) string { return sim.AgentID(1%p.Agents, p.Zones) }
+
+var stuckWorker = Scenario{
+	Name: "stuck-worker",
+	Description: "One agent's worker hangs for four minutes: everything it starts never finishes. " +
+		"Each stuck attempt must end at its timeout (agent side) or lease expiry (cp side), be requeued " +
+		"with attempt+1 and finish on another agent; nothing is lost.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("stuck", 0, 5*time.Minute, 0.15*float64(p.Agents)/2, 5*time.Second, 15*time.Second)
+		w.TimeoutSeconds = 20
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultStuck, Agents: []string{stuckAgent(p)}, At: time.Minute, Until: 5 * time.Minute}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "stuck attempts are requeued with attempt+1 and finish elsewhere", Check: func(c *Context) error {
+			id := core.AgentID(stuckAgent(c.Params))
+			n := 0
+			for _, t := range c.Result.Tasks {
+				if t.Timeouts == 0 || !slices.Contains(t.Agents, id) {
+					continue
+				}
+				n++
+				if t.State != core.TaskSucceeded || t.Attempt < 2 || t.Agents[len(t.Agents)-1] == id {
+					return fmt.Errorf("task %s stuck on %s ended %s at attempt %d on %v", t.ID, id, t.State, t.Attempt, t.Agents)
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("no attempt on %s timed out", id)
+			}
+			for _, e := range events(c.Result, "task.queued", string(id)) {
+				if e.From != "" && (strings.Contains(e.Reason, "timeout") || strings.Contains(e.Reason, "stuck")) {
+					return nil
+				}
+			}
+			return fmt.Errorf("no requeue recorded the timeout on %s", id)
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+var starvation = Scenario{
+	Name: "starvation",
+	Description: "A flood of high-priority work keeps every slot busy and the queue long for four minutes " +
+		"while a trickle of low-priority work arrives: aging must start every low-priority task within 60s.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		slots := float64(p.Agents * o.SlotsPerAgent)
+		flood := sim.Workload{Name: "flood", Start: 30 * time.Second, End: 4*time.Minute + 30*time.Second,
+			RatePerSecond: slots / 10 * 1.02, PriorityWeights: [3]float64{1, 0, 0},
+			DurationMin: 9 * time.Second, DurationMax: 11 * time.Second, TimeoutSeconds: 30, MaxAttempts: 3}
+		low := flood
+		low.Name, low.RatePerSecond, low.PriorityWeights = "low", 0.1, [3]float64{0, 0, 1}
+		o.Workload = []sim.Workload{flood, low}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the flood saturates the fleet (queue builds up)", Check: func(c *Context) error {
+			if c.Result.MaxQueueDepth < 10 {
+				return fmt.Errorf("max queue depth %d: no flood", c.Result.MaxQueueDepth)
+			}
+			return nil
+		}},
+		{Name: "every low-priority task starts within 60s", Check: func(c *Context) error {
+			n := 0
+			for _, t := range c.Result.Tasks {
+				if t.Priority != core.PriorityLow {
+					continue
+				}
+				n++
+				if !t.Started || t.StartedAt-t.Submitted > time.Minute {
+					return fmt.Errorf("low-priority task %s submitted at %v started=%v at %v", t.ID, t.Submitted, t.Started, t.StartedAt)
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("no low-priority task was submitted")
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+const outageZone = 1 // z2
+
+var zoneOutage = Scenario{
+	Name: "zone-outage",
+	Description: "Every agent of zone z2 loses the cp for three minutes. The domain must be isolated as a whole " +
+		"(its agents are not quarantined one by one), unconstrained work must move to the other zones, and " +
+		"after the heal the domain is probed and opened again; nothing is lost.",
+	Agents: 12, Zones: 3, Duration: 14 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("zone", 0, 6*time.Minute, 0.15*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
+		w.Domains, w.DomainFraction = []string{sim.ZoneName(outageZone)}, 0.1
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultZoneOutage, Zone: sim.ZoneName(outageZone), At: 90 * time.Second, Until: 270 * time.Second}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the zone is isolated, probed and reopened after the heal", Check: func(c *Context) error {
+			z := sim.ZoneName(outageZone)
+			var seq []string
+			for _, e := range events(c.Result, "domain.*", "") {
+				if e.Domain == z {
+					seq = append(seq, e.To)
+				}
+			}
+			i := slices.Index(seq, string(core.DomainIsolated))
+			if i < 0 {
+				return fmt.Errorf("domain %s never isolated (transitions %v)", z, seq)
+			}
+			rest := seq[i:]
+			p := slices.Index(rest, string(core.DomainProbing))
+			if p < 0 || !slices.Contains(rest[p:], string(core.DomainOpen)) || rest[len(rest)-1] != string(core.DomainOpen) {
+				return fmt.Errorf("domain %s did not go ISOLATED → PROBING → OPEN (transitions %v)", z, seq)
+			}
+			return nil
+		}},
+		{Name: "no agent of the zone is quarantined", Check: func(c *Context) error {
+			if q := events(c.Result, "agent.quarantined", ""); len(q) > 0 {
+				return fmt.Errorf("%s quarantined: %s", q[0].AgentID, q[0].Reason)
+			}
+			return nil
+		}},
+		{Name: "unconstrained work of the zone moves to other zones", Check: func(c *Context) error {
+			z := sim.ZoneName(outageZone) + "-"
+			moved := 0
+			for _, t := range c.Result.Tasks {
+				if t.Domain != "" || len(t.Agents) < 2 {
+					continue
+				}
+				last := string(t.Agents[len(t.Agents)-1])
+				for _, a := range t.Agents[:len(t.Agents)-1] {
+					if strings.HasPrefix(string(a), z) && !strings.HasPrefix(last, z) {
+						moved++
+						break
+					}
+				}
+			}
+			if moved == 0 {
+				return fmt.Errorf("no unconstrained task moved from %s to another zone", sim.ZoneName(outageZone))
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+var queueSaturation = Scenario{
+	Name: "queue-saturation",
+	Description: "Submissions arrive far faster than the fleet runs them for two minutes (queue capacity 100). " +
+		"At >= 80% for 30s the scheduler goes DEGRADED and refuses low priority with 429; a full queue refuses " +
+		"with 429; it goes back to NORMAL only after 2 minutes below 60%; no accepted task is dropped.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		o.Core.QueueCapacity = 100
+		w := sim.Workload{Name: "burst", Start: 30 * time.Second, End: 150 * time.Second, RatePerSecond: 4,
+			PriorityWeights: [3]float64{1, 5, 4}, DurationMin: 10 * time.Second, DurationMax: 20 * time.Second,
+			TimeoutSeconds: 60, MaxAttempts: 3, IdempotentFraction: 0.1, ResubmitFraction: 0.5}
+		o.Workload = []sim.Workload{w}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "DEGRADED by self-protection after >= 30s at >= 80% of capacity", Check: func(c *Context) error {
+			d := modeChanges(c.Result, core.ModeDegraded)
+			if len(d) == 0 {
+				return fmt.Errorf("never DEGRADED (max queue depth %d)", c.Result.MaxQueueDepth)
+			}
+			if d[0].Actor != core.ActorSelfProtection {
+				return fmt.Errorf("DEGRADED set by %s", d[0].Actor)
+			}
+			if start := c.Options.Workload[0].Start; at(d[0]) < start+c.Options.Core.DegradedEnterAfter {
+				return fmt.Errorf("DEGRADED at %v, less than %v after the burst began", at(d[0]), c.Options.Core.DegradedEnterAfter)
+			}
+			return nil
+		}},
+		{Name: "low priority refused (429) while DEGRADED, full queue refused (429)", Check: func(c *Context) error {
+			if c.Result.Refused["degraded"] == 0 || c.Result.Refused["queue_full"] == 0 {
+				return fmt.Errorf("refusals %v: want degraded and queue_full", c.Result.Refused)
+			}
+			return nil
+		}},
+		{Name: "back to NORMAL with hysteresis (2 minutes below 60%)", Check: func(c *Context) error {
+			d := modeChanges(c.Result, core.ModeDegraded)
+			n := modeChanges(c.Result, core.ModeNormal)
+			var back *sim.TimelineEvent
+			for i := range n {
+				if len(d) > 0 && n[i].Seq > d[0].Seq {
+					back = &n[i]
+					break
+				}
+			}
+			if back == nil {
+				return fmt.Errorf("never back to NORMAL")
+			}
+			if back.Actor != core.ActorSelfProtection {
+				return fmt.Errorf("NORMAL set by %s", back.Actor)
+			}
+			// The depth was below 60% for DegradedExitAfter before: check
+			// the samples in that window.
+			limit := c.Options.Core.DegradedExitFraction * float64(c.Options.Core.QueueCapacity)
+			from := at(*back) - c.Options.Core.DegradedExitAfter
+			for _, s := range c.Result.Series {
+				if s.At > from && s.At < at(*back) {
+					if v, _ := s.Value("flux_queue_depth"); v >= limit {
+						return fmt.Errorf("NORMAL at %v but the queue was %v at %v", at(*back), v, s.At)
+					}
+				}
+			}
+			if c.Result.Final.Mode != core.ModeNormal {
+				return fmt.Errorf("final mode %s", c.Result.Final.Mode)
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+func modeChanges(r *sim.Result, to core.Mode) []sim.TimelineEvent {
+	var out []sim.TimelineEvent
+	for _, e := range events(r, "mode.changed", "") {
+		if e.To == string(to) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+var poisonTask = Scenario{
+	Name: "poison-task",
+	Description: "A few tasks fail wherever they run. Each must be DEAD as poison after failing on 3 different " +
+		"agents, and its failures must not count against those agents' health: no quarantine.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		normal := steady("normal", 0, 5*time.Minute, 0.1*float64(p.Agents)/2, 5*time.Second, 15*time.Second)
+		poison := sim.Workload{Name: "poison", Start: 30 * time.Second, End: 4 * time.Minute, RatePerSecond: 1.0 / 30,
+			Burst: 3, PriorityWeights: [3]float64{0, 1, 0}, DurationMin: 2 * time.Second, DurationMax: 4 * time.Second,
+			TimeoutSeconds: 30, MaxAttempts: 5, PoisonFraction: 1}
+		o.Workload = []sim.Workload{normal, poison}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "each poison task is DEAD after failing on 3 different agents", Check: func(c *Context) error {
+			n := 0
+			for _, t := range c.Result.Tasks {
+				if !t.Poison {
+					continue
+				}
+				n++
+				distinct := map[core.AgentID]bool{}
+				for _, a := range t.Agents {
+					distinct[a] = true
+				}
+				if t.State != core.TaskDead || !strings.Contains(t.Reason, "poison") || len(distinct) != 3 {
+					return fmt.Errorf("poison task %s is %s (%q) after attempts on %v", t.ID, t.State, t.Reason, t.Agents)
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("no poison task submitted")
+			}
+			return nil
+		}},
+		{Name: "poison does not count against agent health: no quarantine", Check: func(c *Context) error {
+			if q := events(c.Result, "agent.quarantined", ""); len(q) > 0 {
+				return fmt.Errorf("%s quarantined: %s", q[0].AgentID, q[0].Reason)
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}
+
+// cutAgents is the part of the fleet the cp loses in mass-disconnect: every
+// zone but the last, plus one agent of the last.
+func cutAgents(p Params) []string {
+	var out []string
+	for z := 0; z < p.Zones-1; z++ {
+		out = append(out, agentsOf(p, z)...)
+	}
+	if last := agentsOf(p, p.Zones-1); len(last) > 1 {
+		out = append(out, last[0])
+	}
+	slices.Sort(out)
+	return out
+}
+
+var massDisconnect = Scenario{
+	Name: "mass-disconnect",
+	Description: "The cp is cut off from 75% of the fleet for two minutes. It must presume itself cut off and " +
+		"pause rescheduling (no storm onto the few agents left), and after the heal everything completes " +
+		"with no task executed twice.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("mass", 0, 5*time.Minute, 0.08*float64(p.Agents)/2, 10*time.Second, 40*time.Second)
+		w.TimeoutSeconds = 90
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultCutOff, Agents: cutAgents(p), At: 90 * time.Second, Until: 210 * time.Second}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "rescheduling pauses during the cut and resumes after", Check: func(c *Context) error {
+			if len(events(c.Result, "scheduler.rescheduling_paused", "")) == 0 {
+				return fmt.Errorf("rescheduling never paused")
+			}
+			if len(events(c.Result, "scheduler.rescheduling_resumed", "")) == 0 || c.Result.Final.ReschedulingPaused {
+				return fmt.Errorf("rescheduling never resumed")
+			}
+			return nil
+		}},
+		{Name: "no rescheduling storm: no lost-agent requeues, few requeues during the cut", Check: func(c *Context) error {
+			f := c.Options.Faults[0]
+			if l := events(c.Result, "agent.lost", ""); len(l) > 0 {
+				return fmt.Errorf("%s declared lost at %v: %s", l[0].AgentID, at(l[0]), l[0].Reason)
+			}
+			n := 0
+			for _, e := range events(c.Result, "task.queued", "") {
+				if e.From != "" && at(e) >= f.At && at(e) <= f.Until {
+					n++
+				}
+			}
+			// Only assignments sent into the cut before the cp noticed may
+			// be requeued: at most one per agent slot cut off.
+			if limit := len(f.Agents) * c.Options.SlotsPerAgent; n > limit {
+				return fmt.Errorf("%d requeues during the cut (limit %d)", n, limit)
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded, noDuplicates,
+	},
+}
+
+var drainRestart = Scenario{
+	Name: "drain-restart",
+	Description: "The runbook's full restart: the operator sets DRAINING (submissions refused), the queue is " +
+		"dispatched to 0, the snapshot says drained, the cp restarts empty and the agents re-register; " +
+		"nothing accepted is lost and new work runs on the fresh cp.",
+	Agents: 12, Zones: 3, Duration: 10 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		before := steady("before", 0, 150*time.Second, 0.15*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
+		after := steady("after", 240*time.Second, 6*time.Minute, 0.1*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
+		o.Workload = []sim.Workload{before, after}
+		o.Ops = []sim.OperatorAction{{At: 2 * time.Minute, SetMode: core.ModeDraining, Reason: "planned restart"}}
+		o.Faults = []sim.Fault{{Kind: sim.FaultCPRestart, At: 2*time.Minute + time.Second, Until: 5 * time.Minute, WhenDrained: true}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "DRAINING refuses submissions", Check: func(c *Context) error {
+			if c.Result.Refused["mode"] == 0 {
+				return fmt.Errorf("no submission refused while draining (refusals %v)", c.Result.Refused)
+			}
+			return nil
+		}},
+		{Name: "the queue drains to 0 and the snapshot says drained before the restart", Check: func(c *Context) error {
+			for _, n := range c.Result.Notes {
+				if strings.HasPrefix(n.Text, "fault: cp restart") {
+					if !strings.Contains(n.Text, "drained=true") {
+						return fmt.Errorf("restarted undrained: %s", n.Text)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("the cp never restarted")
+		}},
+		{Name: "the agents re-register with the fresh cp", Check: func(c *Context) error {
+			n := 0
+			for _, e := range events(c.Result, "agent.registered", "") {
+				if e.Gen == 1 {
+					n++
+				}
+			}
+			if c.Result.CPGenerations != 2 || n != c.Params.Agents {
+				return fmt.Errorf("%d cp generations, %d agents re-registered of %d", c.Result.CPGenerations, n, c.Params.Agents)
+			}
+			if c.Result.Final.Agents.Connected != c.Params.Agents {
+				return fmt.Errorf("%d of %d agents connected at the end", c.Result.Final.Agents.Connected, c.Params.Agents)
+			}
+			return nil
+		}},
+		{Name: "work submitted to the fresh cp runs", Check: func(c *Context) error {
+			n := 0
+			for _, t := range c.Result.Tasks {
+				if t.Gen == 1 {
+					n++
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("no task accepted after the restart")
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}

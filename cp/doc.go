@@ -20,6 +20,36 @@
 //     forgotten agents disappear with them;
 //   - structured logs (log/slog) of every timeline event.
 //
+// # HTTP API
+//
+// Bodies are JSON, bounded (1 MiB for the API, net.BodyMax for the agent
+// protocol) and decoded strictly (unknown fields, wrong types and trailing
+// data are 400). Every error is {"error":"<code>","message":"<what was
+// wrong>"}, 404 and 405 included.
+//
+//	POST /v1/tasks                  submit; header Idempotency-Key; 201 new, 200 replay
+//	                                (Idempotent-Replayed: true), 422 key reused with
+//	                                another body, 429 + Retry-After queue full or
+//	                                DEGRADED shedding low priority, 503 READ_ONLY or
+//	                                DRAINING, 400 bad input, 413 body over 1 MiB
+//	GET  /v1/tasks?state=&domain=&limit=&after=   list (limit 1-1000, default 100)
+//	GET  /v1/tasks/{id}             task with attempts, agent, outcome, waiting_reason
+//	POST /v1/tasks/{id}/cancel      optional {"reason":"..."}; 409 if already finished
+//	GET  /v1/agents, /v1/agents/{id}                agents, health score components
+//	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
+//	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, ...)
+//	GET  /admin/mode                admin token
+//	POST /admin/mode                admin token; {"mode":"DRAINING","reason":"..."}
+//	POST /scheduler/queue/purge     admin token; {"all":true} | {"domain":"z"} |
+//	                                {"older_than_seconds":N}
+//	GET  /timeline?since=SEQ&limit=N                audit events after SEQ (limit 1-10000)
+//	GET  /metrics, /healthz, /readyz
+//	POST /v1/agent/heartbeat        agent protocol (net.PathHeartbeat), agent token
+//
+// With an admin token configured, the admin routes answer 401 without
+// "Authorization: Bearer <token>"; with an agent token, so does the
+// heartbeat, and the cp sends the token on its assignments and cancels.
+//
 // # Usage
 //
 //	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: core.DefaultConfig()})

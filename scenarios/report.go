@@ -148,4 +148,3 @@ func countType(r sim.Result, typ string) int {
 	}
 	return n
 }
-

@@ -281,3 +281,40 @@ func TestDeliveryQueueBoundDrops(t *testing.T) {
 		t.Fatal("drop not logged")
 	}
 }
+
+// TestSelfProtectionDegraded: a queue held at 80% of capacity puts the
+// scheduler into DEGRADED on its own; low priority is shed with 429.
+func TestSelfProtectionDegraded(t *testing.T) {
+	mock := newMock()
+	tc := startCP(t, false, func(o *Options) {
+		o.Clock = mock
+		o.Core = core.DefaultConfig()
+		o.Core.QueueCapacity = 10
+	})
+	for range 8 {
+		tc.submit(`{"kind":"sleep","priority":"low"}`)
+	}
+	for range 31 {
+		mock.Add(time.Second)
+		tc.s.Reconcile()
+	}
+	s := tc.snapshot()
+	if s.Mode != core.ModeDegraded || s.ModeSetBy != core.ActorSelfProtection {
+		t.Fatalf("mode %s set by %s (%s)", s.Mode, s.ModeSetBy, s.ModeReason)
+	}
+	r := tc.mustStatus(http.StatusTooManyRequests, "POST", "/v1/tasks", `{"kind":"sleep","priority":"low"}`)
+	if r.Header.Get("Retry-After") == "" || r.errorCode(t) != "degraded" {
+		t.Fatalf("%v %s", r.Header, r.Body)
+	}
+	tc.submit(`{"kind":"sleep","priority":"high"}`)
+	body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body)
+	for _, want := range []string{`flux_scheduler_mode{mode="DEGRADED"} 1`, "flux_scheduler_mode_self_protection 1",
+		`flux_tasks_refused_total{reason="degraded"} 1`} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if !strings.Contains(tc.logs.String(), `"level":"WARN","msg":"mode.changed"`) {
+		t.Error("self-protection mode change not logged at WARN")
+	}
+}

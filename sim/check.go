@@ -382,7 +382,8 @@ func (s *sim) fullCheck() {
 // LivenessBound is how long after max(submission, last heal) a task may
 // take to reach a terminal state: each attempt may use its timeout plus the
 // lease grace, and a lost agent costs the heartbeat timeout plus the loss
-// grace plus an unconfirmed assignment; plus slack for queueing.
+// grace plus an unconfirmed assignment; a domain isolated by failures may
+// hold work for up to its longest cool-down; plus slack for queueing.
 func LivenessBound(cfg core.Config, spec core.TaskSpec, slack time.Duration) time.Duration {
 	timeout := time.Duration(spec.TimeoutSeconds) * time.Second
 	if timeout == 0 {
@@ -393,25 +394,25 @@ func LivenessBound(cfg core.Config, spec core.TaskSpec, slack time.Duration) tim
 		attempts = cfg.TaskMaxAttemptsDefault
 	}
 	per := timeout + cfg.LeaseGrace + cfg.HeartbeatTimeout + cfg.LostAfter + cfg.AssignTimeout
-	return time.Duration(attempts)*per + slack
+	return time.Duration(attempts)*per + cfg.Domains.CooldownMax + slack
 }
 
 // checkLiveness is invariant 8: once faults have healed, every task reaches
 // a terminal state within LivenessBound.
 func (s *sim) checkLiveness() {
 	m := s.m
-	slack := 2 * time.Minute
+	spec := core.TaskSpec{}
+	for _, w := range s.o.Workload {
+		spec.TimeoutSeconds = max(spec.TimeoutSeconds, w.TimeoutSeconds)
+		spec.MaxAttempts = max(spec.MaxAttempts, w.MaxAttempts)
+	}
+	bound := LivenessBound(s.o.Core, spec, 2*time.Minute)
 	for _, mt := range m.all {
 		if mt.rec.Gen != m.gen {
 			continue
 		}
 		start := max(mt.rec.Submitted, s.res.HealedAt)
-		spec := core.TaskSpec{}
-		for _, w := range s.o.Workload {
-			spec.TimeoutSeconds = max(spec.TimeoutSeconds, w.TimeoutSeconds)
-			spec.MaxAttempts = max(spec.MaxAttempts, w.MaxAttempts)
-		}
-		deadline := start + LivenessBound(s.o.Core, spec, slack)
+		deadline := start + bound
 		if deadline > s.now {
 			continue
 		}

@@ -105,10 +105,8 @@ func newSim(opts Options) (*sim, error) {
 	s.attachCP(cp)
 	for i := range o.Agents {
 		id := AgentID(i, o.Zones)
-		h := fnv.New64a()
-		h.Write([]byte(id))
 		a := &simAgent{idx: i, id: id, zone: ZoneName(i % o.Zones),
-			rng: rand.New(rand.NewPCG(o.Seed, h.Sum64())), factor: 1, nextHBAt: map[uint64]time.Duration{}}
+			rng: agentRand(o.Seed, id), factor: 1, nextHBAt: map[uint64]time.Duration{}}
 		s.agents = append(s.agents, a)
 		s.byID[id] = a
 	}
@@ -136,6 +134,14 @@ func newSim(opts Options) (*sim, error) {
 		s.push(event{at: op.At, kind: evOperator, node: i})
 	}
 	return s, nil
+}
+
+// agentRand is agent id's own random stream: derived from the seed and a
+// hash of the id only, so adding an agent does not reshuffle the others.
+func agentRand(seed uint64, id string) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
 }
 
 func (s *sim) attachCP(cp *core.ControlPlane) {

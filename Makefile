@@ -4,7 +4,7 @@ PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
 
-.PHONY: all build test test-short race vet lint sim cluster bench bench-core bench-sim bench-api fmt clean
+.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy
 
 all: build
 
@@ -29,13 +29,24 @@ test-short:
 sim:
 	$(GO) run ./cmd/sim -scenario=$(SCENARIO) -seed=$(SEED)
 
-bench: bench-core bench-sim
+# A local cluster: cp on :8080 and six agents in three zones; Ctrl-C stops it.
+cluster:
+	$(GO) run ./cmd/cluster
+
+bench: bench-core bench-sim bench-api
 
 bench-core:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/
 
 bench-sim:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./sim/
+
+bench-api:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/fluxctl/ ./cp/
+
+# Alert rules: promtool check + rule unit tests (installs promtool if missing).
+check-deploy:
+	bash deploy/check.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

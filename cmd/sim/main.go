@@ -34,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	zones := fs.Int("zones", 0, "number of zones (0: the scenario's own)")
 	tracePath := fs.String("trace", "", "write the JSON-lines trace of every event to this file")
 	quiet := fs.Bool("quiet", false, "print only the report, not the timeline")
+	exp := addExportFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -85,6 +86,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := rep.Write(stdout, *quiet); err != nil {
 		fmt.Fprintf(stderr, "sim: %v\n", err)
 		return 1
+	}
+	if code := exp.write(sc, p, rep, stderr); code != 0 {
+		return code
 	}
 	if !rep.Passed {
 		return 1

@@ -165,8 +165,10 @@ type Daemon struct {
 	resultsOff  int
 	heartbeatWG sync.WaitGroup
 
-	kick   chan struct{} // wakes the loop early
-	hbSlot chan struct{} // one heartbeat in flight at a time
+	hbBusy bool                 // a heartbeat is in flight (guarded by mu)
+	hbNext *core.HeartbeatInput // built while one was in flight; sent next (guarded by mu)
+
+	kick chan struct{} // wakes the loop early
 
 	metrics  *metrics
 	gatherer prometheus.Gatherer
@@ -182,7 +184,6 @@ func New(opts Options) (*Daemon, error) {
 		log:      opts.Logger.With("agent_id", string(opts.ID), "domain", opts.Domain),
 		reported: map[core.Lease]bool{},
 		kick:     make(chan struct{}, 1),
-		hbSlot:   make(chan struct{}, 1),
 	}
 	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: opts.CPURL}
 	if d.cp.HTTP == nil {
@@ -358,63 +359,85 @@ func (d *Daemon) heartbeatTimeout() time.Duration {
 	return min(max(2*d.opts.HeartbeatInterval, 2*time.Second), 10*time.Second)
 }
 
-// sendHeartbeat sends hb on a goroutine of its own and feeds the reply back;
-// with one already in flight it counts hb as failed instead.
+// sendHeartbeat sends hb on the heartbeat goroutine, starting it when
+// none runs: one heartbeat is in flight at a time. A heartbeat built while
+// one is in flight waits its turn; a newer one replaces it (its content is
+// newer) and the replaced one counts as failed.
 func (d *Daemon) sendHeartbeat(now time.Time, hb core.HeartbeatInput) {
-	select {
-	case d.hbSlot <- struct{}{}:
-	default:
-		d.mu.Lock()
-		d.core.HeartbeatFailed(now, hb.Seq)
-		d.mu.Unlock()
-		d.metrics.heartbeats.WithLabelValues("skipped").Inc()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hbBusy {
+		if d.hbNext != nil {
+			d.core.HeartbeatFailed(now, d.hbNext.Seq)
+			d.metrics.heartbeats.WithLabelValues("replaced").Inc()
+		}
+		d.hbNext = &hb
 		return
 	}
+	d.hbBusy = true
 	d.heartbeatWG.Add(1)
-	go func() {
-		defer d.heartbeatWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), d.heartbeatTimeout())
-		defer cancel()
-		start := time.Now()
-		reply, err := d.cp.Do(ctx, fnet.Message{From: string(d.opts.ID), To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hb})
-		rtt := time.Since(start)
-		now := d.clock.Now()
+	go d.heartbeats(hb)
+}
+
+// heartbeats sends hb, then any heartbeat queued meanwhile, feeding each
+// reply (or failure) to the core.
+func (d *Daemon) heartbeats(hb core.HeartbeatInput) {
+	defer d.heartbeatWG.Done()
+	for {
+		d.exchange(hb)
 		d.mu.Lock()
-		wasConnected := d.connected
-		if err != nil {
-			d.core.HeartbeatFailed(now, hb.Seq)
-			d.connected, d.lastErr = false, err.Error()
-		} else {
-			d.core.HeartbeatReplied(now, hb.Seq, *reply.HeartbeatReply)
-			d.connected, d.registered, d.lastErr = true, true, ""
-		}
+		next := d.hbNext
+		d.hbNext = nil
+		d.hbBusy = next != nil
 		d.mu.Unlock()
-		switch {
-		case err != nil:
-			d.metrics.heartbeats.WithLabelValues("error").Inc()
-			var se *fnet.StatusError
-			if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
-				d.log.Error("cp refused the agent token", "error", err)
-			} else if wasConnected {
-				d.log.Warn("heartbeat failed: cp unreachable", "error", err)
-			} else {
-				d.log.Debug("heartbeat failed", "error", err)
-			}
-		default:
-			d.metrics.heartbeats.WithLabelValues("ok").Inc()
-			d.metrics.rtt.Observe(rtt.Seconds())
-			if reply.HeartbeatReply.Registered {
-				d.log.Info("registered with cp", "cp", d.opts.CPURL, "running", len(hb.Running), "results", len(hb.Results))
-			} else if !wasConnected {
-				d.log.Info("cp reachable again", "cp", d.opts.CPURL)
-			}
-			if n := len(reply.HeartbeatReply.Cancel); n > 0 {
-				d.log.Info("cp cancelled attempts it does not know", "count", n)
-			}
+		d.wake() // the reply may have made more work or results due
+		if next == nil {
+			return
 		}
-		<-d.hbSlot // free the slot before the loop wakes to send the next one
-		d.wake()
-	}()
+		hb = *next
+	}
+}
+
+func (d *Daemon) exchange(hb core.HeartbeatInput) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.heartbeatTimeout())
+	defer cancel()
+	start := time.Now()
+	reply, err := d.cp.Do(ctx, fnet.Message{From: string(d.opts.ID), To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hb})
+	rtt := time.Since(start)
+	now := d.clock.Now()
+	d.mu.Lock()
+	wasConnected := d.connected
+	if err != nil {
+		d.core.HeartbeatFailed(now, hb.Seq)
+		d.connected, d.lastErr = false, err.Error()
+	} else {
+		d.core.HeartbeatReplied(now, hb.Seq, *reply.HeartbeatReply)
+		d.connected, d.registered, d.lastErr = true, true, ""
+	}
+	d.mu.Unlock()
+	if err != nil {
+		d.metrics.heartbeats.WithLabelValues("error").Inc()
+		var se *fnet.StatusError
+		switch {
+		case errors.As(err, &se) && se.Status == http.StatusUnauthorized:
+			d.log.Error("cp refused the agent token", "error", err)
+		case wasConnected:
+			d.log.Warn("heartbeat failed: cp unreachable", "error", err)
+		default:
+			d.log.Debug("heartbeat failed", "error", err)
+		}
+		return
+	}
+	d.metrics.heartbeats.WithLabelValues("ok").Inc()
+	d.metrics.rtt.Observe(rtt.Seconds())
+	if reply.HeartbeatReply.Registered {
+		d.log.Info("registered with cp", "cp", d.opts.CPURL, "running", len(hb.Running), "results", len(hb.Results))
+	} else if !wasConnected {
+		d.log.Info("cp reachable again", "cp", d.opts.CPURL)
+	}
+	if n := len(reply.HeartbeatReply.Cancel); n > 0 {
+		d.log.Info("cp cancelled attempts it does not know", "count", n)
+	}
 }
 
 // Status is the agent's view of itself, served on GET /v1/status.

@@ -547,3 +547,47 @@ func TestOptionsValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonQueuesHeartbeatBuiltWhileOneIsInFlight: a heartbeat due while
+// the previous one still waits for the cp goes out as soon as that one is
+// answered, without waiting for another interval.
+func TestDaemonQueuesHeartbeatBuiltWhileOneIsInFlight(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var seqs []uint64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var hb core.HeartbeatInput
+		if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
+			fnet.WriteError(w, 400, "bad_request", err.Error())
+			return
+		}
+		mu.Lock()
+		seqs = append(seqs, hb.Seq)
+		first := len(seqs) == 1
+		mu.Unlock()
+		if first {
+			<-gate // the cp is slow to answer the first heartbeat
+		}
+		fnet.WriteJSON(w, 200, core.HeartbeatReply{})
+	}))
+	defer srv.Close()
+	sent := func() []uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]uint64(nil), seqs...)
+	}
+	mock := clock.NewMock()
+	d := startDaemon(t, srv.URL, func(o *Options) { o.Clock = mock; o.HeartbeatInterval = time.Second })
+	waitUntil(t, 10*time.Second, "the first heartbeat", func() bool { return len(sent()) == 1 })
+	d.advance(mock, time.Second) // the second is due while the first hangs
+	waitUntil(t, 10*time.Second, "the second heartbeat to be built", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.hbNext != nil
+	})
+	close(gate)
+	waitUntil(t, 10*time.Second, "the queued heartbeat to be sent", func() bool { return len(sent()) == 2 })
+	if got := sent(); got[0] != 1 || got[1] != 2 {
+		t.Errorf("heartbeat seqs %v, want [1 2]", got)
+	}
+}

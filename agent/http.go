@@ -142,7 +142,7 @@ func newMetrics(d *Daemon) *metrics {
 	return &metrics{
 		d: d,
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flux_agent_heartbeats_total", Help: "Heartbeats to the cp by result (ok, error, skipped: one was still in flight).",
+			Name: "flux_agent_heartbeats_total", Help: "Heartbeats to the cp by result (ok, error, replaced: a newer one was built while it waited).",
 		}, []string{"result"}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "flux_agent_heartbeat_rtt_seconds", Help: "Round trip of heartbeats the cp answered.",

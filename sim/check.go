@@ -344,7 +344,7 @@ func (s *sim) checkCheap() {
 
 // fullCheck compares the cp's full state with the model: every task changed
 // since the last check is in exactly the state and attempt the timeline says
-// (invariants 1, 2, 9), and the per-domain quarantine cap holds (5).
+// (invariants 1, 2, 9).
 func (s *sim) fullCheck() {
 	m := s.m
 	for _, mt := range m.dirty {
@@ -364,10 +364,13 @@ func (s *sim) fullCheck() {
 		}
 	}
 	m.dirty = m.dirty[:0]
-	snap := s.cp.Snapshot(s.t)
-	if snap.OldestTaskAgeSeconds > s.res.MaxOldestAgeSeconds {
-		s.res.MaxOldestAgeSeconds = snap.OldestTaskAgeSeconds
-	}
+	s.res.Quarantines = int(s.cp.Stats().Quarantines)
+}
+
+// snapshotCheck cross-checks the cp's snapshot (O(agents), so it runs with
+// the metric samples): the per-domain health quarantine cap (5), which the
+// model also checks on every quarantine, and the queue bound (3).
+func (s *sim) snapshotCheck(snap core.Snapshot) {
 	for _, d := range snap.Domains {
 		if d.HealthQuarantined > d.HealthQuarantineCap {
 			s.violate(InvQuarantineCap, fmt.Sprintf("domain %s: %d health quarantines, cap %d", d.Name, d.HealthQuarantined, d.HealthQuarantineCap))
@@ -376,7 +379,6 @@ func (s *sim) fullCheck() {
 	if snap.QueueDepth > s.queueBound() {
 		s.violate(InvQueueBound, fmt.Sprintf("queue depth %d > capacity %d + slots", snap.QueueDepth, snap.QueueCapacity))
 	}
-	s.res.Quarantines = int(s.cp.Stats().Quarantines)
 }
 
 // LivenessBound is how long after max(submission, last heal) a task may

@@ -33,19 +33,25 @@ var eventNames = [...]string{"tick", "wake", "deliver", "hb_failed", "exec_done"
 type event struct {
 	at   time.Duration // virtual time since the epoch
 	seq  uint64        // scheduling order: breaks ties deterministically
+	num  uint64        // heartbeat sequence number, burst flag, direction
+	gen  uint64        // agent incarnation or cp generation the event belongs to
+	node int           // agent index, fault/workload/op index
 	kind eventKind
-	node int    // agent index, fault/workload/op index
-	gen  uint64 // agent incarnation or cp generation the event belongs to
 	msg  *fnet.Message
+	ex   *execEnd
+	sub  *pendingSubmit
+}
+
+// execEnd is how a simulated execution ends.
+type execEnd struct {
 	task core.TaskID
 	att  int
 	out  core.Outcome
-	sub  *pendingSubmit
-	num  uint64 // heartbeat sequence number
 }
 
-// eventQueue is a binary min-heap on (at, seq). It is hand-rolled rather
-// than container/heap to avoid interface boxing in the hottest loop.
+// eventQueue is a 4-ary min-heap on (at, seq): shallower than a binary
+// heap, so fewer cache misses per operation. It is hand-rolled rather than
+// container/heap to avoid interface boxing in the hottest loop.
 type eventQueue struct {
 	items []event
 }
@@ -59,7 +65,7 @@ func (q *eventQueue) push(e event) {
 	q.items = append(q.items, e)
 	i := len(q.items) - 1
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / 4
 		if !q.less(i, p) {
 			break
 		}
@@ -76,13 +82,15 @@ func (q *eventQueue) pop() event {
 	q.items = q.items[:n]
 	i := 0
 	for {
-		l := 2*i + 1
-		if l >= n {
+		c := 4*i + 1
+		if c >= n {
 			break
 		}
-		m := l
-		if r := l + 1; r < n && q.less(r, l) {
-			m = r
+		m := c
+		for k := c + 1; k < c+4 && k < n; k++ {
+			if q.less(k, m) {
+				m = k
+			}
 		}
 		if !q.less(m, i) {
 			break

@@ -185,6 +185,7 @@ func (s *sim) run() {
 	if s.res.Violation == nil {
 		s.now, s.t = s.o.Duration, epoch.Add(s.o.Duration)
 		s.fullCheck()
+		s.snapshotCheck(s.cp.Snapshot(s.t))
 	}
 	if s.res.Violation == nil {
 		s.checkLiveness()
@@ -520,7 +521,7 @@ func (x *simExec) Start(e core.Execution) {
 	if a.failing > 0 || mt != nil && mt.rec.Poison {
 		out = core.OutcomeFailed
 	}
-	s.push(event{at: s.now + d, kind: evExecDone, node: a.idx, gen: a.inc, task: e.TaskID, att: e.Attempt, out: out})
+	s.push(event{at: s.now + d, kind: evExecDone, node: a.idx, gen: a.inc, ex: &execEnd{task: e.TaskID, att: e.Attempt, out: out}})
 }
 
 func (x *simExec) Stop(task core.TaskID, attempt int) {
@@ -528,24 +529,24 @@ func (x *simExec) Stop(task core.TaskID, attempt int) {
 }
 
 func (s *sim) execDone(e event) {
-	a := s.agents[e.node]
+	a, x := s.agents[e.node], e.ex
 	if e.gen != a.inc || !a.up {
 		return
 	}
-	l := core.Lease{TaskID: e.task, Attempt: e.att}
+	l := core.Lease{TaskID: x.task, Attempt: x.att}
 	if !a.exec.running[l] {
 		return // stopped meanwhile
 	}
 	delete(a.exec.running, l)
 	s.traceEv(e, "exec_done")
 	s.tr.str("agent", a.id)
-	s.tr.str("task", string(e.task))
-	s.tr.int("attempt", int64(e.att))
-	s.tr.str("outcome", string(e.out))
+	s.tr.str("task", string(x.task))
+	s.tr.int("attempt", int64(x.att))
+	s.tr.str("outcome", string(x.out))
 	s.tr.end()
-	r := core.Result{TaskID: e.task, Attempt: e.att, Outcome: e.out}
-	if e.out == core.OutcomeSucceeded {
-		if mt := s.m.task(e.task); mt != nil {
+	r := core.Result{TaskID: x.task, Attempt: x.att, Outcome: x.out}
+	if x.out == core.OutcomeSucceeded {
+		if mt := s.m.task(x.task); mt != nil {
 			mt.rec.Successes++
 		}
 	} else {

@@ -12,7 +12,7 @@ import (
 // busyOptions is a small run with every kind of fault and operator action.
 func busyOptions(seed uint64) Options {
 	o := DefaultOptions()
-	o.Name, o.Seed, o.Agents, o.Zones, o.Duration = "busy", seed, 9, 3, 12*time.Minute
+	o.Name, o.Seed, o.Agents, o.Zones, o.Duration = "busy", seed, 9, 3, 22*time.Minute
 	o.Workload = []Workload{{
 		Name: "w", End: 4 * time.Minute, RatePerSecond: 1, Burst: 5,
 		PriorityWeights: [3]float64{1, 2, 1}, Domains: []string{"z1", "z2"}, DomainFraction: 0.3,

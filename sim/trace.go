@@ -22,7 +22,7 @@ type tracer struct {
 	hashC hash.Hash32
 	hashI hash.Hash32
 	buf   []byte
-	chunk []byte // lines not yet hashed and written
+	chunk []byte   // lines not yet hashed and written
 	ring  [][]byte // the last lines, for violation reports
 	next  int
 	full  bool

@@ -23,7 +23,7 @@ type exportFlags struct {
 func addExportFlags(fs *flag.FlagSet) *exportFlags {
 	return &exportFlags{
 		promtoolTest: fs.String("promtool-test", "", "write the run's metric series as a `promtool test rules` input with the alerts the incident "+
-			"must fire and when (queue-saturation, starvation (run without aging), agent-flap; -promtool-proof calm for a calm run); "+
+			"must fire and when (queue-saturation, starvation (run without aging), agent-flap, zone-outage; -promtool-proof calm for a calm run); "+
 			"the rules it loads are written beside it as FILE.rules.yml"),
 		promtoolRules: fs.String("promtool-rules", filepath.Join("deploy", "prometheus", "alerts.yml"), "the alert rules the -promtool-test file checks"),
 		promtoolProof: fs.String("promtool-proof", "", "which proof -promtool-test writes (default: the scenario's; one of "+proofNames()+")"),

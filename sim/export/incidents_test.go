@@ -51,3 +51,11 @@ func flapOptions(seed uint64) sim.Options {
 	o.Duration = 14 * time.Minute
 	return o
 }
+
+func zoneOutageOptions(seed uint64) sim.Options {
+	o := calmOptions(seed)
+	o.Name = "zone-outage"
+	o.Faults = []sim.Fault{{Kind: sim.FaultZoneOutage, Zone: "z2", At: 2 * time.Minute, Until: 5 * time.Minute}}
+	o.Duration = 12 * time.Minute
+	return o
+}

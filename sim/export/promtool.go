@@ -59,12 +59,22 @@ const (
 	AlertQueueSaturated = "FluxQueueSaturated"
 	AlertQueueTaskStale = "FluxQueueTaskStale"
 	AlertAgentFlapping  = "FluxAgentFlapping"
+	AlertZoneIsolated   = "FluxZoneIsolated"
 )
+
+// equalsWhere: the series has label key=value and equals v.
+func equalsWhere(key, value string, v float64) func(*grid, *series, int) (bool, bool) {
+	return func(g *grid, s *series, k int) (bool, bool) {
+		ok := s.label(key) == value && s.at(k, g.step) == v
+		return ok, ok
+	}
+}
 
 var oracles = []oracle{
 	{AlertQueueSaturated, "flux_queue_depth > 0.8 * flux_queue_capacity", "flux_queue_depth", aboveFractionOf(0.8, "flux_queue_capacity")},
 	{AlertQueueTaskStale, "flux_queue_oldest_task_age > 60", "flux_queue_oldest_task_age", above(60)},
 	{AlertAgentFlapping, "changes(flux_agent_connected[5m]) > 3", "flux_agent_connected", changesAbove(5*time.Minute, 3)},
+	{AlertZoneIsolated, `flux_domain_state{state="ISOLATED"} == 1`, "flux_domain_state", equalsWhere("state", "ISOLATED", 1)},
 }
 
 // PromtoolOptions configure a generated rule test.
@@ -207,7 +217,7 @@ func oracleFor(r AlertRule) (oracle, error) {
 			return o, nil
 		}
 	}
-	return oracle{}, fmt.Errorf("export: no oracle for alert %s (have %s, %s, %s)", r.Name, AlertQueueSaturated, AlertQueueTaskStale, AlertAgentFlapping)
+	return oracle{}, fmt.Errorf("export: no oracle for alert %s (have %s, %s, %s, %s)", r.Name, AlertQueueSaturated, AlertQueueTaskStale, AlertAgentFlapping, AlertZoneIsolated)
 }
 
 // firingState is an alert's state for one series at one evaluation.

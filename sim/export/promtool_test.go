@@ -67,6 +67,7 @@ func TestPromtoolIncidents(t *testing.T) {
 		{saturationOptions(1), []string{AlertQueueSaturated}},
 		{starvationOptions(1), []string{AlertQueueTaskStale}},
 		{flapOptions(1), []string{AlertAgentFlapping}},
+		{zoneOutageOptions(1), []string{AlertZoneIsolated}},
 		{calmOptions(1), nil},
 	} {
 		t.Run(c.opts.Name, func(t *testing.T) {
@@ -106,6 +107,7 @@ func TestPromtoolGeneratedTestsHaveTeeth(t *testing.T) {
 		{saturationOptions(1), AlertQueueSaturated, "expr: flux_queue_depth > 0.8 * flux_queue_capacity", "expr: flux_queue_depth > 0.99 * flux_queue_capacity"},
 		{starvationOptions(1), AlertQueueTaskStale, "expr: flux_queue_oldest_task_age > 60", "expr: flux_queue_oldest_task_age > 6000"},
 		{flapOptions(1), AlertAgentFlapping, "expr: changes(flux_agent_connected[5m]) > 3", "expr: changes(flux_agent_connected[5m]) > 1"},
+		{zoneOutageOptions(1), AlertZoneIsolated, `expr: flux_domain_state{state="ISOLATED"} == 1`, `expr: flux_domain_state{state="PROBING"} == 1`},
 	} {
 		t.Run(c.opts.Name, func(t *testing.T) {
 			pt, err := Promtool(run(t, c.opts), rules, PromtoolOptions{RuleFile: "rules.yml", MustFire: []string{c.alert}})

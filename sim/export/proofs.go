@@ -23,8 +23,9 @@ type AlertProof struct {
 	MustFire []string
 }
 
-// AlertProofs are the proofs CI runs: the saturation, staleness and
-// flapping alerts against their incidents, and a calm run that fires none.
+// AlertProofs are the proofs CI runs: the saturation, staleness, flapping
+// and zone-isolated alerts against their incidents, and a calm run that
+// fires none.
 func AlertProofs() []AlertProof {
 	return []AlertProof{
 		{Name: "queue-saturation", Scenario: "queue-saturation", MustFire: []string{AlertQueueSaturated}},
@@ -41,6 +42,7 @@ func AlertProofs() []AlertProof {
 			},
 			MustFire: []string{AlertQueueTaskStale}},
 		{Name: "agent-flap", Scenario: "agent-flap", MustFire: []string{AlertAgentFlapping}},
+		{Name: "zone-outage", Scenario: "zone-outage", MustFire: []string{AlertZoneIsolated}},
 		{Name: "calm", Scenario: "agent-flap",
 			Variant: "faults removed: the scenario's steady workload on a healthy fleet",
 			Modify:  func(o *sim.Options) { o.Faults = nil }},

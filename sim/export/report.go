@@ -414,13 +414,14 @@ func (r *reporter) lineChart(id, title, sub string, lines []plotLine, thresholds
 		}
 	}
 	// A threshold far above the data would flatten it: it is drawn only
-	// when the data comes within a quarter of it, else listed as off scale.
+	// when the data comes within a quarter of it, else listed with an
+	// arrow (above the chart).
 	var drawn, offScale []threshold
 	for _, t := range thresholds {
 		if top >= t.value/4 {
 			drawn = append(drawn, t)
 		} else {
-			t.label += " (off scale)"
+			t.label += " ↑"
 			offScale = append(offScale, t)
 		}
 	}
@@ -510,7 +511,7 @@ func (r *reporter) queueChart() {
 			}
 		}
 		th = append(th, threshold{capacity, fmt.Sprintf("capacity %s", formatTick(capacity)), "#111827"},
-			threshold{0.8 * capacity, fmt.Sprintf("alert > %s (80%%)", formatTick(0.8*capacity)), "#dc2626"})
+			threshold{0.8 * capacity, fmt.Sprintf("alert > %s", formatTick(0.8*capacity)), "#dc2626"})
 	}
 	if v := r.single("flux_tasks_in_flight"); v != nil {
 		lines = append(lines, plotLine{metric: "flux_tasks_in_flight", legend: "in flight", color: palette[2], values: v})

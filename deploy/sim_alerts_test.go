@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/fluxforge/fluxforge/scenarios"
@@ -67,5 +68,47 @@ func TestAlertsProvenBySimulatedIncidents(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSimulatorSeriesUseCPNames checks that every metric the simulator
+// records (after sim/export's aliases) is one the cp really exports, so
+// alerts proven on simulated series hold on scraped ones.
+func TestSimulatorSeriesUseCPNames(t *testing.T) {
+	exported := exportedSeries(t, scrapeCP(t))
+	sc, ok := scenarios.Lookup("zone-outage")
+	if !ok {
+		t.Fatal("no zone-outage scenario")
+	}
+	_, opts := sc.Options(scenarios.Params{Seed: 1})
+	res, err := sim.Run(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, s := range res.Series {
+		for _, m := range s.Metrics {
+			if seen[m.Name] {
+				continue
+			}
+			seen[m.Name] = true
+			name := export.CanonicalName(m.Name)
+			if name != m.Name {
+				t.Logf("the simulator records %s; the cp exports it as %s (aliased by sim/export)", m.Name, name)
+			}
+			labels, ok := exported[name]
+			if !ok {
+				t.Errorf("the simulator records %s, which the cp does not export", m.Name)
+				continue
+			}
+			for _, l := range m.Labels {
+				if !slices.Contains(labels, l.Name) {
+					t.Errorf("the simulator records %s with label %s, which the cp's %s lacks (has %v)", m.Name, l.Name, name, labels)
+				}
+			}
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("only %d metrics recorded", len(seen))
 	}
 }

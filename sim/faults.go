@@ -156,7 +156,11 @@ func (s *sim) maybeRestart(i int) {
 		return
 	}
 	s.res.Stats = s.cp.Stats()
-	cp, err := core.NewControlPlane(s.o.Core, s.t)
+	// Like the daemon, each start numbers tasks under its own prefix, so an
+	// agent never mistakes a new task for an old one with the same counter.
+	cfg := s.o.Core
+	cfg.TaskIDPrefix = fmt.Sprintf("r%d-%s", s.cpGen+1, cfg.TaskIDPrefix)
+	cp, err := core.NewControlPlane(cfg, s.t)
 	if err != nil {
 		panic(fmt.Sprintf("sim: restart cp: %v", err)) // the config was valid at start
 	}

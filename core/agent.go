@@ -125,6 +125,10 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		ack.Reason = reason
 		return ack
 	}
+	busy := func(reason string) AssignAck {
+		ack.Retryable = true
+		return reject(reason)
+	}
 	if cur, ok := ag.running[as.TaskID]; ok {
 		switch {
 		case cur.Attempt == as.Attempt: // duplicate delivery
@@ -146,11 +150,11 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 	case err != nil:
 		return reject(err.Error())
 	case ag.stopping:
-		return reject("agent is stopping")
+		return busy("agent is stopping")
 	case spec.Kind == KindExec && !ag.cfg.AllowExec:
 		return reject("kind exec is not allowed on this agent (start it with -allow-exec)")
 	case len(ag.running) >= ag.cfg.Slots:
-		return reject(fmt.Sprintf("all %d slots busy", ag.cfg.Slots))
+		return busy(fmt.Sprintf("all %d slots busy", ag.cfg.Slots))
 	case as.Attempt < 1:
 		return reject("attempt must be >= 1")
 	}

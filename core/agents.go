@@ -61,6 +61,7 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	restarted := known && hb.Incarnation != a.incarnation
 	stale := !restarted && known && hb.Seq <= a.lastSeq && hb.Seq != 0
 	a.lastHeartbeat = now
+	a.held = false
 	a.health.Heartbeat(now, time.Duration(hb.RTTMillis)*time.Millisecond)
 	if !a.connected {
 		cp.becomeConnected(a, restarted)
@@ -218,7 +219,14 @@ func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
 		return nil
 	}
 	if !ack.Accepted {
-		t.rejectedBy = append(t.rejectedBy, ack.AgentID)
+		if a := cp.agents[ack.AgentID]; ack.Retryable && a != nil {
+			// The cp's view of the agent is off (it is full or stopping):
+			// give it no more work until its next heartbeat corrects it.
+			a.held = true
+			cp.reindex(a)
+		} else {
+			t.rejectedBy = append(t.rejectedBy, ack.AgentID)
+		}
 		cp.requeue(t, false, ActorAgent, "rejected by agent: "+truncate(ack.Reason, 200))
 		cp.schedule(now)
 		return nil

@@ -34,6 +34,7 @@ type agentRecord struct {
 
 	connected      bool
 	stopping       bool
+	held           bool // refused work as busy: no placement until its next heartbeat
 	registeredAt   time.Time
 	connectedSince time.Time
 	lastHeartbeat  time.Time
@@ -60,7 +61,7 @@ type agentRecord struct {
 func (a *agentRecord) free() int { return a.slots - len(a.running) }
 
 func (a *agentRecord) eligible() bool {
-	return a.connected && !a.quarantined && !a.stopping && a.free() > 0
+	return a.connected && !a.quarantined && !a.stopping && !a.held && a.free() > 0
 }
 
 // domainRecord is a failure domain: its isolation state machine, its

@@ -107,6 +107,9 @@ type AssignAck struct {
 	Attempt  int     `json:"attempt"`
 	Accepted bool    `json:"accepted"`
 	Reason   string  `json:"reason,omitempty"`
+	// Retryable marks a refusal that says nothing about the task (slots
+	// busy, agent stopping): the task may go to this agent again later.
+	Retryable bool `json:"retryable,omitempty"`
 	// HeartbeatSeq is the seq of the last heartbeat the agent built before
 	// it accepted: heartbeats up to it may reach the cp after this ack and
 	// not list the attempt without it being lost.

@@ -85,3 +85,31 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// Regression: an agent that refused an assignment because it was busy was
+// excluded for that task for good, so a task constrained to a one-agent
+// domain stayed QUEUED forever.
+func TestScheduleBusyRefusalIsNotPermanent(t *testing.T) {
+	cp, now := newTestCP(t, nil)
+	mustRegister(t, cp, now, "a1", "z1", 1, false)
+	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.TakeOutbox()
+	if err := cp.AssignAcked(now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Reason: "all 1 slots busy", Retryable: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cp.Task(task.ID); got.State != TaskQueued {
+		t.Fatalf("after a busy refusal: %v, want QUEUED (held until the next heartbeat)", got.State)
+	}
+	if len(cp.TakeOutbox()) != 0 {
+		t.Fatal("reassigned to the agent that just said it is busy")
+	}
+	if _, err := cp.Heartbeat(now.Add(time.Second), HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cp.Task(task.ID); got.State != TaskAssigned || got.Attempt != 2 || got.AgentID != "a1" {
+		t.Fatalf("after the agent's heartbeat: %v attempt %d on %q, want ASSIGNED attempt 2 on a1", got.State, got.Attempt, got.AgentID)
+	}
+}

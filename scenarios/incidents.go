@@ -371,7 +371,9 @@ var poisonTask = Scenario{
 				for _, a := range t.Agents {
 					distinct[a] = true
 				}
-				if t.State != core.TaskDead || !strings.Contains(t.Reason, "poison") || len(distinct) != 3 {
+				// An attempt may also end without failing (an assignment
+				// lost on the network), so 3 or more agents were tried.
+				if t.State != core.TaskDead || !strings.Contains(t.Reason, "poison: failed on 3 different agents") || len(distinct) < 3 {
 					return fmt.Errorf("poison task %s is %s (%q) after attempts on %v", t.ID, t.State, t.Reason, t.Agents)
 				}
 			}

@@ -37,9 +37,34 @@ type event struct {
 	gen  uint64        // agent incarnation or cp generation the event belongs to
 	node int           // agent index, fault/workload/op index
 	kind eventKind
-	msg  *fnet.Message
+	msg  *wire
 	ex   *execEnd
 	sub  *pendingSubmit
+}
+
+// wire is a message in flight with room for the payloads the simulator
+// builds itself, so a delivery costs no allocation once the pool is warm.
+// Each in-flight event owns its wire (a duplicate gets a copy); the wire
+// goes back to the pool after delivery. Payload slices are never reused.
+type wire struct {
+	m     fnet.Message
+	hb    core.HeartbeatInput
+	reply core.HeartbeatReply
+	ack   core.AssignAck
+}
+
+// clone copies w into a fresh wire, repointing the embedded payloads.
+func (w *wire) cloneInto(c *wire) {
+	*c = *w
+	if w.m.Heartbeat == &w.hb {
+		c.m.Heartbeat = &c.hb
+	}
+	if w.m.HeartbeatReply == &w.reply {
+		c.m.HeartbeatReply = &c.reply
+	}
+	if w.m.AssignAck == &w.ack {
+		c.m.AssignAck = &c.ack
+	}
 }
 
 // execEnd is how a simulated execution ends.

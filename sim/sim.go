@@ -79,7 +79,8 @@ type sim struct {
 	m   *model
 	res Result
 
-	workloadSeq []int // per workload: tasks generated
+	wires       []*wire // free list
+	workloadSeq []int   // per workload: tasks generated
 	lastCheck   time.Duration
 	hbSeen      map[string]bool
 }
@@ -330,43 +331,63 @@ func (s *sim) wake(a *simAgent) {
 		s.tr.int("results", int64(len(hb.Results)))
 		s.tr.end()
 		a.nextHBAt[hb.Seq] = s.now
-		hbCopy := hb
-		if !s.send(fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hbCopy}, a, true) {
+		w := s.newWire()
+		w.hb = hb
+		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &w.hb}
+		if !s.send(w, a, true) {
 			s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: hb.Seq})
 		}
 	}
 	s.reschedule(a)
 }
 
-// send puts m on the link between the cp and agent a. It reports whether the
-// message left (it may still be lost at delivery if a partition starts).
-func (s *sim) send(m fnet.Message, a *simAgent, toCP bool) bool {
+func (s *sim) newWire() *wire {
+	if n := len(s.wires); n > 0 {
+		w := s.wires[n-1]
+		s.wires = s.wires[:n-1]
+		return w
+	}
+	return &wire{}
+}
+
+func (s *sim) freeWire(w *wire) {
+	*w = wire{}
+	s.wires = append(s.wires, w)
+}
+
+// send puts w on the link between the cp and agent a, and hands it over. It
+// reports whether the message left (it may still be dropped at delivery if
+// a partition starts meanwhile).
+func (s *sim) send(w *wire, a *simAgent, toCP bool) bool {
 	n := s.o.Network
 	r := a.rng
 	if a.cut > 0 || !a.up {
+		s.freeWire(w)
 		return false
 	}
 	if n.LossProbability > 0 && r.Float64() < n.LossProbability {
 		s.tr.begin(s.now, s.count, "lost")
-		s.tr.str("kind", string(m.Kind))
-		s.tr.str("from", m.From)
-		s.tr.str("to", m.To)
+		s.tr.str("kind", string(w.m.Kind))
+		s.tr.str("from", w.m.From)
+		s.tr.str("to", w.m.To)
 		s.tr.end()
+		s.freeWire(w)
 		return false
 	}
 	gen := a.inc
 	if toCP {
 		gen = uint64(s.cpGen)
 	}
-	mp := &m
 	lat := s.latency(a)
 	if n.ReorderProbability > 0 && r.Float64() < n.ReorderProbability {
 		lat += time.Duration(r.Int64N(int64(n.ReorderDelay) + 1))
 	}
-	s.push(event{at: s.now + lat, kind: evDeliver, node: a.idx, gen: gen, msg: mp, num: boolNum(toCP)})
 	if n.DuplicateProbability > 0 && r.Float64() < n.DuplicateProbability {
-		s.push(event{at: s.now + s.latency(a), kind: evDeliver, node: a.idx, gen: gen, msg: mp, num: boolNum(toCP)})
+		dup := s.newWire()
+		w.cloneInto(dup)
+		s.push(event{at: s.now + s.latency(a), kind: evDeliver, node: a.idx, gen: gen, msg: dup, num: boolNum(toCP)})
 	}
+	s.push(event{at: s.now + lat, kind: evDeliver, node: a.idx, gen: gen, msg: w, num: boolNum(toCP)})
 	return true
 }
 
@@ -388,8 +409,12 @@ func (s *sim) latency(a *simAgent) time.Duration {
 }
 
 func (s *sim) deliver(e event) {
+	defer s.freeWire(e.msg)
+	s.deliverMsg(e, &e.msg.m)
+}
+
+func (s *sim) deliverMsg(e event, m *fnet.Message) {
 	a := s.agents[e.node]
-	m := e.msg
 	toCP := e.num == 1
 	s.traceEv(e, "deliver")
 	s.tr.str("kind", string(m.Kind))
@@ -433,8 +458,10 @@ func (s *sim) deliver(e event) {
 				s.push(event{at: s.now, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 				return
 			}
-			rp := reply
-			if !s.send(fnet.Message{From: fnet.CPNode, To: a.id, Kind: fnet.KindHeartbeatReply, Seq: m.Seq, HeartbeatReply: &rp}, a, false) {
+			w := s.newWire()
+			w.reply = reply
+			w.m = fnet.Message{From: fnet.CPNode, To: a.id, Kind: fnet.KindHeartbeatReply, Seq: m.Seq, HeartbeatReply: &w.reply}
+			if !s.send(w, a, false) {
 				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 			}
 		case fnet.KindAssignAck:
@@ -450,8 +477,10 @@ func (s *sim) deliver(e event) {
 	}
 	switch m.Kind {
 	case fnet.KindAssign:
-		ack := a.ag.Assign(s.t, *m.Assign)
-		s.send(fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindAssignAck, AssignAck: &ack}, a, true)
+		w := s.newWire()
+		w.ack = a.ag.Assign(s.t, *m.Assign)
+		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindAssignAck, AssignAck: &w.ack}
+		s.send(w, a, true)
 	case fnet.KindCancel:
 		a.ag.Cancel(s.t, *m.Cancel)
 	case fnet.KindHeartbeatReply:
@@ -473,7 +502,9 @@ func (s *sim) afterCP() {
 		if !ok {
 			continue
 		}
-		s.send(fnet.Outbound(o), a, false)
+		w := s.newWire()
+		w.m = fnet.Outbound(o)
+		s.send(w, a, false)
 	}
 	if d := s.cp.QueueDepth(); d > s.res.MaxQueueDepth {
 		s.res.MaxQueueDepth = d

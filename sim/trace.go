@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -22,17 +23,16 @@ type tracer struct {
 	hashC hash.Hash32
 	hashI hash.Hash32
 	buf   []byte
-	chunk []byte   // lines not yet hashed and written
-	ring  [][]byte // the last lines, for violation reports
-	next  int
-	full  bool
+	chunk []byte // lines not yet hashed and written
+	prev  []byte // the chunk before, kept for the last lines of a report
+	keep  int    // how many last lines a report wants
 	bytes int64
 	lines int64
 }
 
 func newTracer(w io.Writer, keep int) *tracer {
 	return &tracer{w: w, hashC: crc32.New(castagnoli), hashI: crc32.NewIEEE(), chunk: make([]byte, 0, chunkBytes),
-		ring: make([][]byte, keep)}
+		prev: make([]byte, 0, chunkBytes), keep: keep}
 }
 
 // begin starts a line at virtual time at for sim event number n.
@@ -74,27 +74,17 @@ func (t *tracer) end() {
 		t.flush()
 	}
 	t.chunk = append(t.chunk, b...)
-	if len(t.ring) > 0 {
-		t.ring[t.next] = append(t.ring[t.next][:0], b[:len(b)-1]...)
-		t.next++
-		if t.next == len(t.ring) {
-			t.next, t.full = 0, true
-		}
-	}
 }
 
-// last returns the last lines, oldest first.
+// last returns up to keep last lines, oldest first, from the current and
+// the previous chunk (a chunk holds hundreds of lines).
 func (t *tracer) last() []string {
-	var out []string
-	if t.full {
-		for _, l := range t.ring[t.next:] {
-			out = append(out, string(l))
-		}
+	all := append(append([]byte(nil), t.prev...), t.chunk...)
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return nil
 	}
-	for _, l := range t.ring[:t.next] {
-		out = append(out, string(l))
-	}
-	return out
+	return lines[max(0, len(lines)-t.keep):]
 }
 
 const chunkBytes = 64 << 10
@@ -108,7 +98,7 @@ func (t *tracer) flush() {
 	if t.w != nil && t.werr == nil {
 		_, t.werr = t.w.Write(t.chunk)
 	}
-	t.chunk = t.chunk[:0]
+	t.prev, t.chunk = t.chunk, t.prev[:0]
 }
 
 // sum flushes and returns the trace hash.

@@ -80,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var v *sim.Violation
 	if rep.Err != nil && !errors.As(rep.Err, &v) {
-		fmt.Fprintf(stderr, "sim: %v\n", rep.Err)
+		fmt.Fprintln(stderr, rep.Err) // already "sim: ..."
 		return 2
 	}
 	if err := rep.Write(stdout, *quiet); err != nil {

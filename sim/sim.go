@@ -341,6 +341,29 @@ func (s *sim) wake(a *simAgent) {
 	s.reschedule(a)
 }
 
+// transport is the simulated network as a net.Transport: best effort,
+// asynchronous, replies come back as messages. Every message travels
+// between the cp and one agent, whose link (latency, loss, partitions,
+// random stream) it takes.
+type transport struct{ s *sim }
+
+var _ fnet.Transport = transport{}
+
+func (t transport) Send(m fnet.Message) {
+	toCP := m.To == fnet.CPNode
+	peer := m.To
+	if toCP {
+		peer = m.From
+	}
+	a, ok := t.s.byID[peer]
+	if !ok {
+		return // no such node: the message goes nowhere
+	}
+	w := t.s.newWire()
+	w.m = m
+	t.s.send(w, a, toCP)
+}
+
 func (s *sim) newWire() *wire {
 	if n := len(s.wires); n > 0 {
 		w := s.wires[n-1]
@@ -498,13 +521,7 @@ func (s *sim) afterCP() {
 		if o.Assign != nil {
 			s.m.checkAssignMessage(o)
 		}
-		a, ok := s.byID[string(o.To)]
-		if !ok {
-			continue
-		}
-		w := s.newWire()
-		w.m = fnet.Outbound(o)
-		s.send(w, a, false)
+		transport{s}.Send(fnet.Outbound(o))
 	}
 	if d := s.cp.QueueDepth(); d > s.res.MaxQueueDepth {
 		s.res.MaxQueueDepth = d

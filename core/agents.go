@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -143,6 +144,13 @@ func sortTasks(ts []*taskRecord) {
 	})
 }
 
+// agentIndex finds id's position in the sorted agent list.
+func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
+	return slices.BinarySearchFunc(cp.agentList, id, func(a *agentRecord, id AgentID) int {
+		return strings.Compare(string(a.id), string(id))
+	})
+}
+
 func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord {
 	a := &agentRecord{
 		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
@@ -151,8 +159,8 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	}
 	a.score = HealthScore{Score: 1, Heartbeat: 1, Success: 1, Flaps: 1, Latency: 1}
 	cp.agents[a.id] = a
-	i, _ := slices.BinarySearch(cp.agentIDs, a.id)
-	cp.agentIDs = slices.Insert(cp.agentIDs, i, a.id)
+	i, _ := cp.agentIndex(a.id)
+	cp.agentList = slices.Insert(cp.agentList, i, a)
 	d := cp.domain(a.domain)
 	a.dom = d
 	d.agents++
@@ -199,9 +207,9 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 		d.quarantined--
 	}
 	delete(cp.agents, a.id)
-	i, ok := slices.BinarySearch(cp.agentIDs, a.id)
+	i, ok := cp.agentIndex(a.id)
 	assert(ok, "agent %s not in sorted ids", a.id)
-	cp.agentIDs = slices.Delete(cp.agentIDs, i, i+1)
+	cp.agentList = slices.Delete(cp.agentList, i, i+1)
 	cp.record(Event{Kind: EventAgent, Type: "agent.forgotten", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 

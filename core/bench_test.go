@@ -48,8 +48,7 @@ func (cp *ControlPlane) enqueueRaw(now time.Time, n int, domains int) {
 
 // completeAll finishes every in-flight task, as results would.
 func (cp *ControlPlane) completeAll() {
-	for _, id := range cp.agentIDs {
-		a := cp.agents[id]
+	for _, a := range cp.agentList {
 		for _, t := range a.running {
 			cp.releaseLease(t)
 			cp.setState(t, TaskSucceeded, ActorAgent, "")

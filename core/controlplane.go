@@ -97,7 +97,7 @@ type ControlPlane struct {
 	timeline    *Timeline
 
 	agents      map[AgentID]*agentRecord
-	agentIDs    []AgentID // sorted
+	agentList   []*agentRecord // sorted by id: deterministic scans without map lookups
 	domains     map[string]*domainRecord
 	domainNames []string // sorted
 	inFlight    int

@@ -28,8 +28,7 @@ func (cp *ControlPlane) Tick(now time.Time) {
 
 func (cp *ControlPlane) checkConnectivity(now time.Time) {
 	var forget []*agentRecord
-	for _, id := range cp.agentIDs {
-		a := cp.agents[id]
+	for _, a := range cp.agentList {
 		switch {
 		case a.connected && a.stopping && len(a.running) == 0:
 			cp.becomeDisconnected(a, false, "agent stopped")
@@ -71,8 +70,8 @@ func (cp *ControlPlane) checkMassDisconnect() {
 		// agents still disconnected starts now: when a partition heals,
 		// their next heartbeat is seconds away, and declaring them lost at
 		// once would run their tasks twice.
-		for _, id := range cp.agentIDs {
-			if a := cp.agents[id]; !a.connected && a.disconnectedAt.Before(cp.now) {
+		for _, a := range cp.agentList {
+			if !a.connected && a.disconnectedAt.Before(cp.now) {
 				a.disconnectedAt = cp.now
 			}
 		}
@@ -89,8 +88,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		reason  string
 	}
 	var expired []expiry
-	for _, id := range cp.agentIDs {
-		a := cp.agents[id]
+	for _, a := range cp.agentList {
 		if len(a.running) == 0 {
 			continue
 		}
@@ -103,9 +101,13 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 			cp.record(Event{Kind: EventAgent, Type: "agent.lost", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
 				Reason: fmt.Sprintf("disconnected for %v, rescheduling %d tasks", now.Sub(a.disconnectedAt), len(a.running))})
 		}
+		// Only attempts that may have expired are sorted (for a
+		// deterministic order); most ticks find none.
 		ts := cp.expiredScratch[:0]
 		for _, t := range a.running {
-			ts = append(ts, t)
+			if lost || !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout || a.connected && !now.Before(cp.leaseDeadline(t)) {
+				ts = append(ts, t)
+			}
 		}
 		sortTasks(ts)
 		for _, t := range ts {
@@ -153,8 +155,7 @@ func containsAgent(ids []AgentID, id AgentID) bool {
 // evaluateHealth scores connected agents and applies or lifts quarantines.
 func (cp *ControlPlane) evaluateHealth(now time.Time) {
 	hc := cp.cfg.Health
-	for _, id := range cp.agentIDs {
-		a := cp.agents[id]
+	for _, a := range cp.agentList {
 		if !a.quarantined && a.quarantineN > 0 && now.Sub(a.quarantineDec) >= hc.QuarantineDecay {
 			a.quarantineN--
 			a.quarantineDec = now
@@ -208,8 +209,8 @@ func (cp *ControlPlane) quarantineCap(d *domainRecord) int {
 
 func (cp *ControlPlane) quarantinedIn(domain string) int {
 	n := 0
-	for _, id := range cp.agentIDs {
-		if a := cp.agents[id]; a.domain == domain && a.quarantined && a.connected {
+	for _, a := range cp.agentList {
+		if a.domain == domain && a.quarantined && a.connected {
 			n++
 		}
 	}

@@ -119,9 +119,9 @@ func (cp *ControlPlane) Agent(id AgentID) (AgentView, bool) {
 
 // Agents lists agents in id order.
 func (cp *ControlPlane) Agents() []AgentView {
-	out := make([]AgentView, 0, len(cp.agentIDs))
-	for _, id := range cp.agentIDs {
-		out = append(out, cp.agentView(cp.agents[id], false))
+	out := make([]AgentView, 0, len(cp.agentList))
+	for _, a := range cp.agentList {
+		out = append(out, cp.agentView(a, false))
 	}
 	return out
 }
@@ -182,8 +182,7 @@ func (cp *ControlPlane) Snapshot(now time.Time) Snapshot {
 		s.OldestTaskAgeSeconds = now.Sub(oldest).Seconds()
 	}
 	perDomainQ := map[string]int{}
-	for _, id := range cp.agentIDs {
-		a := cp.agents[id]
+	for _, a := range cp.agentList {
 		c := s.AgentsByDomain[a.domain]
 		c.Known++
 		if a.connected {

@@ -106,17 +106,7 @@ func (q *Queue) Push(it *queueItem, now time.Time) error {
 	if q.n >= q.capacity {
 		return ErrQueueFull
 	}
-	i, ok := q.domainIndex(it.domain)
-	if !ok {
-		q.domains = slices.Insert(q.domains, i, &domainQueue{key: it.domain})
-	}
-	d := q.domains[i]
-	q.seq++
-	it.seq = q.seq
-	it.enqueuedAt = now
-	d.lists[it.prio].pushBack(it)
-	d.n++
-	q.n++
+	q.PushReturning(it, now)
 	return nil
 }
 

@@ -38,6 +38,9 @@ type AgentConfig struct {
 	// Incarnation must differ on every start of the agent process, so the
 	// cp can tell a restart from a reconnect.
 	Incarnation uint64
+	// FaultPoints, when set, makes the agent misbehave on purpose at its
+	// fault points (simulator only; nil in the daemon).
+	FaultPoints FaultPoints `json:"-"`
 }
 
 func (c AgentConfig) validate() error {
@@ -67,6 +70,7 @@ type AgentStats struct {
 type execution struct {
 	Execution
 	startedAt time.Time
+	wedged    bool // FaultAgentWedged: the agent does not enforce Deadline
 }
 
 // Agent is the agent's state machine: it accepts assignments up to its
@@ -159,6 +163,7 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		return reject("attempt must be >= 1")
 	}
 	e := &execution{Execution: Execution{TaskID: as.TaskID, Attempt: as.Attempt, Spec: spec, Deadline: now.Add(spec.Timeout())}, startedAt: now}
+	e.wedged = fires(ag.cfg.FaultPoints, FaultAgentWedged, ag.cfg.ID, as.TaskID, as.Attempt)
 	ag.running[as.TaskID] = e
 	ag.stats.Accepted++
 	ag.exec.Start(e.Execution)
@@ -235,7 +240,7 @@ func (ag *Agent) Drained() bool {
 func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 	var late []*execution
 	for _, e := range ag.running {
-		if !now.Before(e.Deadline) {
+		if !e.wedged && !now.Before(e.Deadline) {
 			late = append(late, e)
 		}
 	}
@@ -263,6 +268,11 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 		Incarnation: ag.cfg.Incarnation, Seq: ag.seq, Running: ag.Running(), Results: slices.Clone(ag.pending),
 		RTTMillis: ag.rtt.Milliseconds(), Stopping: ag.stopping, AllowsExec: ag.cfg.AllowExec,
 	}
+	if ag.cfg.FaultPoints != nil {
+		hb.Results = slices.DeleteFunc(hb.Results, func(r Result) bool {
+			return fires(ag.cfg.FaultPoints, FaultAgentResultHeld, ag.cfg.ID, r.TaskID, r.Attempt)
+		})
+	}
 	return hb, true
 }
 
@@ -275,7 +285,8 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 	ag.stats.HeartbeatsAcked++
 	if len(reply.Acked) > 0 {
 		ag.pending = slices.DeleteFunc(ag.pending, func(r Result) bool {
-			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt}) &&
+				!fires(ag.cfg.FaultPoints, FaultAgentResultResent, ag.cfg.ID, r.TaskID, r.Attempt)
 		})
 	}
 	for _, c := range reply.Cancel {
@@ -297,7 +308,7 @@ func (ag *Agent) NextWake(now time.Time) time.Time {
 		next = now
 	}
 	for _, e := range ag.running {
-		if e.Deadline.Before(next) {
+		if !e.wedged && e.Deadline.Before(next) {
 			next = e.Deadline
 		}
 	}

@@ -89,6 +89,9 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 
 	for _, r := range hb.Results {
 		cp.applyResult(now, a, r)
+		if fires(cp.cfg.FaultPoints, FaultCPAckDropped, a.id, r.TaskID, r.Attempt) {
+			continue // the agent reports it again
+		}
 		reply.Acked = append(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
 	}
 	reported := make(map[TaskID]bool, len(hb.Running))

@@ -106,6 +106,10 @@ type Config struct {
 	// DecisionsPerPassMax bounds one scheduling pass so a huge queue cannot
 	// stall the driver.
 	DecisionsPerPassMax int
+
+	// FaultPoints, when set, makes the cp misbehave on purpose at its fault
+	// points (simulator only; nil in the daemon).
+	FaultPoints FaultPoints `json:"-"`
 }
 
 // DefaultConfig returns production defaults.

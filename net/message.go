@@ -125,7 +125,13 @@ func Decode(r io.Reader, max int64, v any) error {
 		return fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, max)
 	}
 	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
+	err := dec.Decode(&extra)
+	if lr.N <= 0 {
+		// The bound cut the body off while looking for trailing data: it is
+		// longer than max even if what was read is only whitespace.
+		return fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, max)
+	}
+	if err != io.EOF {
 		return fmt.Errorf("%w: trailing data after the JSON value", ErrBadMessage)
 	}
 	return nil

@@ -1,0 +1,60 @@
+package soak
+
+import (
+	"context"
+	"flag"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var full = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) instead of the short one")
+
+// TestSoak runs the short soak (the full one with -soak) and fails on every
+// violated check; goleak then checks that shutdown left no goroutine behind.
+func TestSoak(t *testing.T) {
+	if testing.Short() && !*full {
+		t.Skip("soak: skipped with -short")
+	}
+	defer goleak.VerifyNone(t)
+	cfg := Short()
+	if *full {
+		cfg = Full()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Warmup+cfg.Duration+cfg.DrainTimeout+2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("soak report:\n%s", rep)
+	for _, f := range rep.Failures {
+		t.Error(f)
+	}
+	if rep.Refused429+rep.Refused503 > rep.Accepted/2 {
+		t.Errorf("more than a third of submissions refused: the load is not near capacity but over it")
+	}
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	body := `# TYPE flux_reconcile_duration_seconds histogram
+flux_reconcile_duration_seconds_bucket{le="0.001"} 90
+flux_reconcile_duration_seconds_bucket{le="0.002"} 98
+flux_reconcile_duration_seconds_bucket{le="0.004"} 100
+flux_reconcile_duration_seconds_bucket{le="+Inf"} 100
+flux_reconcile_duration_seconds_sum 0.1
+flux_reconcile_duration_seconds_count 100
+`
+	got, n := histogramQuantile(body, "flux_reconcile_duration_seconds", 0.99)
+	if n != 100 || got != 3*time.Millisecond {
+		t.Fatalf("p99 %v over %d, want 3ms over 100", got, n)
+	}
+	errs := counterByLabel(`flux_api_errors_total{code="429",route="POST /v1/tasks"} 3
+flux_api_errors_total{code="429",route="x"} 2
+flux_api_errors_total{code="400",route="x"} 1
+`, "flux_api_errors_total", "code")
+	if errs["429"] != 5 || errs["400"] != 1 {
+		t.Fatalf("counter by code: %v", errs)
+	}
+}

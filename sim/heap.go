@@ -51,6 +51,8 @@ type wire struct {
 	hb    core.HeartbeatInput
 	reply core.HeartbeatReply
 	ack   core.AssignAck
+	extra time.Duration // FaultAckDelayed: added to the latency
+	late  bool          // FaultHeartbeatLate: the sender gave up; no reply
 }
 
 // clone copies w into a fresh wire, repointing the embedded payloads.

@@ -53,6 +53,11 @@ type Options struct {
 	Workload []Workload
 	Faults   []Fault
 	Ops      []OperatorAction
+	// FaultPoints turns on code-level fault points: for each, the
+	// probability that it fires at one occasion (see FaultPointNames).
+	// Core's are decided inside the agents and the cp, the simulator's own
+	// on the network; all from a stream of their own.
+	FaultPoints map[core.FaultPoint]float64
 
 	// SampleInterval is how often the metric time series is sampled.
 	SampleInterval time.Duration
@@ -333,6 +338,9 @@ func (o Options) validate() error {
 				return bad("fault %d (%s): unknown agent %q", i, f.Kind, id)
 			}
 		}
+	}
+	if err := validateFaultPoints(o.FaultPoints); err != nil {
+		return bad("%v", err)
 	}
 	for i, op := range o.Ops {
 		if op.At < 0 {

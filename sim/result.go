@@ -42,6 +42,8 @@ type Result struct {
 	CPGenerations       int     `json:"cp_generations"`
 	// HealedAt is when the last fault healed (0 without faults).
 	HealedAt time.Duration `json:"healed_at"`
+	// FaultPointsFired counts each fault point's firings.
+	FaultPointsFired map[core.FaultPoint]int `json:"fault_points_fired,omitempty"`
 	// LivenessChecked reports whether the run lasted long enough after the
 	// heal for the liveness invariant to apply to at least one task.
 	LivenessChecked bool `json:"liveness_checked"`

@@ -78,6 +78,7 @@ type sim struct {
 	tr  *tracer
 	m   *model
 	res Result
+	fp  *faultPoints // nil without Options.FaultPoints
 
 	wires       []*wire // free list
 	workloadSeq []int   // per workload: tasks generated
@@ -98,8 +99,13 @@ func newSim(opts Options) (*sim, error) {
 		tr:   newTracer(o.Trace, o.LastEvents),
 	}
 	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[string]int{}}
+	if len(o.FaultPoints) > 0 {
+		s.fp = newFaultPoints(s)
+		s.res.FaultPointsFired = map[core.FaultPoint]int{}
+		s.o.Core.FaultPoints = s.fp // restarted cps get it too
+	}
 	s.m = newModel(s)
-	cp, err := core.NewControlPlane(o.Core, epoch)
+	cp, err := core.NewControlPlane(s.o.Core, epoch)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
 	}
@@ -293,10 +299,14 @@ func (s *sim) healed() {
 
 func (s *sim) startAgent(a *simAgent) {
 	a.exec = &simExec{s: s, a: a, running: map[core.Lease]bool{}}
-	ag, err := core.NewAgent(core.AgentConfig{
+	cfg := core.AgentConfig{
 		ID: core.AgentID(a.id), Domain: a.zone, Slots: s.o.SlotsPerAgent, Address: "sim://" + a.id,
 		HeartbeatInterval: s.o.AgentHeartbeat, ResultsMax: 1024, Incarnation: a.inc + 1,
-	}, a.exec)
+	}
+	if s.fp != nil {
+		cfg.FaultPoints = s.fp // never a nil pointer in the interface
+	}
+	ag, err := core.NewAgent(cfg, a.exec)
 	if err != nil {
 		panic(fmt.Sprintf("sim: agent %s: %v", a.id, err)) // ids and zones are ours: a programmer error
 	}
@@ -334,7 +344,13 @@ func (s *sim) wake(a *simAgent) {
 		w := s.newWire()
 		w.hb = hb
 		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &w.hb}
-		if !s.send(w, a, true) {
+		if s.fire(FaultHeartbeatLate, a.id, "", 0) {
+			// The request times out at the agent; the cp gets it later.
+			w.late = true
+			w.extra = s.o.RequestTimeout + s.lateDelay(s.o.Core.AssignTimeout+s.o.Core.HeartbeatTimeout)
+			s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: hb.Seq})
+			s.send(w, a, true)
+		} else if !s.send(w, a, true) {
 			s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: hb.Seq})
 		}
 	}
@@ -401,7 +417,7 @@ func (s *sim) send(w *wire, a *simAgent, toCP bool) bool {
 	if toCP {
 		gen = uint64(s.cpGen)
 	}
-	lat := s.latency(a)
+	lat := s.latency(a) + w.extra
 	if n.ReorderProbability > 0 && r.Float64() < n.ReorderProbability {
 		lat += time.Duration(r.Int64N(int64(n.ReorderDelay) + 1))
 	}
@@ -433,10 +449,10 @@ func (s *sim) latency(a *simAgent) time.Duration {
 
 func (s *sim) deliver(e event) {
 	defer s.freeWire(e.msg)
-	s.deliverMsg(e, &e.msg.m)
+	s.deliverMsg(e, &e.msg.m, e.msg.late)
 }
 
-func (s *sim) deliverMsg(e event, m *fnet.Message) {
+func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	a := s.agents[e.node]
 	toCP := e.num == 1
 	s.traceEv(e, "deliver")
@@ -481,6 +497,9 @@ func (s *sim) deliverMsg(e event, m *fnet.Message) {
 				s.push(event{at: s.now, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 				return
 			}
+			if late {
+				return // the agent's request timed out: nobody reads the reply
+			}
 			w := s.newWire()
 			w.reply = reply
 			w.m = fnet.Message{From: fnet.CPNode, To: a.id, Kind: fnet.KindHeartbeatReply, Seq: m.Seq, HeartbeatReply: &w.reply}
@@ -503,6 +522,9 @@ func (s *sim) deliverMsg(e event, m *fnet.Message) {
 		w := s.newWire()
 		w.ack = a.ag.Assign(s.t, *m.Assign)
 		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindAssignAck, AssignAck: &w.ack}
+		if s.fire(FaultAckDelayed, a.id, m.Assign.TaskID, m.Assign.Attempt) {
+			w.extra = s.lateDelay(2 * s.o.Core.AssignTimeout)
+		}
 		s.send(w, a, true)
 	case fnet.KindCancel:
 		a.ag.Cancel(s.t, *m.Cancel)

@@ -1,0 +1,147 @@
+package cp
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+// TestUnauthorizedChangesNothing: without the admin token no admin action
+// happens, and without the agent token no agent registers or reports; each
+// refusal is a 401 with a JSON error and leaves the state as it was. (Which
+// routes need which token, with wrong and misplaced tokens, is TestAuth.)
+func TestUnauthorizedChangesNothing(t *testing.T) {
+	s := fuzzServer(t) // admin and agent tokens set; an agent, a running and two queued tasks
+	before := s.fuzzState()
+	tests := []struct {
+		name, method, path, auth, body string
+	}{
+		{"mode without token", "POST", "/admin/mode", "", `{"mode":"DRAINING"}`},
+		{"mode with the agent token", "POST", "/admin/mode", "Bearer " + fuzzAgentToken, `{"mode":"READ_ONLY"}`},
+		{"read mode without token", "GET", "/admin/mode", "", ""},
+		{"purge without token", "POST", "/scheduler/queue/purge", "", `{"all":true}`},
+		{"purge with a token prefix", "POST", "/scheduler/queue/purge", "Bearer fuzz", `{"all":true}`},
+		{"quarantine without token", "POST", "/v1/agents/a1/quarantine", "", `{"reason":"x"}`},
+		{"release with the token but no Bearer", "POST", "/v1/agents/a1/release", fuzzAdminToken, ""},
+		{"heartbeat without token", "POST", fnet.PathHeartbeat, "", `{"agent_id":"evil","domain":"z9","slots":64,"incarnation":1,"seq":1}`},
+		{"heartbeat with the admin token", "POST", fnet.PathHeartbeat, "Bearer " + fuzzAdminToken,
+			`{"agent_id":"a1","domain":"z1","slots":1,"incarnation":7,"seq":2,"running":[],"results":[{"task_id":"t-000001","attempt":1,"outcome":"SUCCEEDED"}]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer ") {
+				t.Fatalf("status %d (WWW-Authenticate %q): %s", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
+			}
+			checkFuzzResponse(t, rec)
+			if after := s.fuzzState(); after != before {
+				t.Fatalf("a refused request changed the state:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// TestBodyLimits: every route that reads a body refuses one over its bound
+// with 413 and a JSON error, and changes nothing.
+func TestBodyLimits(t *testing.T) {
+	s := fuzzServer(t)
+	s.opts.APIBodyBytesMax = 1024 // the smallest allowed bound, to keep the bodies small
+	before := s.fuzzState()
+	pad := func(prefix string, n int) string { return prefix + `"` + strings.Repeat("x", n) + `"}` }
+	admin := "Bearer " + fuzzAdminToken
+	tests := []struct {
+		name, path, auth, body string
+	}{
+		{"submit", "/v1/tasks", "", pad(`{"kind":"sleep","domain":`, 1100)},
+		{"cancel reason", "/v1/tasks/t-000002/cancel", "", pad(`{"reason":`, 1100)},
+		{"mode", "/admin/mode", admin, pad(`{"mode":"NORMAL","reason":`, 1100)},
+		{"purge", "/scheduler/queue/purge", admin, pad(`{"all":true,"reason":`, 1100)},
+		{"quarantine", "/v1/agents/a1/quarantine", admin, pad(`{"reason":`, 1100)},
+		{"release", "/v1/agents/a1/release", admin, pad(`{"reason":`, 1100)},
+		{"heartbeat", fnet.PathHeartbeat, "Bearer " + fuzzAgentToken, pad(`{"agent_id":"a1","domain":"z1","slots":1,"address":`, fnet.BodyMax)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", tc.path, bytes.NewReader([]byte(tc.body)))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d: %.200s", rec.Code, rec.Body)
+			}
+			checkFuzzResponse(t, rec)
+			if after := s.fuzzState(); after != before {
+				t.Fatalf("a refused request changed the state:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// TestQueryBounds: listing limits are bounded and a malformed or repeated
+// parameter is refused, whatever its size (the request line itself is
+// bounded by the http.Server's MaxHeaderBytes in cmd/cp).
+func TestQueryBounds(t *testing.T) {
+	s := fuzzServer(t)
+	long := strings.Repeat("9", 40<<10)
+	tests := []struct {
+		name, path, query string
+		status            int
+	}{
+		{"tasks limit max", "/v1/tasks", "limit=1000", 200},
+		{"tasks limit over max", "/v1/tasks", "limit=1001", 400},
+		{"tasks limit overflow", "/v1/tasks", "limit=" + long, 400},
+		{"tasks state long", "/v1/tasks", "state=" + long, 400},
+		{"tasks domain long", "/v1/tasks", "domain=" + long, 400},
+		{"tasks after long", "/v1/tasks", "after=" + long, 200},
+		{"tasks many params", "/v1/tasks", strings.Repeat("x=1&", 1000), 400},
+		{"timeline limit max", "/timeline", "limit=10000", 200},
+		{"timeline limit over max", "/timeline", "limit=10001", 400},
+		{"timeline since overflow", "/timeline", "since=" + long, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", tc.path, nil)
+			req.URL.RawQuery = tc.query
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %.200s", rec.Code, tc.status, rec.Body)
+			}
+			checkFuzzResponse(t, rec)
+			if rec.Code == 200 && tc.path == "/v1/tasks" {
+				var l TaskList
+				if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil || l.Count > 1000 {
+					t.Fatalf("list %v: %d tasks", err, l.Count)
+				}
+			}
+		})
+	}
+}
+
+// TestAssignmentsCarryTheAgentToken: the cp presents its agent token on
+// every assignment, so agents can refuse anyone else (an agent's 401 moving
+// the task on at once is TestAgentRefusalMovesTaskAtOnce).
+func TestAssignmentsCarryTheAgentToken(t *testing.T) {
+	tc := startCP(t, true, func(o *Options) { o.AgentToken = "agent-secret" })
+	good := startAgent(t, tc.url, "good", "z1", 1, "agent-secret")
+	waitFor(t, 5*time.Second, "registration", func() bool { _, ok := tc.agent("good"); return ok })
+	v := tc.submit(`{"kind":"sleep","duration_ms":1}`)
+	waitFor(t, 10*time.Second, "the task to succeed", func() bool { return tc.task(v.ID).State == core.TaskSucceeded })
+	if good.started() != 1 {
+		t.Fatalf("the agent requiring the cp's token started %d tasks", good.started())
+	}
+}

@@ -22,7 +22,7 @@
 // An agent accepts assignments only from its cp: every /v1 request must carry
 // "Authorization: Bearer <agent token>", the same shared token the agent
 // presents on its heartbeats. Without a configured token the agent accepts
-// anyone's assignments, which is fit for a laptop only; New logs a warning.
+// anyone's assignments, which is fit for a laptop only; Run logs a warning.
 // Kind exec is refused unless AllowExec is set; exec tasks run argv without a
 // shell, in a process group of their own, with PATH as their only
 // environment variable.

@@ -144,10 +144,21 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		// A newer attempt supersedes ours: the cp moved on.
 		ag.stopExecution(now, cur, OutcomeCancelled, "superseded by attempt "+fmt.Sprint(as.Attempt))
 	}
+	finished := 0 // the latest attempt of this task that finished here
 	for _, r := range ag.pending {
-		if r.TaskID == as.TaskID && r.Attempt >= as.Attempt {
-			return reject(fmt.Sprintf("stale: attempt %d already finished", r.Attempt))
+		if r.TaskID == as.TaskID {
+			finished = max(finished, r.Attempt)
 		}
+	}
+	switch {
+	case finished > as.Attempt:
+		return reject(fmt.Sprintf("stale: attempt %d already finished", finished))
+	case finished == as.Attempt && finished > 0:
+		// A redelivery of the attempt that just ran: the same assignment,
+		// its result is on its way. A refusal would read as one of the
+		// current attempt and throw the result away.
+		ack.Accepted = true
+		return ack
 	}
 	spec, err := as.Spec.Normalize(DefaultConfig())
 	switch {

@@ -75,3 +75,38 @@ func TestFaultPointsValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkloadFirstArrivalWithinEnd: the first Poisson arrival, like every
+// later one, falls before the workload's End (it used to be scheduled
+// unconditionally, so a slow workload could submit after End, where the
+// liveness check could no longer reach the task).
+func TestWorkloadFirstArrivalWithinEnd(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		o := DefaultOptions()
+		o.Seed, o.Duration = seed, 5*time.Minute
+		o.Workload = []Workload{{Name: "slow", End: 10 * time.Second, RatePerSecond: 0.02, DurationMax: time.Second}}
+		res, err := Run(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range res.Tasks {
+			if tk.Submitted >= 10*time.Second {
+				t.Fatalf("seed %d: task %s submitted at %v, after the workload's end", seed, tk.ID, tk.Submitted)
+			}
+		}
+	}
+}
+
+// TestOperatorNormalHeals: an operator's return to NORMAL ends a hold like
+// a healed fault, so liveness is owed from then.
+func TestOperatorNormalHeals(t *testing.T) {
+	o := DefaultOptions()
+	o.Ops = []OperatorAction{{At: time.Minute, SetMode: core.ModeReadOnly}, {At: 3 * time.Minute, SetMode: core.ModeNormal}}
+	res, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.HealedAt != 3*time.Minute {
+		t.Fatalf("healed at %v, want 3m", res.HealedAt)
+	}
+}

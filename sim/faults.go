@@ -177,6 +177,11 @@ func (s *sim) operator(e event) {
 		err := s.cp.SetMode(s.t, core.SetModeInput{Mode: op.SetMode, Actor: core.ActorOperator, Reason: reason})
 		s.note(fmt.Sprintf("operator: set mode %s (%v)", op.SetMode, errText(err)))
 		s.afterCP()
+		if op.SetMode == core.ModeNormal {
+			// An operator's hold (READ_ONLY, DRAINING) ends like a fault:
+			// liveness is owed from here.
+			s.healed()
+		}
 	}
 	if op.Purge != nil {
 		in := *op.Purge

@@ -128,7 +128,10 @@ func newSim(opts Options) (*sim, error) {
 			s.push(event{at: w.Start, kind: evSubmit, node: i, num: 1})
 		}
 		if w.RatePerSecond > 0 {
-			s.push(event{at: w.Start + s.interarrival(w.RatePerSecond), kind: evSubmit, node: i})
+			// Like every later arrival, the first one is within [Start, End).
+			if first := w.Start + s.interarrival(w.RatePerSecond); first < w.End {
+				s.push(event{at: first, kind: evSubmit, node: i})
+			}
 		}
 	}
 	for i, f := range o.Faults {

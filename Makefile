@@ -4,7 +4,7 @@ PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
 
-.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy
+.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak fuzz
 
 all: build
 
@@ -43,6 +43,18 @@ bench-sim:
 
 bench-api:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/fluxctl/ ./cp/
+
+# The 2-minute soak: a real cp with 1,000 agent clients on loopback, one zone
+# cut off and restored; a 15-second version runs in `make test`.
+soak:
+	$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 15m ./soak/ -args -soak
+
+# Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
+FUZZTIME ?= 60s
+FUZZ_TARGETS = net:FuzzDecodeMessage cp:FuzzSubmit cp:FuzzHeartbeat cp:FuzzAdminMode cp:FuzzPurge cp:FuzzQuery agent:FuzzAgentProtocol
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/; done
 
 # Alert rules: promtool check + rule unit tests (installs promtool if missing).
 check-deploy:

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/agent"
+	"github.com/fluxforge/fluxforge/cmd/internal/envflag"
 	"github.com/fluxforge/fluxforge/core"
 )
 
@@ -46,7 +47,7 @@ type config struct {
 	LogLevel          slog.Level
 }
 
-var errUsage = errors.New("usage")
+var errUsage = envflag.ErrUsage
 
 // parseConfig reads flags from args, falling back to FLUX_<FLAG> variables
 // from getenv for flags not given on the command line.
@@ -70,28 +71,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return config{}, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
-			return
-		}
-		name := "FLUX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return config{}, envErr
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return config{}, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config{}, fmt.Errorf("%w: log level (-log-level / FLUX_LOG_LEVEL) %q is not one of debug, info, warn, error", errUsage, *logLevel)

@@ -32,6 +32,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 
+	"github.com/fluxforge/fluxforge/cmd/internal/envflag"
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp"
 )
@@ -48,7 +49,7 @@ type config struct {
 }
 
 // errUsage marks a configuration error: exit status 2.
-var errUsage = errors.New("usage")
+var errUsage = envflag.ErrUsage
 
 // parseConfig reads flags from args, falling back to FLUX_<FLAG> variables
 // from getenv for flags not given on the command line.
@@ -72,28 +73,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return config{}, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
-			return
-		}
-		name := "FLUX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return config{}, envErr
+	if err := envflag.Parse(fs, args, getenv); err != nil {
+		return config{}, err
 	}
 
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,

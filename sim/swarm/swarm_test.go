@@ -1,0 +1,220 @@
+package swarm
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/sim"
+)
+
+func TestShapeStringParseRoundTrip(t *testing.T) {
+	for i := range 200 {
+		s := Generate(7, i)
+		if err := s.Validate(); err != nil {
+			t.Fatalf("run %d: generated an invalid shape %s: %v", i, s, err)
+		}
+		p, err := Parse(s.String())
+		if err != nil || !reflect.DeepEqual(p, s) {
+			t.Fatalf("run %d: %s parsed as %+v (%v)", i, s, p, err)
+		}
+	}
+	for _, bad := range []string{
+		"", "seed=1", "seed=x,agents=1,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=none",
+		"seed=1,agents=0,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=none",
+		"seed=1,agents=1,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=meteor:5",
+		"seed=1,agents=1,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=loss:5+crash:5",
+		"seed=1,agents=1,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=crash:101",
+		"seed=1,agents=1,zones=1,slots=1,active=10s,tasks=0,taskmax=1s,timeout=1,attempts=1,faults=none,extra=1",
+	} {
+		if _, err := Parse(bad); !errors.Is(err, ErrShape) {
+			t.Errorf("Parse(%q): %v, want ErrShape", bad, err)
+		}
+	}
+}
+
+// TestGenerateIsSwarmTesting: shapes are deterministic per (swarm, index),
+// every kind is enabled somewhere, and runs range from few kinds at high
+// intensity to many at low intensity.
+func TestGenerateIsSwarmTesting(t *testing.T) {
+	if !reflect.DeepEqual(Generate(3, 17), Generate(3, 17)) || reflect.DeepEqual(Generate(3, 17), Generate(3, 18)) ||
+		reflect.DeepEqual(Generate(3, 17), Generate(4, 17)) {
+		t.Fatal("shapes are not a function of (swarm seed, index)")
+	}
+	seen := map[Kind]int{}
+	fewHigh, manyLow := 0, 0
+	for i := range 300 {
+		s := Generate(1, i)
+		sum := 0
+		for _, f := range s.Faults {
+			seen[f.Kind]++
+			sum += f.Percent
+		}
+		switch n := len(s.Faults); {
+		case n >= 1 && n <= 3 && sum/n >= 30:
+			fewHigh++
+		case n >= 8 && sum/n <= 20:
+			manyLow++
+		}
+	}
+	for _, k := range Kinds() {
+		if seen[k] == 0 {
+			t.Errorf("kind %s never enabled in 300 shapes", k)
+		}
+	}
+	if fewHigh < 10 || manyLow < 10 {
+		t.Errorf("%d runs with few kinds at high intensity, %d with many at low; want both", fewHigh, manyLow)
+	}
+}
+
+// TestBuildIsValid: every generated shape builds valid options whose run
+// lasts past the liveness bound after the active phase.
+func TestBuildIsValid(t *testing.T) {
+	for i := range 100 {
+		s := Generate(2, i)
+		o := Build(s)
+		if o.Duration <= s.Active || len(o.Workload) != 1 || o.Workload[0].End != s.Active {
+			t.Fatalf("run %d: duration %v, workload %+v", i, o.Duration, o.Workload)
+		}
+		for _, f := range o.Faults {
+			if f.Kind != sim.FaultCPRestart && f.Until > s.Active {
+				t.Fatalf("run %d: fault %s heals at %v, after the active phase %v", i, f.Kind, f.Until, s.Active)
+			}
+		}
+	}
+}
+
+// TestShrinkInjected: with an injected failure (a crash fault on a fleet of
+// at least 3), the shrinker reaches the one minimal shape.
+func TestShrinkInjected(t *testing.T) {
+	fails := func(s Shape) bool { return s.Percent(Crash) > 0 && s.Agents >= 3 }
+	var start Shape
+	for i := 0; ; i++ {
+		start = Generate(1, i)
+		if fails(start) && len(start.Faults) >= 5 && start.Tasks > 10 {
+			break
+		}
+	}
+	got, used := Shrink(start, fails, 10_000)
+	want := Shape{Seed: start.Seed, Agents: 3, Zones: 1, Slots: 1, Active: ActiveMin, Tasks: 0, TaskMax: time.Second,
+		TimeoutSeconds: 1, Attempts: 1, Faults: []Fault{{Crash, 1}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("shrunk %s\n  to %s\nwant %s", start, got, want)
+	}
+	if used > 400 {
+		t.Errorf("%d attempts to shrink", used)
+	}
+	// The attempt budget is honoured.
+	if _, used := Shrink(start, fails, 5); used > 5 {
+		t.Errorf("budget 5, used %d", used)
+	}
+}
+
+// TestShrinkThroughSimulator: a test-only invariant (the wedged-agent fault
+// point fired on a fleet of at least 4) fails real runs; the shrinker,
+// running the simulator, keeps that failure and ends 1-minimal: no smaller
+// variant fails.
+func TestShrinkThroughSimulator(t *testing.T) {
+	check := func(s Shape, res *sim.Result) error {
+		if res.FaultPointsFired[core.FaultAgentWedged] > 0 && s.Agents >= 4 {
+			return fmt.Errorf("injected: wedged agent on a fleet of %d", s.Agents)
+		}
+		return nil
+	}
+	var start Shape
+	for i := 0; ; i++ {
+		start = Generate(5, i)
+		if len(start.Faults) >= 4 && start.Agents >= 8 && Run(start, check).Failure == "check" {
+			break
+		}
+	}
+	fails := SameFailure("check", check)
+	got, used := Shrink(start, fails, 500)
+	if !fails(got) {
+		t.Fatalf("shrunk shape %s does not fail", got)
+	}
+	if got.Agents != 4 || len(got.Faults) != 1 || got.Faults[0].Kind != Kind(core.FaultAgentWedged) {
+		t.Fatalf("shrunk %s\n  to %s (%d attempts); want 4 agents and only agent-wedged", start, got, used)
+	}
+	for _, c := range candidates(got) {
+		if c.Validate() == nil && fails(c) {
+			t.Fatalf("shrunk shape %s is not minimal: %s fails too", got, c)
+		}
+	}
+	t.Logf("shrunk in %d attempts:\n  %s\nto %s", used, start, got)
+}
+
+// swarm runs n shapes of swarm seed and checks that none fails.
+func swarm(t *testing.T, seed uint64, n int) (fired map[core.FaultPoint]int, simulated time.Duration, stuck uint64) {
+	t.Helper()
+	fired = map[core.FaultPoint]int{}
+	for i := range n {
+		o := Run(Generate(seed, i), nil)
+		if o.Failed() {
+			t.Errorf("run %d failed (%s): %s\nrepro: go run ./cmd/sim -swarm-run %d:%d", i, o.Failure, o.Err, seed, i)
+			continue
+		}
+		for p, c := range o.Fired {
+			fired[p] += c
+		}
+		simulated += o.Simulated
+		stuck += o.StuckLeases
+	}
+	return fired, simulated, stuck
+}
+
+func checkFired(t *testing.T, fired map[core.FaultPoint]int) {
+	t.Helper()
+	for _, p := range sim.FaultPointNames() {
+		if fired[p] == 0 {
+			t.Errorf("fault point %s never fired", p)
+		}
+	}
+	keys := make([]core.FaultPoint, 0, len(fired))
+	for p := range fired {
+		keys = append(keys, p)
+	}
+	slices.Sort(keys)
+	for _, p := range keys {
+		t.Logf("fault point %-20s fired %d times", p, fired[p])
+	}
+}
+
+// TestSwarmFaultPoints: a small swarm, always on: every run passes and
+// every fault point fires somewhere.
+func TestSwarmFaultPoints(t *testing.T) {
+	fired, simulated, _ := swarm(t, 1, 50)
+	checkFired(t, fired)
+	t.Logf("50 runs, %.1f simulated hours", simulated.Hours())
+}
+
+// TestSwarm200 is make test's swarm (race detector on): 200 runs pass.
+func TestSwarm200(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of 200 runs")
+	}
+	start := time.Now()
+	_, simulated, _ := swarm(t, 2, 200)
+	t.Logf("200 runs, %.1f simulated hours, %v", simulated.Hours(), time.Since(start).Round(time.Millisecond))
+}
+
+// TestSwarm1000: every fault point fires somewhere in 1,000 runs, the cp
+// expires stuck leases, and every run passes. Too slow for the race detector.
+func TestSwarm1000(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("1,000 runs: not with -short or -race")
+	}
+	start := time.Now()
+	fired, simulated, stuck := swarm(t, 1, 1000)
+	checkFired(t, fired)
+	// Wedged agents with hung work: the cp's own lease expiry happened.
+	if stuck == 0 {
+		t.Error("the cp never expired a lease (timeout + grace)")
+	}
+	t.Logf("%d leases expired at the cp", stuck)
+	t.Logf("1000 runs, %.1f simulated hours, %v", simulated.Hours(), time.Since(start).Round(time.Millisecond))
+}

@@ -95,7 +95,9 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	assert(exec != nil, "agent: nil executor")
+	if exec == nil {
+		failf("agent: nil executor")
+	}
 	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true}, nil
 }
 

@@ -198,7 +198,9 @@ func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason str
 
 // forgetAgent drops an agent with no tasks from the registry.
 func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
-	assert(len(a.running) == 0, "forget agent %s with %d tasks", a.id, len(a.running))
+	if len(a.running) != 0 {
+		failf("forget agent %s with %d tasks", a.id, len(a.running))
+	}
 	d := a.dom
 	d.index.remove(a)
 	d.agents--
@@ -211,7 +213,9 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 	}
 	delete(cp.agents, a.id)
 	i, ok := cp.agentIndex(a.id)
-	assert(ok, "agent %s not in sorted ids", a.id)
+	if !ok {
+		failf("agent %s not in sorted ids", a.id)
+	}
 	cp.agentList = slices.Delete(cp.agentList, i, i+1)
 	cp.record(Event{Kind: EventAgent, Type: "agent.forgotten", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
@@ -328,7 +332,9 @@ func (cp *ControlPlane) forgivePoison(t *taskRecord) {
 // releaseLease detaches t's current attempt from its agent.
 func (cp *ControlPlane) releaseLease(t *taskRecord) {
 	a := cp.agents[t.AgentID]
-	assert(a != nil && a.running[t.ID] == t, "task %s: lease on %s not held", t.ID, t.AgentID)
+	if !(a != nil && a.running[t.ID] == t) {
+		failf("task %s: lease on %s not held", t.ID, t.AgentID)
+	}
 	delete(a.running, t.ID)
 	d := a.dom
 	d.inFlight--

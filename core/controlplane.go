@@ -18,7 +18,11 @@ type taskRecord struct {
 	confirmed  bool   // the agent reported the current attempt
 	ackSeq     uint64 // heartbeats with seq <= ackSeq may predate the agent's acceptance
 	probe      bool   // dispatched as a probe into a PROBING domain
-	skipPass   uint64 // the scheduling pass that found no agent for this task in particular
+	// Inline storage for the common case, so placement does not allocate:
+	// the latest decision, and the first attempt record.
+	decision     Decision
+	firstAttempt [1]AttemptRecord
+	skipPass     uint64 // the scheduling pass that found no agent for this task in particular
 }
 
 // agentRecord is what the control plane knows about one agent.
@@ -188,7 +192,9 @@ var taskEventTypes = func() (out [len(taskStateNames)]string) {
 // setState moves t to state `to` and records it once on the timeline.
 func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason string) {
 	from := t.State
-	assert(!from.Terminal(), "task %s: transition %v→%v out of a terminal state", t.ID, from, to)
+	if from.Terminal() {
+		failf("task %s: transition %v→%v out of a terminal state", t.ID, from, to)
+	}
 	t.State, t.UpdatedAt = to, cp.now
 	if reason != "" || to == TaskQueued {
 		t.Reason = reason
@@ -260,7 +266,9 @@ func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replay
 	}}
 	t.queueItem = queueItem{id: t.ID, prio: spec.Priority, domain: spec.Domain, owner: t}
 	err = cp.queue.Push(&t.queueItem, now)
-	assert(err == nil, "queue push after capacity check: %v", err)
+	if err != nil {
+		failf("queue push after capacity check: %v", err)
+	}
 	t.EnqueuedAt = now
 	cp.tasks[t.ID] = t
 	if in.IdempotencyKey != "" {
@@ -440,7 +448,9 @@ func (cp *ControlPlane) SetMode(now time.Time, in SetModeInput) error {
 		return fmt.Errorf("%w: reason longer than 512 bytes", ErrInvalid)
 	}
 	actor := orDefault(in.Actor, ActorOperator)
-	assert(actor != ActorSelfProtection, "SetMode is not for self-protection")
+	if actor == ActorSelfProtection {
+		failf("SetMode is not for self-protection")
+	}
 	cp.setMode(in.Mode, actor, orDefault(in.Reason, "set by "+actor))
 	cp.schedule(now)
 	return nil

@@ -25,7 +25,9 @@ type idemEntry struct {
 
 // NewIdempotencyCache returns an empty cache.
 func NewIdempotencyCache(ttl time.Duration, maxKeys int) *IdempotencyCache {
-	assert(ttl > 0 && maxKeys >= 1, "idempotency: ttl %v max %d", ttl, maxKeys)
+	if !(ttl > 0 && maxKeys >= 1) {
+		failf("idempotency: ttl %v max %d", ttl, maxKeys)
+	}
 	return &IdempotencyCache{ttl: ttl, max: maxKeys, entries: make(map[string]*idemEntry)}
 }
 
@@ -47,7 +49,9 @@ func (c *IdempotencyCache) Lookup(now time.Time, key string, spec TaskSpec) (Tas
 func (c *IdempotencyCache) Put(now time.Time, key string, task TaskID, spec TaskSpec) {
 	c.Expire(now)
 	_, dup := c.entries[key]
-	assert(!dup, "idempotency: duplicate put of key %q", key)
+	if dup {
+		failf("idempotency: duplicate put of key %q", key)
+	}
 	for len(c.entries) >= c.max {
 		c.popOldest()
 		c.evicted++

@@ -44,7 +44,9 @@ type domainIndex struct {
 
 func (ix *domainIndex) insert(a *agentRecord) {
 	free := a.free()
-	assert(!a.indexed && free > 0, "index: insert %s indexed=%v free=%d", a.id, a.indexed, free)
+	if !(!a.indexed && free > 0) {
+		failf("index: insert %s indexed=%v free=%d", a.id, a.indexed, free)
+	}
 	for len(ix.buckets) <= free {
 		ix.buckets = append(ix.buckets, agentList{})
 	}

@@ -77,7 +77,9 @@ type Queue struct {
 
 // NewQueue returns an empty queue. capacity >= 1 and aging > 0.
 func NewQueue(capacity int, aging time.Duration) *Queue {
-	assert(capacity >= 1 && aging > 0, "queue: capacity %d aging %v", capacity, aging)
+	if !(capacity >= 1 && aging > 0) {
+		failf("queue: capacity %d aging %v", capacity, aging)
+	}
 	return &Queue{capacity: capacity, aging: aging}
 }
 
@@ -102,7 +104,9 @@ func (q *Queue) domainIndex(key string) (int, bool) {
 // Push enqueues it at now. It returns ErrQueueFull at capacity and then
 // changes nothing.
 func (q *Queue) Push(it *queueItem, now time.Time) error {
-	assert(it.list == nil, "queue: push of queued task %s", it.id)
+	if it.list != nil {
+		failf("queue: push of queued task %s", it.id)
+	}
 	if q.n >= q.capacity {
 		return ErrQueueFull
 	}
@@ -117,7 +121,9 @@ func (q *Queue) Push(it *queueItem, now time.Time) error {
 // the number of tasks that were in flight, itself bounded by the fleet's
 // slots.
 func (q *Queue) PushReturning(it *queueItem, now time.Time) {
-	assert(it.list == nil, "queue: push of queued task %s", it.id)
+	if it.list != nil {
+		failf("queue: push of queued task %s", it.id)
+	}
 	i, ok := q.domainIndex(it.domain)
 	if !ok {
 		q.domains = slices.Insert(q.domains, i, &domainQueue{key: it.domain})
@@ -137,7 +143,9 @@ func (q *Queue) Remove(it *queueItem) bool {
 		return false
 	}
 	i, ok := q.domainIndex(it.domain)
-	assert(ok, "queue: domain %q of queued task %s missing", it.domain, it.id)
+	if !ok {
+		failf("queue: domain %q of queued task %s missing", it.domain, it.id)
+	}
 	d := q.domains[i]
 	it.list.remove(it)
 	d.n--

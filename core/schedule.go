@@ -162,6 +162,9 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	t.AgentID = a.id
 	t.assignedAt, t.confirmed, t.ackSeq = now, false, 0
 	t.probe = d.health.State == DomainProbing
+	if t.Attempts == nil {
+		t.Attempts = t.firstAttempt[:0]
+	}
 	t.Attempts = append(t.Attempts, AttemptRecord{Attempt: t.Attempt, AgentID: a.id, Domain: a.domain, AssignedAt: now})
 	if len(t.Attempts) > maxAttemptsMax+cp.cfg.TaskAttemptsMax {
 		t.Attempts = slices.Delete(t.Attempts, 0, 1)
@@ -181,11 +184,9 @@ func (cp *ControlPlane) leaseDeadline(t *taskRecord) time.Time {
 	return t.assignedAt.Add(t.Spec.Timeout() + cp.cfg.LeaseGrace)
 }
 
-// setDecision records the scheduler's latest decision on t, reusing the
-// allocation of the previous one.
+// setDecision records the scheduler's latest decision on t, in storage the
+// record owns (no allocation per decision).
 func (t *taskRecord) setDecision(d Decision) {
-	if t.LastDecision == nil {
-		t.LastDecision = new(Decision)
-	}
-	*t.LastDecision = d
+	t.decision = d
+	t.LastDecision = &t.decision
 }

@@ -51,7 +51,9 @@ type Timeline struct {
 
 // NewTimeline returns an empty timeline holding at most max events.
 func NewTimeline(max int) *Timeline {
-	assert(max >= 1, "timeline: max %d", max)
+	if max < 1 {
+		failf("timeline: max %d", max)
+	}
 	return &Timeline{ring: make([]Event, max), nextSeq: 1}
 }
 

@@ -313,6 +313,8 @@ func (t Task) clone() Task {
 // mustJSON is used for deterministic fingerprints in tests and traces.
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
-	assert(err == nil, "marshal %T: %v", v, err)
+	if err != nil {
+		failf("marshal %T: %v", v, err)
+	}
 	return b
 }

@@ -196,13 +196,5 @@ func (c Config) Validate() error {
 }
 
 func validTaskIDPrefix(p string) bool {
-	if p == "" || len(p) > 32 {
-		return false
-	}
-	for _, c := range []byte(p) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
+	return p != "" && len(p) <= 32 && nameChars(p)
 }

@@ -209,12 +209,21 @@ func ValidateDomain(d string) error {
 	if d == "" || len(d) > domainLenMax {
 		return fmt.Errorf("%w: domain must be 1 to %d characters", ErrInvalid, domainLenMax)
 	}
-	for _, c := range []byte(d) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: domain %q may hold only letters, digits, '-', '_' and '.'", ErrInvalid, d)
-		}
+	if !nameChars(d) {
+		return fmt.Errorf("%w: domain %q may hold only letters, digits, '-', '_' and '.'", ErrInvalid, d)
 	}
 	return nil
+}
+
+// nameChars reports whether s holds only the characters allowed in names
+// (domains, agent ids, task id prefixes): letters, digits, '-', '_' and '.'.
+func nameChars(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateAgentID checks an agent id with the same alphabet as domains, up to
@@ -223,10 +232,8 @@ func ValidateAgentID(id AgentID) error {
 	if id == "" || len(id) > 128 {
 		return fmt.Errorf("%w: agent id must be 1 to 128 characters", ErrInvalid)
 	}
-	for _, c := range []byte(id) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: agent id %q may hold only letters, digits, '-', '_' and '.'", ErrInvalid, id)
-		}
+	if !nameChars(string(id)) {
+		return fmt.Errorf("%w: agent id %q may hold only letters, digits, '-', '_' and '.'", ErrInvalid, id)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package swarm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -35,7 +36,10 @@ func (o Outcome) Failed() bool { return o.Failure != "" }
 
 // Run runs one shape. The simulator never recovers from a panic in the
 // code it drives; the swarm does, to report it as a failing run.
-func Run(s Shape, check Check) (out Outcome) {
+func Run(s Shape, check Check) Outcome { return RunTraced(s, check, nil) }
+
+// RunTraced is Run with the run's JSON-lines trace written to trace.
+func RunTraced(s Shape, check Check, trace io.Writer) (out Outcome) {
 	out.Shape = s
 	if err := s.Validate(); err != nil {
 		out.Failure, out.Err = "shape", err.Error()
@@ -47,7 +51,9 @@ func Run(s Shape, check Check) (out Outcome) {
 			out.Err = fmt.Sprintf("panic: %v\n%s", p, debug.Stack())
 		}
 	}()
-	res, err := sim.Run(Build(s))
+	o := Build(s)
+	o.Trace = trace
+	res, err := sim.Run(o)
 	out.Simulated, out.SimEvents, out.Submitted, out.Fired = res.End, res.SimEvents, res.Submitted, res.FaultPointsFired
 	out.StuckLeases = res.Stats.StuckLeases
 	var v *sim.Violation

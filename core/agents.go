@@ -280,7 +280,13 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 		cp.setState(t, TaskSucceeded, ActorAgent, "")
 	case OutcomeFailed, OutcomeTimeout:
 		a.health.Result(now, t.ID, false)
-		d.health.Result(now, t.ID, false)
+		if t.Failures == 0 {
+			// Only a task's first failure is evidence against the domain.
+			// A retry failing again says more about the task (poison,
+			// hanging): counted, a queue with such a task at its head kept
+			// the domain isolated, its every probe failing.
+			d.health.Result(now, t.ID, false)
+		}
 		cp.fail(t, fmt.Sprintf("attempt %d %s on %s: %s", t.Attempt, r.Outcome, a.id, truncate(r.Error, 200)))
 	case OutcomeRejected:
 		t.rejectedBy = append(t.rejectedBy, a.id)

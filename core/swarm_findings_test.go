@@ -66,3 +66,78 @@ func TestAgentDuplicateAssignOfFinishedAttempt(t *testing.T) {
 		t.Fatalf("result not applied: %s (%s)", tk.State, tk.Reason)
 	}
 }
+
+// report finishes task id's current attempt on its agent with outcome.
+func (h *cpHarness) report(id TaskID, outcome Outcome) {
+	h.t.Helper()
+	tk := h.task(id)
+	if tk.State != TaskAssigned && tk.State != TaskRunning {
+		h.t.Fatalf("task %s is %s, not in flight", id, tk.State)
+	}
+	h.heartbeat(tk.AgentID, func(hb *HeartbeatInput) {
+		hb.Running = nil
+		hb.Results = []Result{{TaskID: id, Attempt: tk.Attempt, Outcome: outcome, ExitCode: 1}}
+	})
+}
+
+// TestRetriedFailureDoesNotKeepDomainIsolated: a task that already failed
+// once and fails again as a probe says nothing new about the domain. It
+// used to count as a failed probe: a domain whose queue held a poison or
+// hanging task was isolated again with a doubled cool-down at every probe,
+// up to 10 minutes a cycle, and the good work behind it (and a DRAINING
+// operator waiting for the queue to empty before a restart) waited far
+// beyond the liveness bound (swarm 20261128 run 1419: a one-zone fleet never
+// drained, the planned restart dropped the queue).
+func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Domains.MinVolume, c.Domains.ProbeTasks = 3, 1
+	})
+	h.join("z1", 1, "a1")
+	inFlight := func(id TaskID) bool {
+		st := h.task(id).State
+		return st == TaskAssigned || st == TaskRunning
+	}
+	for range 2 {
+		f := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1})
+		h.cp.Tick(h.now)
+		h.report(f.ID, OutcomeFailed)
+	}
+	poison := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 5})
+	h.cp.Tick(h.now)
+	h.report(poison.ID, OutcomeFailed) // fresh: counts; the task is retried at once
+	h.now = h.now.Add(time.Second)
+	h.cp.Tick(h.now)
+	if n := len(h.events("domain.isolated")); n != 1 {
+		t.Fatalf("domain isolated %d times after 3 of 3 failures, want 1", n)
+	}
+	if inFlight(poison.ID) {
+		h.report(poison.ID, OutcomeFailed)
+	}
+	good := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1})
+	h.advance(31*time.Second, "a1")
+	if n := len(h.events("domain.probing")); n != 1 {
+		t.Fatalf("domain not probing after its cool-down (%d probing events)", n)
+	}
+	for i := 0; i < 20 && !(h.task(good.ID).State.Terminal() && h.task(poison.ID).State.Terminal()); i++ {
+		switch {
+		case inFlight(poison.ID):
+			h.report(poison.ID, OutcomeFailed) // the probe is the poison task again
+		case inFlight(good.ID):
+			h.report(good.ID, OutcomeSucceeded)
+		}
+		h.now = h.now.Add(time.Second)
+		h.cp.Tick(h.now)
+	}
+	if n := len(h.events("domain.isolated")); n != 1 {
+		t.Errorf("the poison task's retries isolated the domain again (%d isolations)", n)
+	}
+	if st := h.task(good.ID).State; st != TaskSucceeded {
+		t.Errorf("good task %s, want SUCCEEDED within 20s of probing", st)
+	}
+	if st := h.task(poison.ID).State; st != TaskDead {
+		t.Errorf("poison task %s, want DEAD (out of attempts)", st)
+	}
+	if opened := h.events("domain.open"); len(opened) != 1 {
+		t.Errorf("domain opened %d times, want once", len(opened))
+	}
+}

@@ -35,6 +35,7 @@ func FaultPointNames() []core.FaultPoint {
 type faultPoints struct {
 	s   *sim
 	rng *rand.Rand
+	off bool // healed: nothing fires any more
 }
 
 var _ core.FaultPoints = (*faultPoints)(nil)
@@ -47,7 +48,7 @@ func newFaultPoints(s *sim) *faultPoints {
 // counts and traces every firing.
 func (f *faultPoints) Fire(p core.FaultPoint, agent core.AgentID, task core.TaskID, attempt int) bool {
 	pr := f.s.o.FaultPoints[p]
-	if pr <= 0 || f.rng.Float64() >= pr {
+	if f.off || pr <= 0 || f.rng.Float64() >= pr {
 		return false
 	}
 	s := f.s
@@ -90,4 +91,19 @@ func validateFaultPoints(ps map[core.FaultPoint]float64) error {
 		}
 	}
 	return nil
+}
+
+// heal ends the run-long faults (Options.HealAt): the network heals and the
+// fault points stop firing.
+func (s *sim) heal() {
+	n := s.o.HealedNetwork
+	if n == (NetworkOptions{}) {
+		n = DefaultNetwork()
+	}
+	s.o.Network = n
+	if s.fp != nil {
+		s.fp.off = true
+	}
+	s.note("heal: network and fault points back to normal")
+	s.healed()
 }

@@ -110,3 +110,33 @@ func TestOperatorNormalHeals(t *testing.T) {
 		t.Fatalf("healed at %v, want 3m", res.HealedAt)
 	}
 }
+
+// TestHealAtEndsRunLongFaults: at HealAt the lossy network heals and fault
+// points stop firing; the run is healed from then and liveness holds.
+func TestHealAtEndsRunLongFaults(t *testing.T) {
+	short := faultPointOptions(9, 0.3)
+	short.Network.LossProbability = 0.3
+	short.Duration = 3 * time.Minute
+	a, err := Run(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := short
+	long.Duration, long.HealAt = 20*time.Minute, 3*time.Minute
+	b, err := Run(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range FaultPointNames() {
+		if a.FaultPointsFired[p] != b.FaultPointsFired[p] {
+			t.Errorf("%s fired %d times in 3m, %d in 20m healed at 3m", p, a.FaultPointsFired[p], b.FaultPointsFired[p])
+		}
+	}
+	if b.HealedAt < 3*time.Minute || !b.LivenessChecked || b.NonTerminal != 0 {
+		t.Errorf("healed at %v, liveness checked %v, %d unfinished", b.HealedAt, b.LivenessChecked, b.NonTerminal)
+	}
+	long.HealAt = 21 * time.Minute
+	if _, err := Run(long); !errors.Is(err, ErrOptions) {
+		t.Errorf("HealAt after the end: %v", err)
+	}
+}

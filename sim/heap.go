@@ -24,6 +24,7 @@ const (
 	evOperator
 	evSample
 	evRestartPoll
+	evHeal
 )
 
 var eventNames = [...]string{"tick", "wake", "deliver", "hb_failed", "exec_done", "submit", "resubmit",

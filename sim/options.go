@@ -58,6 +58,11 @@ type Options struct {
 	// Core's are decided inside the agents and the cp, the simulator's own
 	// on the network; all from a stream of their own.
 	FaultPoints map[core.FaultPoint]float64
+	// HealAt, when set, ends the run-long faults at that virtual time: the
+	// network becomes HealedNetwork (zero: DefaultNetwork) and the fault
+	// points stop firing; the run counts as healed from then.
+	HealAt        time.Duration
+	HealedNetwork NetworkOptions
 
 	// SampleInterval is how often the metric time series is sampled.
 	SampleInterval time.Duration
@@ -288,14 +293,8 @@ func (o Options) validate() error {
 	if err := o.Core.Validate(); err != nil {
 		return fmt.Errorf("%w: core: %v", ErrOptions, err)
 	}
-	n := o.Network
-	if n.LatencyMin < 0 || n.LatencyMean < 0 || n.LatencyMax < n.LatencyMin || n.ReorderDelay < 0 {
-		return bad("network latencies must be >= 0 and LatencyMax >= LatencyMin")
-	}
-	for _, p := range []float64{n.LossProbability, n.DuplicateProbability, n.ReorderProbability} {
-		if p < 0 || p > 1 {
-			return bad("network probabilities must be in [0,1]")
-		}
+	if err := validateNetwork(o.Network); err != nil {
+		return bad("%v", err)
 	}
 	for i, w := range o.Workload {
 		if w.Start < 0 || w.End < w.Start || w.RatePerSecond < 0 || w.RatePerSecond > 10_000 || w.Burst < 0 || w.Burst > 1_000_000 {
@@ -339,6 +338,12 @@ func (o Options) validate() error {
 			}
 		}
 	}
+	if o.HealAt < 0 || o.HealAt > o.Duration {
+		return bad("HealAt must be in [0, Duration]")
+	}
+	if err := validateNetwork(o.HealedNetwork); err != nil {
+		return bad("healed network: %v", err)
+	}
 	if err := validateFaultPoints(o.FaultPoints); err != nil {
 		return bad("%v", err)
 	}
@@ -367,4 +372,16 @@ func (o Options) agentIDs() []string {
 		ids[i] = AgentID(i, o.Zones)
 	}
 	return ids
+}
+
+func validateNetwork(n NetworkOptions) error {
+	if n.LatencyMin < 0 || n.LatencyMean < 0 || n.LatencyMax < n.LatencyMin || n.ReorderDelay < 0 {
+		return errors.New("network latencies must be >= 0 and LatencyMax >= LatencyMin")
+	}
+	for _, p := range []float64{n.LossProbability, n.DuplicateProbability, n.ReorderProbability} {
+		if p < 0 || p > 1 {
+			return errors.New("network probabilities must be in [0,1]")
+		}
+	}
+	return nil
 }

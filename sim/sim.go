@@ -143,6 +143,9 @@ func newSim(opts Options) (*sim, error) {
 	for i, op := range o.Ops {
 		s.push(event{at: op.At, kind: evOperator, node: i})
 	}
+	if o.HealAt > 0 {
+		s.push(event{at: o.HealAt, kind: evHeal})
+	}
 	return s, nil
 }
 
@@ -278,6 +281,8 @@ func (s *sim) handle(e event) {
 		s.push(event{at: s.now + s.o.SampleInterval, kind: evSample})
 	case evRestartPoll:
 		s.maybeRestart(e.node)
+	case evHeal:
+		s.heal()
 	}
 }
 

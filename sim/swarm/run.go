@@ -149,7 +149,12 @@ func candidates(s Shape) []Shape {
 		with(func(c *Shape) { c.Tasks = v })
 	}
 	for _, v := range ints(int(s.Active/time.Second), int(ActiveMin/time.Second)) {
-		with(func(c *Shape) { c.Active = time.Duration(v) * time.Second })
+		// Shorter at the same rate: a shorter run with all the tasks
+		// would be an overload, another failure.
+		with(func(c *Shape) {
+			c.Active = time.Duration(v) * time.Second
+			c.Tasks = int(int64(s.Tasks) * int64(c.Active) / int64(s.Active))
+		})
 	}
 	for i, f := range s.Faults {
 		for _, v := range ints(f.Percent, 1) {

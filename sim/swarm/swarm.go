@@ -315,6 +315,9 @@ func Build(s Shape) sim.Options {
 		n.ReorderProbability, n.ReorderDelay = 0.01+0.5*pct(Reorder), time.Duration(1+int(20*pct(Reorder)))*100*time.Millisecond
 	}
 	o.Network = n
+	// Everything heals when the active phase ends: the network, the fault
+	// points, and (by construction below) every scheduled fault.
+	o.HealAt = s.Active
 
 	zones := make([]string, s.Zones)
 	for z := range zones {

@@ -19,4 +19,13 @@
 // timeline and outbox; the full-state invariants run every FullCheckInterval
 // of virtual time and at the end. A violation stops the run with the seed,
 // the virtual time, the invariant and the last trace lines.
+//
+// Besides faults on virtual time, Options.FaultPoints turns on code-level
+// fault points with a probability each: core's (a wedged agent timer, results
+// resent or held back, a cp acknowledgement dropped; core.FaultPoints) and
+// the simulator's own (late assignment acks, heartbeats arriving after their
+// request timed out), drawn from a stream of their own and counted in
+// Result.FaultPointsFired. Options.HealAt ends these and the network's
+// misbehaviour, so liveness is owed after it. Package sim/swarm draws random
+// shapes of all of this (swarm testing) and shrinks failing ones.
 package sim

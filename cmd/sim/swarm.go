@@ -39,7 +39,7 @@ func addSwarmFlags(fs *flag.FlagSet) *swarmFlags {
 		one:       fs.String("swarm-run", "", "run one swarm run again, as SEED:INDEX"),
 		shape:     fs.String("swarm-shape", "", "run one swarm shape given in full (as a failing swarm prints it)"),
 		shrink:    fs.Int("shrink", 3, "shrink the first this many failing swarm runs"),
-		shrinkMax: fs.Int("shrink-attempts", 300, "runs one shrink may try"),
+		shrinkMax: fs.Int("shrink-attempts", 500, "runs one shrink may try"),
 	}
 }
 

@@ -273,7 +273,9 @@ func Parse(text string) (Shape, error) {
 func Build(s Shape) sim.Options {
 	r := rand.New(rand.NewPCG(s.Seed, 0xb17d))
 	o := sim.DefaultOptions()
-	o.Name, o.Seed = "swarm", s.Seed
+	// No Name: a violation's repro line would name a scenario; the swarm
+	// prints its own (-swarm-run, -swarm-shape).
+	o.Seed = s.Seed
 	o.Agents, o.Zones, o.SlotsPerAgent = s.Agents, s.Zones, s.Slots
 	pct := func(k Kind) float64 { return float64(s.Percent(k)) / 100 }
 	on := func(k Kind) bool { return s.Percent(k) > 0 }

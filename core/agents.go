@@ -279,14 +279,7 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 		cp.releaseLease(t)
 		cp.setState(t, TaskSucceeded, ActorAgent, "")
 	case OutcomeFailed, OutcomeTimeout:
-		a.health.Result(now, t.ID, false)
-		if t.Failures == 0 {
-			// Only a task's first failure is evidence against the domain.
-			// A retry failing again says more about the task (poison,
-			// hanging): counted, a queue with such a task at its head kept
-			// the domain isolated, its every probe failing.
-			d.health.Result(now, t.ID, false)
-		}
+		cp.recordFailure(now, a, t)
 		cp.fail(t, fmt.Sprintf("attempt %d %s on %s: %s", t.Attempt, r.Outcome, a.id, truncate(r.Error, 200)))
 	case OutcomeRejected:
 		t.rejectedBy = append(t.rejectedBy, a.id)
@@ -294,6 +287,18 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 	case OutcomeCancelled:
 		// The agent stopped it on its own (shutting down): not the task's fault.
 		cp.requeue(t, false, ActorAgent, "stopped by agent: "+truncate(r.Error, 200))
+	}
+}
+
+// recordFailure counts a failed (or stuck) attempt of t against agent a's
+// health and, for the task's first failure only, against a's domain. A retry
+// failing again says more about the task (poison, hanging) than the domain:
+// counted, a queue with such a task at its head kept the domain isolated,
+// its every probe failing.
+func (cp *ControlPlane) recordFailure(now time.Time, a *agentRecord, t *taskRecord) {
+	a.health.Result(now, t.ID, false)
+	if t.Failures == 0 {
+		a.dom.health.Result(now, t.ID, false)
 	}
 }
 

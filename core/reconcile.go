@@ -130,8 +130,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		if e.penalty {
 			cp.stats.StuckLeases++
 			a := cp.agents[t.AgentID]
-			a.health.Result(now, t.ID, false)
-			a.dom.health.Result(now, t.ID, false)
+			cp.recordFailure(now, a, t)
 			cp.sendCancel(t, "lease expired")
 			if !containsAgent(t.failedOn, a.id) {
 				t.failedOn = append(t.failedOn, a.id)

@@ -113,3 +113,46 @@ func TestScheduleBusyRefusalIsNotPermanent(t *testing.T) {
 		t.Fatalf("after the agent's heartbeat: %v attempt %d on %q, want ASSIGNED attempt 2 on a1", got.State, got.Attempt, got.AgentID)
 	}
 }
+
+// A stuck lease counts against the domain only on the task's first failure,
+// as failed results do: a hanging task retried in the same domain is
+// evidence about the task, not the zone.
+func TestStuckRetryCountsAgainstDomainOnce(t *testing.T) {
+	cp, now := newTestCP(t, func(c *Config) { c.LeaseGrace = time.Second })
+	mustRegister(t, cp, now, "a1", "z1", 1, false)
+	mustRegister(t, cp, now, "a2", "z1", 1, false)
+	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", TimeoutSeconds: 5, MaxAttempts: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(1)
+	for attempt := 1; attempt <= 2; attempt++ {
+		got, _ := cp.Task(task.ID)
+		if got.Attempt != attempt {
+			t.Fatalf("attempt %d: task at attempt %d (%v)", attempt, got.Attempt, got.State)
+		}
+		// Both agents keep heartbeating and report the attempt running, so
+		// only the lease deadline (timeout + grace) ends it.
+		for step := 0; step < 7; step++ {
+			now = now.Add(time.Second)
+			seq++
+			for _, id := range []AgentID{"a1", "a2"} {
+				var running []Lease
+				if cur, _ := cp.Task(task.ID); cur.AgentID == id && cur.Attempt == attempt {
+					running = []Lease{{TaskID: task.ID, Attempt: attempt}}
+				}
+				if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq, Running: running}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cp.Tick(now)
+		}
+	}
+	got, _ := cp.Task(task.ID)
+	if got.Failures != 2 {
+		t.Fatalf("failures = %d, want 2 stuck attempts", got.Failures)
+	}
+	if _, volume := cp.domains["z1"].health.FailureRate(now); volume != 1 {
+		t.Fatalf("domain z1 counted %d failures of one task, want 1", volume)
+	}
+}

@@ -4,7 +4,7 @@ PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
 
-.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak fuzz
+.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak fuzz swarm
 
 all: build
 
@@ -32,6 +32,11 @@ sim:
 # A local cluster: cp on :8080 and six agents in three zones; Ctrl-C stops it.
 cluster:
 	$(GO) run ./cmd/cluster
+
+# Swarm simulation: random fleets and fault mixes; SWARM=10000 is the nightly size.
+SWARM ?= 1000
+swarm:
+	$(GO) run ./cmd/sim -swarm $(SWARM) -seed $(SEED)
 
 bench: bench-core bench-sim bench-api
 

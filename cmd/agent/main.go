@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/agent"
 	"github.com/fluxforge/fluxforge/cmd/internal/envflag"
+	"github.com/fluxforge/fluxforge/cmd/internal/serve"
 	"github.com/fluxforge/fluxforge/core"
 )
 
@@ -154,15 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("cannot start", "error", err.Error())
 		return 2
 	}
-	srv := &http.Server{
-		Handler:           d.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := serve.HTTPServer(d.Handler(), logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "advertise", advertise)

@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,6 +32,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/fluxforge/fluxforge/cmd/internal/envflag"
+	"github.com/fluxforge/fluxforge/cmd/internal/serve"
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp"
 )
@@ -136,15 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
 		return 1
 	}
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := serve.HTTPServer(s.Handler(), logger)
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := make(chan struct{})
 	go func() {

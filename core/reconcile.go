@@ -34,7 +34,7 @@ func (cp *ControlPlane) checkConnectivity(now time.Time) {
 			cp.becomeDisconnected(a, false, "agent stopped")
 		case a.connected && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout:
 			cp.becomeDisconnected(a, true, fmt.Sprintf("no heartbeat for %v", now.Sub(a.lastHeartbeat)))
-		case !a.connected && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter:
+		case !a.connected && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter && cp.mayForget(a):
 			forget = append(forget, a)
 		}
 	}
@@ -201,9 +201,25 @@ func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
 			s.Score, cp.cfg.Health.QuarantineThreshold, s.Heartbeat, s.Success, s.FlapCount, s.Latency, backoff)})
 }
 
-// QuarantineCap is the most health quarantines domain d may hold at once.
+// quarantineCap is the most health quarantines domain d may hold at once.
 func (cp *ControlPlane) quarantineCap(d *domainRecord) int {
-	return max(1, int(cp.cfg.Health.DomainQuarantineFraction*float64(d.agents)))
+	return cp.quarantineCapFor(d.agents)
+}
+
+func (cp *ControlPlane) quarantineCapFor(agents int) int {
+	return max(1, int(cp.cfg.Health.DomainQuarantineFraction*float64(agents)))
+}
+
+// mayForget reports whether forgetting a keeps its domain's health
+// quarantines within the cap, which shrinks with the domain; otherwise a
+// stays known (disconnected) until enough quarantines lift.
+func (cp *ControlPlane) mayForget(a *agentRecord) bool {
+	d := a.dom
+	q := d.quarantined
+	if a.quarantined && a.quarantineBy == quarantineByHealth {
+		q--
+	}
+	return q <= cp.quarantineCapFor(d.agents-1)
 }
 
 func (cp *ControlPlane) quarantinedIn(domain string) int {

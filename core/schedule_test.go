@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -154,5 +155,42 @@ func TestStuckRetryCountsAgainstDomainOnce(t *testing.T) {
 	}
 	if _, volume := cp.domains["z1"].health.FailureRate(now); volume != 1 {
 		t.Fatalf("domain z1 counted %d failures of one task, want 1", volume)
+	}
+}
+
+// Invariant 5 must survive the registry shrinking: forgetting a long-gone
+// agent would lower its domain's health-quarantine cap below the number of
+// agents quarantined, so the agent is kept until the quarantines lift.
+func TestForgetAgentKeepsQuarantineCap(t *testing.T) {
+	cp, now := newTestCP(t, func(c *Config) {
+		c.ForgetAgentAfter = time.Minute
+		c.Health.QuarantineBase, c.Health.QuarantineMax = 10*time.Minute, 10*time.Minute // quarantines outlast the test
+	})
+	for i := range 10 {
+		mustRegister(t, cp, now, AgentID(fmt.Sprintf("a%d", i)), "z1", 1, false)
+	}
+	d := cp.domains["z1"]
+	for _, id := range []AgentID{"a0", "a1"} {
+		cp.maybeQuarantine(now, cp.agents[id])
+	}
+	if d.quarantined != 2 || cp.quarantineCap(d) != 2 {
+		t.Fatalf("setup: %d quarantined, cap %d", d.quarantined, cp.quarantineCap(d))
+	}
+	// a9 goes silent for good; the others (quarantined ones included) keep
+	// heartbeating.
+	for step := uint64(2); step < 40; step++ {
+		now = now.Add(5 * time.Second)
+		for i := range 9 {
+			if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: AgentID(fmt.Sprintf("a%d", i)), Domain: "z1", Slots: 1, Incarnation: 1, Seq: step}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cp.Tick(now)
+		if d.quarantined > cp.quarantineCap(d) {
+			t.Fatalf("at %v: %d health quarantines over the cap %d (%d agents known)", now, d.quarantined, cp.quarantineCap(d), d.agents)
+		}
+	}
+	if _, ok := cp.agents["a9"]; !ok && d.quarantined > 1 {
+		t.Fatal("a9 forgotten while the domain needed it for its quarantine cap")
 	}
 }

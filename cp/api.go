@@ -1,6 +1,7 @@
 package cp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -82,11 +83,16 @@ const (
 	authAgent
 )
 
-// statusWriter remembers the status a handler wrote.
+// statusWriter remembers the status a handler wrote and, for errors, the
+// start of the body (the JSON error), so the refusal can be logged.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status  int
+	errBody []byte
 }
+
+// errBodyMax bounds the part of an error body kept for the log.
+const errBodyMax = 512
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
@@ -98,6 +104,9 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if w.status >= 400 && len(w.errBody) < errBodyMax {
+		w.errBody = append(w.errBody, b[:min(len(b), errBodyMax-len(w.errBody))]...)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -130,6 +139,7 @@ func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
 			s.metrics.requests.WithLabelValues(route, c).Inc()
 			if code >= 400 {
 				s.metrics.apiErrors.WithLabelValues(route, c).Inc()
+				s.logRefusal(r, route, code, w.errBody)
 			}
 			s.metrics.requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
@@ -148,6 +158,27 @@ func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
 			}
 		}
 		h(w, r, p)
+	}
+}
+
+// logRefusal logs a request answered with an error status, so an operator
+// chasing flux_api_errors_total finds what was wrong: validation errors at
+// WARN, server errors at ERROR, deliberate refusals (load shedding, modes,
+// not found, conflicts) at DEBUG.
+func (s *Server) logRefusal(r *http.Request, route string, code int, body []byte) {
+	var e struct{ Error, Message string }
+	_ = json.Unmarshal(body, &e)
+	attrs := []any{"route", route, "status", code, "error", e.Error, "message", e.Message,
+		"remote", r.RemoteAddr}
+	switch {
+	case code >= 500 && code != http.StatusServiceUnavailable:
+		s.log.Error("request failed", attrs...)
+	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge || code == http.StatusUnprocessableEntity:
+		s.log.Warn("validation error", attrs...)
+	case code == http.StatusUnauthorized:
+		s.log.Warn("unauthorized request", attrs...)
+	default:
+		s.log.Debug("request refused", attrs...)
 	}
 }
 

@@ -66,7 +66,7 @@ Commands:
   agent ID                      one agent with its health score components
   quarantine ID | release ID    operator quarantine [-reason]
   purge                         cancel queued tasks: -all | -domain D | -older-than DURATION
-  timeline                      audit events [-since SEQ -limit N]
+  timeline                      audit events [-since SEQ -limit N | -tail N]
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
 
 Environment: FLUX_CP (control plane URL), FLUX_ADMIN_TOKEN (admin token).
@@ -772,8 +772,28 @@ func (c *cli) timeline(args []string) error {
 	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
 	since := fs.Uint64("since", 0, "events after this sequence number")
 	limit := fs.Int("limit", 100, "at most this many (1-10000)")
+	tail := fs.Int("tail", 0, "only the latest N events (1-10000)")
 	if _, err := c.parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *tail != 0 {
+		if *since != 0 {
+			return usagef("-tail and -since do not go together")
+		}
+		if *tail < 1 || *tail > 10000 {
+			return usagef("-tail must be between 1 and 10000")
+		}
+		// Ask for the newest sequence number first, then page from there.
+		raw, _, err := c.call("GET", "/timeline?since=0&limit=1", nil)
+		if err != nil {
+			return err
+		}
+		var tl timelineView
+		if err := json.Unmarshal(raw, &tl); err != nil {
+			return fmt.Errorf("timeline: %w", err)
+		}
+		*since = tl.LastSeq - min(tl.LastSeq, uint64(*tail))
+		*limit = *tail
 	}
 	raw, _, err := c.call("GET", fmt.Sprintf("/timeline?since=%d&limit=%d", *since, *limit), nil)
 	if err != nil {

@@ -110,6 +110,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"cancel", "t-000001"}, "", 0, []string{"t-000001", "CANCELLED"}},
 		{[]string{"timeline", "-limit", "3"}, "", 0, []string{"SEQ", "mode.changed", "agent.registered", "(more: -since 3)"}},
 		{[]string{"timeline", "-since", "3", "-o", "json"}, "", 0, []string{`"events"`, `"seq": 4`}},
+		{[]string{"timeline", "-tail", "2"}, "", 0, []string{"SEQ", "task.cancelled"}},
+		{[]string{"timeline", "-tail", "2", "-since", "3"}, "", 2, []string{"-tail and -since"}},
 		{[]string{"frobnicate"}, "", 2, []string{"unknown command"}},
 		{[]string{"snapshot", "-o", "yaml"}, "", 2, []string{"-o must be table or json"}},
 	}

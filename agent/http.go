@@ -58,6 +58,7 @@ func (d *Daemon) authorized(h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		if !fnet.CheckToken(r, d.opts.Token) {
 			d.metrics.unauthorized.Inc()
+			d.log.Warn("unauthorized request", "path", r.URL.Path, "remote", r.RemoteAddr)
 			fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong agent token (Authorization: Bearer <token>)")
 			return
 		}
@@ -65,15 +66,21 @@ func (d *Daemon) authorized(h httprouter.Handle) httprouter.Handle {
 	}
 }
 
+// refuse answers a malformed order and logs it: the cp should never send one.
+func (d *Daemon) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	d.log.Warn("validation error", "path", r.URL.Path, "status", status, "error", code, "message", msg, "remote", r.RemoteAddr)
+	fnet.WriteError(w, status, code, msg)
+}
+
 func (d *Daemon) handleAssign(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var as core.Assign
 	if err := fnet.Decode(r.Body, assignBodyMax, &as); err != nil {
 		status, code := fnet.DecodeStatus(err)
-		fnet.WriteError(w, status, code, err.Error())
+		d.refuse(w, r, status, code, err.Error())
 		return
 	}
 	if as.TaskID == "" || len(as.TaskID) > taskIDMax || as.Attempt < 1 {
-		fnet.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("assign needs task_id (1-%d bytes) and attempt >= 1", taskIDMax))
+		d.refuse(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf("assign needs task_id (1-%d bytes) and attempt >= 1", taskIDMax))
 		return
 	}
 	now := d.clock.Now()
@@ -93,11 +100,11 @@ func (d *Daemon) handleCancel(w http.ResponseWriter, r *http.Request, _ httprout
 	var c core.CancelTask
 	if err := fnet.Decode(r.Body, cancelBodyMax, &c); err != nil {
 		status, code := fnet.DecodeStatus(err)
-		fnet.WriteError(w, status, code, err.Error())
+		d.refuse(w, r, status, code, err.Error())
 		return
 	}
 	if c.TaskID == "" || len(c.TaskID) > taskIDMax || c.Attempt < 1 || len(c.Reason) > 1024 {
-		fnet.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("cancel needs task_id (1-%d bytes), attempt >= 1 and a reason of at most 1024 bytes", taskIDMax))
+		d.refuse(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf("cancel needs task_id (1-%d bytes), attempt >= 1 and a reason of at most 1024 bytes", taskIDMax))
 		return
 	}
 	now := d.clock.Now()

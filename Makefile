@@ -14,8 +14,13 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 
+# staticcheck runs as a pinned tool through the module proxy (go run
+# pkg@version): it is not a dependency of the module.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
 
 # The full suite with the race detector: unit, property (rapid), simulator
 # scenarios for seeds 1..20, and integration tests against real processes.

@@ -27,9 +27,6 @@ const (
 	evHeal
 )
 
-var eventNames = [...]string{"tick", "wake", "deliver", "hb_failed", "exec_done", "submit", "resubmit",
-	"fault_start", "fault_end", "flap_down", "flap_up", "operator", "sample", "restart_poll"}
-
 // event is one scheduled occurrence. Only the fields its kind needs are set.
 type event struct {
 	at   time.Duration // virtual time since the epoch

@@ -83,7 +83,6 @@ type sim struct {
 	wires       []*wire // free list
 	workloadSeq []int   // per workload: tasks generated
 	lastCheck   time.Duration
-	hbSeen      map[string]bool
 }
 
 func newSim(opts Options) (*sim, error) {
@@ -537,9 +536,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	case fnet.KindCancel:
 		a.ag.Cancel(s.t, *m.Cancel)
 	case fnet.KindHeartbeatReply:
-		if _, ok := a.nextHBAt[m.Seq]; ok {
-			delete(a.nextHBAt, m.Seq)
-		}
+		delete(a.nextHBAt, m.Seq)
 		a.ag.HeartbeatReplied(s.t, m.Seq, *m.HeartbeatReply)
 	}
 	s.reschedule(a)

@@ -254,10 +254,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	}
 	shutdown := func() int {
 		status := 0
-		var agents []*running
-		for _, p := range procs[1:] {
-			agents = append(agents, p)
-		}
+		agents := append([]*running(nil), procs[1:]...)
 		fmt.Fprintf(stderr, "cluster: stopping %d agents (Ctrl-C again to kill)\n", len(agents))
 		if !stopAll(agents, syscall.SIGTERM, cfg.ShutdownGrace+15*time.Second) {
 			status = 1

@@ -16,11 +16,10 @@ import (
 
 // parsedPage is what a strict XML parse of a report finds.
 type parsedPage struct {
-	series   []string          // data-series|data-labels of every drawn series
-	ids      map[string]bool   // element ids
-	texts    string            // all character data
-	elements map[string]int    // element counts by local name
-	attrs    map[string]string // attributes of the root
+	series   []string        // data-series|data-labels of every drawn series
+	ids      map[string]bool // element ids
+	texts    string          // all character data
+	elements map[string]int  // element counts by local name
 }
 
 // parsePage parses the report as XML (XHTML): any ill-formedness fails.

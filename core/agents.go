@@ -275,7 +275,7 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 	switch r.Outcome {
 	case OutcomeSucceeded:
 		a.health.Result(now, t.ID, true)
-		d.health.Result(now, t.ID, true)
+		d.health.Result(now, t.ID, true, t.probe)
 		cp.releaseLease(t)
 		cp.setState(t, TaskSucceeded, ActorAgent, "")
 	case OutcomeFailed, OutcomeTimeout:
@@ -298,7 +298,7 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 func (cp *ControlPlane) recordFailure(now time.Time, a *agentRecord, t *taskRecord) {
 	a.health.Result(now, t.ID, false)
 	if t.Failures == 0 {
-		a.dom.health.Result(now, t.ID, false)
+		a.dom.health.Result(now, t.ID, false, t.probe)
 	}
 }
 
@@ -349,6 +349,10 @@ func (cp *ControlPlane) releaseLease(t *taskRecord) {
 	delete(a.running, t.ID)
 	d := a.dom
 	d.inFlight--
+	if t.probe {
+		d.probes--
+		t.probe = false
+	}
 	cp.inFlight--
 	cp.reindex(a)
 }
@@ -375,10 +379,11 @@ func (cp *ControlPlane) requeue(t *taskRecord, penalty bool, actor, reason strin
 		cp.setState(t, TaskDead, actor, fmt.Sprintf("gave up after %d attempts; last: %s", t.Attempt, reason))
 		return
 	}
-	t.confirmed, t.probe = false, false
+	t.confirmed = false
 	// Requeued work is already accepted: it goes back even into a queue
 	// that newer submissions filled (they are refused, it is not).
 	cp.queue.PushReturning(&t.queueItem, cp.now)
+	cp.enqueued(t)
 	t.EnqueuedAt = cp.now
 	cp.stats.Requeues++
 	cp.setState(t, TaskQueued, actor, reason)

@@ -77,7 +77,11 @@ type domainRecord struct {
 	disconnected int
 	slots        int // total slots of known agents
 	inFlight     int // tasks ASSIGNED or RUNNING in the domain
+	probes       int // of those, probes dispatched while PROBING
 	quarantined  int // health quarantines (operator ones aside)
+	// Scratch of evaluateDomains: usable slots (connected, unquarantined
+	// agents) and the outcomes in the failure window.
+	usable, windowOK, windowFailed int
 }
 
 type modeState struct {
@@ -111,8 +115,12 @@ type ControlPlane struct {
 	queueLowSince  time.Time
 	paused         bool
 	pausedReason   string
+	panicActive    bool // the panic threshold holds domains out of isolation
 	lastHealthEval time.Time
 	blocked        map[string]Decision // per queue domain key: why its head waits
+	// retriesQueued counts, per queue domain key, queued tasks with a
+	// failure history; the rest are clean, and probes prefer them.
+	retriesQueued  map[string]int
 	outbox         []Outbound
 	stats          Stats
 	skipKeys       []string // scratch for schedule
@@ -128,16 +136,17 @@ func NewControlPlane(cfg Config, now time.Time) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{
-		cfg:      cfg,
-		now:      now,
-		tasks:    make(map[TaskID]*taskRecord),
-		queue:    NewQueue(cfg.QueueCapacity, cfg.AgingInterval),
-		idem:     NewIdempotencyCache(cfg.IdempotencyTTL, cfg.IdempotencyKeysMax),
-		timeline: NewTimeline(cfg.TimelineEventsMax),
-		agents:   make(map[AgentID]*agentRecord),
-		domains:  make(map[string]*domainRecord),
-		blocked:  make(map[string]Decision),
-		mode:     modeState{Mode: cfg.InitialMode, SetBy: ActorConfig, Reason: "initial mode", Since: now},
+		cfg:           cfg,
+		now:           now,
+		tasks:         make(map[TaskID]*taskRecord),
+		queue:         NewQueue(cfg.QueueCapacity, cfg.AgingInterval),
+		idem:          NewIdempotencyCache(cfg.IdempotencyTTL, cfg.IdempotencyKeysMax),
+		timeline:      NewTimeline(cfg.TimelineEventsMax),
+		agents:        make(map[AgentID]*agentRecord),
+		domains:       make(map[string]*domainRecord),
+		blocked:       make(map[string]Decision),
+		retriesQueued: make(map[string]int),
+		mode:          modeState{Mode: cfg.InitialMode, SetBy: ActorConfig, Reason: "initial mode", Since: now},
 	}
 	cp.stats.SubmitRefused = map[string]uint64{}
 	cp.stats.Decisions = map[string]uint64{}
@@ -350,7 +359,7 @@ func orDefault(s, def string) string {
 func (cp *ControlPlane) cancelTask(t *taskRecord, actor, reason string) {
 	switch t.State {
 	case TaskQueued:
-		cp.queue.Remove(&t.queueItem)
+		cp.dequeue(t)
 	case TaskAssigned, TaskRunning:
 		cp.sendCancel(t, reason)
 		cp.releaseLease(t)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -27,13 +28,30 @@ type DomainConfig struct {
 	// ThrottleRate and IsolateRate are failure-rate thresholds; a throttled
 	// domain opens again below RecoverRate.
 	ThrottleRate, IsolateRate, RecoverRate float64
+	// RelativeFactor: a domain is throttled or isolated for failures only
+	// when its failure rate is also at least this many times the rest of
+	// the fleet's. Failures that happen everywhere are the tasks' fault,
+	// not the domain's; with one domain there is no rest, and failures
+	// never isolate it.
+	RelativeFactor float64
 	// ThrottledInFlightFraction of a domain's slots (at least one) may be in
 	// flight while it is throttled.
 	ThrottledInFlightFraction float64
-	// OutageFraction: when at least this fraction of a domain's agents is
-	// disconnected, the domain is isolated at once (zone outage), so its
-	// agents are not quarantined one by one and unconstrained work moves.
-	OutageFraction float64
+	// A zone is out (a zone-level event: the domain is isolated at once, its
+	// agents are not quarantined one by one and unconstrained work moves)
+	// when all of its agents are disconnected, or when more than
+	// OutageMinAgents are and at least OutageFraction of them. Below that,
+	// as in Kubernetes' node lifecycle controller, nodes are dealt with one
+	// by one: one flapping agent never takes a small zone down.
+	OutageFraction  float64
+	OutageMinAgents int
+	// MinOpenCapacity is the panic threshold: isolating a domain must never
+	// leave less than this share of the fleet's usable slots (connected,
+	// unquarantined agents) in domains that take work. Past it a failing
+	// domain is throttled instead, and a zone in partial outage keeps its
+	// connected agents working, because sending work somewhere beats
+	// sending it nowhere (Envoy's panic threshold). 0 turns panic off.
+	MinOpenCapacity float64
 	// CooldownBase doubles with each consecutive isolation up to CooldownMax;
 	// it resets after CooldownReset spent OPEN.
 	CooldownBase, CooldownMax, CooldownReset time.Duration
@@ -52,8 +70,11 @@ func DefaultDomainConfig() DomainConfig {
 		ThrottleRate:              0.3,
 		IsolateRate:               0.6,
 		RecoverRate:               0.15,
+		RelativeFactor:            2,
 		ThrottledInFlightFraction: 0.25,
-		OutageFraction:            0.5,
+		OutageFraction:            0.55,
+		OutageMinAgents:           2,
+		MinOpenCapacity:           0.5,
 		CooldownBase:              30 * time.Second,
 		CooldownMax:               10 * time.Minute,
 		CooldownReset:             10 * time.Minute,
@@ -68,10 +89,16 @@ func (d DomainConfig) validate() error {
 		return fmt.Errorf("%w: config: Domains.Window > 0 and ResultsMax >= MinVolume >= 1", ErrInvalid)
 	case !(0 <= d.RecoverRate && d.RecoverRate < d.ThrottleRate && d.ThrottleRate <= d.IsolateRate && d.IsolateRate <= 1):
 		return fmt.Errorf("%w: config: need 0 <= RecoverRate < ThrottleRate <= IsolateRate <= 1", ErrInvalid)
+	case !(d.RelativeFactor >= 1 && d.RelativeFactor <= 100):
+		return fmt.Errorf("%w: config: Domains.RelativeFactor must be in [1,100]", ErrInvalid)
 	case d.ThrottledInFlightFraction <= 0 || d.ThrottledInFlightFraction > 1:
 		return fmt.Errorf("%w: config: Domains.ThrottledInFlightFraction must be in (0,1]", ErrInvalid)
-	case d.OutageFraction <= 0 || d.OutageFraction > 1:
-		return fmt.Errorf("%w: config: Domains.OutageFraction must be in (0,1]", ErrInvalid)
+	case !(d.OutageFraction > 0 && d.OutageFraction <= 1):
+		return fmt.Errorf("%w: config: Domains.OutageFraction (zone outage fraction) must be in (0,1], got %v", ErrInvalid, d.OutageFraction)
+	case d.OutageMinAgents < 0 || d.OutageMinAgents > 1<<16:
+		return fmt.Errorf("%w: config: Domains.OutageMinAgents (zone outage minimum agents) must be in [0,65536], got %d", ErrInvalid, d.OutageMinAgents)
+	case !(d.MinOpenCapacity >= 0 && d.MinOpenCapacity <= 1):
+		return fmt.Errorf("%w: config: Domains.MinOpenCapacity (min open capacity) must be in [0,1], got %v", ErrInvalid, d.MinOpenCapacity)
 	case d.CooldownBase <= 0 || d.CooldownMax < d.CooldownBase || d.CooldownReset <= 0:
 		return fmt.Errorf("%w: config: need 0 < CooldownBase <= CooldownMax, CooldownReset > 0", ErrInvalid)
 	case d.ProbeTasks < 1 || d.DomainsMax < 1:
@@ -80,9 +107,62 @@ func (d DomainConfig) validate() error {
 	return nil
 }
 
+// Outage reports whether a zone of known agents, disconnected of them gone,
+// is out: all of them, or more than OutageMinAgents and at least
+// OutageFraction. A one-agent zone whose agent is gone is out.
+func (d DomainConfig) Outage(known, disconnected int) bool {
+	if known <= 0 || disconnected <= 0 {
+		return false
+	}
+	return disconnected >= known ||
+		disconnected > d.OutageMinAgents && float64(disconnected) >= d.OutageFraction*float64(known)
+}
+
+// DomainSignals is what a domain's evaluation needs from the rest of the
+// cp: its connectivity, how the rest of the fleet fares, and the capacity
+// the panic threshold protects. Slots count only connected, unquarantined
+// agents ("usable").
+type DomainSignals struct {
+	// Known agents of the domain and how many of them are disconnected.
+	Known, Disconnected int
+	// HasRest is false when the domain is the fleet's only one; RestRate
+	// and RestVolume are the failure rate and volume of all the others.
+	HasRest    bool
+	RestRate   float64
+	RestVolume int
+	// UsableSlots of this domain; OpenElsewhere: usable slots in the other
+	// domains that take work (OPEN or THROTTLED); TotalUsable: the fleet's.
+	UsableSlots, OpenElsewhere, TotalUsable int
+}
+
+// mayIsolate reports whether isolating (or keeping isolated) the domain
+// leaves at least MinOpenCapacity of the fleet's usable slots open. A
+// domain with no usable slot costs nothing to isolate.
+func (d *DomainHealth) mayIsolate(sig DomainSignals) bool {
+	return sig.UsableSlots == 0 || sig.TotalUsable == 0 ||
+		float64(sig.OpenElsewhere) >= d.cfg.MinOpenCapacity*float64(sig.TotalUsable)
+}
+
+func (d *DomainHealth) panicReason(sig DomainSignals, why string) string {
+	return fmt.Sprintf("panic: isolating would leave %d of %d usable slots open (< %.0f%%); %s",
+		sig.OpenElsewhere, sig.TotalUsable, 100*d.cfg.MinOpenCapacity, why)
+}
+
+// isolationCause is why a domain is (or wanted to be) isolated.
+type isolationCause int
+
+const (
+	causeNone isolationCause = iota
+	causeOutage
+	causeFailures
+	causeProbes
+)
+
 // DomainHealth is one domain's isolation state machine:
-// OPEN → THROTTLED → ISOLATED → PROBING → OPEN, with doubling cool-downs.
-// It is driven by outcomes and by Evaluate with the domain's connectivity.
+// OPEN → THROTTLED → ISOLATED → PROBING → OPEN, with doubling cool-downs,
+// under a panic guard that never lets isolation take more than a set share
+// of the fleet's capacity out of service. It is driven by outcomes and by
+// Evaluate with DomainSignals.
 type DomainHealth struct {
 	cfg        DomainConfig
 	Name       string
@@ -91,9 +171,14 @@ type DomainHealth struct {
 	Reason     string
 	isolations int // consecutive isolations; sets the cool-down
 	cooldown   time.Duration
+	cause      isolationCause // of the current (or panic-refused) isolation
 	results    outcomeWindow
-	probeOK    int // probe successes in this PROBING phase
-	probeFail  int
+	probeOK    int      // probe successes in this PROBING phase
+	probeFail  []TaskID // probes that failed in this PROBING phase
+	isolatedBy []TaskID // the failed probes behind the current isolation
+	// Panic, when set, says why the panic threshold holds this domain out
+	// of the isolation its health calls for.
+	Panic string
 }
 
 // NewDomainHealth returns an OPEN domain.
@@ -101,26 +186,48 @@ func NewDomainHealth(cfg DomainConfig, name string, now time.Time) *DomainHealth
 	return &DomainHealth{cfg: cfg, Name: name, State: DomainOpen, Since: now, results: outcomeWindow{max: cfg.ResultsMax}}
 }
 
-// Result records a task outcome in the domain.
-func (d *DomainHealth) Result(now time.Time, task TaskID, ok bool) {
+// Result records a task outcome in the domain. probe says the task was
+// dispatched as a probe into this PROBING domain: only probes decide a
+// probing phase, not tasks that were in flight when the domain went
+// ISOLATED.
+func (d *DomainHealth) Result(now time.Time, task TaskID, ok, probe bool) {
 	d.results.trim(now.Add(-d.cfg.Window))
 	d.results.add(now, task, ok)
-	if d.State == DomainProbing {
+	if d.State == DomainProbing && probe {
 		if ok {
 			d.probeOK++
-		} else {
-			d.probeFail++
+		} else if len(d.probeFail) < d.cfg.ResultsMax {
+			d.probeFail = append(d.probeFail, task)
 		}
 	}
 }
 
-// Forgive excludes a poison task's failures.
-func (d *DomainHealth) Forgive(task TaskID) { d.results.forgive(task) }
+// Forgive excludes a poison task's failures. A probe that failed and then
+// proved poison was no failed probe: it is struck from the probing phase,
+// and an isolation it alone caused is undone (the cool-down it doubled
+// ends at the next evaluation, which probes again).
+func (d *DomainHealth) Forgive(task TaskID) {
+	d.results.forgive(task)
+	d.probeFail = slices.DeleteFunc(d.probeFail, func(id TaskID) bool { return id == task })
+	if d.State == DomainIsolated && len(d.isolatedBy) > 0 {
+		d.isolatedBy = slices.DeleteFunc(d.isolatedBy, func(id TaskID) bool { return id == task })
+		if len(d.isolatedBy) == 0 {
+			d.isolations = max(0, d.isolations-1)
+			d.cooldown = 0
+			d.Reason += "; the failed probe proved poison"
+		}
+	}
+}
+
+// Counts returns the successes and failures in the window.
+func (d *DomainHealth) Counts(now time.Time) (ok, failed int) {
+	d.results.trim(now.Add(-d.cfg.Window))
+	return d.results.counts()
+}
 
 // FailureRate returns the failure rate over the window and its volume.
 func (d *DomainHealth) FailureRate(now time.Time) (rate float64, volume int) {
-	d.results.trim(now.Add(-d.cfg.Window))
-	ok, failed := d.results.counts()
+	ok, failed := d.Counts(now)
 	volume = ok + failed
 	if volume == 0 {
 		return 0, 0
@@ -131,6 +238,10 @@ func (d *DomainHealth) FailureRate(now time.Time) (rate float64, volume int) {
 // Cooldown is the current isolation cool-down.
 func (d *DomainHealth) Cooldown() time.Duration { return d.cooldown }
 
+// takesWork reports whether the domain's usable slots count as open
+// capacity for the panic threshold.
+func (s DomainState) takesWork() bool { return s == DomainOpen || s == DomainThrottled }
+
 // DomainTransition is a state change Evaluate made.
 type DomainTransition struct {
 	Domain   string
@@ -138,60 +249,123 @@ type DomainTransition struct {
 	Reason   string
 }
 
-// Evaluate advances the state machine at now, given how many of the domain's
-// known agents are disconnected. It returns the transition, if any.
-func (d *DomainHealth) Evaluate(now time.Time, known, disconnected int) (DomainTransition, bool) {
+// Evaluate advances the state machine at now given sig. It returns the
+// transition, if any; Panic says afterwards whether the panic threshold is
+// holding the domain out of isolation.
+func (d *DomainHealth) Evaluate(now time.Time, sig DomainSignals) (DomainTransition, bool) {
 	rate, volume := d.FailureRate(now)
-	outage := known > 0 && float64(disconnected) >= d.cfg.OutageFraction*float64(known)
 	enough := volume >= d.cfg.MinVolume
+	// The domain is worse than the rest of the fleet, so its failures are
+	// its own; with no rest to compare with, they are the tasks'.
+	worse := sig.HasRest && rate >= d.cfg.RelativeFactor*sig.RestRate
+	may := d.mayIsolate(sig)
+	outageWhy := ""
+	if d.cfg.Outage(sig.Known, sig.Disconnected) {
+		outageWhy = fmt.Sprintf("outage: %d of %d agents disconnected", sig.Disconnected, sig.Known)
+	}
+	failWhy := fmt.Sprintf("failure rate %.2f over %d results", rate, volume)
+	if sig.HasRest {
+		failWhy += fmt.Sprintf(" (rest of fleet %.2f over %d)", sig.RestRate, sig.RestVolume)
+	}
+	failing := enough && worse && rate >= d.cfg.IsolateRate
+	held := d.Panic != ""
+	d.Panic = ""
+
 	switch d.State {
 	case DomainOpen:
 		if d.isolations > 0 && now.Sub(d.Since) >= d.cfg.CooldownReset {
 			d.isolations = 0
 		}
 		switch {
-		case outage:
-			return d.isolate(now, fmt.Sprintf("outage: %d of %d agents disconnected", disconnected, known)), true
-		case enough && rate >= d.cfg.IsolateRate:
-			return d.isolate(now, fmt.Sprintf("failure rate %.2f over %d results", rate, volume)), true
-		case enough && rate >= d.cfg.ThrottleRate:
-			return d.become(now, DomainThrottled, fmt.Sprintf("failure rate %.2f over %d results", rate, volume)), true
+		case outageWhy != "" && !may:
+			// A partial outage: dispatch goes on to the connected agents.
+			d.Panic = d.panicReason(sig, outageWhy)
+		case outageWhy != "":
+			return d.isolate(now, causeOutage, outageWhy), true
+		case failing && !may:
+			d.Panic = d.panicReason(sig, failWhy)
+			return d.become(now, DomainThrottled, d.Panic), true
+		case failing:
+			return d.isolate(now, causeFailures, failWhy), true
+		case enough && worse && rate >= d.cfg.ThrottleRate:
+			return d.become(now, DomainThrottled, failWhy), true
 		}
 	case DomainThrottled:
 		switch {
-		case outage:
-			return d.isolate(now, fmt.Sprintf("outage: %d of %d agents disconnected", disconnected, known)), true
-		case enough && rate >= d.cfg.IsolateRate:
-			return d.isolate(now, fmt.Sprintf("failure rate %.2f over %d results", rate, volume)), true
-		case !enough || rate < d.cfg.RecoverRate:
+		case outageWhy != "" && !may:
+			d.Panic = d.panicReason(sig, outageWhy)
+		case outageWhy != "":
+			return d.isolate(now, causeOutage, outageWhy), true
+		case failing && !may:
+			d.Panic = d.panicReason(sig, failWhy)
+		case failing:
+			return d.isolate(now, causeFailures, failWhy), true
+		case held && !may && !(enough && rate < d.cfg.RecoverRate):
+			// Released from isolation by the panic: stay throttled while
+			// it lasts, unless the domain proves healthy.
+			d.Panic = d.panicReason(sig, "held throttled")
+		case !enough || rate < d.cfg.RecoverRate || !worse:
 			return d.become(now, DomainOpen, fmt.Sprintf("failure rate %.2f recovered", rate)), true
 		}
 	case DomainIsolated:
-		if now.Sub(d.Since) >= d.cooldown && !outage {
-			d.probeOK, d.probeFail = 0, 0
+		switch {
+		case !may:
+			return d.panicRelease(now, sig), true
+		case now.Sub(d.Since) >= d.cooldown && outageWhy == "":
+			d.probeOK, d.probeFail = 0, d.probeFail[:0]
 			return d.become(now, DomainProbing, fmt.Sprintf("cool-down %v over", d.cooldown)), true
 		}
 	case DomainProbing:
 		switch {
-		case outage:
-			return d.isolate(now, fmt.Sprintf("outage while probing: %d of %d agents disconnected", disconnected, known)), true
-		case d.probeFail > 0:
-			return d.isolate(now, fmt.Sprintf("%d of %d probes failed", d.probeFail, d.probeFail+d.probeOK)), true
+		case outageWhy != "" && !may:
+			d.Panic = d.panicReason(sig, outageWhy)
+			return d.become(now, DomainOpen, d.Panic), true
+		case outageWhy != "":
+			return d.isolate(now, causeOutage, "while probing, "+outageWhy), true
+		case len(d.probeFail) > 0 && !may:
+			d.Panic = d.panicReason(sig, d.probesWhy())
+			return d.become(now, DomainThrottled, d.Panic), true
+		case len(d.probeFail) > 0:
+			return d.isolate(now, causeProbes, d.probesWhy()), true
 		case d.probeOK >= d.cfg.ProbeTasks:
 			d.results.reset()
 			return d.become(now, DomainOpen, fmt.Sprintf("%d probes succeeded", d.probeOK)), true
+		case !may:
+			d.Panic = d.panicReason(sig, "probing")
+			return d.become(now, DomainThrottled, d.Panic), true
 		}
 	}
 	return DomainTransition{}, false
 }
 
-func (d *DomainHealth) isolate(now time.Time, reason string) DomainTransition {
+func (d *DomainHealth) probesWhy() string {
+	return fmt.Sprintf("%d of %d probes failed", len(d.probeFail), len(d.probeFail)+d.probeOK)
+}
+
+// panicRelease ends an isolation the fleet can no longer afford: a zone out
+// of service for an outage opens (its disconnected agents get nothing
+// anyway), one isolated for failures is throttled.
+func (d *DomainHealth) panicRelease(now time.Time, sig DomainSignals) DomainTransition {
+	to := DomainThrottled
+	if d.cause == causeOutage {
+		to = DomainOpen
+	}
+	d.Panic = d.panicReason(sig, "isolated: "+d.Reason)
+	return d.become(now, to, d.Panic)
+}
+
+func (d *DomainHealth) isolate(now time.Time, cause isolationCause, reason string) DomainTransition {
 	d.isolations++
 	d.cooldown = d.cfg.CooldownBase
 	for i := 1; i < d.isolations && d.cooldown < d.cfg.CooldownMax; i++ {
 		d.cooldown *= 2
 	}
 	d.cooldown = min(d.cooldown, d.cfg.CooldownMax)
+	d.cause = cause
+	d.isolatedBy = d.isolatedBy[:0]
+	if cause == causeProbes {
+		d.isolatedBy = append(d.isolatedBy, d.probeFail...)
+	}
 	d.results.reset()
 	return d.become(now, DomainIsolated, reason)
 }
@@ -203,17 +377,18 @@ func (d *DomainHealth) become(now time.Time, s DomainState, reason string) Domai
 }
 
 // ProbesWanted is how many more probe tasks a PROBING domain may take,
-// given those in flight.
-func (d *DomainHealth) ProbesWanted(inFlight int) int {
+// given the probes in flight.
+func (d *DomainHealth) ProbesWanted(probesInFlight int) int {
 	if d.State != DomainProbing {
 		return 0
 	}
-	return max(0, d.cfg.ProbeTasks-d.probeOK-inFlight)
+	return max(0, d.cfg.ProbeTasks-d.probeOK-probesInFlight)
 }
 
 // Accepts reports whether the domain takes one more task given its current
-// in-flight count and total slots, and if not, the decision outcome.
-func (d *DomainHealth) Accepts(inFlight, slots int) (bool, string) {
+// in-flight count (probes among them) and total slots, and if not, the
+// decision outcome.
+func (d *DomainHealth) Accepts(inFlight, probesInFlight, slots int) (bool, string) {
 	switch d.State {
 	case DomainOpen:
 		return true, ""
@@ -224,7 +399,7 @@ func (d *DomainHealth) Accepts(inFlight, slots int) (bool, string) {
 		}
 		return false, DecisionDomainThrottle
 	case DomainProbing:
-		if d.ProbesWanted(inFlight) > 0 {
+		if d.ProbesWanted(probesInFlight) > 0 {
 			return true, ""
 		}
 		return false, DecisionDomainIsolated

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,13 +30,17 @@ type domModelResult struct {
 
 // domModel is the isolation state machine written as its specification.
 type domModel struct {
-	cfg                DomainConfig
-	state              DomainState
-	since              time.Time
-	isolations         int
-	cooldown           time.Duration
-	results            []domModelResult // since the last reset, oldest first
-	probeOK, probeFail int
+	cfg        DomainConfig
+	state      DomainState
+	since      time.Time
+	isolations int
+	cooldown   time.Duration
+	outageIso  bool             // the current isolation is for an outage
+	results    []domModelResult // since the last reset, oldest first
+	probeOK    int
+	probeFail  []TaskID
+	isolatedBy []TaskID
+	panic      bool
 }
 
 // counts is over the results in the window, at most ResultsMax of the latest.
@@ -62,19 +67,27 @@ func (m *domModel) counts(now time.Time) (ok, failed int) {
 	return ok, failed
 }
 
-func (m *domModel) isolate(now time.Time) {
+func (m *domModel) isolate(now time.Time, outage bool, by []TaskID) {
 	m.isolations++
 	m.cooldown = m.cfg.CooldownBase
 	for range m.isolations - 1 {
 		m.cooldown = min(2*m.cooldown, m.cfg.CooldownMax)
 	}
 	m.results = nil
+	m.outageIso, m.isolatedBy = outage, slices.Clone(by)
 	m.state, m.since = DomainIsolated, now
 }
 
 func (m *domModel) become(now time.Time, s DomainState) { m.state, m.since = s, now }
 
-func (m *domModel) evaluate(now time.Time, known, disconnected int) {
+// outage: all agents gone, or more than OutageMinAgents and at least
+// OutageFraction of them.
+func (m *domModel) outage(known, disconnected int) bool {
+	return known > 0 && disconnected > 0 && (disconnected == known ||
+		disconnected > m.cfg.OutageMinAgents && float64(disconnected) >= m.cfg.OutageFraction*float64(known))
+}
+
+func (m *domModel) evaluate(now time.Time, sig DomainSignals) {
 	ok, failed := m.counts(now)
 	vol := ok + failed
 	rate := 0.0
@@ -82,37 +95,71 @@ func (m *domModel) evaluate(now time.Time, known, disconnected int) {
 		rate = float64(failed) / float64(vol)
 	}
 	enough := vol >= m.cfg.MinVolume
-	outage := known > 0 && float64(disconnected) >= m.cfg.OutageFraction*float64(known)
+	outage := m.outage(sig.Known, sig.Disconnected)
+	worse := sig.HasRest && rate >= m.cfg.RelativeFactor*sig.RestRate
+	failing := enough && worse && rate >= m.cfg.IsolateRate
+	may := sig.UsableSlots == 0 || sig.TotalUsable == 0 || float64(sig.OpenElsewhere) >= m.cfg.MinOpenCapacity*float64(sig.TotalUsable)
+	held := m.panic
+	m.panic = false
 	switch m.state {
 	case DomainOpen:
 		if now.Sub(m.since) >= m.cfg.CooldownReset {
 			m.isolations = 0
 		}
 		switch {
-		case outage, enough && rate >= m.cfg.IsolateRate:
-			m.isolate(now)
-		case enough && rate >= m.cfg.ThrottleRate:
+		case outage && may:
+			m.isolate(now, true, nil)
+		case outage:
+			m.panic = true
+		case failing && may:
+			m.isolate(now, false, nil)
+		case failing:
+			m.panic = true
+			m.become(now, DomainThrottled)
+		case enough && worse && rate >= m.cfg.ThrottleRate:
 			m.become(now, DomainThrottled)
 		}
 	case DomainThrottled:
 		switch {
-		case outage, enough && rate >= m.cfg.IsolateRate:
-			m.isolate(now)
-		case !enough || rate < m.cfg.RecoverRate:
+		case (outage || failing) && may:
+			m.isolate(now, outage, nil)
+		case outage || failing:
+			m.panic = true
+		case held && !may && !(enough && rate < m.cfg.RecoverRate):
+			m.panic = true
+		case !enough || rate < m.cfg.RecoverRate || !worse:
 			m.become(now, DomainOpen)
 		}
 	case DomainIsolated:
-		if now.Sub(m.since) >= m.cooldown && !outage {
-			m.probeOK, m.probeFail = 0, 0
+		switch {
+		case !may && m.outageIso:
+			m.panic = true
+			m.become(now, DomainOpen)
+		case !may:
+			m.panic = true
+			m.become(now, DomainThrottled)
+		case now.Sub(m.since) >= m.cooldown && !outage:
+			m.probeOK, m.probeFail = 0, nil
 			m.become(now, DomainProbing)
 		}
 	case DomainProbing:
 		switch {
-		case outage, m.probeFail > 0:
-			m.isolate(now)
+		case outage && may:
+			m.isolate(now, true, nil)
+		case outage:
+			m.panic = true
+			m.become(now, DomainOpen)
+		case len(m.probeFail) > 0 && may:
+			m.isolate(now, false, m.probeFail)
+		case len(m.probeFail) > 0:
+			m.panic = true
+			m.become(now, DomainThrottled)
 		case m.probeOK >= m.cfg.ProbeTasks:
 			m.results = nil
 			m.become(now, DomainOpen)
+		case !may:
+			m.panic = true
+			m.become(now, DomainThrottled)
 		}
 	}
 }
@@ -123,8 +170,11 @@ var domainEdges = map[[2]DomainState]bool{
 	{DomainThrottled, DomainOpen}:     true,
 	{DomainThrottled, DomainIsolated}: true,
 	{DomainIsolated, DomainProbing}:   true,
+	{DomainIsolated, DomainThrottled}: true, // panic release
+	{DomainIsolated, DomainOpen}:      true, // panic release of an outage
 	{DomainProbing, DomainIsolated}:   true,
 	{DomainProbing, DomainOpen}:       true,
+	{DomainProbing, DomainThrottled}:  true, // panic
 }
 
 func TestDomainHealthStateMachine(t *testing.T) {
@@ -140,13 +190,14 @@ func TestDomainHealthStateMachine(t *testing.T) {
 				task := rapid.SampledFrom(tasks).Draw(t, "task")
 				// Failures are drawn often enough to cross the thresholds.
 				ok := rapid.IntRange(0, 2).Draw(t, "ok") == 0
-				d.Result(now, task, ok)
+				probe := rapid.Bool().Draw(t, "probe")
+				d.Result(now, task, ok, probe)
 				m.results = append(m.results, domModelResult{at: now, task: task, ok: ok})
-				if m.state == DomainProbing {
+				if m.state == DomainProbing && probe {
 					if ok {
 						m.probeOK++
 					} else {
-						m.probeFail++
+						m.probeFail = append(m.probeFail, task)
 					}
 				}
 			},
@@ -158,23 +209,38 @@ func TestDomainHealthStateMachine(t *testing.T) {
 						m.results[i].forgiven = true
 					}
 				}
+				m.probeFail = slices.DeleteFunc(m.probeFail, func(id TaskID) bool { return id == task })
+				if m.state == DomainIsolated && len(m.isolatedBy) > 0 {
+					m.isolatedBy = slices.DeleteFunc(m.isolatedBy, func(id TaskID) bool { return id == task })
+					if len(m.isolatedBy) == 0 {
+						m.isolations = max(0, m.isolations-1)
+						m.cooldown = 0
+					}
+				}
 			},
 			"advance": func(t *rapid.T) {
 				now = now.Add(time.Duration(rapid.IntRange(0, 40).Draw(t, "s")) * time.Second)
 			},
 			"evaluate": func(t *rapid.T) {
-				known := rapid.IntRange(0, 4).Draw(t, "known")
-				disconnected := 0
-				if known > 0 && rapid.IntRange(0, 3).Draw(t, "outage?") == 0 {
-					disconnected = rapid.IntRange(0, known).Draw(t, "disconnected")
+				var sig DomainSignals
+				sig.Known = rapid.IntRange(0, 5).Draw(t, "known")
+				if sig.Known > 0 && rapid.IntRange(0, 3).Draw(t, "outage?") == 0 {
+					sig.Disconnected = rapid.IntRange(0, sig.Known).Draw(t, "disconnected")
 				}
+				if sig.HasRest = rapid.Bool().Draw(t, "rest"); sig.HasRest {
+					sig.RestRate = rapid.SampledFrom([]float64{0, 0.1, 0.3, 0.5}).Draw(t, "rest rate")
+					sig.RestVolume = 20
+				}
+				sig.UsableSlots = rapid.IntRange(0, 8).Draw(t, "usable")
+				sig.OpenElsewhere = rapid.IntRange(0, 8).Draw(t, "open elsewhere")
+				sig.TotalUsable = sig.UsableSlots + sig.OpenElsewhere + rapid.IntRange(0, 8).Draw(t, "closed elsewhere")
 				ok, failed := m.counts(now)
 				from, fromSince, fromCooldown := d.State, d.Since, d.Cooldown()
-				tr, changed := d.Evaluate(now, known, disconnected)
-				m.evaluate(now, known, disconnected)
-				if d.State != m.state {
-					t.Fatalf("Evaluate(known %d, disconnected %d) with %d ok / %d failed: %s → %s, model %s",
-						known, disconnected, ok, failed, from, d.State, m.state)
+				tr, changed := d.Evaluate(now, sig)
+				m.evaluate(now, sig)
+				if d.State != m.state || (d.Panic != "") != m.panic {
+					t.Fatalf("Evaluate(%+v) with %d ok / %d failed: %s → %s (panic %q), model %s (panic %v)",
+						sig, ok, failed, from, d.State, d.Panic, m.state, m.panic)
 				}
 				if changed != (from != d.State) || changed && (tr.From != from || tr.To != d.State || tr.Domain != "z1" || tr.Reason == "") {
 					t.Fatalf("transition %+v changed=%v for %s → %s", tr, changed, from, d.State)
@@ -185,11 +251,18 @@ func TestDomainHealthStateMachine(t *testing.T) {
 				if !domainEdges[[2]DomainState{from, d.State}] {
 					t.Fatalf("illegal transition %s → %s", from, d.State)
 				}
-				outage := known > 0 && float64(disconnected) >= cfg.OutageFraction*float64(known)
-				if (d.State == DomainThrottled || d.State == DomainIsolated && from != DomainProbing) && !outage && ok+failed < cfg.MinVolume {
+				outage := m.outage(sig.Known, sig.Disconnected)
+				if (d.State == DomainThrottled || d.State == DomainIsolated) && from == DomainOpen && !outage && ok+failed < cfg.MinVolume {
 					t.Fatalf("%s → %s on %d results, below the minimum volume %d", from, d.State, ok+failed, cfg.MinVolume)
 				}
-				if from == DomainIsolated && now.Sub(fromSince) < fromCooldown {
+				if d.State == DomainIsolated && !outage && from != DomainProbing && !sig.HasRest {
+					t.Fatalf("the only domain isolated for failures")
+				}
+				if d.State == DomainIsolated && sig.UsableSlots > 0 &&
+					float64(sig.OpenElsewhere) < cfg.MinOpenCapacity*float64(sig.TotalUsable) {
+					t.Fatalf("isolated leaving %d of %d usable slots open", sig.OpenElsewhere, sig.TotalUsable)
+				}
+				if from == DomainIsolated && d.State == DomainProbing && now.Sub(fromSince) < fromCooldown {
 					t.Fatalf("probing after %v of a %v cool-down", now.Sub(fromSince), fromCooldown)
 				}
 				if !d.Since.Equal(now) {
@@ -209,8 +282,8 @@ func TestDomainHealthStateMachine(t *testing.T) {
 					t.Fatalf("FailureRate (%.3f, %d), model %d ok %d failed", rate, vol, ok, failed)
 				}
 				// Admission per state.
-				for _, c := range []struct{ inFlight, slots int }{{0, 1}, {0, 8}, {1, 8}, {2, 8}, {5, 20}, {1, 1}} {
-					got, outcome := d.Accepts(c.inFlight, c.slots)
+				for _, c := range []struct{ inFlight, probes, slots int }{{0, 0, 1}, {0, 0, 8}, {1, 1, 8}, {2, 0, 8}, {5, 1, 20}, {1, 1, 1}} {
+					got, outcome := d.Accepts(c.inFlight, c.probes, c.slots)
 					var want bool
 					switch m.state {
 					case DomainOpen:
@@ -218,15 +291,23 @@ func TestDomainHealthStateMachine(t *testing.T) {
 					case DomainThrottled:
 						want = c.inFlight < max(1, int(float64(c.slots)*cfg.ThrottledInFlightFraction))
 					case DomainProbing:
-						want = m.probeOK+c.inFlight < cfg.ProbeTasks
+						want = m.probeOK+c.probes < cfg.ProbeTasks
 					}
 					if got != want || !got && outcome == "" {
-						t.Fatalf("%s: Accepts(%d in flight, %d slots) = (%v, %q), want %v", m.state, c.inFlight, c.slots, got, outcome, want)
+						t.Fatalf("%s: Accepts(%d in flight, %d probes, %d slots) = (%v, %q), want %v", m.state, c.inFlight, c.probes, c.slots, got, outcome, want)
 					}
 				}
 			},
 		})
 	})
+}
+
+// fleetSignals: a domain of known agents, disconnected of them gone, in a
+// large healthy fleet, so neither the relative rule nor the panic holds
+// anything back.
+func fleetSignals(known, disconnected int) DomainSignals {
+	return DomainSignals{Known: known, Disconnected: disconnected, HasRest: true, RestVolume: 100,
+		UsableSlots: known - disconnected, OpenElsewhere: 100, TotalUsable: 100 + known - disconnected}
 }
 
 // TestDomainIsolationCycle walks one domain through the whole cycle with
@@ -239,16 +320,16 @@ func TestDomainIsolationCycle(t *testing.T) {
 	results := func(ok, failed int) {
 		for range ok {
 			n++
-			d.Result(now, TaskID(fmt.Sprint("t", n)), true)
+			d.Result(now, TaskID(fmt.Sprint("t", n)), true, true)
 		}
 		for range failed {
 			n++
-			d.Result(now, TaskID(fmt.Sprint("t", n)), false)
+			d.Result(now, TaskID(fmt.Sprint("t", n)), false, true)
 		}
 	}
 	expect := func(step string, want DomainState) {
 		t.Helper()
-		d.Evaluate(now, 4, 0)
+		d.Evaluate(now, fleetSignals(4, 0))
 		if d.State != want {
 			t.Fatalf("%s: state %s, want %s (reason %q)", step, d.State, want, d.Reason)
 		}
@@ -257,12 +338,12 @@ func TestDomainIsolationCycle(t *testing.T) {
 	expect("3 failures are below the minimum volume", DomainOpen)
 	results(6, 1)
 	expect("4 of 10 failed: throttled", DomainThrottled)
-	if ok, _ := d.Accepts(2, 8); ok {
+	if ok, _ := d.Accepts(2, 0, 8); ok {
 		t.Fatal("throttled domain took a third task on 8 slots")
 	}
 	results(0, 10)
 	expect("14 of 20 failed: isolated", DomainIsolated)
-	if ok, outcome := d.Accepts(0, 8); ok || outcome != DecisionDomainIsolated {
+	if ok, outcome := d.Accepts(0, 0, 8); ok || outcome != DecisionDomainIsolated {
 		t.Fatalf("isolated domain accepts: %v %q", ok, outcome)
 	}
 	now = now.Add(cfg.CooldownBase - time.Second)
@@ -294,21 +375,21 @@ func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
 	d := NewDomainHealth(cfg, "z1", now)
 	var got []time.Duration
 	for range 7 {
-		d.Evaluate(now, 2, 2) // outage: isolate
+		d.Evaluate(now, fleetSignals(2, 2)) // outage: isolate
 		got = append(got, d.Cooldown())
 		now = now.Add(d.Cooldown())
-		d.Evaluate(now, 2, 0) // probing
-		d.Evaluate(now, 2, 1) // outage while probing: isolate again next round
+		d.Evaluate(now, fleetSignals(2, 0)) // probing
+		d.Evaluate(now, fleetSignals(2, 2)) // outage while probing: isolate again next round
 		if d.State != DomainIsolated {
 			t.Fatalf("state %s", d.State)
 		}
 		// Leave ISOLATED → PROBING → OPEN quickly so the next round starts OPEN.
 		now = now.Add(d.Cooldown())
-		d.Evaluate(now, 2, 0)
+		d.Evaluate(now, fleetSignals(2, 0))
 		for i := range cfg.ProbeTasks {
-			d.Result(now, TaskID(fmt.Sprint("p", i)), true)
+			d.Result(now, TaskID(fmt.Sprint("p", i)), true, true)
 		}
-		d.Evaluate(now, 2, 0)
+		d.Evaluate(now, fleetSignals(2, 0))
 		if d.State != DomainOpen {
 			t.Fatalf("state %s, want OPEN", d.State)
 		}
@@ -321,7 +402,7 @@ func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
 		}
 	}
 	now = now.Add(cfg.CooldownReset)
-	d.Evaluate(now, 2, 2)
+	d.Evaluate(now, fleetSignals(2, 2))
 	if d.Cooldown() != cfg.CooldownBase {
 		t.Fatalf("after %v OPEN the cool-down is %v, want it reset to %v", cfg.CooldownReset, d.Cooldown(), cfg.CooldownBase)
 	}

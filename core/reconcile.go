@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -176,7 +177,9 @@ func (cp *ControlPlane) evaluateHealth(now time.Time) {
 // the domain's or the cp's rather than the node's, or the cap is reached.
 func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
 	d := a.dom
-	if cp.paused || d.health.State != DomainOpen {
+	// The zone's problem is its own (an outage) or the cp's (cut off):
+	// then its nodes are not judged one by one.
+	if cp.paused || cp.cfg.Domains.Outage(d.agents, d.disconnected) {
 		return
 	}
 	if d.quarantined >= cp.quarantineCap(d) {
@@ -259,17 +262,119 @@ func (a *agentRecord) lastConnectedSince() time.Time {
 	return a.connectedSince
 }
 
+// evaluateDomains moves every domain through its isolation machine, in name
+// order, with the capacity the panic threshold protects kept current as
+// each one changes; then it records the start or end of a panic.
 func (cp *ControlPlane) evaluateDomains(now time.Time) {
 	for _, name := range cp.domainNames {
+		cp.domains[name].usable = 0
+	}
+	for _, a := range cp.agentList {
+		if a.connected && !a.quarantined {
+			a.dom.usable += a.slots
+		}
+	}
+	total, open := 0, 0
+	for _, name := range cp.domainNames {
 		d := cp.domains[name]
-		tr, ok := d.health.Evaluate(now, d.agents, d.disconnected)
+		total += d.usable
+		if d.health.State.takesWork() {
+			open += d.usable
+		}
+	}
+	rates := cp.failureTotals(now)
+	for _, name := range cp.domainNames {
+		d := cp.domains[name]
+		sig := DomainSignals{Known: d.agents, Disconnected: d.disconnected,
+			UsableSlots: d.usable, OpenElsewhere: open, TotalUsable: total}
+		if d.health.State.takesWork() {
+			sig.OpenElsewhere -= d.usable
+		}
+		if len(cp.domainNames) > 1 {
+			ok, failed := rates.ok-d.windowOK, rates.failed-d.windowFailed
+			sig.HasRest, sig.RestVolume = true, ok+failed
+			if sig.RestVolume > 0 {
+				sig.RestRate = float64(failed) / float64(sig.RestVolume)
+			}
+		}
+		was := d.health.State.takesWork()
+		tr, ok := d.health.Evaluate(now, sig)
 		if !ok {
 			continue
+		}
+		if now := d.health.State.takesWork(); now != was {
+			if now {
+				open += d.usable
+			} else {
+				open -= d.usable
+			}
 		}
 		cp.stats.DomainTransitions++
 		cp.record(Event{Kind: EventDomain, Type: "domain." + lower(string(tr.To)), Domain: name, From: string(tr.From), To: string(tr.To),
 			Actor: ActorReconcile, Reason: tr.Reason})
 	}
+	cp.notePanic(open, total)
+}
+
+type failureTotals struct{ ok, failed int }
+
+// failureTotals sums every domain's outcomes in the window and keeps each
+// domain's own counts on its record, so each domain is compared with the
+// rest of the fleet in one pass.
+func (cp *ControlPlane) failureTotals(now time.Time) failureTotals {
+	var t failureTotals
+	for _, name := range cp.domainNames {
+		d := cp.domains[name]
+		d.windowOK, d.windowFailed = d.health.Counts(now)
+		t.ok += d.windowOK
+		t.failed += d.windowFailed
+	}
+	return t
+}
+
+// notePanic records on the timeline when the panic threshold starts and
+// stops holding domains out of isolation.
+func (cp *ControlPlane) notePanic(open, total int) {
+	var held []string
+	for _, name := range cp.domainNames {
+		if cp.domains[name].health.Panic != "" {
+			held = append(held, name)
+		}
+	}
+	switch active := len(held) > 0; {
+	case active && !cp.panicActive:
+		cp.panicActive = true
+		cp.stats.Panics++
+		reason := fmt.Sprintf("isolation panic: %d of %d usable slots open, the minimum is %.0f%%; held out of isolation: %s",
+			open, total, 100*cp.cfg.Domains.MinOpenCapacity, strings.Join(held, ", "))
+		cp.record(Event{Kind: EventDomain, Type: "domain.panic", To: "active", Actor: ActorSelfProtection, Reason: reason, Count: len(held)})
+	case !active && cp.panicActive:
+		cp.panicActive = false
+		cp.record(Event{Kind: EventDomain, Type: "domain.panic", From: "active", To: "inactive", Actor: ActorSelfProtection,
+			Reason: fmt.Sprintf("isolation panic over: %d of %d usable slots open", open, total)})
+	}
+}
+
+// IsolationPanic is the snapshot's isolation_panic: whether the panic
+// threshold is holding domains out of isolation, which, and why.
+type IsolationPanic struct {
+	Active  bool     `json:"active"`
+	Domains []string `json:"domains"`
+	Reason  string   `json:"reason,omitempty"`
+}
+
+func (cp *ControlPlane) isolationPanic() IsolationPanic {
+	p := IsolationPanic{Domains: []string{}}
+	var reasons []string
+	for _, name := range cp.domainNames {
+		if r := cp.domains[name].health.Panic; r != "" {
+			p.Domains = append(p.Domains, name)
+			reasons = append(reasons, name+": "+r)
+		}
+	}
+	p.Active = len(p.Domains) > 0
+	p.Reason = strings.Join(reasons, "; ")
+	return p
 }
 
 // selfProtect enters DEGRADED when the queue stays near capacity and leaves

@@ -33,7 +33,7 @@ func (cp *ControlPlane) schedule(now time.Time) {
 			return
 		}
 		t := it.owner
-		a, outcome, reason, taskOnly := cp.place(t)
+		a, outcome, reason, taskOnly := cp.place(now, t)
 		cp.stats.Decisions[outcome]++
 		dec := Decision{Outcome: outcome, Reason: reason, At: now}
 		t.setDecision(dec)
@@ -47,7 +47,7 @@ func (cp *ControlPlane) schedule(now time.Time) {
 			continue
 		}
 		delete(cp.blocked, it.domain)
-		cp.queue.Remove(it)
+		cp.dequeue(t)
 		cp.queue.Advance(it.domain)
 		cp.assign(now, t, a)
 		if cp.freeSlots() == 0 {
@@ -55,6 +55,36 @@ func (cp *ControlPlane) schedule(now time.Time) {
 			return
 		}
 	}
+}
+
+// retried reports whether t has a failure history (failed or stuck).
+func (t *taskRecord) retried() bool { return t.Failures > 0 || len(t.failedOn) > 0 }
+
+// dequeue takes a queued task out of the queue.
+func (cp *ControlPlane) dequeue(t *taskRecord) {
+	if cp.queue.Remove(&t.queueItem) && t.retried() {
+		cp.retriesQueued[t.domain]--
+	}
+}
+
+// enqueued counts a task the queue just took.
+func (cp *ControlPlane) enqueued(t *taskRecord) {
+	if t.retried() {
+		cp.retriesQueued[t.domain]++
+	}
+}
+
+// probeWorthy reports whether t may be a probe into the PROBING domain d.
+// Probes prefer tasks with no failure history: a poison or hanging task
+// retried as a probe says nothing about the domain. A retried task may
+// probe only when no clean task is queued that could go there, or when the
+// domain has waited a base cool-down for a probe.
+func (cp *ControlPlane) probeWorthy(now time.Time, t *taskRecord, d *domainRecord) bool {
+	if !t.retried() {
+		return true
+	}
+	clean := func(key string) int { return cp.queue.DomainLen(key) - cp.retriesQueued[key] }
+	return clean(d.health.Name) == 0 && clean("") == 0 || now.Sub(d.health.Since) >= cp.cfg.Domains.CooldownBase
 }
 
 // blockAll records why every queued domain key waits, without a decision per
@@ -77,7 +107,7 @@ func (cp *ControlPlane) freeSlots() int {
 // when the refusal is particular to t (no eligible agent it may run on, such
 // as exec on agents that do not allow it), so the rest of its domain's queue
 // need not wait behind it.
-func (cp *ControlPlane) place(t *taskRecord) (a *agentRecord, outcome, reason string, taskOnly bool) {
+func (cp *ControlPlane) place(now time.Time, t *taskRecord) (a *agentRecord, outcome, reason string, taskOnly bool) {
 	// hard: agents t must never go to. soft: agents it already failed on,
 	// avoided while others exist so that poison shows on different agents.
 	hardRule := func(a *agentRecord) bool {
@@ -101,8 +131,11 @@ func (cp *ControlPlane) place(t *taskRecord) (a *agentRecord, outcome, reason st
 		if !ok || d.agents == 0 {
 			return nil, DecisionNoAgents, fmt.Sprintf("no agent in domain %s", t.Spec.Domain), false
 		}
-		if ok, outcome := d.health.Accepts(d.inFlight, d.slots); !ok {
+		if ok, outcome := d.health.Accepts(d.inFlight, d.probes, d.slots); !ok {
 			return nil, outcome, fmt.Sprintf("domain %s is %s: %s", t.Spec.Domain, d.health.State, d.health.Reason), false
+		}
+		if d.health.State == DomainProbing && !cp.probeWorthy(now, t, d) {
+			return nil, DecisionDomainIsolated, fmt.Sprintf("domain %s is PROBING and probes prefer tasks with no failure history", t.Spec.Domain), true
 		}
 		if d.index.freeTotal == 0 {
 			return nil, DecisionNoCapacity, fmt.Sprintf("no eligible agent with a free slot in domain %s", t.Spec.Domain), false
@@ -116,14 +149,18 @@ func (cp *ControlPlane) place(t *taskRecord) (a *agentRecord, outcome, reason st
 	// an agent t may run on.
 	var best *domainRecord
 	var bestAgent *agentRecord
-	refused, free := "", false
+	refused, free, probeSkipped := "", false, false
 	for _, name := range cp.domainNames {
 		d := cp.domains[name]
 		if d.index.freeTotal == 0 {
 			continue
 		}
-		if ok, outcome := d.health.Accepts(d.inFlight, d.slots); !ok {
+		if ok, outcome := d.health.Accepts(d.inFlight, d.probes, d.slots); !ok {
 			refused = outcome
+			continue
+		}
+		if d.health.State == DomainProbing && !cp.probeWorthy(now, t, d) {
+			probeSkipped = true
 			continue
 		}
 		free = true
@@ -139,6 +176,9 @@ func (cp *ControlPlane) place(t *taskRecord) (a *agentRecord, outcome, reason st
 		return bestAgent, DecisionAssigned, "", false
 	case free:
 		return nil, DecisionNoCapacity, "no agent with a free slot may run this task (" + cp.exclusionReason(t) + ")", true
+	case probeSkipped:
+		// Clean tasks behind t may probe where t may not.
+		return nil, DecisionDomainIsolated, "probing domains prefer tasks with no failure history", true
 	case refused != "":
 		return nil, refused, "every domain with free slots is isolated or throttled", false
 	}
@@ -161,7 +201,10 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	t.Attempt++
 	t.AgentID = a.id
 	t.assignedAt, t.confirmed, t.ackSeq = now, false, 0
-	t.probe = d.health.State == DomainProbing
+	if d.health.State == DomainProbing {
+		t.probe = true
+		d.probes++
+	}
 	if t.Attempts == nil {
 		t.Attempts = t.firstAttempt[:0]
 	}

@@ -31,6 +31,7 @@ type Stats struct {
 	AgentConnects     uint64
 	AgentDisconnects  uint64
 	Pauses            uint64
+	Panics            uint64 // isolation panics started
 	Reconciles        uint64
 }
 
@@ -57,6 +58,7 @@ type DomainView struct {
 	State               DomainState `json:"state"`
 	Since               time.Time   `json:"since"`
 	Reason              string      `json:"reason,omitempty"`
+	Panic               string      `json:"panic,omitempty"`
 	FailureRate         float64     `json:"failure_rate"`
 	Volume              int         `json:"volume"`
 	CooldownSeconds     float64     `json:"cooldown_seconds"`
@@ -132,6 +134,7 @@ type DomainFailure struct {
 	Volume      int         `json:"volume"`
 	State       DomainState `json:"state"`
 	Reason      string      `json:"reason,omitempty"`
+	Panic       string      `json:"panic,omitempty"` // why the panic threshold holds it out of isolation
 }
 
 // AgentCounts summarizes the fleet in the snapshot.
@@ -158,6 +161,7 @@ type Snapshot struct {
 	InFlight             int                      `json:"in_flight"`
 	DomainActive         map[string]int           `json:"domain_active"`
 	DomainFailures       map[string]DomainFailure `json:"domain_failures"`
+	IsolationPanic       IsolationPanic           `json:"isolation_panic"`
 	Agents               AgentCounts              `json:"agents"`
 	AgentsByDomain       map[string]AgentCounts   `json:"agents_by_domain"`
 	Domains              []DomainView             `json:"domains"`
@@ -175,7 +179,7 @@ func (cp *ControlPlane) Snapshot(now time.Time) Snapshot {
 		ReschedulingPaused: cp.paused, PausedReason: cp.pausedReason,
 		QueueDepth: cp.queue.Len(), QueueCapacity: cp.queue.Cap(), InFlight: cp.inFlight,
 		DomainActive: map[string]int{}, DomainFailures: map[string]DomainFailure{}, AgentsByDomain: map[string]AgentCounts{},
-		TimelineSeq: cp.timeline.LastSeq(),
+		TimelineSeq: cp.timeline.LastSeq(), IsolationPanic: cp.isolationPanic(),
 	}
 	s.Drained = cp.mode.Mode == ModeDraining && s.QueueDepth == 0 && cp.inFlight == 0
 	if oldest, ok := cp.queue.Oldest(); ok {
@@ -205,10 +209,10 @@ func (cp *ControlPlane) Snapshot(now time.Time) Snapshot {
 		d := cp.domains[name]
 		rate, vol := d.health.FailureRate(now)
 		s.DomainActive[name] = d.inFlight
-		s.DomainFailures[name] = DomainFailure{FailureRate: rate, Volume: vol, State: d.health.State, Reason: d.health.Reason}
+		s.DomainFailures[name] = DomainFailure{FailureRate: rate, Volume: vol, State: d.health.State, Reason: d.health.Reason, Panic: d.health.Panic}
 		ac := s.AgentsByDomain[name]
 		s.Domains = append(s.Domains, DomainView{
-			Name: name, State: d.health.State, Since: d.health.Since, Reason: d.health.Reason,
+			Name: name, State: d.health.State, Since: d.health.Since, Reason: d.health.Reason, Panic: d.health.Panic,
 			FailureRate: rate, Volume: vol, CooldownSeconds: d.health.Cooldown().Seconds(),
 			Agents: d.agents, AgentsConnected: ac.Connected, AgentsQuarantined: perDomainQ[name],
 			HealthQuarantined: d.quarantined, HealthQuarantineCap: cp.quarantineCap(d),

@@ -93,16 +93,17 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 		c.Domains.MinVolume, c.Domains.ProbeTasks = 3, 1
 	})
 	h.join("z1", 1, "a1")
+	h.join("z2", 1, "b1") // a healthy rest of the fleet, so z1 may be isolated
 	inFlight := func(id TaskID) bool {
 		st := h.task(id).State
 		return st == TaskAssigned || st == TaskRunning
 	}
 	for range 2 {
-		f := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1})
+		f := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1, Domain: "z1"})
 		h.cp.Tick(h.now)
 		h.report(f.ID, OutcomeFailed)
 	}
-	poison := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 5})
+	poison := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 5, Domain: "z1"})
 	h.cp.Tick(h.now)
 	h.report(poison.ID, OutcomeFailed) // fresh: counts; the task is retried at once
 	h.now = h.now.Add(time.Second)
@@ -113,8 +114,8 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	if inFlight(poison.ID) {
 		h.report(poison.ID, OutcomeFailed)
 	}
-	good := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1})
-	h.advance(31*time.Second, "a1")
+	good := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1, Domain: "z1"})
+	h.advance(31*time.Second, "a1", "b1")
 	if n := len(h.events("domain.probing")); n != 1 {
 		t.Fatalf("domain not probing after its cool-down (%d probing events)", n)
 	}
@@ -125,8 +126,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 		case inFlight(good.ID):
 			h.report(good.ID, OutcomeSucceeded)
 		}
-		h.now = h.now.Add(time.Second)
-		h.cp.Tick(h.now)
+		h.advance(time.Second, "a1", "b1")
 	}
 	if n := len(h.events("domain.isolated")); n != 1 {
 		t.Errorf("the poison task's retries isolated the domain again (%d isolations)", n)

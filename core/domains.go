@@ -379,8 +379,8 @@ func (d *DomainHealth) become(now time.Time, s DomainState, reason string) Domai
 // ProbesWanted is how many more probe tasks a PROBING domain may take,
 // given the probes in flight.
 func (d *DomainHealth) ProbesWanted(probesInFlight int) int {
-	if d.State != DomainProbing {
-		return 0
+	if d.State != DomainProbing || len(d.probeFail) > 0 {
+		return 0 // a failed probe decides the phase at the next evaluation
 	}
 	return max(0, d.cfg.ProbeTasks-d.probeOK-probesInFlight)
 }

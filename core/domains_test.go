@@ -291,7 +291,7 @@ func TestDomainHealthStateMachine(t *testing.T) {
 					case DomainThrottled:
 						want = c.inFlight < max(1, int(float64(c.slots)*cfg.ThrottledInFlightFraction))
 					case DomainProbing:
-						want = m.probeOK+c.probes < cfg.ProbeTasks
+						want = len(m.probeFail) == 0 && m.probeOK+c.probes < cfg.ProbeTasks
 					}
 					if got != want || !got && outcome == "" {
 						t.Fatalf("%s: Accepts(%d in flight, %d probes, %d slots) = (%v, %q), want %v", m.state, c.inFlight, c.probes, c.slots, got, outcome, want)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -75,7 +76,7 @@ func (h *cpHarness) report(id TaskID, outcome Outcome) {
 		h.t.Fatalf("task %s is %s, not in flight", id, tk.State)
 	}
 	h.heartbeat(tk.AgentID, func(hb *HeartbeatInput) {
-		hb.Running = nil
+		hb.Running = slices.DeleteFunc(hb.Running, func(l Lease) bool { return l.TaskID == id })
 		hb.Results = []Result{{TaskID: id, Attempt: tk.Attempt, Outcome: outcome, ExitCode: 1}}
 	})
 }

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/benbjohnson/clock"
 	"go.uber.org/goleak"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -160,7 +160,9 @@ func (f *fakeCP) events(typ string) []core.Event {
 // test ends.
 type runningDaemon struct {
 	*Daemon
-	srv    *httptest.Server
+	srv    *httptest.Server // nil in a synctest bubble
+	base   string           // the daemon's API: srv.URL, or in memory
+	client *http.Client     // reaches base
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned
 	err    error
@@ -184,7 +186,7 @@ func startDaemon(t *testing.T, cpURL string, mutate func(*Options)) *runningDaem
 	srv.Config.Handler = d.Handler()
 	srv.Start()
 	ctx, cancel := context.WithCancel(context.Background())
-	rd := &runningDaemon{Daemon: d, srv: srv, cancel: cancel, done: make(chan struct{})}
+	rd := &runningDaemon{Daemon: d, srv: srv, base: srv.URL, client: http.DefaultClient, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rd.done)
 		rd.err = d.Run(ctx)
@@ -222,14 +224,18 @@ func (rd *runningDaemon) returned() bool {
 	}
 }
 
-// advance moves the mock clock and then wakes the daemon's loop, so a tick
-// sees the new time even if the loop was between timers during the Add.
-func (rd *runningDaemon) advance(mock *clock.Mock, by time.Duration) {
-	mock.Add(by)
-	rd.wake()
+// request sends a request to the daemon's API.
+func (rd *runningDaemon) request(t *testing.T, method, path, token string, body []byte) (int, []byte) {
+	t.Helper()
+	return send(t, rd.client, method, rd.base+path, token, body)
 }
 
 func request(t *testing.T, method, url, token string, body []byte) (int, []byte) {
+	t.Helper()
+	return send(t, http.DefaultClient, method, url, token, body)
+}
+
+func send(t *testing.T, hc *http.Client, method, url, token string, body []byte) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -238,7 +244,7 @@ func request(t *testing.T, method, url, token string, body []byte) (int, []byte)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,31 +375,40 @@ func TestDaemonRunsExecWhenAllowed(t *testing.T) {
 	}
 }
 
-// stubCP answers every heartbeat with an empty reply that acknowledges its
-// results, so tests can assign to the agent directly.
+// stubCP is a control plane handler that answers every heartbeat with an
+// empty reply acknowledging its results, so tests can assign to the agent
+// directly. It serves in memory (see startBubbleDaemon).
 type stubCP struct {
-	srv *httptest.Server
 	mu  sync.Mutex
 	hbs []core.HeartbeatInput
 }
 
-func newStubCP(t *testing.T) *stubCP {
-	s := &stubCP{}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var hb core.HeartbeatInput
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
-			fnet.WriteError(w, 400, "bad_request", err.Error())
-			return
-		}
-		s.mu.Lock()
-		s.hbs = append(s.hbs, hb)
-		s.mu.Unlock()
-		var reply core.HeartbeatReply
-		for _, r := range hb.Results {
-			reply.Acked = append(reply.Acked, core.Lease{TaskID: r.TaskID, Attempt: r.Attempt})
-		}
-		fnet.WriteJSON(w, 200, reply)
-	}))
+func (s *stubCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var hb core.HeartbeatInput
+	if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
+		fnet.WriteError(w, 400, "bad_request", err.Error())
+		return
+	}
+	s.mu.Lock()
+	s.hbs = append(s.hbs, hb)
+	s.mu.Unlock()
+	var reply core.HeartbeatReply
+	for _, r := range hb.Results {
+		reply.Acked = append(reply.Acked, core.Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+	}
+	fnet.WriteJSON(w, 200, reply)
+}
+
+// servedStub is a stubCP on a loopback port, for tests that need real
+// sockets (remote addresses in logs) or real processes.
+type servedStub struct {
+	*stubCP
+	srv *httptest.Server
+}
+
+func newStubCP(t *testing.T) *servedStub {
+	s := &servedStub{stubCP: &stubCP{}}
+	s.srv = httptest.NewServer(s.stubCP)
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -416,7 +431,7 @@ func (s *stubCP) results() (map[core.Lease]core.Result, bool) {
 
 func assignTo(t *testing.T, d *runningDaemon, id string, spec core.TaskSpec) core.AssignAck {
 	t.Helper()
-	status, resp := request(t, "POST", d.srv.URL+fnet.PathAssign, testToken, mustJSON(t, core.Assign{TaskID: core.TaskID(id), Attempt: 1, Spec: spec}))
+	status, resp := d.request(t, "POST", fnet.PathAssign, testToken, mustJSON(t, core.Assign{TaskID: core.TaskID(id), Attempt: 1, Spec: spec}))
 	var ack core.AssignAck
 	if err := json.Unmarshal(resp, &ack); err != nil || status != 200 {
 		t.Fatalf("assign %s: %d %s", id, status, resp)
@@ -424,69 +439,100 @@ func assignTo(t *testing.T, d *runningDaemon, id string, spec core.TaskSpec) cor
 	return ack
 }
 
-func TestDaemonTimeoutOnMockClock(t *testing.T) {
-	stub := newStubCP(t)
-	mock := clock.NewMock()
-	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock })
-	if ack := assignTo(t, d, "slow", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000, TimeoutSeconds: 1}); !ack.Accepted {
-		t.Fatalf("ack %+v", ack)
-	}
-	mock.Add(999 * time.Millisecond)
-	if st := d.Status(); len(st.Running) != 1 {
-		t.Fatalf("timed out early: %+v", st)
-	}
-	d.advance(mock, time.Millisecond)
-	waitUntil(t, 10*time.Second, "the timeout to be reported and acknowledged", func() bool {
+// The next four tests run in a synctest bubble: the daemon heartbeats to
+// an in-memory cp, time is fake (time.Sleep moves it at once) and
+// synctest.Wait returns when every goroutine is idle, so each step is
+// checked at an exact instant instead of polled for.
+
+func TestDaemonTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &stubCP{}
+		d := startBubbleDaemon(t, stub, nil)
+		if ack := assignTo(t, d, "slow", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000, TimeoutSeconds: 1}); !ack.Accepted {
+			t.Fatalf("ack %+v", ack)
+		}
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		if st := d.Status(); len(st.Running) != 1 || st.Stats.TimedOut != 0 {
+			t.Fatalf("timed out early: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
 		res, _ := stub.results()
-		r, ok := res[core.Lease{TaskID: "slow", Attempt: 1}]
-		return ok && r.Outcome == core.OutcomeTimeout && d.Status().PendingResults == 0
+		if r, ok := res[core.Lease{TaskID: "slow", Attempt: 1}]; !ok || r.Outcome != core.OutcomeTimeout {
+			t.Fatalf("the timeout was not reported at the deadline: %+v", res)
+		}
+		if st := d.Status(); st.Stats.TimedOut != 1 || len(st.Running) != 0 || st.PendingResults != 0 || d.sleep.Running() != 0 {
+			t.Errorf("after timeout: %+v, sleeps %d", st, d.sleep.Running())
+		}
 	})
-	if st := d.Status(); st.Stats.TimedOut != 1 || len(st.Running) != 0 || d.sleep.Running() != 0 {
-		t.Errorf("after timeout: %+v, sleeps %d", st, d.sleep.Running())
-	}
 }
 
 func TestDaemonGracefulStopFinishesRunningWork(t *testing.T) {
-	stub := newStubCP(t)
-	mock := clock.NewMock()
-	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock; o.ShutdownGrace = time.Minute })
-	if ack := assignTo(t, d, "work", core.TaskSpec{Kind: core.KindSleep, DurationMS: 2000}); !ack.Accepted {
-		t.Fatalf("ack %+v", ack)
-	}
-	d.cancel()
-	waitUntil(t, 10*time.Second, "a stopping heartbeat", func() bool { _, stopping := stub.results(); return stopping })
-	if ack := assignTo(t, d, "late", core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
-		t.Errorf("a stopping agent took work: %+v", ack)
-	}
-	if status, _ := request(t, "GET", d.srv.URL+"/readyz", "", nil); status != 503 {
-		t.Errorf("readyz while stopping: %d", status)
-	}
-	d.advance(mock, 2*time.Second) // the task finishes within the grace
-	waitUntil(t, 10*time.Second, "Run to return", func() bool { d.wake(); return d.returned() })
-	res, _ := stub.results()
-	if r := res[core.Lease{TaskID: "work", Attempt: 1}]; r.Outcome != core.OutcomeSucceeded {
-		t.Errorf("running work was not finished and reported: %+v", res)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		stub := &stubCP{}
+		d := startBubbleDaemon(t, stub, func(o *Options) { o.ShutdownGrace = time.Minute })
+		if ack := assignTo(t, d, "work", core.TaskSpec{Kind: core.KindSleep, DurationMS: 2000}); !ack.Accepted {
+			t.Fatalf("ack %+v", ack)
+		}
+		d.cancel()
+		synctest.Wait()
+		if _, stopping := stub.results(); !stopping {
+			t.Fatal("no stopping heartbeat")
+		}
+		if ack := assignTo(t, d, "late", core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
+			t.Errorf("a stopping agent took work: %+v", ack)
+		}
+		if status, _ := d.request(t, "GET", "/readyz", "", nil); status != 503 {
+			t.Errorf("readyz while stopping: %d", status)
+		}
+		time.Sleep(1999 * time.Millisecond)
+		synctest.Wait()
+		if d.returned() {
+			t.Fatal("Run returned before the running task finished")
+		}
+		time.Sleep(time.Millisecond) // the task finishes, well within the grace
+		synctest.Wait()
+		if !d.returned() {
+			t.Fatal("Run did not return once the task finished and was acknowledged")
+		}
+		res, _ := stub.results()
+		if r := res[core.Lease{TaskID: "work", Attempt: 1}]; r.Outcome != core.OutcomeSucceeded {
+			t.Errorf("running work was not finished and reported: %+v", res)
+		}
+	})
 }
 
 func TestDaemonShutdownGraceCancelsLeftovers(t *testing.T) {
-	stub := newStubCP(t)
-	mock := clock.NewMock()
-	d := startDaemon(t, stub.srv.URL, func(o *Options) { o.Clock = mock; o.ShutdownGrace = 5 * time.Second })
-	if ack := assignTo(t, d, "long", core.TaskSpec{Kind: core.KindSleep, DurationMS: 3_600_000, TimeoutSeconds: 7200}); !ack.Accepted {
-		t.Fatalf("ack %+v", ack)
-	}
-	d.cancel()
-	waitUntil(t, 10*time.Second, "a stopping heartbeat", func() bool { _, stopping := stub.results(); return stopping })
-	d.advance(mock, 5*time.Second)
-	waitUntil(t, 10*time.Second, "Run to return", func() bool { d.wake(); return d.returned() })
-	res, _ := stub.results()
-	if r := res[core.Lease{TaskID: "long", Attempt: 1}]; r.Outcome != core.OutcomeCancelled {
-		t.Errorf("leftover work was not cancelled and reported: %+v", res)
-	}
-	if d.sleep.Running() != 0 {
-		t.Error("a sleep outlived the shutdown")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		stub := &stubCP{}
+		d := startBubbleDaemon(t, stub, func(o *Options) { o.ShutdownGrace = 5 * time.Second })
+		if ack := assignTo(t, d, "long", core.TaskSpec{Kind: core.KindSleep, DurationMS: 3_600_000, TimeoutSeconds: 7200}); !ack.Accepted {
+			t.Fatalf("ack %+v", ack)
+		}
+		d.cancel()
+		synctest.Wait()
+		if _, stopping := stub.results(); !stopping {
+			t.Fatal("no stopping heartbeat")
+		}
+		time.Sleep(5*time.Second - time.Millisecond)
+		synctest.Wait()
+		if d.returned() {
+			t.Fatal("Run returned before the grace was over")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if !d.returned() {
+			t.Fatal("Run did not return when the grace was over")
+		}
+		res, _ := stub.results()
+		if r := res[core.Lease{TaskID: "long", Attempt: 1}]; r.Outcome != core.OutcomeCancelled {
+			t.Errorf("leftover work was not cancelled and reported: %+v", res)
+		}
+		if d.sleep.Running() != 0 {
+			t.Error("a sleep outlived the shutdown")
+		}
+	})
 }
 
 func TestDaemonReRegistersAfterCPRestart(t *testing.T) {
@@ -552,42 +598,47 @@ func TestOptionsValidation(t *testing.T) {
 // the previous one still waits for the cp goes out as soon as that one is
 // answered, without waiting for another interval.
 func TestDaemonQueuesHeartbeatBuiltWhileOneIsInFlight(t *testing.T) {
-	gate := make(chan struct{})
-	var mu sync.Mutex
-	var seqs []uint64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var hb core.HeartbeatInput
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
-			fnet.WriteError(w, 400, "bad_request", err.Error())
-			return
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var mu sync.Mutex
+		var seqs []uint64
+		cp := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var hb core.HeartbeatInput
+			if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
+				fnet.WriteError(w, 400, "bad_request", err.Error())
+				return
+			}
+			mu.Lock()
+			seqs = append(seqs, hb.Seq)
+			first := len(seqs) == 1
+			mu.Unlock()
+			if first {
+				<-gate // the cp is slow to answer the first heartbeat
+			}
+			fnet.WriteJSON(w, 200, core.HeartbeatReply{})
+		})
+		sent := func() []uint64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]uint64(nil), seqs...)
 		}
-		mu.Lock()
-		seqs = append(seqs, hb.Seq)
-		first := len(seqs) == 1
-		mu.Unlock()
-		if first {
-			<-gate // the cp is slow to answer the first heartbeat
+		d := startBubbleDaemon(t, cp, func(o *Options) { o.HeartbeatInterval = time.Second })
+		synctest.Wait()
+		if n := len(sent()); n != 1 {
+			t.Fatalf("%d heartbeats at the start, want 1", n)
 		}
-		fnet.WriteJSON(w, 200, core.HeartbeatReply{})
-	}))
-	defer srv.Close()
-	sent := func() []uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]uint64(nil), seqs...)
-	}
-	mock := clock.NewMock()
-	d := startDaemon(t, srv.URL, func(o *Options) { o.Clock = mock; o.HeartbeatInterval = time.Second })
-	waitUntil(t, 10*time.Second, "the first heartbeat", func() bool { return len(sent()) == 1 })
-	d.advance(mock, time.Second) // the second is due while the first hangs
-	waitUntil(t, 10*time.Second, "the second heartbeat to be built", func() bool {
+		time.Sleep(time.Second) // the second is due while the first hangs
+		synctest.Wait()
 		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.hbNext != nil
+		built := d.hbNext != nil
+		d.mu.Unlock()
+		if !built || len(sent()) != 1 {
+			t.Fatalf("second heartbeat built %v, sent %v", built, sent())
+		}
+		close(gate)
+		synctest.Wait() // no time passes: the queued heartbeat goes out at once
+		if got := sent(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+			t.Errorf("heartbeat seqs %v, want [1 2] without waiting for an interval", got)
+		}
 	})
-	close(gate)
-	waitUntil(t, 10*time.Second, "the queued heartbeat to be sent", func() bool { return len(sent()) == 2 })
-	if got := sent(); got[0] != 1 || got[1] != 2 {
-		t.Errorf("heartbeat seqs %v, want [1 2]", got)
-	}
 }

@@ -278,16 +278,18 @@ func intParam(w http.ResponseWriter, q url.Values, key string, def, lo, hi int64
 	return v, true
 }
 
-// submitRequest is the body of POST /v1/tasks. Priority is a string here so
-// that an absent priority means normal.
-type submitRequest struct {
+// SubmitRequest is the body of POST /v1/tasks. Priority is a string here so
+// that an absent priority means normal; zero TimeoutSeconds and MaxAttempts
+// mean the cp's defaults. The omitempty tags only shape what a client
+// sends: the fields decode the same either way.
+type SubmitRequest struct {
 	Kind           string   `json:"kind"`
-	Argv           []string `json:"argv"`
-	DurationMS     int64    `json:"duration_ms"`
-	Domain         string   `json:"domain"`
-	Priority       string   `json:"priority"`
-	TimeoutSeconds int      `json:"timeout_seconds"`
-	MaxAttempts    int      `json:"max_attempts"`
+	Argv           []string `json:"argv,omitempty"`
+	DurationMS     int64    `json:"duration_ms,omitempty"`
+	Domain         string   `json:"domain,omitempty"`
+	Priority       string   `json:"priority,omitempty"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty"`
+	MaxAttempts    int      `json:"max_attempts,omitempty"`
 }
 
 // HeaderIdempotencyKey and HeaderReplayed are the idempotency headers.
@@ -297,7 +299,7 @@ const (
 )
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req submitRequest
+	var req SubmitRequest
 	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, false, &req) {
 		return
 	}
@@ -416,13 +418,13 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, _ httprouter.
 	fnet.WriteJSON(w, http.StatusOK, out)
 }
 
-// reasonRequest is the optional body of cancel, quarantine and release.
-type reasonRequest struct {
+// ReasonRequest is the optional body of cancel, quarantine and release.
+type ReasonRequest struct {
 	Reason string `json:"reason"`
 }
 
 func (s *Server) reason(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var req reasonRequest
+	var req ReasonRequest
 	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, true, &req) {
 		return "", false
 	}

@@ -86,10 +86,10 @@ func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 	switch m.Kind {
 	case KindHeartbeat:
 		reply.Kind, reply.HeartbeatReply = KindHeartbeatReply, new(core.HeartbeatReply)
-		err = Decode(resp.Body, BodyMax, reply.HeartbeatReply)
+		err = DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply)
 	case KindAssign:
 		reply.Kind, reply.AssignAck = KindAssignAck, new(core.AssignAck)
-		err = Decode(resp.Body, BodyMax, reply.AssignAck)
+		err = DecodeReply(resp.Body, BodyMax, reply.AssignAck)
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, nil

@@ -163,7 +163,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "mode", string(cfg.Core.InitialMode),
-		"queue_capacity", cfg.Core.QueueCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
+		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
+		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -124,6 +124,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(Encode(v))
 }
 
+// CheckContentLength refuses, before any of it is read, a body whose
+// declared Content-Length is over max bytes (an error wrapping
+// ErrTooLarge: 413 through DecodeStatus). A body of unknown length
+// (chunked) passes: Decode bounds it while reading.
+func CheckContentLength(r *http.Request, max int64) error {
+	if r.ContentLength > max {
+		return fmt.Errorf("%w: body of %d bytes is larger than %d bytes", ErrTooLarge, r.ContentLength, max)
+	}
+	return nil
+}
+
 // DecodeStatus maps a Decode error to the HTTP status and error code to
 // answer with.
 func DecodeStatus(err error) (int, string) {

@@ -8,6 +8,10 @@
 // gracefully: no new work, running tasks get -shutdown-grace to finish, and
 // their results are reported before it exits.
 //
+// The cp sets the heartbeat interval: the agent adopts the cp's when it
+// registers, unless -heartbeat-interval (or FLUX_HEARTBEAT_INTERVAL) is
+// given, which then wins for this agent.
+//
 // An agent accepts assignments only from its cp: set the same -agent-token
 // on both (prefer FLUX_AGENT_TOKEN: flags show in ps).
 package main

@@ -7,6 +7,11 @@
 //
 //	FLUX_LOG_LEVEL=info FLUX_SCHEDULER_MODE=NORMAL cp -listen :8080 -queue-capacity 1000
 //
+// The cp's -heartbeat-interval is the one agents use (they adopt it when
+// they register, unless given their own); -heartbeat-timeout alone makes it
+// a third of the timeout. A bad flag exits 2 with a message naming the flag
+// or variable and the value as typed.
+//
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
 // reconcile loop and the delivery workers stop. State is in memory: a

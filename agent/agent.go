@@ -42,7 +42,9 @@ type Options struct {
 	// on every /v1 request to the agent. Empty disables the check (with a
 	// warning at start).
 	Token string
-	// HeartbeatInterval between heartbeats; results go out at once.
+	// HeartbeatInterval between heartbeats; results go out at once. Zero:
+	// the agent heartbeats at the interval the cp names in its replies (the
+	// cp is the source of truth), HeartbeatIntervalDefault until told.
 	HeartbeatInterval time.Duration
 	// AllowExec lets the agent run kind exec.
 	AllowExec bool
@@ -78,9 +80,12 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
-func (o *Options) setDefaults() error {
+// setDefaults fills zero fields; it reports whether the heartbeat interval
+// is the cp's to set (none was given).
+func (o *Options) setDefaults() (intervalFromCP bool, err error) {
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = HeartbeatIntervalDefault
+		intervalFromCP = true
 	}
 	if o.ResultsMax == 0 {
 		o.ResultsMax = ResultsMaxDefault
@@ -106,24 +111,24 @@ func (o *Options) setDefaults() error {
 	if o.Incarnation == 0 {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("agent: incarnation: %w", err)
+			return false, fmt.Errorf("agent: incarnation: %w", err)
 		}
 		o.Incarnation = binary.BigEndian.Uint64(b[:]) | 1
 	}
 	switch {
 	case o.HeartbeatInterval < time.Millisecond:
-		return fmt.Errorf("agent: heartbeat interval %v is below 1ms", o.HeartbeatInterval)
+		return false, fmt.Errorf("agent: heartbeat interval %v is below 1ms", o.HeartbeatInterval)
 	case o.ShutdownGrace < 0 || o.DrainTimeout < 0:
-		return errors.New("agent: shutdown grace and drain timeout must be >= 0")
+		return false, errors.New("agent: shutdown grace and drain timeout must be >= 0")
 	case o.TickMax < time.Millisecond:
-		return fmt.Errorf("agent: tick max %v is below 1ms", o.TickMax)
+		return false, fmt.Errorf("agent: tick max %v is below 1ms", o.TickMax)
 	case o.ResultsLogMax < 1 || o.OutputTailBytes < 0:
-		return errors.New("agent: ResultsLogMax must be >= 1 and OutputTailBytes >= 0")
+		return false, errors.New("agent: ResultsLogMax must be >= 1 and OutputTailBytes >= 0")
 	}
 	if err := checkURL("cp URL", o.CPURL); err != nil {
-		return err
+		return false, err
 	}
-	return checkURL("advertise URL", o.Advertise)
+	return intervalFromCP, checkURL("advertise URL", o.Advertise)
 }
 
 func checkURL(what, s string) error {
@@ -176,7 +181,8 @@ type Daemon struct {
 
 // New validates opts and returns a daemon ready to Run and serve Handler.
 func New(opts Options) (*Daemon, error) {
-	if err := opts.setDefaults(); err != nil {
+	intervalFromCP, err := opts.setDefaults()
+	if err != nil {
 		return nil, err
 	}
 	d := &Daemon{
@@ -200,7 +206,8 @@ func New(opts Options) (*Daemon, error) {
 	}
 	ag, err := core.NewAgent(core.AgentConfig{
 		ID: opts.ID, Domain: opts.Domain, Slots: opts.Slots, Address: opts.Advertise, AllowExec: opts.AllowExec,
-		HeartbeatInterval: opts.HeartbeatInterval, ResultsMax: opts.ResultsMax, Incarnation: opts.Incarnation,
+		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatIntervalFromCP: intervalFromCP,
+		ResultsMax: opts.ResultsMax, Incarnation: opts.Incarnation,
 	}, execs)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -355,8 +362,9 @@ func (d *Daemon) noteResults(now time.Time, results []core.Result) {
 	d.reported = pending
 }
 
+// heartbeatTimeout bounds one heartbeat exchange. Caller holds d.mu.
 func (d *Daemon) heartbeatTimeout() time.Duration {
-	return min(max(2*d.opts.HeartbeatInterval, 2*time.Second), 10*time.Second)
+	return min(max(2*d.core.HeartbeatInterval(), 2*time.Second), 10*time.Second)
 }
 
 // sendHeartbeat sends hb on the heartbeat goroutine, starting it when
@@ -399,7 +407,10 @@ func (d *Daemon) heartbeats(hb core.HeartbeatInput) {
 }
 
 func (d *Daemon) exchange(hb core.HeartbeatInput) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.heartbeatTimeout())
+	d.mu.Lock()
+	timeout := d.heartbeatTimeout()
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
 	reply, err := d.cp.Do(ctx, fnet.Message{From: string(d.opts.ID), To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &hb})
@@ -407,6 +418,7 @@ func (d *Daemon) exchange(hb core.HeartbeatInput) {
 	now := d.clock.Now()
 	d.mu.Lock()
 	wasConnected := d.connected
+	interval := d.core.HeartbeatInterval()
 	if err != nil {
 		d.core.HeartbeatFailed(now, hb.Seq)
 		d.connected, d.lastErr = false, err.Error()
@@ -414,6 +426,7 @@ func (d *Daemon) exchange(hb core.HeartbeatInput) {
 		d.core.HeartbeatReplied(now, hb.Seq, *reply.HeartbeatReply)
 		d.connected, d.registered, d.lastErr = true, true, ""
 	}
+	adopted := d.core.HeartbeatInterval()
 	d.mu.Unlock()
 	if err != nil {
 		d.metrics.heartbeats.WithLabelValues("error").Inc()
@@ -435,6 +448,9 @@ func (d *Daemon) exchange(hb core.HeartbeatInput) {
 	} else if !wasConnected {
 		d.log.Info("cp reachable again", "cp", d.opts.CPURL)
 	}
+	if adopted != interval {
+		d.log.Info("heartbeat interval set by cp", "heartbeat_interval", adopted.String(), "was", interval.String())
+	}
 	if n := len(reply.HeartbeatReply.Cancel); n > 0 {
 		d.log.Info("cp cancelled attempts it does not know", "count", n)
 	}
@@ -455,6 +471,9 @@ type Status struct {
 	Stats          core.AgentStats `json:"stats"`
 	// Results are the most recent results the agent reported, oldest first.
 	Results []ResultRecord `json:"results"`
+	// HeartbeatIntervalMillis is the interval the agent heartbeats at now:
+	// its own -heartbeat-interval, else the cp's once registered.
+	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms"`
 }
 
 // Status returns the agent's status.
@@ -466,6 +485,7 @@ func (d *Daemon) Status() Status {
 		Incarnation: d.opts.Incarnation, CPConnected: d.connected, LastError: d.lastErr,
 		Stopping: d.stopping, Running: d.core.Running(),
 		PendingResults: d.core.PendingResults(), Stats: d.core.Stats(),
+		HeartbeatIntervalMillis: d.core.HeartbeatInterval().Milliseconds(),
 	}
 	s.Results = make([]ResultRecord, 0, len(d.resultsLog))
 	s.Results = append(s.Results, d.resultsLog[d.resultsOff:]...)

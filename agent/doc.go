@@ -11,7 +11,9 @@
 //   - the loop (Run): calls core.Agent.Tick whenever core.Agent.NextWake says
 //     so (and at least every TickMax), which enforces task timeouts and yields
 //     the heartbeats to send; each heartbeat goes to the cp on a goroutine of
-//     its own (at most one in flight) and its reply (or failure) is fed back;
+//     its own (at most one in flight) and its reply (or failure) is fed back
+//     (the reply names the cp's heartbeat interval, which the agent adopts
+//     unless Options.HeartbeatInterval is set);
 //   - the HTTP handlers (Handler): POST /v1/assign and POST /v1/cancel from
 //     the cp, GET /metrics, /healthz, /readyz and /v1/status;
 //   - the executors: a sleep timer or an exec process per attempt, reporting

@@ -66,6 +66,16 @@ func (d *Daemon) authorized(h httprouter.Handle) httprouter.Handle {
 	}
 }
 
+// decode reads r's JSON body into v: a body declared (Content-Length)
+// larger than max is refused before any of it is read, one of unknown
+// length once max bytes are read.
+func decode(r *http.Request, max int64, v any) error {
+	if err := fnet.CheckContentLength(r, max); err != nil {
+		return err
+	}
+	return fnet.Decode(r.Body, max, v)
+}
+
 // refuse answers a malformed order and logs it: the cp should never send one.
 func (d *Daemon) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	d.log.Warn("validation error", "path", r.URL.Path, "status", status, "error", code, "message", msg, "remote", r.RemoteAddr)
@@ -74,7 +84,7 @@ func (d *Daemon) refuse(w http.ResponseWriter, r *http.Request, status int, code
 
 func (d *Daemon) handleAssign(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var as core.Assign
-	if err := fnet.Decode(r.Body, assignBodyMax, &as); err != nil {
+	if err := decode(r, assignBodyMax, &as); err != nil {
 		status, code := fnet.DecodeStatus(err)
 		d.refuse(w, r, status, code, err.Error())
 		return
@@ -98,7 +108,7 @@ func (d *Daemon) handleAssign(w http.ResponseWriter, r *http.Request, _ httprout
 
 func (d *Daemon) handleCancel(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var c core.CancelTask
-	if err := fnet.Decode(r.Body, cancelBodyMax, &c); err != nil {
+	if err := decode(r, cancelBodyMax, &c); err != nil {
 		status, code := fnet.DecodeStatus(err)
 		d.refuse(w, r, status, code, err.Error())
 		return

@@ -33,6 +33,11 @@ type AgentConfig struct {
 	AllowExec bool
 	// HeartbeatInterval between reports; results trigger an early one.
 	HeartbeatInterval time.Duration
+	// HeartbeatIntervalFromCP: the agent adopts the interval the cp names
+	// in its heartbeat replies (the cp is the source of truth), bounded to
+	// [AgentHeartbeatIntervalMin, AgentHeartbeatIntervalMax]; until then it
+	// uses HeartbeatInterval. Off when the operator set the agent's own.
+	HeartbeatIntervalFromCP bool
 	// ResultsMax bounds finished results awaiting acknowledgement.
 	ResultsMax int
 	// Incarnation must differ on every start of the agent process, so the
@@ -60,6 +65,13 @@ func (c AgentConfig) validate() error {
 	}
 	return nil
 }
+
+// Bounds on a heartbeat interval the cp names: a broken reply can make the
+// agent neither flood the cp nor fall silent for long.
+const (
+	AgentHeartbeatIntervalMin = 10 * time.Millisecond
+	AgentHeartbeatIntervalMax = 10 * time.Minute
+)
 
 // AgentStats are the agent's counters.
 type AgentStats struct {
@@ -103,6 +115,10 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 
 // ID is the agent's id.
 func (ag *Agent) ID() AgentID { return ag.cfg.ID }
+
+// HeartbeatInterval is the interval the agent heartbeats at now (the cp's,
+// once adopted).
+func (ag *Agent) HeartbeatInterval() time.Duration { return ag.cfg.HeartbeatInterval }
 
 // Config returns the agent's configuration.
 func (ag *Agent) Config() AgentConfig { return ag.cfg }
@@ -280,6 +296,7 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 		AgentID: ag.cfg.ID, Domain: ag.cfg.Domain, Slots: ag.cfg.Slots, Address: ag.cfg.Address,
 		Incarnation: ag.cfg.Incarnation, Seq: ag.seq, Running: ag.Running(), Results: slices.Clone(ag.pending),
 		RTTMillis: ag.rtt.Milliseconds(), Stopping: ag.stopping, AllowsExec: ag.cfg.AllowExec,
+		HeartbeatIntervalMillis: max(1, ag.cfg.HeartbeatInterval.Milliseconds()),
 	}
 	if ag.cfg.FaultPoints != nil {
 		hb.Results = slices.DeleteFunc(hb.Results, func(r Result) bool {
@@ -296,6 +313,10 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 		delete(ag.inFlight, seq)
 	}
 	ag.stats.HeartbeatsAcked++
+	if ag.cfg.HeartbeatIntervalFromCP && reply.HeartbeatIntervalMillis > 0 {
+		iv := time.Duration(min(reply.HeartbeatIntervalMillis, AgentHeartbeatIntervalMax.Milliseconds())) * time.Millisecond
+		ag.cfg.HeartbeatInterval = max(iv, AgentHeartbeatIntervalMin)
+	}
 	if len(reply.Acked) > 0 {
 		ag.pending = slices.DeleteFunc(ag.pending, func(r Result) bool {
 			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt}) &&

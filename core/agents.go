@@ -39,6 +39,9 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 		return HeartbeatReply{}, err
 	}
 	var reply HeartbeatReply
+	if hb.HeartbeatIntervalMillis > 0 {
+		reply.HeartbeatIntervalMillis = cp.cfg.HeartbeatInterval.Milliseconds()
+	}
 	a, known := cp.agents[hb.AgentID]
 	if !known {
 		if len(cp.agents) >= cp.cfg.AgentsMax {
@@ -64,6 +67,7 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	a.lastHeartbeat = now
 	a.held = false
 	a.health.Heartbeat(now, time.Duration(hb.RTTMillis)*time.Millisecond)
+	cp.noteHeartbeatInterval(a, hb)
 	if !a.connected {
 		cp.becomeConnected(a, restarted)
 	}
@@ -158,7 +162,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	a := &agentRecord{
 		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
 		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantineDec: now,
-		health: NewHealthWindow(cp.cfg.Health, cp.cfg.HeartbeatInterval, now),
+		health: NewHealthWindow(cp.cfg.Health, cp.measuredInterval(hb), now),
 	}
 	a.score = HealthScore{Score: 1, Heartbeat: 1, Success: 1, Flaps: 1, Latency: 1}
 	cp.agents[a.id] = a
@@ -455,4 +459,22 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// measuredInterval is the heartbeat interval an agent's reliability is
+// measured against: the one it reports, at most the cp's HeartbeatTimeout
+// (an agent cannot excuse more silence than disconnects it), or the cp's
+// own interval for an agent too old to report one.
+func (cp *ControlPlane) measuredInterval(hb HeartbeatInput) time.Duration {
+	if hb.HeartbeatIntervalMillis <= 0 {
+		return cp.cfg.HeartbeatInterval
+	}
+	return min(time.Duration(hb.HeartbeatIntervalMillis)*time.Millisecond, cp.cfg.HeartbeatTimeout)
+}
+
+// noteHeartbeatInterval keeps a's reported interval (it changes when the
+// agent adopts the cp's after registering) and measures against it.
+func (cp *ControlPlane) noteHeartbeatInterval(a *agentRecord, hb HeartbeatInput) {
+	a.reportedInterval = time.Duration(hb.HeartbeatIntervalMillis) * time.Millisecond
+	a.health.SetInterval(cp.measuredInterval(hb))
 }

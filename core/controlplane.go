@@ -44,6 +44,9 @@ type agentRecord struct {
 	lastHeartbeat  time.Time
 	disconnectedAt time.Time
 	lost           bool // its tasks were rescheduled after LostAfter
+	// reportedInterval is the heartbeat interval the agent last reported
+	// (zero: it does not report one).
+	reportedInterval time.Duration
 
 	running map[TaskID]*taskRecord // attempts leased to it
 

@@ -126,6 +126,15 @@ func NewHealthWindow(cfg HealthConfig, interval time.Duration, now time.Time) *H
 	return w
 }
 
+// SetInterval changes the expected heartbeat interval (the agent reported a
+// new one); the evidence stays.
+func (w *HealthWindow) SetInterval(interval time.Duration) {
+	if interval <= 0 {
+		failf("health: heartbeat interval %v must be > 0", interval)
+	}
+	w.interval = interval
+}
+
 // Reset forgets all evidence before now.
 func (w *HealthWindow) Reset(now time.Time) {
 	w.since = now

@@ -47,7 +47,16 @@ type HeartbeatInput struct {
 	RTTMillis   int64    `json:"rtt_ms,omitempty"`      // round trip of the previous heartbeat
 	Stopping    bool     `json:"stopping,omitempty"`    // the agent is shutting down: no new work
 	AllowsExec  bool     `json:"allows_exec,omitempty"` // the agent runs kind exec
+	// HeartbeatIntervalMillis is the interval the agent really heartbeats
+	// at; the cp measures its reliability against it. Zero: an agent too
+	// old to report it (the cp assumes its own interval and does not send
+	// it one back, since such an agent refuses unknown reply fields).
+	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms,omitempty"`
 }
+
+// heartbeatIntervalReportedMax bounds the interval an agent may report
+// (one day), so it converts to a time.Duration without overflow.
+const heartbeatIntervalReportedMax = 24 * time.Hour
 
 func (h *HeartbeatInput) validate(cfg Config) error {
 	if err := ValidateAgentID(h.AgentID); err != nil {
@@ -67,6 +76,9 @@ func (h *HeartbeatInput) validate(cfg Config) error {
 	}
 	if h.RTTMillis < 0 {
 		return fmt.Errorf("%w: rtt_ms must be >= 0", ErrInvalid)
+	}
+	if h.HeartbeatIntervalMillis < 0 || h.HeartbeatIntervalMillis > heartbeatIntervalReportedMax.Milliseconds() {
+		return fmt.Errorf("%w: heartbeat_interval_ms must be between 0 and %d", ErrInvalid, heartbeatIntervalReportedMax.Milliseconds())
 	}
 	for _, l := range h.Running {
 		if l.TaskID == "" || l.Attempt < 1 {
@@ -90,6 +102,12 @@ type HeartbeatReply struct {
 	Acked      []Lease `json:"acked,omitempty"`
 	Cancel     []Lease `json:"cancel,omitempty"`
 	Registered bool    `json:"registered,omitempty"` // this heartbeat (re)registered the agent
+	// HeartbeatIntervalMillis is the interval the cp wants (its own
+	// HeartbeatInterval): the cp is the source of truth, and an agent not
+	// told otherwise by its operator adopts it. Sent only to agents that
+	// report their own interval (they know the field), on every reply so a
+	// lost registering reply does not leave the agent on its default.
+	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms,omitempty"`
 }
 
 // Assign asks an agent to run one attempt of a task.

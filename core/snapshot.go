@@ -91,13 +91,20 @@ type AgentView struct {
 	LastHeartbeat    time.Time   `json:"last_heartbeat"`
 	RegisteredAt     time.Time   `json:"registered_at"`
 	Tasks            []Lease     `json:"tasks,omitempty"`
+	// HeartbeatIntervalMillis is the interval the agent reports it
+	// heartbeats at, or the cp's own when it reports none.
+	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms"`
 }
 
 func (cp *ControlPlane) agentView(a *agentRecord, withTasks bool) AgentView {
 	v := AgentView{ID: a.id, Domain: a.domain, Address: a.address, Slots: a.slots, Running: len(a.running),
 		Connected: a.connected, Stopping: a.stopping, AllowsExec: a.allowsExec, Quarantined: a.quarantined,
 		QuarantinedBy: a.quarantineBy, Quarantines: a.quarantineN, Health: a.score,
-		LastHeartbeat: a.lastHeartbeat, RegisteredAt: a.registeredAt}
+		LastHeartbeat: a.lastHeartbeat, RegisteredAt: a.registeredAt,
+		HeartbeatIntervalMillis: cp.cfg.HeartbeatInterval.Milliseconds()}
+	if a.reportedInterval > 0 {
+		v.HeartbeatIntervalMillis = a.reportedInterval.Milliseconds()
+	}
 	if a.quarantined && a.quarantineBy == quarantineByHealth {
 		v.QuarantinedUntil = a.quarantineTill
 	}

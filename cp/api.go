@@ -225,7 +225,11 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, max int64, o
 		return true
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, max+1)
-	if err := fnet.Decode(r.Body, max, v); err != nil {
+	err := fnet.CheckContentLength(r, max) // 413 before reading a body declared too large
+	if err == nil {
+		err = fnet.Decode(r.Body, max, v)
+	}
+	if err != nil {
 		status, code := fnet.DecodeStatus(err)
 		msg := err.Error()
 		if status == http.StatusRequestEntityTooLarge {

@@ -23,9 +23,10 @@
 // # HTTP API
 //
 // Bodies are JSON, bounded (1 MiB for the API, net.BodyMax for the agent
-// protocol) and decoded strictly (unknown fields, wrong types and trailing
-// data are 400). Every error is {"error":"<code>","message":"<what was
-// wrong>"}, 404 and 405 included.
+// protocol: a Content-Length over the bound is 413 before the body is read,
+// a chunked body 413 once reading passes it) and decoded strictly (unknown
+// fields, wrong types and trailing data are 400). Every error is
+// {"error":"<code>","message":"<what was wrong>"}, 404 and 405 included.
 //
 //	POST /v1/tasks                  submit; header Idempotency-Key; 201 new, 200 replay
 //	                                (Idempotent-Replayed: true), 422 key reused with
@@ -35,7 +36,8 @@
 //	GET  /v1/tasks?state=&domain=&limit=&after=   list (limit 1-1000, default 100)
 //	GET  /v1/tasks/{id}             task with attempts, agent, outcome, waiting_reason
 //	POST /v1/tasks/{id}/cancel      optional {"reason":"..."}; 409 if already finished
-//	GET  /v1/agents, /v1/agents/{id}                agents, health score components
+//	GET  /v1/agents, /v1/agents/{id}                agents, health score components,
+//	                                heartbeat_interval_ms each agent reports
 //	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
 //	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, ...)
 //	GET  /admin/mode                admin token
@@ -44,7 +46,9 @@
 //	                                {"older_than_seconds":N}
 //	GET  /timeline?since=SEQ&limit=N                audit events after SEQ (limit 1-10000)
 //	GET  /metrics, /healthz, /readyz
-//	POST /v1/agent/heartbeat        agent protocol (net.PathHeartbeat), agent token
+//	POST /v1/agent/heartbeat        agent protocol (net.PathHeartbeat), agent token;
+//	                                the reply names the cp's heartbeat_interval_ms to
+//	                                agents that report theirs
 //
 // With an admin token configured, the admin routes answer 401 without
 // "Authorization: Bearer <token>"; with an agent token, so does the

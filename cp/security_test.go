@@ -3,6 +3,8 @@ package cp
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -143,5 +145,102 @@ func TestAssignmentsCarryTheAgentToken(t *testing.T) {
 	waitFor(t, 10*time.Second, "the task to succeed", func() bool { return tc.task(v.ID).State == core.TaskSucceeded })
 	if good.started() != 1 {
 		t.Fatalf("the agent requiring the cp's token started %d tasks", good.started())
+	}
+}
+
+// unreadBody fails the test if the handler reads it: a body declared too
+// large must be refused before any of it is read.
+type unreadBody struct{ read bool }
+
+func (b *unreadBody) Read(p []byte) (int, error) {
+	b.read = true
+	for i := range p {
+		p[i] = '!'
+	}
+	return len(p), nil
+}
+
+// TestDeclaredTooLargeRefusedUnread: a body whose Content-Length is over the
+// route's bound gets 413 with a JSON error before a byte of it is read,
+// garbage or not, on every route that takes a body; it is counted and
+// changes nothing. A body of unknown length (chunked) gets 413 once reading
+// passes the bound.
+func TestDeclaredTooLargeRefusedUnread(t *testing.T) {
+	s := fuzzServer(t)
+	s.opts.APIBodyBytesMax = 1024
+	before := s.fuzzState()
+	admin, agent := "Bearer "+fuzzAdminToken, "Bearer "+fuzzAgentToken
+	tests := []struct {
+		name, route, path, auth string
+		max                     int64
+	}{
+		{"submit", "POST /v1/tasks", "/v1/tasks", "", 1024},
+		{"cancel", "POST /v1/tasks/:id/cancel", "/v1/tasks/t-000002/cancel", "", 1024},
+		{"mode", "POST /admin/mode", "/admin/mode", admin, 1024},
+		{"purge", "POST /scheduler/queue/purge", "/scheduler/queue/purge", admin, 1024},
+		{"quarantine", "POST /v1/agents/:id/quarantine", "/v1/agents/a1/quarantine", admin, 1024},
+		{"release", "POST /v1/agents/:id/release", "/v1/agents/a1/release", admin, 1024},
+		{"heartbeat", "POST " + fnet.PathHeartbeat, fnet.PathHeartbeat, agent, fnet.BodyMax},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := &unreadBody{}
+			req := httptest.NewRequest("POST", tc.path, body)
+			req.ContentLength = tc.max + 1
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusRequestEntityTooLarge || body.read {
+				t.Fatalf("status %d (body read: %v): %.200s", rec.Code, body.read, rec.Body)
+			}
+			checkFuzzResponse(t, rec)
+			var e struct{ Error, Message string }
+			_ = json.Unmarshal(rec.Body.Bytes(), &e)
+			if e.Error != "too_large" || !strings.Contains(e.Message, fmt.Sprint(tc.max)) {
+				t.Fatalf("error body %s", rec.Body)
+			}
+			if after := s.fuzzState(); after != before {
+				t.Fatalf("a refused request changed the state:\nbefore %s\nafter  %s", before, after)
+			}
+			rec = httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			if want := fmt.Sprintf(`flux_api_errors_total{code="413",route=%q} 1`, tc.route); !strings.Contains(rec.Body.String(), want) {
+				t.Fatalf("metrics lack %s", want)
+			}
+		})
+	}
+	t.Run("chunked", func(t *testing.T) {
+		// Valid JSON as far as it goes: only the bound stops it.
+		body := io.MultiReader(strings.NewReader(`{"kind":"sleep","domain":"`), strings.NewReader(strings.Repeat("x", 2048)))
+		req := httptest.NewRequest("POST", "/v1/tasks", body)
+		req.ContentLength = -1
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d: %.200s", rec.Code, rec.Body)
+		}
+		checkFuzzResponse(t, rec)
+		if after := s.fuzzState(); after != before {
+			t.Fatalf("a refused request changed the state:\nbefore %s\nafter  %s", before, after)
+		}
+	})
+}
+
+// TestGarbageOverTheLimitGets413: over a real connection, 2 MB of garbage
+// declared in Content-Length is refused as too large, not as bad JSON.
+func TestGarbageOverTheLimitGets413(t *testing.T) {
+	s := fuzzServer(t)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Post(srv.URL+"/v1/tasks", "application/json", bytes.NewReader(bytes.Repeat([]byte{0xff}, 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error, Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || e.Error != "too_large" {
+		t.Fatalf("status %d, body %+v, %v", resp.StatusCode, e, err)
 	}
 }

@@ -86,10 +86,10 @@ func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 	switch m.Kind {
 	case KindHeartbeat:
 		reply.Kind, reply.HeartbeatReply = KindHeartbeatReply, new(core.HeartbeatReply)
-		err = Decode(resp.Body, BodyMax, reply.HeartbeatReply)
+		err = DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply)
 	case KindAssign:
 		reply.Kind, reply.AssignAck = KindAssignAck, new(core.AssignAck)
-		err = Decode(resp.Body, BodyMax, reply.AssignAck)
+		err = DecodeReply(resp.Body, BodyMax, reply.AssignAck)
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, nil
@@ -122,6 +122,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(Encode(v))
+}
+
+// CheckContentLength refuses, before any of it is read, a body whose
+// declared Content-Length is over max bytes (an error wrapping
+// ErrTooLarge: 413 through DecodeStatus). A body of unknown length
+// (chunked) passes: Decode bounds it while reading.
+func CheckContentLength(r *http.Request, max int64) error {
+	if r.ContentLength > max {
+		return fmt.Errorf("%w: body of %d bytes is larger than %d bytes", ErrTooLarge, r.ContentLength, max)
+	}
+	return nil
 }
 
 // DecodeStatus maps a Decode error to the HTTP status and error code to

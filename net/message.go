@@ -112,9 +112,15 @@ const BodyMax = 8 << 20
 // Decode reads one JSON value into v from r, refusing unknown fields, bodies
 // over max bytes and trailing data.
 func Decode(r io.Reader, max int64, v any) error {
+	return decode(r, max, v, true)
+}
+
+func decode(r io.Reader, max int64, v any, strict bool) error {
 	lr := &io.LimitedReader{R: r, N: max + 1}
 	dec := json.NewDecoder(lr)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		if lr.N <= 0 {
 			return fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, max)
@@ -135,6 +141,13 @@ func Decode(r io.Reader, max int64, v any) error {
 		return fmt.Errorf("%w: trailing data after the JSON value", ErrBadMessage)
 	}
 	return nil
+}
+
+// DecodeReply reads a reply (heartbeat reply, assign ack) like Decode but
+// ignores unknown fields: a newer peer may add fields an older one does not
+// know. Requests stay strict.
+func DecodeReply(r io.Reader, max int64, v any) error {
+	return decode(r, max, v, false)
 }
 
 // ErrTooLarge marks a body over its bound.

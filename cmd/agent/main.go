@@ -8,6 +8,10 @@
 // gracefully: no new work, running tasks get -shutdown-grace to finish, and
 // their results are reported before it exits.
 //
+// The cp sets the heartbeat interval: the agent adopts the cp's when it
+// registers, unless -heartbeat-interval (or FLUX_HEARTBEAT_INTERVAL) is
+// given, which then wins for this agent.
+//
 // An agent accepts assignments only from its cp: set the same -agent-token
 // on both (prefer FLUX_AGENT_TOKEN: flags show in ps).
 package main
@@ -20,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -42,9 +47,12 @@ type config struct {
 	Advertise         string // empty: derived from the listening address
 	AgentToken        string
 	HeartbeatInterval time.Duration
-	AllowExec         bool
-	ShutdownGrace     time.Duration
-	LogLevel          slog.Level
+	// HeartbeatIntervalSet: the user gave -heartbeat-interval (or its
+	// twin), so the agent keeps it instead of the cp's.
+	HeartbeatIntervalSet bool
+	AllowExec            bool
+	ShutdownGrace        time.Duration
+	LogLevel             slog.Level
 }
 
 var errUsage = envflag.ErrUsage
@@ -63,7 +71,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.Slots, "slots", 4, "tasks run at once at most")
 	fs.StringVar(&c.Advertise, "advertise", "", "URL the cp uses to reach this agent; default derived from -listen (:9090 → http://127.0.0.1:9090)")
 	fs.StringVar(&c.AgentToken, "agent-token", "", "shared token: sent to the cp and required on assignments (prefer FLUX_AGENT_TOKEN)")
-	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp; when not given, the agent adopts the cp's once registered (this default until then)")
 	fs.BoolVar(&c.AllowExec, "allow-exec", false, "run kind exec tasks (argv, no shell, PATH-only environment)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", agent.ShutdownGraceDefault, "on SIGTERM, how long running tasks may finish before they are cancelled")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -71,30 +79,52 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := envflag.Parse(fs, args, getenv); err != nil {
+	given, err := envflag.Parse(fs, args, getenv)
+	if err != nil {
 		return config{}, err
 	}
+	// The cp sets the heartbeat interval unless the user did.
+	c.HeartbeatIntervalSet = given.Given("heartbeat-interval")
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return config{}, fmt.Errorf("%w: log level (-log-level / FLUX_LOG_LEVEL) %q is not one of debug, info, warn, error", errUsage, *logLevel)
+		return config{}, fmt.Errorf("%w: %s is not one of debug, info, warn, error", errUsage, given.Describe("log-level"))
 	}
 	if err := core.ValidateAgentID(core.AgentID(c.ID)); err != nil {
-		return config{}, fmt.Errorf("%w: -id: %v", errUsage, err)
+		return config{}, fmt.Errorf("%w: %s: %v", errUsage, given.Describe("id"), reason(err))
 	}
 	if err := core.ValidateDomain(c.Domain); err != nil {
-		return config{}, fmt.Errorf("%w: -domain: %v", errUsage, err)
+		return config{}, fmt.Errorf("%w: %s: %v", errUsage, given.Describe("domain"), reason(err))
 	}
-	switch {
-	case c.Slots < 1 || c.Slots > 1024:
-		return config{}, fmt.Errorf("%w: -slots %d must be between 1 and 1024", errUsage, c.Slots)
-	case c.HeartbeatInterval < 10*time.Millisecond:
-		return config{}, fmt.Errorf("%w: -heartbeat-interval %v must be at least 10ms", errUsage, c.HeartbeatInterval)
-	case c.ShutdownGrace < 0:
-		return config{}, fmt.Errorf("%w: -shutdown-grace must be >= 0", errUsage)
+	for _, ch := range []struct {
+		ok       bool
+		flag, is string
+	}{
+		{c.Slots >= 1 && c.Slots <= 1024, "slots", "must be between 1 and 1024"},
+		{c.HeartbeatInterval >= 10*time.Millisecond, "heartbeat-interval", "must be at least 10ms"},
+		{c.ShutdownGrace >= 0, "shutdown-grace", "must not be negative"},
+		{httpURL(c.CPURL), "cp", "must be an http(s) URL with a host"},
+		{c.Advertise == "" || httpURL(c.Advertise), "advertise", "must be an http(s) URL with a host"},
+	} {
+		if !ch.ok {
+			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return config{}, fmt.Errorf("%w: -listen %q: %v", errUsage, c.Listen, err)
+		return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("listen"), err)
 	}
 	return c, nil
+}
+
+// reason is a core validation error without its "core: invalid request: "
+// prefix: the flag named before it is the context.
+func reason(err error) string {
+	return strings.TrimPrefix(err.Error(), core.ErrInvalid.Error()+": ")
+}
+
+// httpURL reports whether s is an http(s) URL with a host, as agent.New
+// requires of -cp and -advertise.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // advertiseURL derives the URL the cp uses to reach the agent from the
@@ -145,9 +175,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return 2
 		}
 	}
+	interval := cfg.HeartbeatInterval
+	if !cfg.HeartbeatIntervalSet {
+		interval = 0 // the cp's, once registered
+	}
 	d, err := agent.New(agent.Options{
 		ID: core.AgentID(cfg.ID), Domain: cfg.Domain, Slots: cfg.Slots, CPURL: cfg.CPURL, Advertise: advertise,
-		Token: cfg.AgentToken, HeartbeatInterval: cfg.HeartbeatInterval, AllowExec: cfg.AllowExec,
+		Token: cfg.AgentToken, HeartbeatInterval: interval, AllowExec: cfg.AllowExec,
 		ShutdownGrace: cfg.ShutdownGrace, Logger: logger,
 	})
 	if err != nil {

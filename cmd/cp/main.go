@@ -7,6 +7,11 @@
 //
 //	FLUX_LOG_LEVEL=info FLUX_SCHEDULER_MODE=NORMAL cp -listen :8080 -queue-capacity 1000
 //
+// The cp's -heartbeat-interval is the one agents use (they adopt it when
+// they register, unless given their own); -heartbeat-timeout alone makes it
+// a third of the timeout. A bad flag exits 2 with a message naming the flag
+// or variable and the value as typed.
+//
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
 // reconcile loop and the delivery workers stop. State is in memory: a
@@ -63,8 +68,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	queueCap := fs.Int("queue-capacity", def.QueueCapacity, "maximum QUEUED tasks; submissions beyond it get 429")
 	adminToken := fs.String("admin-token", "", "when set, /admin/*, queue purge and agent quarantine/release require Authorization: Bearer <token> (prefer FLUX_ADMIN_TOKEN)")
 	agentToken := fs.String("agent-token", "", "when set, agents must present it and the cp sends it to them (prefer FLUX_AGENT_TOKEN)")
-	hbInterval := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "heartbeat interval agents are expected to keep (health scoring)")
-	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected")
+	hbInterval := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "heartbeat interval the cp tells agents to keep (an agent's own -heartbeat-interval overrides it); default a third of -heartbeat-timeout when only that is given")
+	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected; default 3x -heartbeat-interval when only that is given and it is not below "+def.HeartbeatTimeout.String())
 	lostAfter := fs.Duration("lost-after", def.LostAfter, "a disconnected agent's tasks are rescheduled after this")
 	assignTimeout := fs.Duration("assign-timeout", def.AssignTimeout, "an assignment the agent never confirms is requeued after this")
 	reconcile := fs.Duration("reconcile-interval", cp.DefaultReconcileInterval, "how often the reconcile pass runs")
@@ -73,33 +78,50 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := envflag.Parse(fs, args, getenv); err != nil {
+	given, err := envflag.Parse(fs, args, getenv)
+	if err != nil {
 		return config{}, err
 	}
 
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
 		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return config{}, fmt.Errorf("%w: log level (-log-level / FLUX_LOG_LEVEL) %q is not one of debug, info, warn, error", errUsage, *logLevel)
+		return config{}, fmt.Errorf("%w: %s is not one of debug, info, warn, error", errUsage, given.Describe("log-level"))
 	}
 	m, err := core.ParseMode(strings.TrimSpace(*mode))
 	if err != nil {
-		return config{}, fmt.Errorf("%w: scheduler mode (-scheduler-mode / FLUX_SCHEDULER_MODE) %q is not one of NORMAL, DEGRADED, READ_ONLY, DRAINING", errUsage, *mode)
+		return config{}, fmt.Errorf("%w: %s is not one of NORMAL, DEGRADED, READ_ONLY, DRAINING", errUsage, given.Describe("scheduler-mode"))
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("listen"), err)
 	}
 	c := def
 	c.InitialMode = m
 	c.QueueCapacity = *queueCap
 	c.TasksMax = max(c.TasksMax, 2*c.QueueCapacity)
-	c.HeartbeatInterval, c.HeartbeatTimeout = *hbInterval, *hbTimeout
-	c.LostAfter, c.AssignTimeout = *lostAfter, *assignTimeout
-	if err := c.Validate(); err != nil {
+	c.HeartbeatInterval, c.HeartbeatTimeout, err = heartbeatTimes(given, *hbInterval, *hbTimeout)
+	if err != nil {
 		return config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if cfg.ReconcileInterval < time.Millisecond {
-		return config{}, fmt.Errorf("%w: -reconcile-interval %v must be at least 1ms", errUsage, cfg.ReconcileInterval)
+	c.LostAfter, c.AssignTimeout = *lostAfter, *assignTimeout
+	// Each check names the flag (or FLUX_ variable) and the value as the
+	// user gave it; core's Validate below only backs them up.
+	for _, ch := range []struct {
+		ok       bool
+		flag, is string
+	}{
+		{c.QueueCapacity >= 1, "queue-capacity", "must be at least 1"},
+		{c.LostAfter >= 0, "lost-after", "must not be negative"},
+		{c.AssignTimeout > 0, "assign-timeout", "must be > 0"},
+		{cfg.ReconcileInterval >= time.Millisecond, "reconcile-interval", "must be at least 1ms"},
+		{cfg.ShutdownTimeout > 0, "shutdown-timeout", "must be > 0"},
+	} {
+		if !ch.ok {
+			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
+		}
 	}
-	if cfg.ShutdownTimeout <= 0 {
-		return config{}, fmt.Errorf("%w: -shutdown-timeout must be > 0", errUsage)
+	if err := c.Validate(); err != nil {
+		return config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cfg.Core = c
 	return cfg, nil
@@ -146,7 +168,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "mode", string(cfg.Core.InitialMode),
-		"queue_capacity", cfg.Core.QueueCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
+		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
+		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -170,6 +193,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// heartbeatIntervalMin is the shortest heartbeat interval the cp hands to
+// agents: an agent's own -heartbeat-interval has the same floor.
+const heartbeatIntervalMin = 10 * time.Millisecond
+
+// heartbeatTimes resolves -heartbeat-interval and -heartbeat-timeout from
+// what the user gave: only the timeout, and the interval is a third of it;
+// only the interval, and the timeout keeps its default unless that is not
+// larger, then it is three intervals; both, and the timeout must exceed the
+// interval. Errors name the flags and values as the user gave them.
+func heartbeatTimes(given envflag.Origins, interval, timeout time.Duration) (time.Duration, time.Duration, error) {
+	const iv, to = "heartbeat-interval", "heartbeat-timeout"
+	switch {
+	case given.Given(to) && !given.Given(iv):
+		// Whole milliseconds: agents hear the interval in ms.
+		interval = (timeout / 3).Truncate(time.Millisecond)
+		if interval < heartbeatIntervalMin {
+			return 0, 0, fmt.Errorf("%s is too short: the heartbeat interval, a third of it, must be at least %v",
+				given.Describe(to), heartbeatIntervalMin)
+		}
+	case given.Given(iv) && !given.Given(to):
+		if interval >= timeout {
+			timeout = 3 * interval
+		}
+	}
+	if interval < heartbeatIntervalMin {
+		return 0, 0, fmt.Errorf("%s must be at least %v", given.Describe(iv), heartbeatIntervalMin)
+	}
+	if timeout <= interval {
+		return 0, 0, fmt.Errorf("%s must exceed %s", given.Describe(to), given.Describe(iv))
+	}
+	return interval, timeout, nil
 }
 
 // startTaskIDPrefix makes task ids unique per start: the id counter begins

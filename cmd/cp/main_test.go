@@ -59,12 +59,18 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("TasksMax %d", c.Core.TasksMax)
 			}
 		}},
-		{name: "bad mode", env: env("FLUX_SCHEDULER_MODE", "PANIC"), err: `FLUX_SCHEDULER_MODE) "PANIC" is not one of NORMAL, DEGRADED, READ_ONLY, DRAINING`},
+		{name: "bad mode", env: env("FLUX_SCHEDULER_MODE", "PANIC"), err: `usage: FLUX_SCHEDULER_MODE=PANIC is not one of NORMAL, DEGRADED, READ_ONLY, DRAINING`},
+		{name: "bad mode flag", args: []string{"-scheduler-mode", "fast"}, env: env(), err: `usage: -scheduler-mode fast is not one of`},
 		{name: "lower-case mode", env: env("FLUX_SCHEDULER_MODE", "normal"), err: "FLUX_SCHEDULER_MODE"},
-		{name: "bad level", env: env("FLUX_LOG_LEVEL", "loud"), err: "FLUX_LOG_LEVEL"},
+		{name: "bad level", env: env("FLUX_LOG_LEVEL", "loud"), err: "usage: FLUX_LOG_LEVEL=loud is not one of debug, info, warn, error"},
 		{name: "bad env number", env: env("FLUX_QUEUE_CAPACITY", "many"), err: `FLUX_QUEUE_CAPACITY="many"`},
-		{name: "zero capacity", args: []string{"-queue-capacity", "0"}, env: env(), err: "QueueCapacity"},
-		{name: "timeout below interval", args: []string{"-heartbeat-timeout", "1s"}, env: env(), err: "HeartbeatTimeout must exceed HeartbeatInterval"},
+		{name: "zero capacity", args: []string{"-queue-capacity", "0"}, env: env(), err: "usage: -queue-capacity 0 must be at least 1"},
+		{name: "zero capacity from env", env: env("FLUX_QUEUE_CAPACITY", "0"), err: "usage: FLUX_QUEUE_CAPACITY=0 must be at least 1"},
+		{name: "negative lost-after", args: []string{"-lost-after=-1s"}, env: env(), err: "usage: -lost-after -1s must not be negative"},
+		{name: "zero assign timeout", env: env("FLUX_ASSIGN_TIMEOUT", "0s"), err: "usage: FLUX_ASSIGN_TIMEOUT=0s must be > 0"},
+		{name: "tiny reconcile", args: []string{"-reconcile-interval", "10us"}, env: env(), err: "usage: -reconcile-interval 10us must be at least 1ms"},
+		{name: "zero shutdown", args: []string{"-shutdown-timeout", "0"}, env: env(), err: "usage: -shutdown-timeout 0 must be > 0"},
+		{name: "listen without port", env: env("FLUX_LISTEN", "8080"), err: "usage: FLUX_LISTEN=8080 is not host:port"},
 		{name: "unknown flag", args: []string{"-port", "1"}, env: env(), err: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"serve"}, env: env(), err: "unexpected arguments"},
 	}
@@ -85,13 +91,83 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+// TestHeartbeatFlags resolves -heartbeat-interval and -heartbeat-timeout:
+// either alone implies the other, both must agree, and every refusal names
+// what the user typed.
+func TestHeartbeatFlags(t *testing.T) {
+	def := core.DefaultConfig()
+	cases := []struct {
+		name              string
+		args              []string
+		env               func(string) string
+		interval, timeout time.Duration
+		err               string // the whole message; empty: no error
+	}{
+		{name: "neither", env: env(), interval: def.HeartbeatInterval, timeout: def.HeartbeatTimeout},
+		{name: "only timeout", args: []string{"-heartbeat-timeout", "2s"}, env: env(), interval: 666 * time.Millisecond, timeout: 2 * time.Second},
+		{name: "only timeout 1s", args: []string{"-heartbeat-timeout", "1s"}, env: env(), interval: 333 * time.Millisecond, timeout: time.Second},
+		{name: "only timeout, long", args: []string{"-heartbeat-timeout", "1m"}, env: env(), interval: 20 * time.Second, timeout: time.Minute},
+		{name: "only timeout from env", env: env("FLUX_HEARTBEAT_TIMEOUT", "3s"), interval: time.Second, timeout: 3 * time.Second},
+		{name: "only interval, below the default timeout", args: []string{"-heartbeat-interval", "1s"}, env: env(), interval: time.Second, timeout: def.HeartbeatTimeout},
+		{name: "only interval, at the default timeout", args: []string{"-heartbeat-interval", "15s"}, env: env(), interval: 15 * time.Second, timeout: 45 * time.Second},
+		{name: "only interval, above the default timeout", env: env("FLUX_HEARTBEAT_INTERVAL", "20s"), interval: 20 * time.Second, timeout: time.Minute},
+		{name: "both", args: []string{"-heartbeat-interval", "100ms", "-heartbeat-timeout", "1s"}, env: env(), interval: 100 * time.Millisecond, timeout: time.Second},
+		{name: "both, flag and env", args: []string{"-heartbeat-timeout", "1s"}, env: env("FLUX_HEARTBEAT_INTERVAL", "200ms"), interval: 200 * time.Millisecond, timeout: time.Second},
+		{name: "timeout not above interval", args: []string{"-heartbeat-timeout", "1s", "-heartbeat-interval", "2s"}, env: env(),
+			err: "usage: -heartbeat-timeout 1s must exceed -heartbeat-interval 2s"},
+		{name: "timeout equals interval", args: []string{"-heartbeat-interval=2000ms", "-heartbeat-timeout=2s"}, env: env(),
+			err: "usage: -heartbeat-timeout 2s must exceed -heartbeat-interval 2000ms"},
+		{name: "timeout from env not above interval", args: []string{"-heartbeat-interval", "2s"}, env: env("FLUX_HEARTBEAT_TIMEOUT", "1s"),
+			err: "usage: FLUX_HEARTBEAT_TIMEOUT=1s must exceed -heartbeat-interval 2s"},
+		{name: "both from env", env: env("FLUX_HEARTBEAT_TIMEOUT", "1s", "FLUX_HEARTBEAT_INTERVAL", "5s"),
+			err: "usage: FLUX_HEARTBEAT_TIMEOUT=1s must exceed FLUX_HEARTBEAT_INTERVAL=5s"},
+		{name: "interval too short", args: []string{"-heartbeat-interval", "5ms"}, env: env(),
+			err: "usage: -heartbeat-interval 5ms must be at least 10ms"},
+		{name: "interval zero with timeout", args: []string{"-heartbeat-interval", "0", "-heartbeat-timeout", "1s"}, env: env(),
+			err: "usage: -heartbeat-interval 0 must be at least 10ms"},
+		{name: "timeout too short for an interval", args: []string{"-heartbeat-timeout", "20ms"}, env: env(),
+			err: "usage: -heartbeat-timeout 20ms is too short: the heartbeat interval, a third of it, must be at least 10ms"},
+		{name: "negative timeout", args: []string{"-heartbeat-timeout=-1s"}, env: env(),
+			err: "usage: -heartbeat-timeout -1s is too short: the heartbeat interval, a third of it, must be at least 10ms"},
+		{name: "not a duration", env: env("FLUX_HEARTBEAT_TIMEOUT", "1"),
+			err: `usage: FLUX_HEARTBEAT_TIMEOUT="1": parse error`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parseConfig(c.args, c.env, io.Discard)
+			if c.err != "" {
+				if err == nil || err.Error() != c.err {
+					t.Fatalf("error %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Core.HeartbeatInterval != c.interval || cfg.Core.HeartbeatTimeout != c.timeout {
+				t.Fatalf("interval %v timeout %v, want %v %v", cfg.Core.HeartbeatInterval, cfg.Core.HeartbeatTimeout, c.interval, c.timeout)
+			}
+		})
+	}
+}
+
+// TestBadHeartbeatFlagsExit2: the refusal reaches stderr with the flags as
+// typed, and the exit status is 2.
+func TestBadHeartbeatFlagsExit2(t *testing.T) {
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"-heartbeat-timeout", "1s", "-heartbeat-interval", "2s"}, env(), &stderr, nil)
+	if code != 2 || stderr.String() != "cp: -heartbeat-timeout 1s must exceed -heartbeat-interval 2s\n" {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
 func TestInvalidModeExits2(t *testing.T) {
 	var stderr bytes.Buffer
 	code := run(context.Background(), nil, env("FLUX_SCHEDULER_MODE", "FAST"), &stderr, nil)
 	if code != 2 {
 		t.Fatalf("exit %d", code)
 	}
-	if !strings.Contains(stderr.String(), `cp: scheduler mode (-scheduler-mode / FLUX_SCHEDULER_MODE) "FAST" is not one of`) {
+	if !strings.Contains(stderr.String(), `cp: FLUX_SCHEDULER_MODE=FAST is not one of`) {
 		t.Fatalf("stderr %q", stderr.String())
 	}
 }

@@ -315,10 +315,11 @@ type task struct {
 	AgentID  string `json:"agent_id"`
 	Reason   string `json:"reason"`
 	Attempts []struct {
-		Attempt int    `json:"attempt"`
-		AgentID string `json:"agent_id"`
-		Outcome string `json:"outcome"`
-		Error   string `json:"error"`
+		Attempt    int       `json:"attempt"`
+		AgentID    string    `json:"agent_id"`
+		AssignedAt time.Time `json:"assigned_at"`
+		Outcome    string    `json:"outcome"`
+		Error      string    `json:"error"`
 	} `json:"attempts"`
 }
 

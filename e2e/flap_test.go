@@ -245,16 +245,26 @@ func TestSmallZoneFlap(t *testing.T) {
 	}
 	states := map[string]int{}
 	var notOK []string
+	var waitPinned, waitOther time.Duration // longest from submission to first assignment
 	for _, s := range all {
 		tk := tasks[s.id]
 		states[tk.State]++
+		if len(tk.Attempts) > 0 {
+			w := tk.Attempts[0].AssignedAt.Sub(tk.SubmittedAt)
+			if s.pinned {
+				waitPinned = max(waitPinned, w)
+			} else {
+				waitOther = max(waitOther, w)
+			}
+		}
 		if tk.State != "SUCCEEDED" && len(notOK) < 10 {
 			notOK = append(notOK, fmt.Sprintf("%s (pinned %v) %s: %s", s.id, s.pinned, tk.State, tk.Reason))
 		}
 	}
 	t.Logf("%s (healthy, zone-0) was assigned %d tasks during the flapping, %d of them pinned to zone-0; pinned per cycle %v",
 		healthy.id, ran, ranPinned, perCycle)
-	t.Logf("tasks: %d submitted, by state %v, all ended within the deadline: %v", len(all), states, drained)
+	t.Logf("tasks: %d submitted, by state %v, all ended within the deadline: %v; longest wait for a first assignment: pinned to zone-0 %v, unpinned %v",
+		len(all), states, drained, waitPinned.Round(time.Millisecond), waitOther.Round(time.Millisecond))
 
 	// ---- The requirements. ----
 	for _, e := range isolations {

@@ -309,16 +309,18 @@ func (a *agentProc) status(t testing.TB) agentStatus {
 
 // task mirrors the cp's task view (only what the tests read).
 type task struct {
-	ID       string `json:"id"`
-	State    string `json:"state"`
-	Attempt  int    `json:"attempt"`
-	AgentID  string `json:"agent_id"`
-	Reason   string `json:"reason"`
-	Attempts []struct {
-		Attempt int    `json:"attempt"`
-		AgentID string `json:"agent_id"`
-		Outcome string `json:"outcome"`
-		Error   string `json:"error"`
+	ID          string    `json:"id"`
+	State       string    `json:"state"`
+	Attempt     int       `json:"attempt"`
+	AgentID     string    `json:"agent_id"`
+	Reason      string    `json:"reason"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	Attempts    []struct {
+		Attempt    int       `json:"attempt"`
+		AgentID    string    `json:"agent_id"`
+		AssignedAt time.Time `json:"assigned_at"`
+		Outcome    string    `json:"outcome"`
+		Error      string    `json:"error"`
 	} `json:"attempts"`
 }
 

@@ -134,7 +134,6 @@ var (
 	allDomainStates = []core.DomainState{core.DomainOpen, core.DomainThrottled, core.DomainIsolated, core.DomainProbing}
 	allDecisions    = []string{core.DecisionAssigned, core.DecisionNoCapacity, core.DecisionDomainIsolated,
 		core.DecisionDomainThrottle, core.DecisionNoAgents, core.DecisionModeBlocked, core.DecisionPaused}
-	allRefusals = []string{"queue_full", "degraded", "mode", "idempotency_conflict", "invalid"}
 	allTerminal = []core.TaskState{core.TaskSucceeded, core.TaskFailed, core.TaskCancelled, core.TaskDead}
 )
 
@@ -211,8 +210,8 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(descSubmitted, stats.SubmitAccepted)
 	counter(descReplayed, stats.SubmitReplayed)
-	for _, r := range unionKeys(allRefusals, stats.SubmitRefused) {
-		counter(descRefused, stats.SubmitRefused[r], r)
+	for _, r := range unionKeys(core.RefusalKinds(), stats.SubmitRefused) {
+		counter(descRefused, stats.SubmitRefused[r], string(r))
 	}
 	for _, st := range allTerminal {
 		counter(descFinished, stats.TasksEnded[st], st.String())
@@ -234,7 +233,7 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 
 // unionKeys returns known plus any other key of m, sorted, so every expected
 // series exists from the start and no new one is lost.
-func unionKeys(known []string, m map[string]uint64) []string {
+func unionKeys[K ~string](known []K, m map[K]uint64) []K {
 	out := slices.Clone(known)
 	for k := range m {
 		if !slices.Contains(out, k) {

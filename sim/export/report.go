@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/sim"
 )
 
@@ -262,17 +263,19 @@ func timelineMarkers(res *sim.Result) []marker {
 		ms = append(ms, marker{at: n.At, kind: "sim", text: n.Text})
 	}
 	for _, e := range res.Events {
-		notable := strings.HasPrefix(e.Type, "domain.") || strings.HasPrefix(e.Type, "scheduler.") ||
-			strings.HasPrefix(e.Type, "queue.") || e.Type == "mode.changed" && e.Seq > 1
+		// Domain and queue events, scheduler.* and mode changes but the
+		// initial mode of each cp.
+		notable := e.Kind == core.EventDomain || e.Kind == core.EventQueue ||
+			e.Kind == core.EventMode && (e.Type != core.EventModeChanged || e.Seq > 1)
 		switch e.Type {
-		case "agent.quarantined", "agent.released", "agent.lost", "agent.restarted":
+		case core.EventAgentQuarantined, core.EventAgentReleased, core.EventAgentLost, core.EventAgentRestarted:
 			notable = true
 		}
 		if !notable {
 			continue
 		}
 		var b strings.Builder
-		b.WriteString(e.Type)
+		b.WriteString(string(e.Type))
 		for _, f := range []string{string(e.AgentID), e.Domain} {
 			if f != "" {
 				b.WriteString(" " + f)

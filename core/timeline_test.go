@@ -114,3 +114,38 @@ func TestRefusalKindOf(t *testing.T) {
 		t.Errorf("RefusalKinds() = %v, want %v", kinds, want)
 	}
 }
+
+// TestMetricTable: names are unique, counters end in _total, labels are
+// named, and the runbook's names are there exactly.
+func TestMetricTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range Metrics() {
+		if seen[m.Name] || !strings.HasPrefix(m.Name, "flux_") || m.Help == "" {
+			t.Errorf("%+v: duplicate, unprefixed or without help", m)
+		}
+		seen[m.Name] = true
+		if (m.Type == MetricCounter) != strings.HasSuffix(m.Name, "_total") {
+			t.Errorf("%s is a %v", m.Name, m.Type)
+		}
+		for _, l := range m.Labels {
+			if l == "" || strings.HasPrefix(l, "__") {
+				t.Errorf("%s has label %q", m.Name, l)
+			}
+		}
+		if got, ok := MetricByName(m.Name); !ok || got.Name != m.Name {
+			t.Errorf("MetricByName(%s) = %+v, %v", m.Name, got, ok)
+		}
+	}
+	for name, labels := range map[string]string{
+		"flux_reconcile_duration_seconds": "", "flux_scheduler_decisions_total": "outcome", "flux_api_errors_total": "route,code",
+		"flux_queue_depth": "", "flux_queue_oldest_task_age": "", "flux_domain_failure_rate": "domain", "flux_agent_connected": "agent,domain",
+	} {
+		m, ok := MetricByName(name)
+		if !ok || strings.Join(m.Labels, ",") != labels {
+			t.Errorf("runbook metric %s: %+v, %v; want labels %q", name, m, ok, labels)
+		}
+	}
+	if _, ok := MetricByName("flux_nope"); ok {
+		t.Error("MetricByName found an unknown metric")
+	}
+}

@@ -319,7 +319,7 @@ var queueSaturation = Scenario{
 			from := at(*back) - c.Options.Core.DegradedExitAfter
 			for _, s := range c.Result.Series {
 				if s.At > from && s.At < at(*back) {
-					if v, _ := s.Value("flux_queue_depth"); v >= limit {
+					if v, _ := s.Value(core.MetricQueueDepth); v >= limit {
 						return fmt.Errorf("NORMAL at %v but the queue was %v at %v", at(*back), v, s.At)
 					}
 				}

@@ -144,7 +144,7 @@ func (f *fakeCP) restart() {
 	f.mu.Unlock()
 }
 
-func (f *fakeCP) events(typ string) []core.Event {
+func (f *fakeCP) events(typ core.EventType) []core.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []core.Event
@@ -264,7 +264,7 @@ func mustJSON(t *testing.T, v any) []byte {
 func TestDaemonRunsTasksFromCP(t *testing.T) {
 	f := newFakeCP(t)
 	d := startDaemon(t, f.srv.URL, nil)
-	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	var ids []core.TaskID
 	for range 40 {
 		ids = append(ids, f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5}))
@@ -361,7 +361,7 @@ func TestDaemonRefusesExecUnlessAllowed(t *testing.T) {
 func TestDaemonRunsExecWhenAllowed(t *testing.T) {
 	f := newFakeCP(t)
 	startDaemon(t, f.srv.URL, func(o *Options) { o.AllowExec = true })
-	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	ok := f.submit(core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/echo", "hello"}})
 	bad := f.submit(core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/sh", "-c", "exit 7"}, MaxAttempts: 1})
 	waitUntil(t, 20*time.Second, "both tasks to end", func() bool {
@@ -538,11 +538,11 @@ func TestDaemonShutdownGraceCancelsLeftovers(t *testing.T) {
 func TestDaemonReRegistersAfterCPRestart(t *testing.T) {
 	f := newFakeCP(t)
 	d := startDaemon(t, f.srv.URL, nil)
-	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	long := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000})
 	waitUntil(t, 10*time.Second, "the long task to run", func() bool { return f.task(long).State == core.TaskRunning })
 	f.restart()
-	waitUntil(t, 10*time.Second, "re-registration with the new cp", func() bool { return len(f.events("agent.registered")) == 1 })
+	waitUntil(t, 10*time.Second, "re-registration with the new cp", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	// The new cp does not know the old cp's task: the agent reports it
 	// running, the cp tells it to stop, and the agent is free for new work.
 	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
@@ -556,13 +556,13 @@ func TestDaemonReRegistersAfterCPRestart(t *testing.T) {
 func TestDaemonRestartReRegistersWithNewIncarnation(t *testing.T) {
 	f := newFakeCP(t)
 	first := startDaemon(t, f.srv.URL, nil)
-	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events("agent.registered")) == 1 })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	first.stop(t)
 	second := startDaemon(t, f.srv.URL, nil)
 	if first.Incarnation() == second.Incarnation() {
 		t.Fatal("two starts share an incarnation")
 	}
-	waitUntil(t, 10*time.Second, "the restart to be seen", func() bool { return len(f.events("agent.restarted")) == 1 })
+	waitUntil(t, 10*time.Second, "the restart to be seen", func() bool { return len(f.events(core.EventAgentRestarted)) == 1 })
 	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
 	waitUntil(t, 10*time.Second, "a task to succeed on the restarted agent", func() bool { return f.task(id).State == core.TaskSucceeded })
 }

@@ -73,7 +73,7 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	}
 	if restarted {
 		reply.Registered = true
-		cp.record(Event{Kind: EventAgent, Type: "agent.restarted", AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
+		cp.record(Event{Kind: EventAgent, Type: EventAgentRestarted, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
 		a.incarnation, a.lastSeq = hb.Incarnation, 0
 	}
@@ -87,7 +87,7 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	}
 	a.address, a.allowsExec = hb.Address, hb.AllowsExec
 	if hb.Stopping && !a.stopping {
-		cp.record(Event{Kind: EventAgent, Type: "agent.stopping", AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
+		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
 	}
 	a.stopping = hb.Stopping
 
@@ -173,7 +173,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	d.agents++
 	d.disconnected++ // becomeConnected below counts it back
 	d.slots += a.slots
-	cp.record(Event{Kind: EventAgent, Type: "agent.registered", AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
+	cp.record(Event{Kind: EventAgent, Type: EventAgentRegistered, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 		Reason: fmt.Sprintf("%d slots", a.slots)})
 	return a
 }
@@ -186,7 +186,7 @@ func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 	if restarted {
 		reason = "heartbeat after restart"
 	}
-	cp.record(Event{Kind: EventAgent, Type: "agent.connected", AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: reason})
+	cp.record(Event{Kind: EventAgent, Type: EventAgentConnected, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: reason})
 }
 
 func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
@@ -197,7 +197,7 @@ func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason str
 	}
 	cp.stats.AgentDisconnects++
 	cp.reindex(a)
-	cp.record(Event{Kind: EventAgent, Type: "agent.disconnected", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
+	cp.record(Event{Kind: EventAgent, Type: EventAgentDisconnected, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 
 // forgetAgent drops an agent with no tasks from the registry.
@@ -221,7 +221,7 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 		failf("agent %s not in sorted ids", a.id)
 	}
 	cp.agentList = slices.Delete(cp.agentList, i, i+1)
-	cp.record(Event{Kind: EventAgent, Type: "agent.forgotten", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
+	cp.record(Event{Kind: EventAgent, Type: EventAgentForgotten, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 
 // AssignAcked takes an agent's answer to an assignment.
@@ -233,7 +233,7 @@ func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
 	}
 	if t.AgentID != ack.AgentID || t.Attempt != ack.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
 		cp.stats.StaleIgnored++
-		cp.record(Event{Kind: EventTask, Type: "task.stale_ignored", TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
+		cp.record(Event{Kind: EventTask, Type: EventTaskStaleIgnored, TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
 			Actor: ActorAgent, Reason: fmt.Sprintf("assignment ack for attempt %d, current is %d", ack.Attempt, t.Attempt)})
 		return nil
 	}
@@ -267,7 +267,7 @@ func (cp *ControlPlane) applyResult(now time.Time, a *agentRecord, r Result) {
 		if ok {
 			cur = t.Attempt
 		}
-		cp.record(Event{Kind: EventTask, Type: "task.stale_ignored", TaskID: r.TaskID, AgentID: a.id, Attempt: r.Attempt,
+		cp.record(Event{Kind: EventTask, Type: EventTaskStaleIgnored, TaskID: r.TaskID, AgentID: a.id, Attempt: r.Attempt,
 			Actor: ActorAgent, Reason: fmt.Sprintf("result %s for attempt %d ignored (current attempt %d)", r.Outcome, r.Attempt, cur)})
 		return
 	}
@@ -417,7 +417,7 @@ func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
 	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, ActorOperator, now, time.Time{}
 	cp.reindex(a)
 	cp.stats.Quarantines++
-	cp.record(Event{Kind: EventAgent, Type: "agent.quarantined", AgentID: a.id, Domain: a.domain,
+	cp.record(Event{Kind: EventAgent, Type: EventAgentQuarantined, AgentID: a.id, Domain: a.domain, Cause: CauseOperator,
 		Actor: orDefault(in.Actor, ActorOperator), Reason: orDefault(in.Reason, "operator request")})
 	return nil
 }
@@ -444,7 +444,7 @@ func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
 	a.quarantined, a.quarantineBy = false, ""
 	a.quarantineDec = cp.now
 	cp.reindex(a)
-	cp.record(Event{Kind: EventAgent, Type: "agent.released", AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})
+	cp.record(Event{Kind: EventAgent, Type: EventAgentReleased, AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})
 }
 
 func truncate(s string, n int) string {

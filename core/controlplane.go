@@ -3,7 +3,6 @@ package core
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -151,10 +150,10 @@ func NewControlPlane(cfg Config, now time.Time) (*ControlPlane, error) {
 		retriesQueued: make(map[string]int),
 		mode:          modeState{Mode: cfg.InitialMode, SetBy: ActorConfig, Reason: "initial mode", Since: now},
 	}
-	cp.stats.SubmitRefused = map[string]uint64{}
+	cp.stats.SubmitRefused = map[RefusalKind]uint64{}
 	cp.stats.Decisions = map[string]uint64{}
 	cp.stats.TasksEnded = map[TaskState]uint64{}
-	cp.record(Event{Kind: EventMode, Type: "mode.changed", To: string(cfg.InitialMode), Actor: ActorConfig, Reason: "initial mode"})
+	cp.record(Event{Kind: EventMode, Type: EventModeChanged, To: string(cfg.InitialMode), Actor: ActorConfig, Reason: "initial mode"})
 	return cp, nil
 }
 
@@ -193,14 +192,6 @@ func (cp *ControlPlane) record(e Event) {
 	}
 }
 
-// taskEventTypes names the timeline event of entering each state.
-var taskEventTypes = func() (out [len(taskStateNames)]string) {
-	for i, n := range taskStateNames {
-		out[i] = "task." + strings.ToLower(n)
-	}
-	return out
-}()
-
 // setState moves t to state `to` and records it once on the timeline.
 func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason string) {
 	from := t.State
@@ -211,7 +202,7 @@ func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason stri
 	if reason != "" || to == TaskQueued {
 		t.Reason = reason
 	}
-	cp.record(Event{Kind: EventTask, Type: taskEventTypes[to], TaskID: t.ID,
+	cp.record(Event{Kind: EventTask, Type: TaskEventType(to), TaskID: t.ID,
 		AgentID: t.AgentID, Domain: t.Spec.Domain, Attempt: t.Attempt, From: from.String(), To: to.String(), Actor: actor, Reason: reason})
 	if to.Terminal() {
 		cp.terminalIDs = append(cp.terminalIDs, t.ID)
@@ -232,7 +223,7 @@ func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replay
 	now = cp.advance(now)
 	defer func() {
 		if err != nil {
-			cp.stats.SubmitRefused[refusalKind(err)]++
+			cp.stats.SubmitRefused[RefusalKindOf(err)]++
 		}
 	}()
 	spec, err := in.Spec.Normalize(cp.cfg)
@@ -287,22 +278,9 @@ func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replay
 		cp.idem.Put(now, in.IdempotencyKey, t.ID, spec)
 	}
 	cp.stats.SubmitAccepted++
-	cp.record(Event{Kind: EventTask, Type: "task.queued", TaskID: t.ID, Domain: spec.Domain, To: TaskQueued.String(), Actor: ActorClient, Reason: "submitted"})
+	cp.record(Event{Kind: EventTask, Type: EventTaskQueued, TaskID: t.ID, Domain: spec.Domain, To: TaskQueued.String(), Actor: ActorClient, Reason: "submitted"})
 	cp.schedule(now)
 	return t.Task.clone(), false, nil
-}
-
-func refusalKind(err error) string {
-	for _, k := range []struct {
-		e    error
-		name string
-	}{{ErrQueueFull, "queue_full"}, {ErrLowPriorityShed, "degraded"}, {ErrModeRefused, "mode"},
-		{ErrIdempotencyConflict, "idempotency_conflict"}, {ErrInvalid, "invalid"}} {
-		if errorsIs(err, k.e) {
-			return k.name
-		}
-	}
-	return "other"
 }
 
 // evictTasks forgets the oldest terminal tasks while more than TasksMax-1 are held.
@@ -439,7 +417,7 @@ func (cp *ControlPlane) Purge(now time.Time, in PurgeInput) (int, error) {
 		filter = "older_than=" + in.OlderThan.String()
 	}
 	cp.stats.TasksPurged += uint64(len(victims))
-	cp.record(Event{Kind: EventQueue, Type: "queue.purged", Domain: in.Domain, Actor: actor, Reason: reason + " (" + filter + ")", Count: len(victims)})
+	cp.record(Event{Kind: EventQueue, Type: EventQueuePurged, Domain: in.Domain, Actor: actor, Reason: reason + " (" + filter + ")", Count: len(victims)})
 	return len(victims), nil
 }
 
@@ -473,7 +451,7 @@ func (cp *ControlPlane) setMode(m Mode, actor, reason string) {
 	cp.mode = modeState{Mode: m, SetBy: actor, Reason: reason, Since: cp.now}
 	cp.queueHighSince, cp.queueLowSince = time.Time{}, time.Time{}
 	cp.stats.ModeChanges++
-	cp.record(Event{Kind: EventMode, Type: "mode.changed", From: string(from), To: string(m), Actor: actor, Reason: reason})
+	cp.record(Event{Kind: EventMode, Type: EventModeChanged, From: string(from), To: string(m), Actor: actor, Reason: reason})
 }
 
 // selfProtectionMay reports whether self-protection may change the current

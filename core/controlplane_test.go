@@ -99,7 +99,7 @@ func (h *cpHarness) advance(d time.Duration, beating ...AgentID) {
 	}
 }
 
-func (h *cpHarness) events(typ string) []Event {
+func (h *cpHarness) events(typ EventType) []Event {
 	var out []Event
 	for _, e := range h.cp.Timeline().Since(0, 0) {
 		if e.Type == typ {
@@ -154,7 +154,7 @@ func TestSubmitValidation(t *testing.T) {
 			if h.cp.QueueDepth() != 0 || len(h.cp.Tasks(TaskFilter{})) != 0 || h.cp.Timeline().LastSeq() != seq {
 				t.Fatal("a refused submission left a trace")
 			}
-			if got := h.cp.Stats().SubmitRefused["invalid"]; got != 1 {
+			if got := h.cp.Stats().SubmitRefused[RefusalInvalid]; got != 1 {
 				t.Fatalf("refusals counted %d", got)
 			}
 		})
@@ -266,7 +266,7 @@ func TestModes(t *testing.T) {
 				s.Priority = p
 				h.submit(s)
 			}
-			if got := h.cp.Stats().SubmitRefused["degraded"]; got != 1 {
+			if got := h.cp.Stats().SubmitRefused[RefusalDegraded]; got != 1 {
 				t.Fatalf("degraded refusals %d", got)
 			}
 		}},
@@ -275,7 +275,7 @@ func TestModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, by, why := h.cp.Mode()
-			ev := h.events("mode.changed")
+			ev := h.events(EventModeChanged)
 			last := ev[len(ev)-1]
 			if m != ModeDraining || by != "alice" || why != "maintenance" || last.Actor != "alice" || last.From != "NORMAL" || last.To != "DRAINING" {
 				t.Fatalf("mode %s by %s (%s), event %+v", m, by, why, last)
@@ -472,12 +472,12 @@ func TestPurge(t *testing.T) {
 			var cancelled, purgeEvents int
 			for _, e := range h.cp.Timeline().Since(seq, 0) {
 				switch e.Type {
-				case "task.cancelled":
+				case EventTaskCancelled:
 					cancelled++
 					if e.Actor != ActorOperator || e.From != "QUEUED" {
 						t.Errorf("event %+v", e)
 					}
-				case "queue.purged":
+				case EventQueuePurged:
 					purgeEvents++
 					if e.Count != n {
 						t.Errorf("purge event count %d", e.Count)
@@ -531,7 +531,7 @@ func TestLeases(t *testing.T) {
 			if got := h.task(task.ID); got.State != TaskAssigned || got.Attempt != 2 {
 				t.Fatalf("stale result applied: %v attempt %d", got.State, got.Attempt)
 			}
-			if len(h.events("task.stale_ignored")) != 1 || h.cp.Stats().StaleIgnored != 1 {
+			if len(h.events(EventTaskStaleIgnored)) != 1 || h.cp.Stats().StaleIgnored != 1 {
 				t.Fatal("stale result not recorded")
 			}
 		}},
@@ -598,7 +598,7 @@ func TestLeases(t *testing.T) {
 			if got.AgentID == "a1" || got.Attempt != 2 || got.Failures != 0 {
 				t.Fatalf("after LostAfter: on %s attempt %d failures %d", got.AgentID, got.Attempt, got.Failures)
 			}
-			if len(h.events("agent.lost")) != 1 {
+			if len(h.events(EventAgentLost)) != 1 {
 				t.Fatal("no agent.lost event")
 			}
 		}},
@@ -630,7 +630,7 @@ func TestLeases(t *testing.T) {
 			gone := h.submit(spec)
 			h.inc["a1"]++
 			rep := h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = []Lease{{kept.ID, 1}} })
-			if !rep.Registered || len(h.events("agent.restarted")) != 1 {
+			if !rep.Registered || len(h.events(EventAgentRestarted)) != 1 {
 				t.Fatalf("restart not noticed: %+v", rep)
 			}
 			if got := h.task(kept.ID); got.Attempt != 1 || got.State != TaskRunning {
@@ -678,7 +678,7 @@ func TestMassDisconnectPausesRescheduling(t *testing.T) {
 	}
 	// The cp is cut off from four of six agents for ten minutes.
 	h.advance(10*time.Minute, "a1", "a4")
-	if !h.cp.ReschedulingPaused() || !h.cp.Snapshot(h.now).ReschedulingPaused || len(h.events("scheduler.rescheduling_paused")) != 1 {
+	if !h.cp.ReschedulingPaused() || !h.cp.Snapshot(h.now).ReschedulingPaused || len(h.events(EventSchedulerReschedulingPaused)) != 1 {
 		t.Fatal("rescheduling not paused")
 	}
 	for _, task := range tasks {
@@ -690,7 +690,7 @@ func TestMassDisconnectPausesRescheduling(t *testing.T) {
 		t.Fatal("agents quarantined during a mass disconnect")
 	}
 	h.advance(5*time.Second, ids...)
-	if h.cp.ReschedulingPaused() || len(h.events("scheduler.rescheduling_resumed")) != 1 {
+	if h.cp.ReschedulingPaused() || len(h.events(EventSchedulerReschedulingResumed)) != 1 {
 		t.Fatal("rescheduling not resumed")
 	}
 	for _, task := range tasks {

@@ -20,10 +20,10 @@ type simAgent struct {
 // random submissions, completions, restarts, silences, operator actions and
 // time, and checks DESIGN.md's invariants after every step.
 func TestControlPlaneStateMachine(t *testing.T) {
-	seen := map[string]int{}
+	seen := map[EventType]int{}
 	defer func() {
 		t.Logf("events seen: %v", seen)
-		for _, typ := range []string{"task.succeeded", "task.dead", "task.cancelled", "agent.restarted", "agent.lost", "domain.isolated", "agent.quarantined"} {
+		for _, typ := range []EventType{EventTaskSucceeded, EventTaskDead, EventTaskCancelled, EventAgentRestarted, EventAgentLost, EventDomainIsolated, EventAgentQuarantined} {
 			if seen[typ] == 0 {
 				t.Errorf("the generator never produced %s: the test is weaker than it looks", typ)
 			}
@@ -220,7 +220,7 @@ type timelineModel struct {
 	quarantined map[AgentID]bool
 	domain      map[string]string
 	agentDomain map[AgentID]string
-	seen        map[string]int
+	seen        map[EventType]int
 }
 
 func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timelineModel) {
@@ -236,15 +236,15 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 		tl.lastSeq = e.Seq
 		tl.seen[e.Type]++
 		switch {
-		case e.Type == "mode.changed":
+		case e.Type == EventModeChanged:
 			tl.mode = e.To
-		case e.Type == "agent.quarantined":
+		case e.Type == EventAgentQuarantined:
 			tl.quarantined[e.AgentID] = true
-		case e.Type == "agent.released":
+		case e.Type == EventAgentReleased:
 			tl.quarantined[e.AgentID] = false
 		case e.Kind == EventDomain && e.To != "":
 			tl.domain[e.Domain] = e.To
-		case e.Type == "task.assigned":
+		case e.Type == EventTaskAssigned:
 			d := tl.agentDomain[e.AgentID]
 			if tl.quarantined[e.AgentID] || tl.mode == string(ModeReadOnly) || tl.domain[d] == string(DomainIsolated) {
 				t.Fatalf("%s assigned to %s (quarantined %v) in domain %s (%s) while %s", e.TaskID, e.AgentID,

@@ -27,6 +27,14 @@
 // same shape: *Agent takes assignments, executor completions and ticks, and
 // returns the executions to start or stop and the heartbeats to send.
 //
+// # Vocabulary
+//
+// The words drivers, the simulator and operators share are declared here
+// once: timeline event types (EventType, with Cause where the type alone
+// does not say why, e.g. a health quarantine logged as QuarantineLogLine),
+// refusal kinds (RefusalKind, RefusalKindOf) and the table of exported
+// metrics (Metrics), which the cp registers and the simulator records.
+//
 // ControlPlane and Agent are not safe for concurrent use: the driver
 // serializes access, as etcd's raft RawNode does.
 package core

@@ -23,3 +23,39 @@ var (
 	// ErrAgentsFull: the agent registry is at its bound.
 	ErrAgentsFull = errors.New("core: too many agents")
 )
+
+// RefusalKind classifies a refused submission for counters and metric
+// labels (flux_tasks_refused_total{reason}). The strings are part of the
+// metrics contract.
+type RefusalKind string
+
+// Refusal kinds, one per sentinel error a submission can be refused with.
+const (
+	RefusalQueueFull           RefusalKind = "queue_full"           // ErrQueueFull
+	RefusalDegraded            RefusalKind = "degraded"             // ErrLowPriorityShed
+	RefusalMode                RefusalKind = "mode"                 // ErrModeRefused
+	RefusalIdempotencyConflict RefusalKind = "idempotency_conflict" // ErrIdempotencyConflict
+	RefusalInvalid             RefusalKind = "invalid"              // ErrInvalid
+	RefusalOther               RefusalKind = "other"                // anything else
+)
+
+// RefusalKinds returns every refusal kind in a fixed order (the order of
+// the constants), so drivers can create every labelled series up front.
+func RefusalKinds() []RefusalKind {
+	return []RefusalKind{RefusalQueueFull, RefusalDegraded, RefusalMode, RefusalIdempotencyConflict, RefusalInvalid, RefusalOther}
+}
+
+// RefusalKindOf classifies err by the first sentinel it wraps; nil and
+// unknown errors are RefusalOther.
+func RefusalKindOf(err error) RefusalKind {
+	for _, k := range []struct {
+		err  error
+		kind RefusalKind
+	}{{ErrQueueFull, RefusalQueueFull}, {ErrLowPriorityShed, RefusalDegraded}, {ErrModeRefused, RefusalMode},
+		{ErrIdempotencyConflict, RefusalIdempotencyConflict}, {ErrInvalid, RefusalInvalid}} {
+		if errorsIs(err, k.err) {
+			return k.kind
+		}
+	}
+	return RefusalOther
+}

@@ -184,8 +184,8 @@ func TestFaultAgentResultHeld(t *testing.T) {
 		hb.Running, hb.Results = nil, []Result{{TaskID: task.ID, Attempt: 1, Outcome: OutcomeSucceeded}}
 	})
 	late := h.task(task.ID)
-	if late.Attempt != 2 || late.State.Terminal() || len(h.events("task.stale_ignored")) != 1 {
-		t.Fatalf("late result changed the task: %+v, stale events %d", late, len(h.events("task.stale_ignored")))
+	if late.Attempt != 2 || late.State.Terminal() || len(h.events(EventTaskStaleIgnored)) != 1 {
+		t.Fatalf("late result changed the task: %+v, stale events %d", late, len(h.events(EventTaskStaleIgnored)))
 	}
 }
 
@@ -207,7 +207,7 @@ func TestFaultCPAckDropped(t *testing.T) {
 	if !slices.Equal(rep.Acked, []Lease{{task.ID, 1}}) || h.task(task.ID).State != TaskSucceeded {
 		t.Fatalf("resent result: acked %v, state %s", rep.Acked, h.task(task.ID).State)
 	}
-	if evs := h.events("task.stale_ignored"); len(evs) != 1 || !strings.Contains(evs[0].Reason, "ignored") {
+	if evs := h.events(EventTaskStaleIgnored); len(evs) != 1 || !strings.Contains(evs[0].Reason, "ignored") {
 		t.Fatalf("stale events %+v", evs)
 	}
 }

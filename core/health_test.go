@@ -386,14 +386,14 @@ func (c *quarantineChecker) check(tb rapid.TB, cp *ControlPlane) {
 		c.lastSeq = e.Seq
 		v := views[e.AgentID]
 		switch {
-		case e.Type == "agent.quarantined" && e.Actor == ActorReconcile:
+		case e.Type == EventAgentQuarantined && e.Actor == ActorReconcile:
 			c.quarantines++
 			c.n[e.AgentID]++
 			want := min(time.Duration(c.n[e.AgentID])*hc.QuarantineBase, hc.QuarantineMax)
 			c.till[e.AgentID] = e.Time.Add(want)
 			quarantinedIn[e.Domain] = true
-			if !strings.Contains(e.Reason, "Node quarantined due to low health score") {
-				tb.Fatalf("quarantine reason %q lacks the runbook's log line", e.Reason)
+			if !strings.HasPrefix(e.Reason, QuarantineLogLine) || !e.HealthQuarantine() {
+				tb.Fatalf("health quarantine (cause %q, reason %q) lacks the cause or the runbook's log line", e.Cause, e.Reason)
 			}
 			if v.Quarantined && v.QuarantinedBy == quarantineByHealth && !v.QuarantinedUntil.Equal(c.till[e.AgentID]) {
 				tb.Fatalf("%s: quarantine #%d lasts until +%v, want a back-off of %v", e.AgentID, c.n[e.AgentID],
@@ -402,7 +402,7 @@ func (c *quarantineChecker) check(tb rapid.TB, cp *ControlPlane) {
 			if v.Health.Score >= hc.QuarantineThreshold {
 				tb.Fatalf("%s quarantined with score %.3f >= %.2f", e.AgentID, v.Health.Score, hc.QuarantineThreshold)
 			}
-		case e.Type == "agent.released" && e.Actor == ActorReconcile:
+		case e.Type == EventAgentReleased && e.Actor == ActorReconcile:
 			c.releases++
 			if e.Time.Before(c.till[e.AgentID]) {
 				tb.Fatalf("%s released at %v, before its back-off ends at %v", e.AgentID, e.Time, c.till[e.AgentID])

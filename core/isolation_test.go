@@ -76,7 +76,7 @@ func TestSmallZoneFlapperQuarantinedZoneStaysOpen(t *testing.T) {
 			h.advance(750*time.Millisecond, all...)
 		}
 	}
-	q := h.events("agent.quarantined")
+	q := h.events(EventAgentQuarantined)
 	if len(q) == 0 {
 		v := mustAgent(t, h.cp, "a0")
 		t.Fatalf("a0 never quarantined: score %.2f, %d flaps", v.Health.Score, v.Health.FlapCount)
@@ -85,7 +85,7 @@ func TestSmallZoneFlapperQuarantinedZoneStaysOpen(t *testing.T) {
 		t.Fatalf("first quarantine %s: %q", q[0].AgentID, q[0].Reason)
 	}
 	flaps := 0
-	for _, e := range h.events("agent.disconnected") {
+	for _, e := range h.events(EventAgentDisconnected) {
 		if e.AgentID == "a0" && e.Seq < q[0].Seq {
 			flaps++
 		}
@@ -93,7 +93,7 @@ func TestSmallZoneFlapperQuarantinedZoneStaysOpen(t *testing.T) {
 	if flaps > 4 {
 		t.Errorf("a0 quarantined only after %d flaps, want within 4", flaps)
 	}
-	for _, e := range h.events("domain.isolated") {
+	for _, e := range h.events(EventDomainIsolated) {
 		t.Errorf("domain %s isolated: %s", e.Domain, e.Reason)
 	}
 	if ranOnHealthy < 20 {
@@ -136,7 +136,7 @@ func TestPartialOutagePanicKeepsConnectedAgentsWorking(t *testing.T) {
 	if s := h.cp.Snapshot(h.now); s.Agents.Connected != 6 {
 		t.Fatalf("%d connected, want 6", s.Agents.Connected)
 	}
-	if n := len(h.events("domain.isolated")); n != 0 {
+	if n := len(h.events(EventDomainIsolated)); n != 0 {
 		t.Fatalf("the only zone was isolated for a partial outage (%d)", n)
 	}
 	s := h.cp.Snapshot(h.now)
@@ -144,7 +144,7 @@ func TestPartialOutagePanicKeepsConnectedAgentsWorking(t *testing.T) {
 		!strings.Contains(s.IsolationPanic.Reason, "outage: 8 of 14 agents disconnected") {
 		t.Fatalf("isolation_panic %+v", s.IsolationPanic)
 	}
-	if p := h.events("domain.panic"); len(p) != 1 || p[0].To != "active" {
+	if p := h.events(EventDomainPanic); len(p) != 1 || p[0].To != "active" {
 		t.Fatalf("domain.panic events %+v", p)
 	}
 	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000})
@@ -155,7 +155,7 @@ func TestPartialOutagePanicKeepsConnectedAgentsWorking(t *testing.T) {
 	if s := h.cp.Snapshot(h.now); s.IsolationPanic.Active || len(s.IsolationPanic.Domains) != 0 {
 		t.Fatalf("panic still active after the agents returned: %+v", s.IsolationPanic)
 	}
-	if p := h.events("domain.panic"); len(p) != 2 || p[1].To != "inactive" {
+	if p := h.events(EventDomainPanic); len(p) != 2 || p[1].To != "inactive" {
 		t.Fatalf("domain.panic events %+v", p)
 	}
 }

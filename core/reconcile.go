@@ -61,10 +61,10 @@ func (cp *ControlPlane) checkMassDisconnect() {
 		cp.paused = true
 		cp.pausedReason = fmt.Sprintf("%d of %d agents disconnected at once: cp presumed cut off", disconnected, known)
 		cp.stats.Pauses++
-		cp.record(Event{Kind: EventMode, Type: "scheduler.rescheduling_paused", Actor: ActorSelfProtection, Reason: cp.pausedReason})
+		cp.record(Event{Kind: EventMode, Type: EventSchedulerReschedulingPaused, Actor: ActorSelfProtection, Reason: cp.pausedReason})
 	case !mass && cp.paused:
 		cp.paused = false
-		cp.record(Event{Kind: EventMode, Type: "scheduler.rescheduling_resumed", Actor: ActorSelfProtection,
+		cp.record(Event{Kind: EventMode, Type: EventSchedulerReschedulingResumed, Actor: ActorSelfProtection,
 			Reason: fmt.Sprintf("%d of %d agents disconnected", disconnected, known)})
 		cp.pausedReason = ""
 		// While paused the cp presumed itself cut off, so the loss grace of
@@ -99,7 +99,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		}
 		if lost && !a.lost {
 			a.lost = true
-			cp.record(Event{Kind: EventAgent, Type: "agent.lost", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
+			cp.record(Event{Kind: EventAgent, Type: EventAgentLost, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
 				Reason: fmt.Sprintf("disconnected for %v, rescheduling %d tasks", now.Sub(a.disconnectedAt), len(a.running))})
 		}
 		// Only attempts that may have expired are sorted (for a
@@ -199,8 +199,8 @@ func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
 	s := a.score
 	a.health.Reset(now)
 	cp.reindex(a)
-	cp.record(Event{Kind: EventAgent, Type: "agent.quarantined", AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
-		Reason: fmt.Sprintf("Node quarantined due to low health score: %.2f < %.2f (heartbeat %.2f, success %.2f, flaps %d, latency %.2f); back-off %v",
+	cp.record(Event{Kind: EventAgent, Type: EventAgentQuarantined, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Cause: CauseHealth,
+		Reason: fmt.Sprintf(QuarantineLogLine+": %.2f < %.2f (heartbeat %.2f, success %.2f, flaps %d, latency %.2f); back-off %v",
 			s.Score, cp.cfg.Health.QuarantineThreshold, s.Heartbeat, s.Success, s.FlapCount, s.Latency, backoff)})
 }
 
@@ -310,7 +310,7 @@ func (cp *ControlPlane) evaluateDomains(now time.Time) {
 			}
 		}
 		cp.stats.DomainTransitions++
-		cp.record(Event{Kind: EventDomain, Type: "domain." + lower(string(tr.To)), Domain: name, From: string(tr.From), To: string(tr.To),
+		cp.record(Event{Kind: EventDomain, Type: DomainEventType(tr.To), Domain: name, From: string(tr.From), To: string(tr.To),
 			Actor: ActorReconcile, Reason: tr.Reason})
 	}
 	cp.notePanic(open, total)
@@ -347,10 +347,10 @@ func (cp *ControlPlane) notePanic(open, total int) {
 		cp.stats.Panics++
 		reason := fmt.Sprintf("isolation panic: %d of %d usable slots open, the minimum is %.0f%%; held out of isolation: %s",
 			open, total, 100*cp.cfg.Domains.MinOpenCapacity, strings.Join(held, ", "))
-		cp.record(Event{Kind: EventDomain, Type: "domain.panic", To: "active", Actor: ActorSelfProtection, Reason: reason, Count: len(held)})
+		cp.record(Event{Kind: EventDomain, Type: EventDomainPanic, To: "active", Actor: ActorSelfProtection, Reason: reason, Count: len(held)})
 	case !active && cp.panicActive:
 		cp.panicActive = false
-		cp.record(Event{Kind: EventDomain, Type: "domain.panic", From: "active", To: "inactive", Actor: ActorSelfProtection,
+		cp.record(Event{Kind: EventDomain, Type: EventDomainPanic, From: "active", To: "inactive", Actor: ActorSelfProtection,
 			Reason: fmt.Sprintf("isolation panic over: %d of %d usable slots open", open, total)})
 	}
 }

@@ -6,14 +6,12 @@ import (
 	"time"
 )
 
-func lower(s string) string { return strings.ToLower(s) }
-
 // Stats are the control plane's monotonically increasing counters; drivers
 // export them as metrics.
 type Stats struct {
 	SubmitAccepted    uint64
 	SubmitReplayed    uint64
-	SubmitRefused     map[string]uint64 // by kind: queue_full, degraded, mode, idempotency_conflict, invalid
+	SubmitRefused     map[RefusalKind]uint64
 	Decisions         map[string]uint64 // by outcome: assigned, no_capacity, ...
 	TasksEnded        map[TaskState]uint64
 	TasksEvicted      uint64

@@ -109,7 +109,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	h.report(poison.ID, OutcomeFailed) // fresh: counts; the task is retried at once
 	h.now = h.now.Add(time.Second)
 	h.cp.Tick(h.now)
-	if n := len(h.events("domain.isolated")); n != 1 {
+	if n := len(h.events(EventDomainIsolated)); n != 1 {
 		t.Fatalf("domain isolated %d times after 3 of 3 failures, want 1", n)
 	}
 	if inFlight(poison.ID) {
@@ -117,7 +117,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	}
 	good := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1, Domain: "z1"})
 	h.advance(31*time.Second, "a1", "b1")
-	if n := len(h.events("domain.probing")); n != 1 {
+	if n := len(h.events(EventDomainProbing)); n != 1 {
 		t.Fatalf("domain not probing after its cool-down (%d probing events)", n)
 	}
 	for i := 0; i < 20 && !(h.task(good.ID).State.Terminal() && h.task(poison.ID).State.Terminal()); i++ {
@@ -129,7 +129,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 		}
 		h.advance(time.Second, "a1", "b1")
 	}
-	if n := len(h.events("domain.isolated")); n != 1 {
+	if n := len(h.events(EventDomainIsolated)); n != 1 {
 		t.Errorf("the poison task's retries isolated the domain again (%d isolations)", n)
 	}
 	if st := h.task(good.ID).State; st != TaskSucceeded {
@@ -138,7 +138,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	if st := h.task(poison.ID).State; st != TaskDead {
 		t.Errorf("poison task %s, want DEAD (out of attempts)", st)
 	}
-	if opened := h.events("domain.open"); len(opened) != 1 {
+	if opened := h.events(EventDomainOpen); len(opened) != 1 {
 		t.Errorf("domain opened %d times, want once", len(opened))
 	}
 }

@@ -203,7 +203,7 @@ func TestModes(t *testing.T) {
 	tc.mustStatus(200, "GET", "/timeline?limit=10000", nil).decode(t, &page)
 	n := 0
 	for _, e := range page.Events {
-		if e.Type == "mode.changed" && e.Actor == core.ActorOperator {
+		if e.Type == core.EventModeChanged && e.Actor == core.ActorOperator {
 			n++
 		}
 	}
@@ -266,7 +266,7 @@ func TestPurge(t *testing.T) {
 	tc.mustStatus(200, "GET", "/timeline?limit=10000", nil).decode(t, &page)
 	purges := 0
 	for _, e := range page.Events {
-		if e.Type == "queue.purged" {
+		if e.Type == core.EventQueuePurged {
 			purges++
 		}
 	}

@@ -3,29 +3,28 @@ package cp
 import (
 	"context"
 	"log/slog"
-	"strings"
 
 	"github.com/fluxforge/fluxforge/core"
 )
 
-// QuarantineLogMsg is the log message RUNBOOK.md tells operators to grep for
-// when an agent flaps.
-const QuarantineLogMsg = "Node quarantined due to low health score"
-
 // logEvent writes one timeline event, its type (task.assigned,
-// agent.disconnected, mode.changed, ...) as the message. Health quarantines are logged at WARN
-// with the runbook's exact message and the agent's score; other events at a
-// level that matches how much an operator should care. Called with s.mu held,
-// so events are logged in timeline order.
+// agent.disconnected, mode.changed, ...) as the message. Health quarantines
+// are logged at WARN with the runbook's exact message
+// (core.QuarantineLogLine) and the agent's score; other events at a level
+// that matches how much an operator should care. Called with s.mu held, so
+// events are logged in timeline order.
 func (s *Server) logEvent(e core.Event) {
-	level, msg := eventLevel(e), e.Type
+	level, msg := eventLevel(e), string(e.Type)
 	if !s.log.Enabled(context.Background(), level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs, slog.Uint64("seq", e.Seq), slog.String("type", e.Type), slog.String("actor", e.Actor))
-	if e.Type == "agent.quarantined" && strings.HasPrefix(e.Reason, QuarantineLogMsg) {
-		msg = QuarantineLogMsg
+	attrs := make([]slog.Attr, 0, 13)
+	attrs = append(attrs, slog.Uint64("seq", e.Seq), slog.String("type", string(e.Type)), slog.String("actor", e.Actor))
+	if e.Cause != "" {
+		attrs = append(attrs, slog.String("cause", string(e.Cause)))
+	}
+	if e.HealthQuarantine() {
+		msg = core.QuarantineLogLine
 		if v, ok := s.core.Agent(e.AgentID); ok {
 			// The score that triggered the quarantine: core keeps it until
 			// the next health evaluation.
@@ -63,10 +62,11 @@ func (s *Server) logEvent(e core.Event) {
 
 func eventLevel(e core.Event) slog.Level {
 	switch e.Type {
-	case "agent.quarantined", "agent.disconnected", "agent.lost", "task.dead", "task.failed",
-		"domain.throttled", "domain.isolated", "scheduler.rescheduling_paused", "queue.purged":
+	case core.EventAgentQuarantined, core.EventAgentDisconnected, core.EventAgentLost, core.EventTaskDead, core.EventTaskFailed,
+		core.EventDomainThrottled, core.EventDomainIsolated, core.EventDomainPanic, core.EventSchedulerReschedulingPaused,
+		core.EventQueuePurged:
 		return slog.LevelWarn
-	case "mode.changed":
+	case core.EventModeChanged:
 		if e.To != string(core.ModeNormal) {
 			return slog.LevelWarn
 		}

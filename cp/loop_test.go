@@ -198,6 +198,26 @@ func (tc *testCP) agent(id string) (core.AgentView, bool) {
 	return v, true
 }
 
+// TestOperatorQuarantineIsNotTheRunbookLine: the runbook line marks health
+// quarantines only, told by the event's cause, not by its reason text, so an
+// operator quoting the line in a reason does not page anyone.
+func TestOperatorQuarantineIsNotTheRunbookLine(t *testing.T) {
+	tc := startCP(t, false, nil)
+	tc.heartbeat(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 1})
+	tc.mustStatus(http.StatusOK, "POST", "/v1/agents/a1/quarantine", `{"reason":"`+core.QuarantineLogLine+` (copied from a ticket)"}`)
+	var line map[string]any
+	for _, l := range strings.Split(tc.logs.String(), "\n") {
+		if strings.Contains(l, `"type":"agent.quarantined"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line == nil || line["msg"] != "agent.quarantined" || line["level"] != "WARN" || line["cause"] != "operator" {
+		t.Fatalf("operator quarantine logged as %v\n%s", line, tc.logs.String())
+	}
+}
+
 // TestQuarantineLogLine drives a flapping agent on a mock clock until the
 // health score quarantines it, and checks the runbook's exact log line.
 func TestQuarantineLogLine(t *testing.T) {
@@ -233,7 +253,7 @@ func TestQuarantineLogLine(t *testing.T) {
 	}
 	var line map[string]any
 	for _, l := range strings.Split(tc.logs.String(), "\n") {
-		if strings.Contains(l, QuarantineLogMsg) {
+		if strings.Contains(l, core.QuarantineLogLine) {
 			if err := json.Unmarshal([]byte(l), &line); err != nil {
 				t.Fatal(err)
 			}
@@ -244,7 +264,8 @@ func TestQuarantineLogLine(t *testing.T) {
 		t.Fatalf("no quarantine log line in:\n%s", tc.logs.String())
 	}
 	if line["msg"] != "Node quarantined due to low health score" || line["level"] != "WARN" ||
-		line["agent_id"] != "flappy" || line["domain"] != "z1" {
+		line["agent_id"] != "flappy" || line["domain"] != "z1" || line["cause"] != "health" ||
+		!strings.HasPrefix(line["reason"].(string), "Node quarantined due to low health score: ") {
 		t.Fatalf("log line %v", line)
 	}
 	score, ok := line["score"].(float64)

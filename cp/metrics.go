@@ -1,6 +1,7 @@
 package cp
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,41 +25,14 @@ type metrics struct {
 
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reconcile: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "flux_reconcile_duration_seconds",
-			Help:    "Wall-clock duration of one reconcile pass (core Tick under the lock).",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flux_http_requests_total",
-			Help: "HTTP requests served, by route and status code.",
-		}, []string{"route", "code"}),
-		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flux_api_errors_total",
-			Help: "HTTP requests answered with a 4xx or 5xx status, by route and code; the error rate is this over flux_http_requests_total.",
-		}, []string{"route", "code"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "flux_http_request_duration_seconds",
-			Help:    "HTTP request latency by route.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}, []string{"route"}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flux_http_panics_total",
-			Help: "Handler panics recovered at the request boundary (answered 500).",
-		}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flux_agent_messages_total",
-			Help: "Messages sent to agents, by kind (assign, cancel) and result (ok, error, rejected).",
-		}, []string{"kind", "result"}),
-		deliveryDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flux_agent_messages_dropped_total",
-			Help: "Messages to agents dropped because the delivery queue was full.",
-		}, []string{"kind"}),
-		deliveryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "flux_agent_message_duration_seconds",
-			Help:    "Round trip of one message to an agent.",
-			Buckets: prometheus.DefBuckets,
-		}, []string{"kind"}),
+		reconcile:        prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricReconcileDuration, reconcileBuckets))),
+		requests:         prometheus.NewCounterVec(counterOpts(core.MetricHTTPRequests)),
+		apiErrors:        prometheus.NewCounterVec(counterOpts(core.MetricAPIErrors)),
+		requestDuration:  prometheus.NewHistogramVec(histogramOpts(core.MetricHTTPRequestDuration, requestBuckets)),
+		panics:           prometheus.NewCounter(unlabelled(counterOpts(core.MetricHTTPPanics))),
+		deliveries:       prometheus.NewCounterVec(counterOpts(core.MetricAgentMessages)),
+		deliveryDropped:  prometheus.NewCounterVec(counterOpts(core.MetricAgentMessagesDropped)),
+		deliveryDuration: prometheus.NewHistogramVec(histogramOpts(core.MetricAgentMessageDuration, prometheus.DefBuckets)),
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.
@@ -69,10 +43,9 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	for _, kind := range []string{"assign", "cancel"} {
 		m.deliveryDropped.WithLabelValues(kind)
 	}
-	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "flux_agent_messages_queued",
-		Help: "Messages to agents waiting to be sent.",
-	}, func() float64 { return float64(s.delivery.queued()) })
+	queuedDesc := metricDesc(core.MetricAgentMessagesQueued, core.MetricGauge)
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: queuedDesc.Name, Help: queuedDesc.Help},
+		func() float64 { return float64(s.delivery.queued()) })
 	for _, c := range []prometheus.Collector{queued, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
 		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
@@ -82,51 +55,93 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help, labels, nil)
+// Histogram buckets, in seconds.
+var (
+	reconcileBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	requestBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
+)
+
+// metricDesc returns core's table entry for name, which must be there with
+// type typ: every metric the cp exports is in that one table, which the
+// simulator records from too.
+func metricDesc(name string, typ core.MetricType) core.MetricDesc {
+	d, ok := core.MetricByName(name)
+	if !ok || d.Type != typ {
+		panic(fmt.Sprintf("cp: metric %s is not a %v in core.Metrics()", name, typ))
+	}
+	return d
+}
+
+// counterOpts returns the options and label names of counter name.
+func counterOpts(name string) (prometheus.CounterOpts, []string) {
+	d := metricDesc(name, core.MetricCounter)
+	return prometheus.CounterOpts{Name: d.Name, Help: d.Help}, d.Labels
+}
+
+// histogramOpts returns the options and label names of histogram name.
+func histogramOpts(name string, buckets []float64) (prometheus.HistogramOpts, []string) {
+	d := metricDesc(name, core.MetricHistogram)
+	return prometheus.HistogramOpts{Name: d.Name, Help: d.Help, Buckets: buckets}, d.Labels
+}
+
+// unlabelled drops the label names of a metric that has none.
+func unlabelled[O any](opts O, labels []string) O {
+	if len(labels) != 0 {
+		panic(fmt.Sprintf("cp: metric has labels %v", labels))
+	}
+	return opts
+}
+
+// desc describes a metric read from the core at scrape time.
+func desc(name string) *prometheus.Desc {
+	d, ok := core.MetricByName(name)
+	if !ok || d.Type == core.MetricHistogram {
+		panic(fmt.Sprintf("cp: metric %s is not a gauge or counter in core.Metrics()", name))
+	}
+	return prometheus.NewDesc(d.Name, d.Help, d.Labels, nil)
 }
 
 // Descriptions of the metrics read from the core at scrape time. The names
 // RUNBOOK.md uses are the operators' contract and stay exact.
 var (
-	descQueueDepth       = desc("flux_queue_depth", "Tasks QUEUED now.")
-	descQueueCapacity    = desc("flux_queue_capacity", "Bound of the queue; submissions beyond it are refused with 429.")
-	descQueueOldest      = desc("flux_queue_oldest_task_age", "Seconds the oldest QUEUED task has waited (0 when the queue is empty).")
-	descInFlight         = desc("flux_tasks_in_flight", "Tasks ASSIGNED or RUNNING.")
-	descMode             = desc("flux_scheduler_mode", "1 for the scheduler's current mode, 0 for the others.", "mode")
-	descModeBySelf       = desc("flux_scheduler_mode_self_protection", "1 when the current mode was set by self-protection.")
-	descPaused           = desc("flux_scheduler_rescheduling_paused", "1 while mass-disconnect protection pauses rescheduling.")
-	descDrained          = desc("flux_scheduler_drained", "1 when DRAINING and nothing is queued or in flight.")
-	descDecisions        = desc("flux_scheduler_decisions_total", "Placement decisions, by outcome (assigned, no_capacity, domain_isolated, ...).", "outcome")
-	descDomainFailure    = desc("flux_domain_failure_rate", "Failure rate of a failure domain over its sliding window.", "domain")
-	descDomainState      = desc("flux_domain_state", "1 for the domain's isolation state, 0 for the others.", "domain", "state")
-	descDomainActive     = desc("flux_domain_active", "Tasks ASSIGNED or RUNNING in a domain.", "domain")
-	descDomainQueued     = desc("flux_domain_queued", "Tasks QUEUED with this domain constraint.", "domain")
-	descAgentsKnown      = desc("flux_agents_known", "Registered agents per domain.", "domain")
-	descAgentsConnected  = desc("flux_agents_connected", "Connected agents per domain.", "domain")
-	descAgentsQuarantine = desc("flux_agents_quarantined", "Quarantined agents per domain.", "domain")
-	descAgentConnected   = desc("flux_agent_connected", "1 when the agent is connected (heartbeating), 0 otherwise.", "agent", "domain")
-	descAgentQuarantined = desc("flux_agent_quarantined", "1 when the agent is quarantined.", "agent", "domain")
-	descAgentHealth      = desc("flux_agent_health_score", "The agent's CompositeHealthScore in [0,1].", "agent", "domain")
-	descAgentRunning     = desc("flux_agent_running_tasks", "Attempts leased to the agent.", "agent", "domain")
-	descAgentSlots       = desc("flux_agent_slots", "Slots the agent advertises.", "agent", "domain")
-	descSubmitted        = desc("flux_tasks_submitted_total", "Submissions accepted (new tasks).")
-	descReplayed         = desc("flux_tasks_replayed_total", "Submissions answered from the idempotency cache.")
-	descRefused          = desc("flux_tasks_refused_total", "Submissions refused, by reason.", "reason")
-	descFinished         = desc("flux_tasks_finished_total", "Tasks that reached a terminal state, by state.", "state")
-	descPurged           = desc("flux_tasks_purged_total", "Queued tasks cancelled by a queue purge.")
-	descRequeues         = desc("flux_requeues_total", "Tasks put back in the queue for another attempt.")
-	descLostLeases       = desc("flux_lost_leases_total", "Attempts given up because the agent was lost or never confirmed them.")
-	descStuckLeases      = desc("flux_stuck_leases_total", "Attempts given up as stuck (past timeout plus grace).")
-	descStaleIgnored     = desc("flux_stale_reports_ignored_total", "Results or acks of superseded attempts, ignored (fencing).")
-	descPoison           = desc("flux_poison_tasks_total", "Tasks declared DEAD as poison.")
-	descQuarantines      = desc("flux_quarantines_total", "Agent quarantines (health and operator).")
-	descQuarantineCapped = desc("flux_quarantines_capped_total", "Health quarantines withheld by the per-domain cap.")
-	descModeChanges      = desc("flux_mode_changes_total", "Scheduler mode changes.")
-	descAgentConnects    = desc("flux_agent_connects_total", "Agent connections (registrations and reconnections).")
-	descAgentDisconnects = desc("flux_agent_disconnects_total", "Agent disconnections.")
-	descReconciles       = desc("flux_reconciles_total", "Reconcile passes run.")
-	descTimelineSeq      = desc("flux_timeline_last_seq", "Sequence number of the newest timeline event.")
+	descQueueDepth       = desc(core.MetricQueueDepth)
+	descQueueCapacity    = desc(core.MetricQueueCapacity)
+	descQueueOldest      = desc(core.MetricQueueOldestTaskAge)
+	descInFlight         = desc(core.MetricTasksInFlight)
+	descMode             = desc(core.MetricSchedulerMode)
+	descModeBySelf       = desc(core.MetricSchedulerModeSelfProtection)
+	descPaused           = desc(core.MetricSchedulerReschedulingPaused)
+	descDrained          = desc(core.MetricSchedulerDrained)
+	descDecisions        = desc(core.MetricSchedulerDecisions)
+	descDomainFailure    = desc(core.MetricDomainFailureRate)
+	descDomainState      = desc(core.MetricDomainState)
+	descDomainActive     = desc(core.MetricDomainActive)
+	descDomainQueued     = desc(core.MetricDomainQueued)
+	descAgentsKnown      = desc(core.MetricAgentsKnown)
+	descAgentsConnected  = desc(core.MetricAgentsConnected)
+	descAgentsQuarantine = desc(core.MetricAgentsQuarantined)
+	descAgentConnected   = desc(core.MetricAgentConnected)
+	descAgentQuarantined = desc(core.MetricAgentQuarantined)
+	descAgentHealth      = desc(core.MetricAgentHealthScore)
+	descAgentRunning     = desc(core.MetricAgentRunningTasks)
+	descAgentSlots       = desc(core.MetricAgentSlots)
+	descSubmitted        = desc(core.MetricTasksSubmitted)
+	descReplayed         = desc(core.MetricTasksReplayed)
+	descRefused          = desc(core.MetricTasksRefused)
+	descFinished         = desc(core.MetricTasksFinished)
+	descPurged           = desc(core.MetricTasksPurged)
+	descRequeues         = desc(core.MetricRequeues)
+	descLostLeases       = desc(core.MetricLostLeases)
+	descStuckLeases      = desc(core.MetricStuckLeases)
+	descStaleIgnored     = desc(core.MetricStaleReportsIgnored)
+	descPoison           = desc(core.MetricPoisonTasks)
+	descQuarantines      = desc(core.MetricQuarantines)
+	descQuarantineCapped = desc(core.MetricQuarantinesCapped)
+	descModeChanges      = desc(core.MetricModeChanges)
+	descAgentConnects    = desc(core.MetricAgentConnects)
+	descAgentDisconnects = desc(core.MetricAgentDisconnects)
+	descReconciles       = desc(core.MetricReconciles)
+	descTimelineSeq      = desc(core.MetricTimelineLastSeq)
 )
 
 var (
@@ -134,7 +149,6 @@ var (
 	allDomainStates = []core.DomainState{core.DomainOpen, core.DomainThrottled, core.DomainIsolated, core.DomainProbing}
 	allDecisions    = []string{core.DecisionAssigned, core.DecisionNoCapacity, core.DecisionDomainIsolated,
 		core.DecisionDomainThrottle, core.DecisionNoAgents, core.DecisionModeBlocked, core.DecisionPaused}
-	allRefusals = []string{"queue_full", "degraded", "mode", "idempotency_conflict", "invalid"}
 	allTerminal = []core.TaskState{core.TaskSucceeded, core.TaskFailed, core.TaskCancelled, core.TaskDead}
 )
 
@@ -211,8 +225,8 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(descSubmitted, stats.SubmitAccepted)
 	counter(descReplayed, stats.SubmitReplayed)
-	for _, r := range unionKeys(allRefusals, stats.SubmitRefused) {
-		counter(descRefused, stats.SubmitRefused[r], r)
+	for _, r := range unionKeys(core.RefusalKinds(), stats.SubmitRefused) {
+		counter(descRefused, stats.SubmitRefused[r], string(r))
 	}
 	for _, st := range allTerminal {
 		counter(descFinished, stats.TasksEnded[st], st.String())
@@ -234,7 +248,7 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 
 // unionKeys returns known plus any other key of m, sorted, so every expected
 // series exists from the start and no new one is lost.
-func unionKeys(known []string, m map[string]uint64) []string {
+func unionKeys[K ~string](known []K, m map[K]uint64) []K {
 	out := slices.Clone(known)
 	for k := range m {
 		if !slices.Contains(out, k) {

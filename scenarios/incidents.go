@@ -10,15 +10,13 @@ import (
 	"github.com/fluxforge/fluxforge/sim"
 )
 
-const quarantineLine = "Node quarantined due to low health score"
-
 // flapper is the agent that flaps in agent-flap.
 func flapper(p Params) string { return sim.AgentID(0, p.Zones) }
 
 var agentFlap = Scenario{
 	Name: "agent-flap",
 	Description: "One agent loses its link to the cp for 55s, then flaps (25s down, 10s up) four times, then stays up. " +
-		"It must be quarantined within 3 flaps (log line \"" + quarantineLine + "\"), its tasks must finish " +
+		"It must be quarantined within 3 flaps (log line \"" + core.QuarantineLogLine + "\"), its tasks must finish " +
 		"elsewhere, and it must be released once stable for its back-off; nothing is lost.",
 	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
 	Build: func(p Params) sim.Options {
@@ -37,16 +35,16 @@ var agentFlap = Scenario{
 	Expect: []Expectation{
 		{Name: "the flapping agent is quarantined within 3 flaps with the runbook's log line", Check: func(c *Context) error {
 			id := flapper(c.Params)
-			q := events(c.Result, "agent.quarantined", id)
+			q := events(c.Result, core.EventAgentQuarantined, id)
 			if len(q) == 0 {
-				return fmt.Errorf("%s was never quarantined (%d flaps)", id, len(events(c.Result, "agent.disconnected", id)))
+				return fmt.Errorf("%s was never quarantined (%d flaps)", id, len(events(c.Result, core.EventAgentDisconnected, id)))
 			}
 			first := q[0]
-			if !strings.Contains(first.Reason, quarantineLine) {
-				return fmt.Errorf("quarantine reason %q lacks %q", first.Reason, quarantineLine)
+			if !first.HealthQuarantine() || !strings.HasPrefix(first.Reason, core.QuarantineLogLine) {
+				return fmt.Errorf("quarantine (cause %q, reason %q) is not a health quarantine logged as %q", first.Cause, first.Reason, core.QuarantineLogLine)
 			}
 			flaps := 0
-			for _, e := range events(c.Result, "agent.disconnected", id) {
+			for _, e := range events(c.Result, core.EventAgentDisconnected, id) {
 				if e.Gen == first.Gen && e.Seq < first.Seq {
 					flaps++
 				}
@@ -57,7 +55,7 @@ var agentFlap = Scenario{
 			return nil
 		}},
 		{Name: "no other agent is quarantined", Check: func(c *Context) error {
-			for _, e := range events(c.Result, "agent.quarantined", "") {
+			for _, e := range events(c.Result, core.EventAgentQuarantined, "") {
 				if string(e.AgentID) != flapper(c.Params) {
 					return fmt.Errorf("%s quarantined too: %s", e.AgentID, e.Reason)
 				}
@@ -86,22 +84,22 @@ var agentFlap = Scenario{
 		}},
 		{Name: "the flapping agent is released after being stable for its back-off", Check: func(c *Context) error {
 			id := flapper(c.Params)
-			rel := events(c.Result, "agent.released", id)
+			rel := events(c.Result, core.EventAgentReleased, id)
 			if len(rel) == 0 {
 				return fmt.Errorf("%s was never released", id)
 			}
 			last := rel[len(rel)-1]
-			q := events(c.Result, "agent.quarantined", id)
+			q := events(c.Result, core.EventAgentQuarantined, id)
 			if len(q) == 0 || q[len(q)-1].Seq > last.Seq {
 				return fmt.Errorf("%s is quarantined again at the end", id)
 			}
 			backoff := c.Options.Core.Health.QuarantineBackoff(len(q))
-			for _, e := range events(c.Result, "agent.disconnected", id) {
+			for _, e := range events(c.Result, core.EventAgentDisconnected, id) {
 				if e.Seq < last.Seq && at(last)-at(e) < backoff {
 					return fmt.Errorf("released at %v, only %v after a flap (back-off %v)", at(last), at(last)-at(e), backoff)
 				}
 			}
-			for _, e := range events(c.Result, "agent.connected", id) {
+			for _, e := range events(c.Result, core.EventAgentConnected, id) {
 				if e.Seq < last.Seq && at(last)-at(e) < backoff {
 					return fmt.Errorf("released at %v, only %v after reconnecting (back-off %v)", at(last), at(last)-at(e), backoff)
 				}
@@ -144,7 +142,7 @@ var stuckWorker = Scenario{
 			if n == 0 {
 				return fmt.Errorf("no attempt on %s timed out", id)
 			}
-			for _, e := range events(c.Result, "task.queued", string(id)) {
+			for _, e := range events(c.Result, core.EventTaskQueued, string(id)) {
 				if e.From != "" && (strings.Contains(e.Reason, "timeout") || strings.Contains(e.Reason, "stuck")) {
 					return nil
 				}
@@ -218,7 +216,7 @@ var zoneOutage = Scenario{
 		{Name: "the zone is isolated, probed and reopened after the heal", Check: func(c *Context) error {
 			z := sim.ZoneName(outageZone)
 			var seq []string
-			for _, e := range events(c.Result, "domain.*", "") {
+			for _, e := range eventsOfKind(c.Result, core.EventDomain) {
 				if e.Domain == z {
 					seq = append(seq, e.To)
 				}
@@ -235,7 +233,7 @@ var zoneOutage = Scenario{
 			return nil
 		}},
 		{Name: "no agent of the zone is quarantined", Check: func(c *Context) error {
-			if q := events(c.Result, "agent.quarantined", ""); len(q) > 0 {
+			if q := events(c.Result, core.EventAgentQuarantined, ""); len(q) > 0 {
 				return fmt.Errorf("%s quarantined: %s", q[0].AgentID, q[0].Reason)
 			}
 			return nil
@@ -294,7 +292,7 @@ var queueSaturation = Scenario{
 			return nil
 		}},
 		{Name: "low priority refused (429) while DEGRADED, full queue refused (429)", Check: func(c *Context) error {
-			if c.Result.Refused["degraded"] == 0 || c.Result.Refused["queue_full"] == 0 {
+			if c.Result.Refused[core.RefusalDegraded] == 0 || c.Result.Refused[core.RefusalQueueFull] == 0 {
 				return fmt.Errorf("refusals %v: want degraded and queue_full", c.Result.Refused)
 			}
 			return nil
@@ -321,7 +319,7 @@ var queueSaturation = Scenario{
 			from := at(*back) - c.Options.Core.DegradedExitAfter
 			for _, s := range c.Result.Series {
 				if s.At > from && s.At < at(*back) {
-					if v, _ := s.Value("flux_queue_depth"); v >= limit {
+					if v, _ := s.Value(core.MetricQueueDepth); v >= limit {
 						return fmt.Errorf("NORMAL at %v but the queue was %v at %v", at(*back), v, s.At)
 					}
 				}
@@ -337,7 +335,7 @@ var queueSaturation = Scenario{
 
 func modeChanges(r *sim.Result, to core.Mode) []sim.TimelineEvent {
 	var out []sim.TimelineEvent
-	for _, e := range events(r, "mode.changed", "") {
+	for _, e := range events(r, core.EventModeChanged, "") {
 		if e.To == string(to) {
 			out = append(out, e)
 		}
@@ -383,7 +381,7 @@ var poisonTask = Scenario{
 			return nil
 		}},
 		{Name: "poison does not count against agent health: no quarantine", Check: func(c *Context) error {
-			if q := events(c.Result, "agent.quarantined", ""); len(q) > 0 {
+			if q := events(c.Result, core.EventAgentQuarantined, ""); len(q) > 0 {
 				return fmt.Errorf("%s quarantined: %s", q[0].AgentID, q[0].Reason)
 			}
 			return nil
@@ -422,21 +420,21 @@ var massDisconnect = Scenario{
 	},
 	Expect: []Expectation{
 		{Name: "rescheduling pauses during the cut and resumes after", Check: func(c *Context) error {
-			if len(events(c.Result, "scheduler.rescheduling_paused", "")) == 0 {
+			if len(events(c.Result, core.EventSchedulerReschedulingPaused, "")) == 0 {
 				return fmt.Errorf("rescheduling never paused")
 			}
-			if len(events(c.Result, "scheduler.rescheduling_resumed", "")) == 0 || c.Result.Final.ReschedulingPaused {
+			if len(events(c.Result, core.EventSchedulerReschedulingResumed, "")) == 0 || c.Result.Final.ReschedulingPaused {
 				return fmt.Errorf("rescheduling never resumed")
 			}
 			return nil
 		}},
 		{Name: "no rescheduling storm: no lost-agent requeues, few requeues during the cut", Check: func(c *Context) error {
 			f := c.Options.Faults[0]
-			if l := events(c.Result, "agent.lost", ""); len(l) > 0 {
+			if l := events(c.Result, core.EventAgentLost, ""); len(l) > 0 {
 				return fmt.Errorf("%s declared lost at %v: %s", l[0].AgentID, at(l[0]), l[0].Reason)
 			}
 			n := 0
-			for _, e := range events(c.Result, "task.queued", "") {
+			for _, e := range events(c.Result, core.EventTaskQueued, "") {
 				if e.From != "" && at(e) >= f.At && at(e) <= f.Until {
 					n++
 				}
@@ -469,7 +467,7 @@ var drainRestart = Scenario{
 	},
 	Expect: []Expectation{
 		{Name: "DRAINING refuses submissions", Check: func(c *Context) error {
-			if c.Result.Refused["mode"] == 0 {
+			if c.Result.Refused[core.RefusalMode] == 0 {
 				return fmt.Errorf("no submission refused while draining (refusals %v)", c.Result.Refused)
 			}
 			return nil
@@ -487,7 +485,7 @@ var drainRestart = Scenario{
 		}},
 		{Name: "the agents re-register with the fresh cp", Check: func(c *Context) error {
 			n := 0
-			for _, e := range events(c.Result, "agent.registered", "") {
+			for _, e := range events(c.Result, core.EventAgentRegistered, "") {
 				if e.Gen == 1 {
 					n++
 				}

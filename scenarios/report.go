@@ -6,21 +6,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/sim"
 )
 
 // notable reports whether a timeline event belongs in the readable timeline.
 func notable(e sim.TimelineEvent) bool {
-	switch {
-	case strings.HasPrefix(e.Type, "domain."), strings.HasPrefix(e.Type, "scheduler."), strings.HasPrefix(e.Type, "queue."):
+	switch e.Kind {
+	case core.EventDomain, core.EventQueue:
 		return true
-	case e.Type == "mode.changed":
-		return e.Seq > 1 // not the initial mode of each cp
+	case core.EventMode: // mode changes and scheduler.* (rescheduling paused, resumed)
+		return e.Type != core.EventModeChanged || e.Seq > 1 // not the initial mode of each cp
 	}
 	switch e.Type {
-	case "agent.quarantined", "agent.released", "agent.lost", "agent.restarted", "task.dead", "task.failed":
+	case core.EventAgentQuarantined, core.EventAgentReleased, core.EventAgentLost, core.EventAgentRestarted, core.EventTaskDead, core.EventTaskFailed:
 		return true
-	case "task.queued":
+	case core.EventTaskQueued:
 		return e.From != "" // a requeue
 	}
 	return false
@@ -109,7 +110,7 @@ func (r Report) Write(w io.Writer, quiet bool) error {
 	fmt.Fprintf(&b, "  requeues            %d\n", res.Requeues)
 	fmt.Fprintf(&b, "  max queue depth     %d\n", res.MaxQueueDepth)
 	fmt.Fprintf(&b, "  max oldest task age %.1fs\n", res.MaxOldestAgeSeconds)
-	fmt.Fprintf(&b, "  quarantines         %d\n", countType(res, "agent.quarantined"))
+	fmt.Fprintf(&b, "  quarantines         %d\n", countType(res, core.EventAgentQuarantined))
 	fmt.Fprintf(&b, "  final mode          %s\n", res.Final.Mode)
 	fmt.Fprintf(&b, "  sim events          %d (virtual %v)\n", res.SimEvents, res.End)
 	fmt.Fprintf(&b, "  trace               %s (%d lines, %d bytes)\n", res.TraceHash, res.TraceLines, res.TraceBytes)
@@ -126,9 +127,9 @@ func (r Report) Write(w io.Writer, quiet bool) error {
 	return err
 }
 
-func refusals(m map[string]int) string {
+func refusals(m map[core.RefusalKind]int) string {
 	var parts []string
-	for _, k := range []string{"queue_full", "degraded", "mode", "idempotency_conflict", "invalid", "other"} {
+	for _, k := range core.RefusalKinds() {
 		if m[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 		}
@@ -139,7 +140,7 @@ func refusals(m map[string]int) string {
 	return "(" + strings.Join(parts, ", ") + ")"
 }
 
-func countType(r sim.Result, typ string) int {
+func countType(r sim.Result, typ core.EventType) int {
 	n := 0
 	for _, e := range r.Events {
 		if e.Type == typ {

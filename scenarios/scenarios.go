@@ -183,16 +183,22 @@ func agentsOf(p Params, z int) []string {
 	return out
 }
 
-// events returns the timeline events of type typ (prefix match with a
-// trailing '*'), optionally for one agent.
-func events(r *sim.Result, typ string, agent string) []sim.TimelineEvent {
+// events returns the timeline events of type typ, optionally for one agent.
+func events(r *sim.Result, typ core.EventType, agent string) []sim.TimelineEvent {
 	var out []sim.TimelineEvent
 	for _, e := range r.Events {
-		match := e.Type == typ
-		if strings.HasSuffix(typ, "*") {
-			match = strings.HasPrefix(e.Type, strings.TrimSuffix(typ, "*"))
+		if e.Type == typ && (agent == "" || string(e.AgentID) == agent) {
+			out = append(out, e)
 		}
-		if match && (agent == "" || string(e.AgentID) == agent) {
+	}
+	return out
+}
+
+// eventsOfKind returns the timeline events of one kind (core.EventDomain, ...).
+func eventsOfKind(r *sim.Result, kind string) []sim.TimelineEvent {
+	var out []sim.TimelineEvent
+	for _, e := range r.Events {
+		if e.Kind == kind {
 			out = append(out, e)
 		}
 	}

@@ -97,7 +97,7 @@ func (s *sim) onTimeline(gen int, e core.Event) {
 	t := s.tr
 	t.begin(s.now, s.count, "timeline")
 	t.int("seq", int64(e.Seq))
-	t.str("type", e.Type)
+	t.str("type", string(e.Type))
 	t.str("task", string(e.TaskID))
 	t.str("agent", string(e.AgentID))
 	t.str("domain", e.Domain)
@@ -132,9 +132,11 @@ func (s *sim) onTimeline(gen int, e core.Event) {
 	case core.EventAgent:
 		m.agentEvent(e)
 	case core.EventDomain:
-		m.domainState[e.Domain] = core.DomainState(e.To)
+		if e.Type != core.EventDomainPanic { // fleet-wide, not a domain's state
+			m.domainState[e.Domain] = core.DomainState(e.To)
+		}
 	case core.EventMode:
-		if e.Type == "mode.changed" {
+		if e.Type == core.EventModeChanged {
 			if e.Actor == core.ActorSelfProtection && m.modeBy == core.ActorOperator && m.mode != core.ModeNormal {
 				s.violate(InvOperatorMode, fmt.Sprintf("self-protection changed mode %s→%s set by an operator (%s)", m.mode, e.To, e.Reason))
 				return
@@ -256,12 +258,12 @@ func (m *model) agentEvent(e core.Event) {
 	s := m.s
 	a := m.agents[e.AgentID]
 	switch e.Type {
-	case "agent.registered":
+	case core.EventAgentRegistered:
 		a = &mAgent{domain: e.Domain}
 		m.agents[e.AgentID] = a
 		m.domainAgents[e.Domain]++
 		return
-	case "agent.forgotten":
+	case core.EventAgentForgotten:
 		if a != nil {
 			if a.quarantined == core.ActorReconcile {
 				m.healthQ[a.domain]--
@@ -276,11 +278,11 @@ func (m *model) agentEvent(e core.Event) {
 		return
 	}
 	switch e.Type {
-	case "agent.connected":
+	case core.EventAgentConnected:
 		a.connected = true
-	case "agent.disconnected":
+	case core.EventAgentDisconnected:
 		a.connected = false
-	case "agent.quarantined":
+	case core.EventAgentQuarantined:
 		if a.quarantined == core.ActorReconcile {
 			m.healthQ[a.domain]--
 		}
@@ -292,7 +294,7 @@ func (m *model) agentEvent(e core.Event) {
 					a.domain, m.healthQ[a.domain], limit, m.domainAgents[a.domain]))
 			}
 		}
-	case "agent.released":
+	case core.EventAgentReleased:
 		if a.quarantined == core.ActorReconcile {
 			m.healthQ[a.domain]--
 		}

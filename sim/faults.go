@@ -203,7 +203,8 @@ func errText(err error) string {
 
 // ---- metrics ----
 
-// sample records the metric time series under the daemons' Prometheus names.
+// sample records the metric time series under the cp's names and labels
+// (core.Metrics()); a histogram is recorded as its _count.
 func (s *sim) sample() {
 	snap := s.cp.Snapshot(s.t)
 	st := s.cp.Stats()
@@ -212,15 +213,15 @@ func (s *sim) sample() {
 		s.res.MaxOldestAgeSeconds = snap.OldestTaskAgeSeconds
 	}
 	ms := []Metric{
-		{Name: "flux_queue_depth", Value: float64(snap.QueueDepth)},
-		{Name: "flux_queue_capacity", Value: float64(snap.QueueCapacity)},
-		{Name: "flux_queue_oldest_task_age", Value: snap.OldestTaskAgeSeconds},
-		{Name: "flux_tasks_in_flight", Value: float64(snap.InFlight)},
-		{Name: "flux_reconcile_duration_seconds_count", Value: float64(st.Reconciles)},
-		{Name: "flux_scheduler_rescheduling_paused", Value: b2f(snap.ReschedulingPaused)},
+		{Name: core.MetricQueueDepth, Value: float64(snap.QueueDepth)},
+		{Name: core.MetricQueueCapacity, Value: float64(snap.QueueCapacity)},
+		{Name: core.MetricQueueOldestTaskAge, Value: snap.OldestTaskAgeSeconds},
+		{Name: core.MetricTasksInFlight, Value: float64(snap.InFlight)},
+		{Name: core.MetricReconcileDuration + "_count", Value: float64(st.Reconciles)},
+		{Name: core.MetricSchedulerReschedulingPaused, Value: b2f(snap.ReschedulingPaused)},
 	}
 	for _, m := range []core.Mode{core.ModeNormal, core.ModeDegraded, core.ModeReadOnly, core.ModeDraining} {
-		ms = append(ms, Metric{Name: "flux_scheduler_mode", Labels: []Label{{"mode", string(m)}}, Value: b2f(snap.Mode == m)})
+		ms = append(ms, Metric{Name: core.MetricSchedulerMode, Labels: []Label{{core.LabelMode, string(m)}}, Value: b2f(snap.Mode == m)})
 	}
 	outcomes := make([]string, 0, len(st.Decisions))
 	for k := range st.Decisions {
@@ -228,23 +229,23 @@ func (s *sim) sample() {
 	}
 	slices.Sort(outcomes)
 	for _, k := range outcomes {
-		ms = append(ms, Metric{Name: "flux_scheduler_decisions_total", Labels: []Label{{"outcome", k}}, Value: float64(st.Decisions[k])})
+		ms = append(ms, Metric{Name: core.MetricSchedulerDecisions, Labels: []Label{{core.LabelOutcome, k}}, Value: float64(st.Decisions[k])})
 	}
 	for _, d := range snap.Domains {
-		dl := []Label{{"domain", d.Name}}
+		dl := []Label{{core.LabelDomain, d.Name}}
 		ms = append(ms,
-			Metric{Name: "flux_domain_failure_rate", Labels: dl, Value: d.FailureRate},
-			Metric{Name: "flux_domain_active", Labels: dl, Value: float64(d.Active)},
-			Metric{Name: "flux_domain_agents_connected", Labels: dl, Value: float64(d.AgentsConnected)},
-			Metric{Name: "flux_domain_agents_quarantined", Labels: dl, Value: float64(d.AgentsQuarantined)},
+			Metric{Name: core.MetricDomainFailureRate, Labels: dl, Value: d.FailureRate},
+			Metric{Name: core.MetricDomainActive, Labels: dl, Value: float64(d.Active)},
+			Metric{Name: core.MetricAgentsConnected, Labels: dl, Value: float64(d.AgentsConnected)},
+			Metric{Name: core.MetricAgentsQuarantined, Labels: dl, Value: float64(d.AgentsQuarantined)},
 		)
 		for _, st := range []core.DomainState{core.DomainOpen, core.DomainThrottled, core.DomainIsolated, core.DomainProbing} {
-			ms = append(ms, Metric{Name: "flux_domain_state", Labels: []Label{{"domain", d.Name}, {"state", string(st)}}, Value: b2f(d.State == st)})
+			ms = append(ms, Metric{Name: core.MetricDomainState, Labels: []Label{{core.LabelDomain, d.Name}, {core.LabelState, string(st)}}, Value: b2f(d.State == st)})
 		}
 	}
 	if len(s.agents) <= s.o.PerAgentSeriesMax {
 		for _, v := range s.cp.Agents() {
-			ms = append(ms, Metric{Name: "flux_agent_connected", Labels: []Label{{"agent", string(v.ID)}, {"domain", v.Domain}}, Value: b2f(v.Connected)})
+			ms = append(ms, Metric{Name: core.MetricAgentConnected, Labels: []Label{{core.LabelAgent, string(v.ID)}, {core.LabelDomain, v.Domain}}, Value: b2f(v.Connected)})
 		}
 	}
 	s.res.Series = append(s.res.Series, Sample{At: s.now, Metrics: ms})

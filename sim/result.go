@@ -22,9 +22,9 @@ type Result struct {
 	TraceBytes int64  `json:"trace_bytes"`
 
 	// Submission outcomes.
-	Submitted int            `json:"submitted"` // accepted, distinct tasks
-	Replayed  int            `json:"replayed"`  // idempotent replays answered with the original task
-	Refused   map[string]int `json:"refused"`   // by kind: queue_full, degraded, mode, idempotency_conflict, ...
+	Submitted int                      `json:"submitted"` // accepted, distinct tasks
+	Replayed  int                      `json:"replayed"`  // idempotent replays answered with the original task
+	Refused   map[core.RefusalKind]int `json:"refused"`   // by kind
 	// Final task states over every cp generation.
 	Succeeded   int `json:"succeeded"`
 	Failed      int `json:"failed"`

@@ -97,7 +97,7 @@ func newSim(opts Options) (*sim, error) {
 		byID: make(map[string]*simAgent, o.Agents),
 		tr:   newTracer(o.Trace, o.LastEvents),
 	}
-	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[string]int{}}
+	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[core.RefusalKind]int{}}
 	if len(o.FaultPoints) > 0 {
 		s.fp = newFaultPoints(s)
 		s.res.FaultPointsFired = map[core.FaultPoint]int{}
@@ -700,9 +700,9 @@ func (s *sim) submit(p *pendingSubmit) {
 	s.tr.str("prio", p.in.Spec.Priority.String())
 	s.tr.str("domain", p.in.Spec.Domain)
 	if err != nil {
-		kind := refusalKind(err)
+		kind := core.RefusalKindOf(err)
 		s.res.Refused[kind]++
-		s.tr.str("refused", kind)
+		s.tr.str("refused", string(kind))
 		s.tr.end()
 		if s.cp.Timeline().LastSeq() != before || s.cp.QueueDepth() != depth {
 			s.violate(InvQueueBound, fmt.Sprintf("refused submission (%v) left a trace: timeline %d→%d, queue %d→%d",
@@ -773,17 +773,4 @@ func (s *sim) maybeResubmit(p *pendingSubmit, id core.TaskID) {
 		q.in.Spec.DurationMS++
 		s.push(event{at: s.now + time.Duration(r.Int64N(int64(10*time.Second))), kind: evResubmit, sub: &q})
 	}
-}
-
-func refusalKind(err error) string {
-	for _, k := range []struct {
-		e    error
-		name string
-	}{{core.ErrQueueFull, "queue_full"}, {core.ErrLowPriorityShed, "degraded"}, {core.ErrModeRefused, "mode"},
-		{core.ErrIdempotencyConflict, "idempotency_conflict"}, {core.ErrInvalid, "invalid"}} {
-		if errors.Is(err, k.e) {
-			return k.name
-		}
-	}
-	return "other"
 }

@@ -43,7 +43,7 @@ func TestRunBusyHoldsInvariants(t *testing.T) {
 	if res.Submitted == 0 || res.NonTerminal != 0 || res.Lost != 0 || !res.LivenessChecked {
 		t.Fatalf("submitted %d unfinished %d lost %d liveness %v", res.Submitted, res.NonTerminal, res.Lost, res.LivenessChecked)
 	}
-	if res.Replayed == 0 || res.Refused["idempotency_conflict"] == 0 || res.Refused["mode"] == 0 {
+	if res.Replayed == 0 || res.Refused[core.RefusalIdempotencyConflict] == 0 || res.Refused[core.RefusalMode] == 0 {
 		t.Fatalf("replayed %d refusals %v: the workload did not exercise idempotency and modes", res.Replayed, res.Refused)
 	}
 	if len(res.Series) == 0 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/sim"
 )
 
@@ -71,10 +72,10 @@ func equalsWhere(key, value string, v float64) func(*grid, *series, int) (bool, 
 }
 
 var oracles = []oracle{
-	{AlertQueueSaturated, "flux_queue_depth > 0.8 * flux_queue_capacity", "flux_queue_depth", aboveFractionOf(0.8, "flux_queue_capacity")},
-	{AlertQueueTaskStale, "flux_queue_oldest_task_age > 60", "flux_queue_oldest_task_age", above(60)},
-	{AlertAgentFlapping, "changes(flux_agent_connected[5m]) > 3", "flux_agent_connected", changesAbove(5*time.Minute, 3)},
-	{AlertZoneIsolated, `flux_domain_state{state="ISOLATED"} == 1`, "flux_domain_state", equalsWhere("state", "ISOLATED", 1)},
+	{AlertQueueSaturated, "flux_queue_depth > 0.8 * flux_queue_capacity", core.MetricQueueDepth, aboveFractionOf(0.8, core.MetricQueueCapacity)},
+	{AlertQueueTaskStale, "flux_queue_oldest_task_age > 60", core.MetricQueueOldestTaskAge, above(60)},
+	{AlertAgentFlapping, "changes(flux_agent_connected[5m]) > 3", core.MetricAgentConnected, changesAbove(5*time.Minute, 3)},
+	{AlertZoneIsolated, `flux_domain_state{state="ISOLATED"} == 1`, core.MetricDomainState, equalsWhere("state", "ISOLATED", 1)},
 }
 
 // PromtoolOptions configure a generated rule test.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/sim"
 )
 
@@ -207,8 +208,8 @@ func (r *reporter) page() {
 	r.strip()
 	r.queueChart()
 	r.ageChart()
-	r.perDomainChart("Agents connected per domain", "flux_agents_connected", "agents", false)
-	r.perDomainChart("Agents quarantined per domain", "flux_agents_quarantined", "agents", true)
+	r.perDomainChart("Agents connected per domain", core.MetricAgentsConnected, "agents", false)
+	r.perDomainChart("Agents quarantined per domain", core.MetricAgentsQuarantined, "agents", true)
 	r.domainStates()
 	r.modeBand()
 	r.decisionsChart()
@@ -262,17 +263,19 @@ func timelineMarkers(res *sim.Result) []marker {
 		ms = append(ms, marker{at: n.At, kind: "sim", text: n.Text})
 	}
 	for _, e := range res.Events {
-		notable := strings.HasPrefix(e.Type, "domain.") || strings.HasPrefix(e.Type, "scheduler.") ||
-			strings.HasPrefix(e.Type, "queue.") || e.Type == "mode.changed" && e.Seq > 1
+		// Domain and queue events, scheduler.* and mode changes but the
+		// initial mode of each cp.
+		notable := e.Kind == core.EventDomain || e.Kind == core.EventQueue ||
+			e.Kind == core.EventMode && (e.Type != core.EventModeChanged || e.Seq > 1)
 		switch e.Type {
-		case "agent.quarantined", "agent.released", "agent.lost", "agent.restarted":
+		case core.EventAgentQuarantined, core.EventAgentReleased, core.EventAgentLost, core.EventAgentRestarted:
 			notable = true
 		}
 		if !notable {
 			continue
 		}
 		var b strings.Builder
-		b.WriteString(e.Type)
+		b.WriteString(string(e.Type))
 		for _, f := range []string{string(e.AgentID), e.Domain} {
 			if f != "" {
 				b.WriteString(" " + f)
@@ -499,10 +502,10 @@ func (r *reporter) single(name string) []float64 {
 func (r *reporter) queueChart() {
 	var lines []plotLine
 	var th []threshold
-	if v := r.single("flux_queue_depth"); v != nil {
-		lines = append(lines, plotLine{metric: "flux_queue_depth", legend: "queue depth", color: palette[0], values: v})
+	if v := r.single(core.MetricQueueDepth); v != nil {
+		lines = append(lines, plotLine{metric: core.MetricQueueDepth, legend: "queue depth", color: palette[0], values: v})
 	}
-	if c := r.single("flux_queue_capacity"); c != nil {
+	if c := r.single(core.MetricQueueCapacity); c != nil {
 		capacity := c[len(c)-1]
 		for _, v := range c {
 			if !math.IsNaN(v) {
@@ -513,16 +516,16 @@ func (r *reporter) queueChart() {
 		th = append(th, threshold{capacity, fmt.Sprintf("capacity %s", formatTick(capacity)), "#111827"},
 			threshold{0.8 * capacity, fmt.Sprintf("alert > %s", formatTick(0.8*capacity)), "#dc2626"})
 	}
-	if v := r.single("flux_tasks_in_flight"); v != nil {
-		lines = append(lines, plotLine{metric: "flux_tasks_in_flight", legend: "in flight", color: palette[2], values: v})
+	if v := r.single(core.MetricTasksInFlight); v != nil {
+		lines = append(lines, plotLine{metric: core.MetricTasksInFlight, legend: "in flight", color: palette[2], values: v})
 	}
 	r.lineChart("chart-queue", "Queue", "flux_queue_depth, flux_tasks_in_flight; FluxQueueSaturated above 80% of capacity", lines, th)
 }
 
 func (r *reporter) ageChart() {
 	var lines []plotLine
-	if v := r.single("flux_queue_oldest_task_age"); v != nil {
-		lines = append(lines, plotLine{metric: "flux_queue_oldest_task_age", legend: "oldest task age (s)", color: palette[1], values: v})
+	if v := r.single(core.MetricQueueOldestTaskAge); v != nil {
+		lines = append(lines, plotLine{metric: core.MetricQueueOldestTaskAge, legend: "oldest task age (s)", color: palette[1], values: v})
 	}
 	r.lineChart("chart-age", "Oldest queued task age", "flux_queue_oldest_task_age, seconds; FluxQueueTaskStale above 60s",
 		lines, []threshold{{60, "alert > 60s", "#dc2626"}})
@@ -547,7 +550,7 @@ func (r *reporter) perDomainChart(title, metric, unit string, quarantine bool) {
 
 func (r *reporter) decisionsChart() {
 	var lines []plotLine
-	for i, s := range r.g.named("flux_scheduler_decisions_total") {
+	for i, s := range r.g.named(core.MetricSchedulerDecisions) {
 		rate := make([]float64, len(s.values))
 		nonzero := false
 		for k := range s.values {
@@ -570,7 +573,7 @@ func (r *reporter) decisionsChart() {
 		if o == "assigned" {
 			color = "#16a34a"
 		}
-		lines = append(lines, plotLine{metric: "flux_scheduler_decisions_total", labels: "outcome=" + o, legend: o, color: color, values: rate})
+		lines = append(lines, plotLine{metric: core.MetricSchedulerDecisions, labels: "outcome=" + o, legend: o, color: color, values: rate})
 	}
 	r.lineChart("chart-decisions", "Scheduler decisions per second", "rate of flux_scheduler_decisions_total by outcome", lines, nil)
 }
@@ -663,12 +666,12 @@ func (r *reporter) stateRows(metric, key, groupBy string) []bandRow {
 
 func (r *reporter) domainStates() {
 	r.bandChart("chart-domains", "Domain states", "flux_domain_state; FluxZoneIsolated on ISOLATED",
-		r.stateRows("flux_domain_state", "state", "domain"), []string{"OPEN", "THROTTLED", "PROBING", "ISOLATED"})
+		r.stateRows(core.MetricDomainState, "state", "domain"), []string{"OPEN", "THROTTLED", "PROBING", "ISOLATED"})
 }
 
 func (r *reporter) modeBand() {
-	r.bandChart("chart-mode", "Scheduler mode", "flux_scheduler_mode",
-		r.stateRows("flux_scheduler_mode", "mode", ""), []string{"NORMAL", "DEGRADED", "READ_ONLY", "DRAINING"})
+	r.bandChart("chart-mode", "Scheduler mode", core.MetricSchedulerMode,
+		r.stateRows(core.MetricSchedulerMode, "mode", ""), []string{"NORMAL", "DEGRADED", "READ_ONLY", "DRAINING"})
 }
 
 // strip is the incident timeline on the time axis: fault windows as bars,

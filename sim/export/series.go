@@ -10,21 +10,6 @@ import (
 	"github.com/fluxforge/fluxforge/sim"
 )
 
-// nameAliases maps metric names the simulator once recorded under another
-// name to the name the cp exports (the operators' contract).
-var nameAliases = map[string]string{
-	"flux_domain_agents_connected":   "flux_agents_connected",
-	"flux_domain_agents_quarantined": "flux_agents_quarantined",
-}
-
-// CanonicalName returns the name the cp exports for a simulator metric.
-func CanonicalName(name string) string {
-	if n, ok := nameAliases[name]; ok {
-		return n
-	}
-	return name
-}
-
 // series is one labelled metric over the run's sample grid; missing samples
 // are NaN.
 type series struct {
@@ -83,7 +68,7 @@ func newGrid(res *sim.Result) (*grid, error) {
 		}
 		k := int(smp.At / step)
 		for _, m := range smp.Metrics {
-			name := CanonicalName(m.Name)
+			name := m.Name
 			labels := slices.Clone(m.Labels)
 			slices.SortFunc(labels, func(a, b sim.Label) int { return strings.Compare(a.Name, b.Name) })
 			key := seriesKey(name, labels)

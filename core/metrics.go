@@ -70,6 +70,7 @@ const (
 	MetricSchedulerMode               = "flux_scheduler_mode"
 	MetricSchedulerModeSelfProtection = "flux_scheduler_mode_self_protection"
 	MetricSchedulerReschedulingPaused = "flux_scheduler_rescheduling_paused"
+	MetricIsolationPanic              = "flux_isolation_panic"
 	MetricSchedulerDrained            = "flux_scheduler_drained"
 	MetricSchedulerDecisions          = "flux_scheduler_decisions_total" // (runbook)
 	MetricDomainFailureRate           = "flux_domain_failure_rate"       // (runbook)
@@ -124,6 +125,7 @@ func Metrics() []MetricDesc {
 		{MetricSchedulerMode, MetricGauge, "1 for the scheduler's current mode, 0 for the others.", []string{LabelMode}},
 		{MetricSchedulerModeSelfProtection, MetricGauge, "1 when the current mode was set by self-protection.", nil},
 		{MetricSchedulerReschedulingPaused, MetricGauge, "1 while mass-disconnect protection pauses rescheduling.", nil},
+		{MetricIsolationPanic, MetricGauge, "1 while the panic threshold (-min-open-capacity) holds domains out of isolation.", nil},
 		{MetricSchedulerDrained, MetricGauge, "1 when DRAINING and nothing is queued or in flight.", nil},
 		{MetricSchedulerDecisions, MetricCounter, "Placement decisions, by outcome (assigned, no_capacity, domain_isolated, ...).", []string{LabelOutcome}},
 		{MetricDomainFailureRate, MetricGauge, "Failure rate of a failure domain over its sliding window.", []string{LabelDomain}},

@@ -111,6 +111,7 @@ var (
 	descMode             = desc(core.MetricSchedulerMode)
 	descModeBySelf       = desc(core.MetricSchedulerModeSelfProtection)
 	descPaused           = desc(core.MetricSchedulerReschedulingPaused)
+	descIsolationPanic   = desc(core.MetricIsolationPanic)
 	descDrained          = desc(core.MetricSchedulerDrained)
 	descDecisions        = desc(core.MetricSchedulerDecisions)
 	descDomainFailure    = desc(core.MetricDomainFailureRate)
@@ -158,7 +159,7 @@ type coreCollector struct{ s *Server }
 
 func (c *coreCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueueDepth, descQueueCapacity, descQueueOldest, descInFlight, descMode,
-		descModeBySelf, descPaused, descDrained, descDecisions, descDomainFailure, descDomainState, descDomainActive,
+		descModeBySelf, descPaused, descIsolationPanic, descDrained, descDecisions, descDomainFailure, descDomainState, descDomainActive,
 		descDomainQueued, descAgentsKnown, descAgentsConnected, descAgentsQuarantine, descAgentConnected,
 		descAgentQuarantined, descAgentHealth, descAgentRunning, descAgentSlots, descSubmitted, descReplayed,
 		descRefused, descFinished, descPurged, descRequeues, descLostLeases, descStuckLeases, descStaleIgnored,
@@ -199,6 +200,7 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descModeBySelf, b(snap.ModeSetBy == core.ActorSelfProtection))
 	gauge(descPaused, b(snap.ReschedulingPaused))
+	gauge(descIsolationPanic, b(snap.IsolationPanic.Active))
 	gauge(descDrained, b(snap.Drained))
 
 	for _, o := range unionKeys(allDecisions, stats.Decisions) {

@@ -219,6 +219,7 @@ func (s *sim) sample() {
 		{Name: core.MetricTasksInFlight, Value: float64(snap.InFlight)},
 		{Name: core.MetricReconcileDuration + "_count", Value: float64(st.Reconciles)},
 		{Name: core.MetricSchedulerReschedulingPaused, Value: b2f(snap.ReschedulingPaused)},
+		{Name: core.MetricIsolationPanic, Value: b2f(snap.IsolationPanic.Active)},
 	}
 	for _, m := range []core.Mode{core.ModeNormal, core.ModeDegraded, core.ModeReadOnly, core.ModeDraining} {
 		ms = append(ms, Metric{Name: core.MetricSchedulerMode, Labels: []Label{{core.LabelMode, string(m)}}, Value: b2f(snap.Mode == m)})

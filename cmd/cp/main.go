@@ -72,6 +72,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected; default 3x -heartbeat-interval when only that is given and it is not below "+def.HeartbeatTimeout.String())
 	lostAfter := fs.Duration("lost-after", def.LostAfter, "a disconnected agent's tasks are rescheduled after this")
 	assignTimeout := fs.Duration("assign-timeout", def.AssignTimeout, "an assignment the agent never confirms is requeued after this")
+	minOpen := fs.Float64("min-open-capacity", def.Domains.MinOpenCapacity, "panic threshold: isolating failure domains never leaves less than this share (0 to 1) of the fleet's connected, unquarantined slots open; past it a failing domain is throttled instead (0 turns panic off)")
+	outageFraction := fs.Float64("zone-outage-fraction", def.Domains.OutageFraction, "a zone is out (isolated as a whole) when all its agents are disconnected, or more than -zone-outage-min-agents and at least this share (0 to 1] of them")
+	outageMin := fs.Int("zone-outage-min-agents", def.Domains.OutageMinAgents, "below this many disconnected agents (and short of all of them) a zone is never out: its nodes are dealt with one by one")
 	reconcile := fs.Duration("reconcile-interval", cp.DefaultReconcileInterval, "how often the reconcile pass runs")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
@@ -104,6 +107,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	c.LostAfter, c.AssignTimeout = *lostAfter, *assignTimeout
+	c.Domains.MinOpenCapacity, c.Domains.OutageFraction, c.Domains.OutageMinAgents = *minOpen, *outageFraction, *outageMin
 	// Each check names the flag (or FLUX_ variable) and the value as the
 	// user gave it; core's Validate below only backs them up.
 	for _, ch := range []struct {
@@ -115,6 +119,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{c.AssignTimeout > 0, "assign-timeout", "must be > 0"},
 		{cfg.ReconcileInterval >= time.Millisecond, "reconcile-interval", "must be at least 1ms"},
 		{cfg.ShutdownTimeout > 0, "shutdown-timeout", "must be > 0"},
+		{*minOpen >= 0 && *minOpen <= 1, "min-open-capacity", "must be between 0 and 1"},
+		{*outageFraction > 0 && *outageFraction <= 1, "zone-outage-fraction", "must be above 0 and at most 1"},
+		{*outageMin >= 0 && *outageMin <= 1<<16, "zone-outage-min-agents", "must be between 0 and 65536"},
 	} {
 		if !ch.ok {
 			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
@@ -169,7 +176,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "mode", string(cfg.Core.InitialMode),
 		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
-		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
+		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -71,6 +71,19 @@ func TestParseConfig(t *testing.T) {
 		{name: "tiny reconcile", args: []string{"-reconcile-interval", "10us"}, env: env(), err: "usage: -reconcile-interval 10us must be at least 1ms"},
 		{name: "zero shutdown", args: []string{"-shutdown-timeout", "0"}, env: env(), err: "usage: -shutdown-timeout 0 must be > 0"},
 		{name: "listen without port", env: env("FLUX_LISTEN", "8080"), err: "usage: FLUX_LISTEN=8080 is not host:port"},
+		{name: "isolation knobs", args: []string{"-min-open-capacity", "0.3", "-zone-outage-fraction", "0.7", "-zone-outage-min-agents", "4"}, env: env(), check: func(t *testing.T, c config) {
+			if d := c.Core.Domains; d.MinOpenCapacity != 0.3 || d.OutageFraction != 0.7 || d.OutageMinAgents != 4 {
+				t.Errorf("domains %+v", d)
+			}
+		}},
+		{name: "isolation defaults", env: env(), check: func(t *testing.T, c config) {
+			if d := c.Core.Domains; d.MinOpenCapacity != 0.5 || d.OutageFraction != 0.55 || d.OutageMinAgents != 2 {
+				t.Errorf("domains %+v", d)
+			}
+		}},
+		{name: "min open capacity over 1", env: env("FLUX_MIN_OPEN_CAPACITY", "1.5"), err: "usage: FLUX_MIN_OPEN_CAPACITY=1.5 must be between 0 and 1"},
+		{name: "zero outage fraction", args: []string{"-zone-outage-fraction", "0"}, env: env(), err: "usage: -zone-outage-fraction 0 must be above 0 and at most 1"},
+		{name: "negative outage agents", args: []string{"-zone-outage-min-agents=-1"}, env: env(), err: "usage: -zone-outage-min-agents -1 must be between 0 and 65536"},
 		{name: "unknown flag", args: []string{"-port", "1"}, env: env(), err: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"serve"}, env: env(), err: "unexpected arguments"},
 	}

@@ -109,9 +109,9 @@ func newSim(opts Options) (*sim, error) {
 		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
 	}
 	s.attachCP(cp)
-	for i := range o.Agents {
-		id := AgentID(i, o.Zones)
-		a := &simAgent{idx: i, id: id, zone: ZoneName(i % o.Zones),
+	fleet, zones := o.layout()
+	for i, id := range fleet {
+		a := &simAgent{idx: i, id: id, zone: ZoneName(zones[i]),
 			rng: agentRand(o.Seed, id), factor: 1, nextHBAt: map[uint64]time.Duration{}}
 		s.agents = append(s.agents, a)
 		s.byID[id] = a

@@ -210,3 +210,34 @@ func TestZoneSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatchIdleNoFalseAlarm: work that no free agent may take (pinned to
+// a full zone) and a READ_ONLY hold leave the fleet idle for more than
+// DispatchIdleMax without breaking the dispatch liveness check, which
+// measures only waits on capacity some queued task could use.
+func TestDispatchIdleNoFalseAlarm(t *testing.T) {
+	o := DefaultOptions()
+	o.Agents, o.Zones, o.SlotsPerAgent, o.Duration = 4, 2, 1, 15*time.Minute
+	long := 150 * time.Second
+	o.Workload = []Workload{
+		{Name: "pinned", Burst: 6, PriorityWeights: [3]float64{0, 1, 0}, Domains: []string{"z1"}, DomainFraction: 1,
+			DurationMin: long, DurationMax: long, TimeoutSeconds: 200, MaxAttempts: 1},
+		// Half of these run, the rest wait out the hold.
+		{Name: "held", Start: 8 * time.Minute, End: 8 * time.Minute, Burst: 8, PriorityWeights: [3]float64{0, 1, 0},
+			DurationMin: time.Minute, DurationMax: time.Minute, TimeoutSeconds: 100, MaxAttempts: 1},
+	}
+	o.Ops = []OperatorAction{
+		{At: 8*time.Minute + 10*time.Second, SetMode: core.ModeReadOnly, Reason: "hold"},
+		{At: 11 * time.Minute, SetMode: core.ModeNormal, Reason: "done"},
+	}
+	res, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Succeeded != 14 || res.Refused["mode"] != 0 {
+		t.Fatalf("%d of 14 tasks succeeded, refusals %v", res.Succeeded, res.Refused)
+	}
+	if res.MaxDispatchIdle != 0 {
+		t.Fatalf("max dispatch idle %v at %v: no queued task could use the free slots", res.MaxDispatchIdle, res.MaxDispatchIdleAt)
+	}
+}

@@ -297,3 +297,18 @@ func TestSwarm1000(t *testing.T) {
 	t.Logf("%d leases expired at the cp", stuck)
 	t.Logf("1000 runs, %.1f simulated hours, %v", simulated.Hours(), time.Since(start).Round(time.Millisecond))
 }
+
+// TestRegressionIsolatedOnlyZone is the nightly swarm's shrunk failure: a
+// fleet of one zone whose domain was isolated (poison and hanging work, a
+// partial outage) and probed with doubling cool-downs, idling the whole
+// fleet for minutes after the heal (8-liveness). Isolation must never leave
+// the fleet without open capacity.
+func TestRegressionIsolatedOnlyZone(t *testing.T) {
+	s, err := Parse(oldShape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := Run(s, nil); o.Failed() {
+		t.Fatalf("%s: %s", o.Failure, o.Err)
+	}
+}

@@ -204,10 +204,13 @@ func TestShrinkThroughSimulator(t *testing.T) {
 		}
 		return nil
 	}
+	// Even zones: whether a fault point fires in a small variant depends on
+	// the whole run (fault points share one stream), so the test keeps the
+	// kind of start it was written for, whose minimum is wedged alone.
 	var start Shape
 	for i := 0; ; i++ {
 		start = Generate(5, i)
-		if len(start.Faults) >= 4 && start.Agents >= 8 && Run(start, check).Failure == "check" {
+		if len(start.Faults) >= 4 && start.Agents >= 8 && start.SmallZones == 0 && Run(start, check).Failure == "check" {
 			break
 		}
 	}

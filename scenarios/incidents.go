@@ -513,3 +513,185 @@ var drainRestart = Scenario{
 		nothingLost, allSucceeded,
 	},
 }
+
+// quarantinedWithin checks that agent id was quarantined with the runbook's
+// log line after at most flaps disconnections.
+func quarantinedWithin(r *sim.Result, id string, flaps int) error {
+	q := events(r, core.EventAgentQuarantined, id)
+	if len(q) == 0 {
+		return fmt.Errorf("%s was never quarantined (%d flaps)", id, len(events(r, core.EventAgentDisconnected, id)))
+	}
+	first := q[0]
+	if !first.HealthQuarantine() || !strings.HasPrefix(first.Reason, core.QuarantineLogLine) {
+		return fmt.Errorf("quarantine (cause %q, reason %q) is not a health quarantine logged as %q", first.Cause, first.Reason, core.QuarantineLogLine)
+	}
+	n := 0
+	for _, e := range events(r, core.EventAgentDisconnected, id) {
+		if e.Gen == first.Gen && e.Seq < first.Seq {
+			n++
+		}
+	}
+	if n > flaps {
+		return fmt.Errorf("quarantined only after %d flaps", n)
+	}
+	return nil
+}
+
+// neverIsolated checks that domain z never went ISOLATED.
+func neverIsolated(r *sim.Result, z string) error {
+	for _, e := range eventsOfKind(r, core.EventDomain) {
+		if e.Domain == z && e.To == string(core.DomainIsolated) {
+			return fmt.Errorf("domain %s ISOLATED at %v: %s", z, at(e), e.Reason)
+		}
+	}
+	return nil
+}
+
+// assignGaps walks the timeline and returns the longest stretch in which
+// tasks of domain z were queued and none was assigned to agent id, and
+// when it ended.
+func assignGaps(r *sim.Result, z, id string) (longest, end time.Duration) {
+	domain := map[core.TaskID]string{}
+	for _, t := range r.Tasks {
+		domain[t.ID] = t.Domain
+	}
+	queued := 0
+	since := time.Duration(-1) // start of the current stretch, -1: none
+	stretch := func(now time.Duration) {
+		if since >= 0 && now-since > longest {
+			longest, end = now-since, now
+		}
+	}
+	for _, e := range r.Events {
+		if e.Kind != core.EventTask || e.To == "" || domain[e.TaskID] != z {
+			continue
+		}
+		now := at(e)
+		if e.To == core.TaskAssigned.String() && string(e.AgentID) == id {
+			stretch(now)
+			since = now
+		}
+		switch {
+		case e.To == core.TaskQueued.String():
+			queued++
+		case e.From == core.TaskQueued.String():
+			queued--
+		}
+		switch {
+		case queued == 0:
+			stretch(now)
+			since = -1
+		case since < 0:
+			since = now
+		}
+	}
+	return longest, end
+}
+
+// smallFlapper is the flapping agent of small-zone-flap, healthyPeer the
+// other agent of its zone.
+func smallFlapper(p Params) string { return sim.AgentID(0, p.Zones) }
+func healthyPeer(p Params) string  { return sim.AgentID(p.Zones%p.Agents, p.Zones) }
+
+// smallZoneGapMax is the longest small-zone-flap lets its zone's queued
+// work wait with no assignment to the zone's healthy agent: tasks run 2-10s
+// and results come with the 5s heartbeats, so a slot frees well within it;
+// a domain isolation (its cool-down alone is 30s) does not fit.
+const smallZoneGapMax = 30 * time.Second
+
+var smallZoneFlap = Scenario{
+	Name: "small-zone-flap",
+	Description: "Zones of two agents. One agent flaps: down 20s (longer than the heartbeat timeout), up 10s, six " +
+		"times, while steady work runs and a quarter of it is pinned to its zone. A flapping node is not an outage: " +
+		"it must be quarantined within 4 flaps (log line \"" + core.QuarantineLogLine + "\"), the zone must never be ISOLATED, " +
+		"and the zone's healthy agent keeps taking the zone's work (no gap over 30s while it waits); nothing is lost.",
+	Agents: 6, Zones: 3, Duration: 10 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("small-zone", 0, 5*time.Minute, 0.5*float64(p.Agents)/6, 2*time.Second, 10*time.Second)
+		w.Domains, w.DomainFraction = []string{sim.ZoneName(0)}, 0.25
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultFlap, Agents: []string{smallFlapper(p)}, At: time.Minute,
+			Down: 20 * time.Second, Up: 10 * time.Second, Until: 4 * time.Minute}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the flapping agent is quarantined within 4 flaps with the runbook's log line", Check: func(c *Context) error {
+			return quarantinedWithin(c.Result, smallFlapper(c.Params), 4)
+		}},
+		{Name: "the small zone is never ISOLATED", Check: func(c *Context) error {
+			return neverIsolated(c.Result, sim.ZoneName(0))
+		}},
+		{Name: "the zone's healthy agent takes the zone's queued work the whole time", Check: func(c *Context) error {
+			id := healthyPeer(c.Params)
+			if q := events(c.Result, core.EventAgentQuarantined, id); len(q) > 0 {
+				return fmt.Errorf("the healthy agent %s was quarantined at %v: %s", id, at(q[0]), q[0].Reason)
+			}
+			gap, end := assignGaps(c.Result, sim.ZoneName(0), id)
+			if gap > smallZoneGapMax {
+				return fmt.Errorf("work pinned to %s waited %v (until %v) with nothing assigned to %s", sim.ZoneName(0), gap, end, id)
+			}
+			return nil
+		}},
+		nothingLost,
+	},
+}
+
+// partialOutage is the part of the single zone poison-single-zone cuts off:
+// more than half of it (an outage by count), but not all.
+func partialOutage(p Params) []string {
+	all := agentsOf(p, 0)
+	return all[:max(1, min(len(all)-1, (len(all)*5+7)/8))]
+}
+
+var poisonSingleZone = Scenario{
+	Name: "poison-single-zone",
+	Description: "One zone. Steady work of which 3% is poison and 1% hangs; mid-run the cp loses five of the eight " +
+		"agents for 90s (a partial outage). With one domain there is nowhere to move work, so failures must not " +
+		"isolate it and the outage must stop dispatch only to the agents that are gone: work never waits more than " +
+		"one base cool-down (30s) on open capacity, every good task succeeds, every poison task ends DEAD.",
+	Agents: 8, Zones: 1, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("single", 0, 6*time.Minute, 0.8*float64(p.Agents)/8, 5*time.Second, 15*time.Second)
+		w.PoisonFraction, w.HangFraction = 0.03, 0.01
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultCutOff, Agents: partialOutage(p), At: 2 * time.Minute, Until: 210 * time.Second}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "work never waits on open capacity longer than one base cool-down", Check: func(c *Context) error {
+			r := c.Result
+			if limit := c.Options.Core.Domains.CooldownBase; r.MaxDispatchIdle > limit {
+				return fmt.Errorf("nothing dispatched for %v (until %v) with work queued and free slots open (limit %v)",
+					r.MaxDispatchIdle, r.MaxDispatchIdleAt, limit)
+			}
+			return nil
+		}},
+		{Name: "every poison task ends DEAD", Check: func(c *Context) error {
+			n := 0
+			for _, t := range c.Result.Tasks {
+				if !t.Poison {
+					continue
+				}
+				n++
+				if t.State != core.TaskDead {
+					return fmt.Errorf("poison task %s is %s (%q) after attempts on %v", t.ID, t.State, t.Reason, t.Agents)
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("no poison task submitted")
+			}
+			return nil
+		}},
+		{Name: "every good task succeeds", Check: func(c *Context) error {
+			for _, t := range c.Result.Tasks {
+				if !t.Poison && !t.Hang && t.State != core.TaskSucceeded {
+					return fmt.Errorf("task %s is %s: %s", t.ID, t.State, t.Reason)
+				}
+			}
+			return nil
+		}},
+		nothingLost,
+	},
+}

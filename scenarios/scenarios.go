@@ -75,7 +75,8 @@ type Report struct {
 	Passed   bool
 }
 
-var all = []Scenario{agentFlap, stuckWorker, starvation, zoneOutage, queueSaturation, poisonTask, massDisconnect, drainRestart}
+var all = []Scenario{agentFlap, stuckWorker, starvation, zoneOutage, queueSaturation, poisonTask, massDisconnect, drainRestart,
+	smallZoneFlap, poisonSingleZone}
 
 // Names lists the scenarios in their documented order.
 func Names() []string {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -202,6 +203,7 @@ func (m *model) taskEvent(e core.Event) {
 		}
 		mt.attempt, mt.agent = e.Attempt, e.AgentID
 		mt.rec.Agents = append(mt.rec.Agents, e.AgentID)
+		s.lastDispatch = s.now
 		if !mt.rec.Started {
 			mt.rec.Started, mt.rec.StartedAt = true, s.now
 		}
@@ -427,4 +429,119 @@ func (s *sim) checkLiveness() {
 			return
 		}
 	}
+}
+
+// DispatchIdleMax is how long, once faults have healed, a fleet with open
+// capacity and queued work it could run may go without dispatching anything
+// (invariant 8, for the fleet rather than for one task).
+const DispatchIdleMax = 2 * time.Minute
+
+// checkDispatch runs after every cp tick. It measures how long work has
+// waited on open capacity with nothing dispatched: queued tasks, the mode
+// permitting dispatch (not READ_ONLY), and some connected, unquarantined,
+// not stopping agent with a free slot that one of the queued tasks may run
+// on (its domain, exec permission and the agents that refused it allow).
+// Isolated, throttled and probing domains count as open: isolation must
+// not idle the fleet. The longest such stretch goes into the Result; once
+// every fault is over (and past Options.HealAt), one longer than
+// DispatchIdleMax since the last heal is a liveness violation.
+func (s *sim) checkDispatch() {
+	m := s.m
+	if m.queued == 0 || m.mode == core.ModeReadOnly || s.now-s.lastDispatch < s.o.TickInterval ||
+		m.inFlight >= s.o.Agents*s.o.SlotsPerAgent {
+		s.idleSince = -1
+		return
+	}
+	free, fits := s.openCapacity()
+	if !fits {
+		s.idleSince = -1
+		return
+	}
+	if s.idleSince < 0 {
+		s.idleSince = s.now
+	}
+	idle := s.now - max(s.idleSince, s.lastDispatch)
+	if idle > s.res.MaxDispatchIdle {
+		s.res.MaxDispatchIdle, s.res.MaxDispatchIdleAt = idle, s.now
+	}
+	if s.faultsPending > 0 || s.now < s.o.HealAt {
+		return
+	}
+	if idle = s.now - max(s.idleSince, s.lastDispatch, s.res.HealedAt); idle > DispatchIdleMax {
+		s.violate(InvLiveness, fmt.Sprintf("no dispatch for %v after faults healed at %v with %d queued and %d free slots (%s)",
+			idle, s.res.HealedAt, m.queued, free, s.domainStates()))
+	}
+}
+
+// openCapacity returns the free slots of the agents that may take work
+// (connected, unquarantined, not stopping) and whether one of them may run
+// some queued task.
+func (s *sim) openCapacity() (free int, fits bool) {
+	var open []core.AgentView
+	for _, v := range s.cp.Agents() {
+		if v.Connected && !v.Quarantined && !v.Stopping && v.Running < v.Slots {
+			open = append(open, v)
+			free += v.Slots - v.Running
+		}
+	}
+	if free == 0 {
+		return 0, false
+	}
+	m := s.m
+	for _, mt := range m.all {
+		if mt.rec.Gen != m.gen || mt.state != core.TaskQueued {
+			continue
+		}
+		var t core.Task
+		loaded := false
+		for _, v := range open {
+			if mt.rec.Domain != "" && mt.rec.Domain != v.Domain {
+				continue
+			}
+			if !loaded {
+				var ok bool
+				if t, ok = s.cp.Task(mt.rec.ID); !ok {
+					break
+				}
+				loaded = true
+			}
+			if mayRun(t, v) {
+				return free, true
+			}
+		}
+	}
+	return free, false
+}
+
+// mayRun reports whether agent v may take task t: exec needs an agent that
+// allows it, and an agent that refused the task never gets it again. A
+// refusal as busy (retryable) only holds the agent until its next
+// heartbeat, but the attempt record does not tell them apart: both count,
+// which errs on the side of no false alarm.
+func mayRun(t core.Task, v core.AgentView) bool {
+	if t.Spec.Kind == core.KindExec && !v.AllowsExec {
+		return false
+	}
+	for _, a := range t.Attempts {
+		if a.AgentID == v.ID && (a.Outcome == core.OutcomeRejected || strings.HasPrefix(a.Error, "rejected by agent")) {
+			return false
+		}
+	}
+	return true
+}
+
+// domainStates lists the domains that are not OPEN, for a violation's
+// detail.
+func (s *sim) domainStates() string {
+	names := make([]string, 0, len(s.m.domainState))
+	for d, st := range s.m.domainState {
+		if st != core.DomainOpen {
+			names = append(names, d+" "+string(st))
+		}
+	}
+	if len(names) == 0 {
+		return "every domain OPEN"
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }

@@ -26,6 +26,10 @@
 // the simulator's own (late assignment acks, heartbeats arriving after their
 // request timed out), drawn from a stream of their own and counted in
 // Result.FaultPointsFired. Options.HealAt ends these and the network's
-// misbehaviour, so liveness is owed after it. Package sim/swarm draws random
+// misbehaviour, so liveness is owed after it: every task finishes within
+// LivenessBound, and a fleet with open capacity and queued work it could run
+// never goes DispatchIdleMax without dispatching (isolated and throttled
+// domains count as open: isolation must not idle the fleet; the longest such
+// stretch, faults or not, is Result.MaxDispatchIdle). Package sim/swarm draws random
 // shapes of all of this (swarm testing) and shrinks failing ones.
 package sim

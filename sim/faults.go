@@ -136,6 +136,7 @@ func (s *sim) faultEnd(i int) {
 			a.cut--
 		}
 	}
+	s.faultsPending--
 	s.healed()
 }
 
@@ -167,6 +168,7 @@ func (s *sim) maybeRestart(i int) {
 	s.cpGen++
 	s.m.newGeneration(s.cpGen)
 	s.attachCP(cp)
+	s.faultsPending--
 	s.healed()
 }
 

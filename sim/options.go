@@ -32,6 +32,12 @@ type Options struct {
 	Agents        int
 	Zones         int
 	SlotsPerAgent int
+	// ZoneSizes, when set, gives each zone's number of agents instead
+	// (Zones entries, each >= 1, summing to Agents), so that small zones
+	// sit beside big ones. Agents are dealt to the zones in turn, skipping
+	// full ones, and numbered within their zone; AgentIDs lists them. With
+	// the even sizes it is the same layout as without.
+	ZoneSizes []int
 
 	// Core is the control plane's configuration. A zero QueueCapacity means
 	// "use core.DefaultConfig()".
@@ -285,10 +291,22 @@ func (o Options) validate() error {
 		return bad("zones must be in [1, min(100, agents)]")
 	case o.SlotsPerAgent < 1 || o.SlotsPerAgent > 1024:
 		return bad("slots per agent must be in [1, 1024]")
+	case o.ZoneSizes != nil && len(o.ZoneSizes) != o.Zones:
+		return bad("zone sizes must have one entry per zone")
 	case o.TickInterval <= 0 || o.SampleInterval <= 0 || o.FullCheckInterval <= 0:
 		return bad("tick, sample and check intervals must be > 0")
 	case o.AgentHeartbeat <= 0 || o.RequestTimeout <= 0:
 		return bad("heartbeat interval and request timeout must be > 0")
+	}
+	total := 0
+	for z, n := range o.ZoneSizes {
+		if n < 1 {
+			return bad("zone %s must have at least one agent", ZoneName(z))
+		}
+		total += n
+	}
+	if o.ZoneSizes != nil && total != o.Agents {
+		return bad("zone sizes sum to %d, not to the %d agents", total, o.Agents)
 	}
 	if err := o.Core.Validate(); err != nil {
 		return fmt.Errorf("%w: core: %v", ErrOptions, err)
@@ -333,7 +351,7 @@ func (o Options) validate() error {
 			return bad("fault %d: unknown kind %q", i, f.Kind)
 		}
 		for _, id := range f.Agents {
-			if !slices.Contains(o.agentIDs(), id) {
+			if !slices.Contains(o.AgentIDs(), id) {
 				return bad("fault %d (%s): unknown agent %q", i, f.Kind, id)
 			}
 		}
@@ -366,12 +384,44 @@ func AgentID(i, zones int) string { return fmt.Sprintf("z%d-a%02d", i%zones+1, i
 // ZoneName is the name of zone z (0-based).
 func ZoneName(z int) string { return fmt.Sprintf("z%d", z+1) }
 
-func (o Options) agentIDs() []string {
-	ids := make([]string, o.Agents)
-	for i := range ids {
-		ids[i] = AgentID(i, o.Zones)
-	}
+// AgentIDs lists the fleet's agent ids by agent index.
+func (o Options) AgentIDs() []string {
+	ids, _ := o.layout()
 	return ids
+}
+
+// ZoneAgentIDs lists the ids of zone z's agents (0-based), in index order.
+func (o Options) ZoneAgentIDs(z int) []string {
+	ids, zones := o.layout()
+	var out []string
+	for i, id := range ids {
+		if zones[i] == z {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// layout is the fleet: each agent's id and zone (0-based) by index.
+func (o Options) layout() (ids []string, zones []int) {
+	ids, zones = make([]string, o.Agents), make([]int, o.Agents)
+	if o.ZoneSizes == nil {
+		for i := range ids {
+			ids[i], zones[i] = AgentID(i, o.Zones), i%o.Zones
+		}
+		return ids, zones
+	}
+	count := make([]int, o.Zones)
+	z := 0
+	for i := range ids {
+		for count[z] >= o.ZoneSizes[z] {
+			z = (z + 1) % o.Zones
+		}
+		count[z]++
+		ids[i], zones[i] = fmt.Sprintf("z%d-a%02d", z+1, count[z]), z
+		z = (z + 1) % o.Zones
+	}
+	return ids, zones
 }
 
 func validateNetwork(n NetworkOptions) error {

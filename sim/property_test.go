@@ -26,7 +26,7 @@ func genOptions(t *rapid.T) Options {
 	secs := func(lo, hi int, label string) time.Duration {
 		return time.Duration(rapid.IntRange(lo, hi).Draw(t, label)) * time.Second
 	}
-	ids := o.agentIDs()
+	ids := o.AgentIDs()
 	zones := make([]string, o.Zones)
 	for z := range zones {
 		zones[z] = ZoneName(z)

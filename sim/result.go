@@ -47,6 +47,12 @@ type Result struct {
 	// LivenessChecked reports whether the run lasted long enough after the
 	// heal for the liveness invariant to apply to at least one task.
 	LivenessChecked bool `json:"liveness_checked"`
+	// MaxDispatchIdle is the longest the run went, faults or not, with work
+	// queued that some open agent could run (isolated and throttled
+	// domains count as open) and nothing dispatched; MaxDispatchIdleAt is
+	// when that stretch was measured.
+	MaxDispatchIdle   time.Duration `json:"max_dispatch_idle"`
+	MaxDispatchIdleAt time.Duration `json:"max_dispatch_idle_at"`
 
 	Tasks         []TaskRecord    `json:"tasks"`
 	Events        []TimelineEvent `json:"events"`

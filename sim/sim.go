@@ -83,6 +83,13 @@ type sim struct {
 	wires       []*wire // free list
 	workloadSeq []int   // per workload: tasks generated
 	lastCheck   time.Duration
+
+	// For the dispatch liveness check (checkDispatch): faults not over
+	// yet, the last assignment, and since when work has been waiting on
+	// open capacity (-1: it is not).
+	faultsPending int
+	lastDispatch  time.Duration
+	idleSince     time.Duration
 }
 
 func newSim(opts Options) (*sim, error) {
@@ -98,6 +105,7 @@ func newSim(opts Options) (*sim, error) {
 		tr:   newTracer(o.Trace, o.LastEvents),
 	}
 	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[core.RefusalKind]int{}}
+	s.faultsPending, s.idleSince = len(o.Faults), -1
 	if len(o.FaultPoints) > 0 {
 		s.fp = newFaultPoints(s)
 		s.res.FaultPointsFired = map[core.FaultPoint]int{}
@@ -109,9 +117,9 @@ func newSim(opts Options) (*sim, error) {
 		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
 	}
 	s.attachCP(cp)
-	for i := range o.Agents {
-		id := AgentID(i, o.Zones)
-		a := &simAgent{idx: i, id: id, zone: ZoneName(i % o.Zones),
+	fleet, zones := o.layout()
+	for i, id := range fleet {
+		a := &simAgent{idx: i, id: id, zone: ZoneName(zones[i]),
 			rng: agentRand(o.Seed, id), factor: 1, nextHBAt: map[uint64]time.Duration{}}
 		s.agents = append(s.agents, a)
 		s.byID[id] = a
@@ -212,6 +220,7 @@ func (s *sim) handle(e event) {
 		s.tr.end()
 		s.cp.Tick(s.t)
 		s.afterCP()
+		s.checkDispatch()
 		if s.now-s.lastCheck >= s.o.FullCheckInterval {
 			s.lastCheck = s.now
 			s.fullCheck()
@@ -272,6 +281,7 @@ func (s *sim) handle(e event) {
 			s.push(event{at: s.now + f.Up, kind: evFlapDown, node: e.node})
 		} else {
 			s.note(fmt.Sprintf("heal: flap of %v over", f.Agents))
+			s.faultsPending--
 		}
 	case evOperator:
 		s.operator(e)

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -165,5 +166,78 @@ func TestViolationReport(t *testing.T) {
 	}
 	if res.End != v.At {
 		t.Fatalf("run went on to %v after the violation at %v", res.End, v.At)
+	}
+}
+
+// TestZoneSizes: explicit zone sizes put small zones beside big ones (ids
+// numbered within their zone); the even sizes give the default layout; bad
+// sizes are refused.
+func TestZoneSizes(t *testing.T) {
+	o := DefaultOptions()
+	o.Agents, o.Zones = 7, 3
+	even := o.AgentIDs()
+	o.ZoneSizes = []int{3, 2, 2}
+	if got := o.AgentIDs(); !slices.Equal(got, even) {
+		t.Fatalf("even sizes: %v, want the default layout %v", got, even)
+	}
+	o.ZoneSizes = []int{4, 1, 2}
+	want := []string{"z1-a01", "z2-a01", "z3-a01", "z1-a02", "z3-a02", "z1-a03", "z1-a04"}
+	if got := o.AgentIDs(); !slices.Equal(got, want) {
+		t.Fatalf("sizes 4,1,2: %v, want %v", got, want)
+	}
+	if got := o.ZoneAgentIDs(1); !slices.Equal(got, []string{"z2-a01"}) {
+		t.Fatalf("zone z2: %v", got)
+	}
+	o.Duration = 3 * time.Minute
+	o.Faults = []Fault{{Kind: FaultZoneOutage, Zone: "z2", At: time.Minute, Until: 2 * time.Minute}}
+	res, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDomain := map[string]int{}
+	for _, e := range res.Events {
+		if e.Type == "agent.registered" {
+			byDomain[e.Domain]++
+		}
+	}
+	if byDomain["z1"] != 4 || byDomain["z2"] != 1 || byDomain["z3"] != 2 {
+		t.Fatalf("registered per zone %v, want z1:4 z2:1 z3:2", byDomain)
+	}
+	for _, bad := range [][]int{{4, 3}, {4, 0, 3}, {4, 1, 1}} {
+		o.ZoneSizes = bad
+		if _, err := Run(o); !errors.Is(err, ErrOptions) {
+			t.Errorf("sizes %v: %v, want ErrOptions", bad, err)
+		}
+	}
+}
+
+// TestDispatchIdleNoFalseAlarm: work that no free agent may take (pinned to
+// a full zone) and a READ_ONLY hold leave the fleet idle for more than
+// DispatchIdleMax without breaking the dispatch liveness check, which
+// measures only waits on capacity some queued task could use.
+func TestDispatchIdleNoFalseAlarm(t *testing.T) {
+	o := DefaultOptions()
+	o.Agents, o.Zones, o.SlotsPerAgent, o.Duration = 4, 2, 1, 15*time.Minute
+	long := 150 * time.Second
+	o.Workload = []Workload{
+		{Name: "pinned", Burst: 6, PriorityWeights: [3]float64{0, 1, 0}, Domains: []string{"z1"}, DomainFraction: 1,
+			DurationMin: long, DurationMax: long, TimeoutSeconds: 200, MaxAttempts: 1},
+		// Half of these run, the rest wait out the hold.
+		{Name: "held", Start: 8 * time.Minute, End: 8 * time.Minute, Burst: 8, PriorityWeights: [3]float64{0, 1, 0},
+			DurationMin: time.Minute, DurationMax: time.Minute, TimeoutSeconds: 100, MaxAttempts: 1},
+	}
+	o.Ops = []OperatorAction{
+		{At: 8*time.Minute + 10*time.Second, SetMode: core.ModeReadOnly, Reason: "hold"},
+		{At: 11 * time.Minute, SetMode: core.ModeNormal, Reason: "done"},
+	}
+	res, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Succeeded != 14 || res.Refused["mode"] != 0 {
+		t.Fatalf("%d of 14 tasks succeeded, refusals %v", res.Succeeded, res.Refused)
+	}
+	if res.MaxDispatchIdle != 0 {
+		t.Fatalf("max dispatch idle %v at %v: no queued task could use the free slots", res.MaxDispatchIdle, res.MaxDispatchIdleAt)
 	}
 }

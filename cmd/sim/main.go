@@ -72,7 +72,7 @@ func runWith(args []string, stdout, stderr io.Writer, forceProgress bool) int {
 	}
 	if *list {
 		for _, sc := range scenarios.All() {
-			fmt.Fprintf(stdout, "%-17s %s\n", sc.Name, sc.Description)
+			fmt.Fprintf(stdout, "%-18s %s\n", sc.Name, sc.Description)
 		}
 		return 0
 	}

@@ -137,10 +137,16 @@ func candidates(s Shape) []Shape {
 		return vs
 	}
 	for _, v := range ints(s.Agents, 1) {
-		with(func(c *Shape) { c.Agents, c.Zones = v, min(c.Zones, v) })
+		with(func(c *Shape) {
+			c.Agents, c.Zones = v, min(c.Zones, v)
+			c.SmallZones = min(c.SmallZones, c.Zones-1)
+		})
 	}
 	for _, v := range ints(s.Zones, 1) {
-		with(func(c *Shape) { c.Zones = v })
+		with(func(c *Shape) { c.Zones, c.SmallZones = v, min(c.SmallZones, v-1) })
+	}
+	for _, v := range ints(s.SmallZones, 0) {
+		with(func(c *Shape) { c.SmallZones = v })
 	}
 	for _, v := range ints(s.Slots, 1) {
 		with(func(c *Shape) { c.Slots = v })
@@ -160,6 +166,9 @@ func candidates(s Shape) []Shape {
 		for _, v := range ints(f.Percent, 1) {
 			with(func(c *Shape) { c.Faults[i].Percent = v })
 		}
+	}
+	for _, v := range ints(s.TaskFaultMax, 1) {
+		with(func(c *Shape) { c.TaskFaultMax = v })
 	}
 	for _, v := range ints(s.Attempts, 1) {
 		with(func(c *Shape) { c.Attempts = v })

@@ -76,6 +76,10 @@ type Fault struct {
 type Shape struct {
 	Seed                 uint64
 	Agents, Zones, Slots int
+	// SmallZones of the Zones are small: 1 to 3 agents each (sizes drawn
+	// from Seed), the last ones; the other zones share the rest evenly.
+	// A shape string without it means 0 (every zone the same size).
+	SmallZones int
 	// Active is when work arrives and faults strike; then everything heals
 	// and the run goes on for the liveness bound.
 	Active time.Duration
@@ -86,6 +90,10 @@ type Shape struct {
 	TaskMax        time.Duration
 	TimeoutSeconds int
 	Attempts       int
+	// TaskFaultMax is the percent of tasks that are poison (and that hang)
+	// at intensity 100 of those kinds. A shape string without it means
+	// TaskFaultMaxOld, what it was before the field existed.
+	TaskFaultMax int
 	// Faults are the enabled kinds in Kinds order, each once.
 	Faults []Fault
 }
@@ -99,6 +107,13 @@ const (
 	ActiveMax  = 10 * time.Minute
 	TasksMax   = 2000
 	TaskMaxMax = time.Minute
+	// SmallZoneAgentsMax is the most agents a small zone has.
+	SmallZoneAgentsMax = 3
+	// TaskFaultMaxMax bounds TaskFaultMax: poison and hang may each go up
+	// to 10% of tasks. Generate draws shapes at this bound.
+	TaskFaultMaxMax = 10
+	// TaskFaultMaxOld is TaskFaultMax for shape strings that lack it.
+	TaskFaultMaxOld = 5
 )
 
 // ErrShape marks an invalid shape (a bad -swarm-shape value).
@@ -126,6 +141,10 @@ func (s Shape) Validate() error {
 		return bad("timeout must be in [1,300] seconds")
 	case s.Attempts < 1 || s.Attempts > 5:
 		return bad("attempts must be in [1,5]")
+	case s.SmallZones < 0 || s.SmallZones >= s.Zones:
+		return bad("smallzones must be in [0,zones-1]")
+	case s.TaskFaultMax < 1 || s.TaskFaultMax > TaskFaultMaxMax:
+		return bad("taskfaultmax must be in [1,%d]", TaskFaultMaxMax)
 	}
 	last := -1
 	for _, f := range s.Faults {
@@ -191,14 +210,48 @@ func Generate(swarmSeed uint64, index int) Shape {
 		pct := budget * (0.5 + r.Float64()) * 4 / float64(max(4, len(on)))
 		s.Faults = append(s.Faults, Fault{Kind: k, Percent: min(100, max(1, int(pct)))})
 	}
+	// Small zones beside big ones in about a third of the multi-zone
+	// runs: a domain of one to three agents is where an outage and a
+	// flapping node look alike.
+	s.TaskFaultMax = TaskFaultMaxMax
+	if s.Zones > 1 && r.Float64() < 0.35 {
+		s.SmallZones = 1 + r.IntN(s.Zones-1)
+	}
 	return s
+}
+
+// ZoneSizes is the number of agents of each zone (sim.Options.ZoneSizes),
+// nil for even zones. The small zones are the last SmallZones, of
+// 1..SmallZoneAgentsMax agents each (drawn from Seed, fewer when the fleet
+// is short: every zone keeps one agent); the others share the rest.
+func (s Shape) ZoneSizes() []int {
+	if s.SmallZones == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(s.Seed, 0x5a11))
+	sizes := make([]int, s.Zones)
+	big := s.Zones - s.SmallZones
+	left := s.Agents
+	for z := big; z < s.Zones; z++ {
+		later := s.Zones - 1 - z // small zones after this one
+		sizes[z] = min(1+r.IntN(SmallZoneAgentsMax), left-big-later)
+		left -= sizes[z]
+	}
+	for z := range big {
+		sizes[z] = left / big
+		if z < left%big {
+			sizes[z]++
+		}
+	}
+	return sizes
 }
 
 // String encodes the shape as a -swarm-shape value; Parse reads it back.
 func (s Shape) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed=%d,agents=%d,zones=%d,slots=%d,active=%ds,tasks=%d,taskmax=%ds,timeout=%d,attempts=%d,faults=",
-		s.Seed, s.Agents, s.Zones, s.Slots, int(s.Active.Seconds()), s.Tasks, int(s.TaskMax.Seconds()), s.TimeoutSeconds, s.Attempts)
+	fmt.Fprintf(&b, "seed=%d,agents=%d,zones=%d,smallzones=%d,slots=%d,active=%ds,tasks=%d,taskmax=%ds,timeout=%d,attempts=%d,taskfaultmax=%d,faults=",
+		s.Seed, s.Agents, s.Zones, s.SmallZones, s.Slots, int(s.Active.Seconds()), s.Tasks, int(s.TaskMax.Seconds()), s.TimeoutSeconds, s.Attempts,
+		s.TaskFaultMax)
 	if len(s.Faults) == 0 {
 		b.WriteString("none")
 	}
@@ -211,9 +264,11 @@ func (s Shape) String() string {
 	return b.String()
 }
 
-// Parse reads a shape written by String; every field is required.
+// Parse reads a shape written by String. Every field is required but the
+// ones added later (smallzones, taskfaultmax): a string written before them
+// lacks them and means what it meant then.
 func Parse(text string) (Shape, error) {
-	var s Shape
+	s := Shape{TaskFaultMax: TaskFaultMaxOld}
 	seen := map[string]bool{}
 	for _, kv := range strings.Split(text, ",") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -229,6 +284,10 @@ func Parse(text string) (Shape, error) {
 			s.Agents, err = strconv.Atoi(v)
 		case "zones":
 			s.Zones, err = strconv.Atoi(v)
+		case "smallzones":
+			s.SmallZones, err = strconv.Atoi(v)
+		case "taskfaultmax":
+			s.TaskFaultMax, err = strconv.Atoi(v)
 		case "slots":
 			s.Slots, err = strconv.Atoi(v)
 		case "active":
@@ -277,6 +336,8 @@ func Build(s Shape) sim.Options {
 	// prints its own (-swarm-run, -swarm-shape).
 	o.Seed = s.Seed
 	o.Agents, o.Zones, o.SlotsPerAgent = s.Agents, s.Zones, s.Slots
+	o.ZoneSizes = s.ZoneSizes()
+	fleet := o.AgentIDs()
 	pct := func(k Kind) float64 { return float64(s.Percent(k)) / 100 }
 	on := func(k Kind) bool { return s.Percent(k) > 0 }
 	if on(SmallQueue) {
@@ -298,7 +359,7 @@ func Build(s Shape) sim.Options {
 		}
 		return lo.Truncate(time.Second) + time.Duration(r.Int64N(int64((hi-lo)/time.Second)+1))*time.Second
 	}
-	agent := func() string { return sim.AgentID(r.IntN(s.Agents), s.Zones) }
+	agent := func() string { return fleet[r.IntN(s.Agents)] }
 	zone := func() string { return sim.ZoneName(r.IntN(s.Zones)) }
 	// window draws a fault's [at, until) inside [lo, hi).
 	window := func(lo, hi time.Duration) (time.Duration, time.Duration) {
@@ -321,6 +382,7 @@ func Build(s Shape) sim.Options {
 	// points, and (by construction below) every scheduled fault.
 	o.HealAt = s.Active
 
+	taskFault := float64(s.TaskFaultMax) / 100
 	zones := make([]string, s.Zones)
 	for z := range zones {
 		zones[z] = sim.ZoneName(z)
@@ -328,7 +390,7 @@ func Build(s Shape) sim.Options {
 	w := sim.Workload{Name: "swarm", End: s.Active, PriorityWeights: [3]float64{r.Float64(), 1, r.Float64()},
 		Domains: zones, DomainFraction: 0.5 * r.Float64(),
 		DurationMin: 0, DurationMax: s.TaskMax, TimeoutSeconds: s.TimeoutSeconds, MaxAttempts: s.Attempts,
-		PoisonFraction: 0.05 * pct(Poison), HangFraction: 0.05 * pct(Hang),
+		PoisonFraction: taskFault * pct(Poison), HangFraction: taskFault * pct(Hang),
 		IdempotentFraction: 0.3, ResubmitFraction: 0.4, ConflictFraction: 0.1}
 	if s.Tasks > 0 {
 		w.Burst = r.IntN(s.Tasks/5 + 1)

@@ -55,7 +55,10 @@ type DomainConfig struct {
 	// CooldownBase doubles with each consecutive isolation up to CooldownMax;
 	// it resets after CooldownReset spent OPEN.
 	CooldownBase, CooldownMax, CooldownReset time.Duration
-	// ProbeTasks that must succeed in PROBING before the domain is OPEN.
+	// ProbeTasks decide a PROBING phase by majority: the domain is OPEN
+	// again once more than half of them succeeded, ISOLATED again once that
+	// can no longer happen. One hanging or poison task among the probes is
+	// the task's fault, not the domain's.
 	ProbeTasks int
 	// DomainsMax bounds the domains tracked.
 	DomainsMax int
@@ -322,12 +325,12 @@ func (d *DomainHealth) Evaluate(now time.Time, sig DomainSignals) (DomainTransit
 			return d.become(now, DomainOpen, d.Panic), true
 		case outageWhy != "":
 			return d.isolate(now, causeOutage, "while probing, "+outageWhy), true
-		case len(d.probeFail) > 0 && !may:
+		case d.probesLost() && !may:
 			d.Panic = d.panicReason(sig, d.probesWhy())
 			return d.become(now, DomainThrottled, d.Panic), true
-		case len(d.probeFail) > 0:
+		case d.probesLost():
 			return d.isolate(now, causeProbes, d.probesWhy()), true
-		case d.probeOK >= d.cfg.ProbeTasks:
+		case d.probeOK >= d.probeMajority():
 			d.results.reset()
 			return d.become(now, DomainOpen, fmt.Sprintf("%d probes succeeded", d.probeOK)), true
 		case !may:
@@ -336,6 +339,15 @@ func (d *DomainHealth) Evaluate(now time.Time, sig DomainSignals) (DomainTransit
 		}
 	}
 	return DomainTransition{}, false
+}
+
+// probeMajority is how many probes must succeed to open the domain.
+func (d *DomainHealth) probeMajority() int { return d.cfg.ProbeTasks/2 + 1 }
+
+// probesLost reports whether so many probes failed that a majority can no
+// longer succeed.
+func (d *DomainHealth) probesLost() bool {
+	return len(d.probeFail) > d.cfg.ProbeTasks-d.probeMajority()
 }
 
 func (d *DomainHealth) probesWhy() string {
@@ -379,10 +391,10 @@ func (d *DomainHealth) become(now time.Time, s DomainState, reason string) Domai
 // ProbesWanted is how many more probe tasks a PROBING domain may take,
 // given the probes in flight.
 func (d *DomainHealth) ProbesWanted(probesInFlight int) int {
-	if d.State != DomainProbing || len(d.probeFail) > 0 {
-		return 0 // a failed probe decides the phase at the next evaluation
+	if d.State != DomainProbing || d.probesLost() {
+		return 0 // decided: isolated again at the next evaluation
 	}
-	return max(0, d.cfg.ProbeTasks-d.probeOK-probesInFlight)
+	return max(0, d.cfg.ProbeTasks-d.probeOK-len(d.probeFail)-probesInFlight)
 }
 
 // Accepts reports whether the domain takes one more task given its current

@@ -78,6 +78,11 @@ func (m *domModel) isolate(now time.Time, outage bool, by []TaskID) {
 	m.state, m.since = DomainIsolated, now
 }
 
+// probesLost: a majority of ProbeTasks can no longer succeed.
+func (m *domModel) probesLost() bool {
+	return 2*(m.cfg.ProbeTasks-len(m.probeFail)) <= m.cfg.ProbeTasks
+}
+
 func (m *domModel) become(now time.Time, s DomainState) { m.state, m.since = s, now }
 
 // outage: all agents gone, or more than OutageMinAgents and at least
@@ -149,12 +154,12 @@ func (m *domModel) evaluate(now time.Time, sig DomainSignals) {
 		case outage:
 			m.panic = true
 			m.become(now, DomainOpen)
-		case len(m.probeFail) > 0 && may:
+		case m.probesLost() && may:
 			m.isolate(now, false, m.probeFail)
-		case len(m.probeFail) > 0:
+		case m.probesLost():
 			m.panic = true
 			m.become(now, DomainThrottled)
-		case m.probeOK >= m.cfg.ProbeTasks:
+		case 2*m.probeOK > m.cfg.ProbeTasks:
 			m.results = nil
 			m.become(now, DomainOpen)
 		case !may:
@@ -291,7 +296,7 @@ func TestDomainHealthStateMachine(t *testing.T) {
 					case DomainThrottled:
 						want = c.inFlight < max(1, int(float64(c.slots)*cfg.ThrottledInFlightFraction))
 					case DomainProbing:
-						want = len(m.probeFail) == 0 && m.probeOK+c.probes < cfg.ProbeTasks
+						want = !m.probesLost() && m.probeOK+len(m.probeFail)+c.probes < cfg.ProbeTasks
 					}
 					if got != want || !got && outcome == "" {
 						t.Fatalf("%s: Accepts(%d in flight, %d probes, %d slots) = (%v, %q), want %v", m.state, c.inFlight, c.probes, c.slots, got, outcome, want)
@@ -405,5 +410,39 @@ func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
 	d.Evaluate(now, fleetSignals(2, 2))
 	if d.Cooldown() != cfg.CooldownBase {
 		t.Fatalf("after %v OPEN the cool-down is %v, want it reset to %v", cfg.CooldownReset, d.Cooldown(), cfg.CooldownBase)
+	}
+}
+
+// TestProbesDecideByMajority: with 3 probes, one hanging or poison task
+// among them does not isolate the domain again; two failures do.
+func TestProbesDecideByMajority(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		outcomes []bool // probe results in order
+		want     DomainState
+	}{
+		{"one failure of three opens", []bool{false, true, true}, DomainOpen},
+		{"two failures isolate at once", []bool{false, false}, DomainIsolated},
+		{"two successes open at once", []bool{true, true}, DomainOpen},
+		{"one failure waits for more", []bool{true, false}, DomainProbing},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := DefaultDomainConfig() // 3 probes
+			now := testEpoch
+			d := NewDomainHealth(cfg, "z1", now)
+			d.Evaluate(now, fleetSignals(2, 2))
+			now = now.Add(cfg.CooldownBase)
+			d.Evaluate(now, fleetSignals(2, 0))
+			if d.State != DomainProbing || d.ProbesWanted(0) != 3 {
+				t.Fatalf("setup: %s, %d probes wanted", d.State, d.ProbesWanted(0))
+			}
+			for i, ok := range c.outcomes {
+				d.Result(now, TaskID(fmt.Sprint("p", i)), ok, true)
+			}
+			d.Evaluate(now, fleetSignals(2, 0))
+			if d.State != c.want {
+				t.Fatalf("state %s (%s), want %s", d.State, d.Reason, c.want)
+			}
+		})
 	}
 }

@@ -39,7 +39,7 @@
 //	GET  /v1/agents, /v1/agents/{id}                agents, health score components,
 //	                                heartbeat_interval_ms each agent reports
 //	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
-//	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, ...)
+//	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, isolation_panic, ...)
 //	GET  /admin/mode                admin token
 //	POST /admin/mode                admin token; {"mode":"DRAINING","reason":"..."}
 //	POST /scheduler/queue/purge     admin token; {"all":true} | {"domain":"z"} |

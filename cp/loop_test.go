@@ -339,3 +339,58 @@ func TestSelfProtectionDegraded(t *testing.T) {
 		t.Error("self-protection mode change not logged at WARN")
 	}
 }
+
+// TestIsolationPanicSurfaces: a one-zone fleet loses 4 of its 5 agents (an
+// outage), but isolating its only zone would leave nothing open: the
+// snapshot's isolation_panic, the flux_isolation_panic gauge and a WARN
+// domain.panic log line say the panic holds it open, and all of it ends
+// when the agents return.
+func TestIsolationPanicSurfaces(t *testing.T) {
+	mock := newMock()
+	tc := startCP(t, false, func(o *Options) {
+		o.Clock = mock
+		o.Core = core.DefaultConfig()
+		o.Core.HeartbeatInterval, o.Core.HeartbeatTimeout = time.Second, 3*time.Second
+		o.Core.MassDisconnectMinAgents = 100 // the zone's outage, not the cp cut off
+	})
+	seq := map[core.AgentID]uint64{}
+	beat := func(ids ...core.AgentID) {
+		for _, id := range ids {
+			seq[id]++
+			tc.heartbeat(core.HeartbeatInput{AgentID: id, Domain: "z1", Slots: 2, Incarnation: 1, Seq: seq[id]})
+		}
+		mock.Add(time.Second)
+		tc.s.Reconcile()
+	}
+	all := []core.AgentID{"a1", "a2", "a3", "a4", "a5"}
+	beat(all...)
+	for range 5 {
+		beat("a1")
+	}
+	var m map[string]json.RawMessage
+	tc.mustStatus(200, "GET", "/scheduler/debug/snapshot", nil).decode(t, &m)
+	var p core.IsolationPanic
+	if err := json.Unmarshal(m["isolation_panic"], &p); err != nil {
+		t.Fatalf("isolation_panic %s: %v", m["isolation_panic"], err)
+	}
+	if !p.Active || len(p.Domains) != 1 || p.Domains[0] != "z1" || !strings.Contains(p.Reason, "outage: 4 of 5 agents disconnected") {
+		t.Fatalf("isolation_panic %s", m["isolation_panic"])
+	}
+	if body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body); !strings.Contains(body, "\nflux_isolation_panic 1\n") {
+		t.Fatalf("gauge:\n%s", grepLines(body, "panic"))
+	}
+	if !strings.Contains(tc.logs.String(), `"level":"WARN","msg":"domain.panic"`) {
+		t.Fatalf("no WARN domain.panic log line in:\n%s", tc.logs.String())
+	}
+	task := tc.submit(`{"kind":"sleep","duration_ms":1000}`)
+	if got := tc.task(task.ID); got.AgentID != "a1" {
+		t.Fatalf("task on %q during the panic, want the connected a1", got.AgentID)
+	}
+	beat(all...)
+	if body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body); !strings.Contains(body, "\nflux_isolation_panic 0\n") {
+		t.Fatalf("gauge after the agents returned:\n%s", grepLines(body, "panic"))
+	}
+	if s := tc.snapshot(); s.IsolationPanic.Active {
+		t.Fatalf("panic still active: %+v", s.IsolationPanic)
+	}
+}

@@ -42,37 +42,78 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	if hb.HeartbeatIntervalMillis > 0 {
 		reply.HeartbeatIntervalMillis = cp.cfg.HeartbeatInterval.Milliseconds()
 	}
-	a, known := cp.agents[hb.AgentID]
-	if !known {
+	a, known, registered, err := cp.admitAgent(now, hb)
+	if err != nil {
+		return HeartbeatReply{}, err
+	}
+	restarted, stale := detectRestart(a, known, hb)
+	reply.Registered = registered || restarted
+	cp.noteLiveness(now, a, hb, restarted)
+	cp.noteReport(a, hb, restarted)
+	reply.Acked = cp.applyResults(now, a, hb.Results)
+	reported, cancel := cp.confirmRunning(a, hb.Running)
+	reply.Cancel = cancel
+	if !stale {
+		cp.requeueUnreported(now, a, hb.Seq, reported, restarted)
+	}
+	cp.reindex(a)
+	cp.schedule(now)
+	return reply, nil
+}
+
+// admitAgent finds the heartbeating agent's record: it registers an unknown
+// agent (when the registry has room) and re-registers one that moved to
+// another domain with nothing in flight. known says whether the agent was
+// in the registry, registered whether it has a new record.
+func (cp *ControlPlane) admitAgent(now time.Time, hb HeartbeatInput) (a *agentRecord, known, registered bool, err error) {
+	a, known = cp.agents[hb.AgentID]
+	switch {
+	case !known:
 		if len(cp.agents) >= cp.cfg.AgentsMax {
-			return HeartbeatReply{}, fmt.Errorf("%w: %d agents registered", ErrAgentsFull, len(cp.agents))
+			return nil, false, false, fmt.Errorf("%w: %d agents registered", ErrAgentsFull, len(cp.agents))
 		}
 		if _, ok := cp.domains[hb.Domain]; !ok && len(cp.domains) >= cp.cfg.Domains.DomainsMax {
-			return HeartbeatReply{}, fmt.Errorf("%w: %d domains known", ErrAgentsFull, len(cp.domains))
+			return nil, false, false, fmt.Errorf("%w: %d domains known", ErrAgentsFull, len(cp.domains))
 		}
-		a = cp.register(now, hb)
-		reply.Registered = true
-	} else if a.domain != hb.Domain {
+		return cp.register(now, hb), false, true, nil
+	case a.domain != hb.Domain:
 		if len(a.running) > 0 {
-			return HeartbeatReply{}, fmt.Errorf("%w: agent %s moved from domain %s to %s with %d tasks in flight",
+			return nil, true, false, fmt.Errorf("%w: agent %s moved from domain %s to %s with %d tasks in flight",
 				ErrConflict, a.id, a.domain, hb.Domain, len(a.running))
 		}
 		cp.forgetAgent(a, "re-registered in domain "+hb.Domain)
-		a = cp.register(now, hb)
-		reply.Registered = true
+		return cp.register(now, hb), true, true, nil
 	}
+	return a, true, false, nil
+}
 
-	restarted := known && hb.Incarnation != a.incarnation
-	stale := !restarted && known && hb.Seq <= a.lastSeq && hb.Seq != 0
+// detectRestart compares hb with what the cp knows of a: restarted when the
+// agent's incarnation changed, stale when the heartbeat is older than one
+// already taken (a reordered or duplicated report).
+func detectRestart(a *agentRecord, known bool, hb HeartbeatInput) (restarted, stale bool) {
+	restarted = known && hb.Incarnation != a.incarnation
+	stale = !restarted && known && hb.Seq <= a.lastSeq && hb.Seq != 0
+	return restarted, stale
+}
+
+// noteLiveness records that a was heard from: it lifts a hold, feeds its
+// health and reconnects it if it was disconnected or lost.
+func (cp *ControlPlane) noteLiveness(now time.Time, a *agentRecord, hb HeartbeatInput, restarted bool) {
 	a.lastHeartbeat = now
-	a.held = false
+	if a.state == agentHeld {
+		a.state = agentConnected
+	}
 	a.health.Heartbeat(now, time.Duration(hb.RTTMillis)*time.Millisecond)
 	cp.noteHeartbeatInterval(a, hb)
-	if !a.connected {
+	if !a.connected() {
 		cp.becomeConnected(a, restarted)
 	}
+}
+
+// noteReport takes what the agent says of itself: a restart, its sequence,
+// slots, address and whether it is shutting down.
+func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted bool) {
 	if restarted {
-		reply.Registered = true
 		cp.record(Event{Kind: EventAgent, Type: EventAgentRestarted, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
 		a.incarnation, a.lastSeq = hb.Incarnation, 0
@@ -80,9 +121,8 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 	if hb.Seq > a.lastSeq {
 		a.lastSeq = hb.Seq
 	}
-	d := a.dom
 	if a.slots != hb.Slots {
-		d.slots += hb.Slots - a.slots
+		a.dom.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
 	}
 	a.address, a.allowsExec = hb.Address, hb.AllowsExec
@@ -90,22 +130,33 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
 	}
 	a.stopping = hb.Stopping
+}
 
-	for _, r := range hb.Results {
+// applyResults applies a's reported results and returns the ones to ack.
+func (cp *ControlPlane) applyResults(now time.Time, a *agentRecord, results []Result) []Lease {
+	var acked []Lease
+	for _, r := range results {
 		cp.applyResult(now, a, r)
 		if fires(cp.cfg.FaultPoints, FaultCPAckDropped, a.id, r.TaskID, r.Attempt) {
 			continue // the agent reports it again
 		}
-		reply.Acked = append(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
+		acked = append(acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt})
 	}
-	reported := make(map[TaskID]bool, len(hb.Running))
-	for _, l := range hb.Running {
+	return acked
+}
+
+// confirmRunning confirms the attempts a reports running that the cp leased
+// to it, and returns the tasks reported and the attempts a must stop.
+func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (map[TaskID]bool, []Lease) {
+	var cancel []Lease
+	reported := make(map[TaskID]bool, len(running))
+	for _, l := range running {
 		reported[l.TaskID] = true
 		t, ok := cp.tasks[l.TaskID]
 		if !ok || t.State.Terminal() || t.AgentID != a.id || t.Attempt != l.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
 			// The agent runs something the cp does not know or no longer
 			// wants: stop it.
-			reply.Cancel = append(reply.Cancel, l)
+			cancel = append(cancel, l)
 			cp.stats.UnknownCancelled++
 			continue
 		}
@@ -114,29 +165,29 @@ func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatRe
 			cp.setState(t, TaskRunning, ActorAgent, "")
 		}
 	}
-	if !stale {
-		// Attempts leased to the agent that a fresh heartbeat neither runs
-		// nor reports finished are lost: after a restart at once, otherwise
-		// once the agent had the time to hear of them.
-		var lost []*taskRecord
-		for _, t := range a.running {
-			if reported[t.ID] {
-				continue
-			}
-			// A heartbeat the agent built before it accepted the attempt
-			// (seq <= ackSeq) may arrive after the ack: not a loss.
-			if restarted || t.State == TaskRunning && hb.Seq > t.ackSeq || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
-				lost = append(lost, t)
-			}
+	return reported, cancel
+}
+
+// requeueUnreported requeues the attempts leased to a that a fresh
+// heartbeat (sequence seq) neither runs nor reports finished: they are
+// lost, after a restart at once, otherwise once the agent had the time to
+// hear of them.
+func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uint64, reported map[TaskID]bool, restarted bool) {
+	var lost []*taskRecord
+	for _, t := range a.running {
+		if reported[t.ID] {
+			continue
 		}
-		sortTasks(lost)
-		for _, t := range lost {
-			cp.requeue(t, false, ActorReconcile, "agent no longer runs attempt "+fmt.Sprint(t.Attempt))
+		// A heartbeat the agent built before it accepted the attempt
+		// (seq <= ackSeq) may arrive after the ack: not a loss.
+		if restarted || t.State == TaskRunning && seq > t.ackSeq || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
+			lost = append(lost, t)
 		}
 	}
-	cp.reindex(a)
-	cp.schedule(now)
-	return reply, nil
+	sortTasks(lost)
+	for _, t := range lost {
+		cp.requeue(t, false, ActorReconcile, "agent no longer runs attempt "+fmt.Sprint(t.Attempt))
+	}
 }
 
 func sortTasks(ts []*taskRecord) {
@@ -161,7 +212,7 @@ func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
 func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord {
 	a := &agentRecord{
 		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
-		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantineDec: now,
+		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantine: quarantine{decayed: now},
 		health: NewHealthWindow(cp.cfg.Health, cp.measuredInterval(hb), now),
 	}
 	a.score = HealthScore{Score: 1, Heartbeat: 1, Success: 1, Flaps: 1, Latency: 1}
@@ -179,7 +230,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 }
 
 func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
-	a.connected, a.lost, a.connectedSince = true, false, cp.now
+	a.state, a.connectedSince = agentConnected, cp.now
 	a.dom.disconnected--
 	cp.stats.AgentConnects++
 	reason := "heartbeat"
@@ -190,7 +241,7 @@ func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 }
 
 func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
-	a.connected, a.disconnectedAt = false, cp.now
+	a.state, a.disconnectedAt = agentDisconnected, cp.now
 	a.dom.disconnected++
 	if flap {
 		a.health.Flap(cp.now)
@@ -209,10 +260,10 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 	d.index.remove(a)
 	d.agents--
 	d.slots -= a.slots
-	if !a.connected {
+	if !a.connected() {
 		d.disconnected--
 	}
-	if a.quarantined && a.quarantineBy == quarantineByHealth {
+	if a.healthQuarantined() {
 		d.quarantined--
 	}
 	delete(cp.agents, a.id)
@@ -241,7 +292,11 @@ func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
 		if a := cp.agents[ack.AgentID]; ack.Retryable && a != nil {
 			// The cp's view of the agent is off (it is full or stopping):
 			// give it no more work until its next heartbeat corrects it.
-			a.held = true
+			// (A disconnected agent takes none anyway, and its next
+			// heartbeat would lift the hold before anything else.)
+			if a.state == agentConnected {
+				a.state = agentHeld
+			}
 			cp.reindex(a)
 		} else {
 			t.rejectedBy = append(t.rejectedBy, ack.AgentID)
@@ -408,13 +463,14 @@ func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
 	if !ok {
 		return fmt.Errorf("%w: agent %q", ErrNotFound, in.AgentID)
 	}
-	if a.quarantined && a.quarantineBy == ActorOperator {
+	q := &a.quarantine
+	if q.active && q.by == ActorOperator {
 		return fmt.Errorf("%w: agent %s is already quarantined by an operator", ErrConflict, a.id)
 	}
-	if a.quarantined {
+	if q.active {
 		a.dom.quarantined--
 	}
-	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, ActorOperator, now, time.Time{}
+	q.active, q.by, q.at, q.till = true, ActorOperator, now, time.Time{}
 	cp.reindex(a)
 	cp.stats.Quarantines++
 	cp.record(Event{Kind: EventAgent, Type: EventAgentQuarantined, AgentID: a.id, Domain: a.domain, Cause: CauseOperator,
@@ -429,7 +485,7 @@ func (cp *ControlPlane) Release(now time.Time, in QuarantineInput) error {
 	if !ok {
 		return fmt.Errorf("%w: agent %q", ErrNotFound, in.AgentID)
 	}
-	if !a.quarantined {
+	if !a.quarantine.active {
 		return fmt.Errorf("%w: agent %s is not quarantined", ErrConflict, a.id)
 	}
 	cp.release(a, orDefault(in.Actor, ActorOperator), orDefault(in.Reason, "operator request"))
@@ -438,11 +494,12 @@ func (cp *ControlPlane) Release(now time.Time, in QuarantineInput) error {
 }
 
 func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
-	if a.quarantineBy == quarantineByHealth {
+	q := &a.quarantine
+	if q.by == quarantineByHealth {
 		a.dom.quarantined--
 	}
-	a.quarantined, a.quarantineBy = false, ""
-	a.quarantineDec = cp.now
+	q.active, q.by = false, ""
+	q.decayed = cp.now
 	cp.reindex(a)
 	cp.record(Event{Kind: EventAgent, Type: EventAgentReleased, AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})
 }

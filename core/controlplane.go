@@ -35,28 +35,25 @@ type agentRecord struct {
 	incarnation uint64
 	lastSeq     uint64
 
-	connected      bool
+	// state is the agent's connectivity; stopping is kept apart from it
+	// because it is the agent's own word, not the cp's view: it holds over
+	// a disconnect (the snapshot still shows it) and it coincides with held
+	// (a stopping agent refuses work as busy).
+	state          agentState
 	stopping       bool
-	held           bool // refused work as busy: no placement until its next heartbeat
 	registeredAt   time.Time
 	connectedSince time.Time
 	lastHeartbeat  time.Time
 	disconnectedAt time.Time
-	lost           bool // its tasks were rescheduled after LostAfter
 	// reportedInterval is the heartbeat interval the agent last reported
 	// (zero: it does not report one).
 	reportedInterval time.Duration
 
 	running map[TaskID]*taskRecord // attempts leased to it
 
-	health         *HealthWindow
-	score          HealthScore
-	quarantined    bool
-	quarantineBy   string // ActorOperator or "health"
-	quarantinedAt  time.Time
-	quarantineTill time.Time
-	quarantineN    int       // n of the latest health quarantine; decays
-	quarantineDec  time.Time // when quarantineN last decayed or was set
+	health     *HealthWindow
+	score      HealthScore
+	quarantine quarantine
 
 	// placement index links
 	indexed          bool
@@ -67,7 +64,44 @@ type agentRecord struct {
 func (a *agentRecord) free() int { return a.slots - len(a.running) }
 
 func (a *agentRecord) eligible() bool {
-	return a.connected && !a.quarantined && !a.stopping && !a.held && a.free() > 0
+	return a.state == agentConnected && !a.quarantine.active && !a.stopping && a.free() > 0
+}
+
+// connected reports whether the agent heartbeats in time (held or not).
+func (a *agentRecord) connected() bool { return a.state.connected() }
+
+// healthQuarantined reports whether a is quarantined for low health (not by
+// an operator): only those count against the domain's cap.
+func (a *agentRecord) healthQuarantined() bool {
+	return a.quarantine.active && a.quarantine.by == quarantineByHealth
+}
+
+// agentState is an agent's connectivity as the cp sees it. The zero value
+// is disconnected: a new record is counted disconnected until its first
+// heartbeat connects it.
+type agentState uint8
+
+const (
+	agentDisconnected agentState = iota // silent for HeartbeatTimeout, or stopped
+	agentLost                           // disconnected for LostAfter: its tasks were rescheduled
+	agentConnected                      // heartbeats in time and may take work
+	// agentHeld is connected, but the agent refused work as busy: no
+	// placement until its next heartbeat corrects the cp's view of it.
+	agentHeld
+)
+
+func (s agentState) connected() bool { return s == agentConnected || s == agentHeld }
+
+// quarantine is an agent's quarantine: the current one (while active) and
+// the history that sets the next health quarantine's back-off, which
+// outlives a release.
+type quarantine struct {
+	active  bool
+	by      string    // ActorOperator or quarantineByHealth
+	at      time.Time // when it began
+	till    time.Time // health quarantines: end of the back-off
+	n       int       // n of the latest health quarantine; decays
+	decayed time.Time // when n last decayed or was set
 }
 
 // domainRecord is a failure domain: its isolation state machine, its

@@ -31,11 +31,11 @@ func (cp *ControlPlane) checkConnectivity(now time.Time) {
 	var forget []*agentRecord
 	for _, a := range cp.agentList {
 		switch {
-		case a.connected && a.stopping && len(a.running) == 0:
+		case a.connected() && a.stopping && len(a.running) == 0:
 			cp.becomeDisconnected(a, false, "agent stopped")
-		case a.connected && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout:
+		case a.connected() && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout:
 			cp.becomeDisconnected(a, true, fmt.Sprintf("no heartbeat for %v", now.Sub(a.lastHeartbeat)))
-		case !a.connected && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter && cp.mayForget(a):
+		case !a.connected() && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter && cp.mayForget(a):
 			forget = append(forget, a)
 		}
 	}
@@ -72,7 +72,7 @@ func (cp *ControlPlane) checkMassDisconnect() {
 		// their next heartbeat is seconds away, and declaring them lost at
 		// once would run their tasks twice.
 		for _, a := range cp.agentList {
-			if !a.connected && a.disconnectedAt.Before(cp.now) {
+			if !a.connected() && a.disconnectedAt.Before(cp.now) {
 				a.disconnectedAt = cp.now
 			}
 		}
@@ -93,12 +93,12 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		if len(a.running) == 0 {
 			continue
 		}
-		lost := !a.connected && now.Sub(a.disconnectedAt) >= cp.cfg.LostAfter
-		if !a.connected && cp.paused {
+		lost := !a.connected() && now.Sub(a.disconnectedAt) >= cp.cfg.LostAfter
+		if !a.connected() && cp.paused {
 			continue // hold: the agent may well be running them
 		}
-		if lost && !a.lost {
-			a.lost = true
+		if lost && a.state != agentLost {
+			a.state = agentLost
 			cp.record(Event{Kind: EventAgent, Type: EventAgentLost, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile,
 				Reason: fmt.Sprintf("disconnected for %v, rescheduling %d tasks", now.Sub(a.disconnectedAt), len(a.running))})
 		}
@@ -106,7 +106,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		// deterministic order); most ticks find none.
 		ts := cp.expiredScratch[:0]
 		for _, t := range a.running {
-			if lost || !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout || a.connected && !now.Before(cp.leaseDeadline(t)) {
+			if lost || !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout || a.connected() && !now.Before(cp.leaseDeadline(t)) {
 				ts = append(ts, t)
 			}
 		}
@@ -117,7 +117,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 				expired = append(expired, expiry{t, false, fmt.Sprintf("agent %s lost", a.id)})
 			case !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout:
 				expired = append(expired, expiry{t, false, fmt.Sprintf("assignment to %s not confirmed within %v", a.id, cp.cfg.AssignTimeout)})
-			case a.connected && !now.Before(cp.leaseDeadline(t)):
+			case a.connected() && !now.Before(cp.leaseDeadline(t)):
 				// Only a connected agent can be judged stuck: a silent one
 				// may have finished long ago with its result held up by
 				// the network; the loss grace above decides for it.
@@ -156,18 +156,18 @@ func containsAgent(ids []AgentID, id AgentID) bool {
 func (cp *ControlPlane) evaluateHealth(now time.Time) {
 	hc := cp.cfg.Health
 	for _, a := range cp.agentList {
-		if !a.quarantined && a.quarantineN > 0 && now.Sub(a.quarantineDec) >= hc.QuarantineDecay {
-			a.quarantineN--
-			a.quarantineDec = now
+		if q := &a.quarantine; !q.active && q.n > 0 && now.Sub(q.decayed) >= hc.QuarantineDecay {
+			q.n--
+			q.decayed = now
 		}
 		a.score = a.health.Score(now)
-		if a.quarantined {
-			if a.quarantineBy == quarantineByHealth {
+		if a.quarantine.active {
+			if a.quarantine.by == quarantineByHealth {
 				cp.maybeRelease(now, a)
 			}
 			continue
 		}
-		if a.connected && a.score.Score < hc.QuarantineThreshold {
+		if a.connected() && a.score.Score < hc.QuarantineThreshold {
 			cp.maybeQuarantine(now, a)
 		}
 	}
@@ -190,10 +190,11 @@ func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
 	if healthy <= 1 {
 		return // never the last healthy agent of a domain
 	}
-	a.quarantineN++
-	a.quarantineDec = now
-	backoff := cp.cfg.Health.QuarantineBackoff(a.quarantineN)
-	a.quarantined, a.quarantineBy, a.quarantinedAt, a.quarantineTill = true, quarantineByHealth, now, now.Add(backoff)
+	q := &a.quarantine
+	q.n++
+	q.decayed = now
+	backoff := cp.cfg.Health.QuarantineBackoff(q.n)
+	q.active, q.by, q.at, q.till = true, quarantineByHealth, now, now.Add(backoff)
 	d.quarantined++
 	cp.stats.Quarantines++
 	s := a.score
@@ -219,7 +220,7 @@ func (cp *ControlPlane) quarantineCapFor(agents int) int {
 func (cp *ControlPlane) mayForget(a *agentRecord) bool {
 	d := a.dom
 	q := d.quarantined
-	if a.quarantined && a.quarantineBy == quarantineByHealth {
+	if a.healthQuarantined() {
 		q--
 	}
 	return q <= cp.quarantineCapFor(d.agents-1)
@@ -228,7 +229,7 @@ func (cp *ControlPlane) mayForget(a *agentRecord) bool {
 func (cp *ControlPlane) quarantinedIn(domain string) int {
 	n := 0
 	for _, a := range cp.agentList {
-		if a.domain == domain && a.quarantined && a.connected {
+		if a.domain == domain && a.quarantine.active && a.connected() {
 			n++
 		}
 	}
@@ -239,8 +240,8 @@ func (cp *ControlPlane) quarantinedIn(domain string) int {
 // agent has been stable (no flap) for as long, and its score has recovered
 // past the release threshold (hysteresis).
 func (cp *ControlPlane) maybeRelease(now time.Time, a *agentRecord) {
-	backoff := cp.cfg.Health.QuarantineBackoff(a.quarantineN)
-	if now.Before(a.quarantineTill) || !a.connected {
+	backoff := cp.cfg.Health.QuarantineBackoff(a.quarantine.n)
+	if now.Before(a.quarantine.till) || !a.connected() {
 		return
 	}
 	if last, ok := a.health.LastFlap(); ok && now.Sub(last) < backoff {
@@ -270,7 +271,7 @@ func (cp *ControlPlane) evaluateDomains(now time.Time) {
 		cp.domains[name].usable = 0
 	}
 	for _, a := range cp.agentList {
-		if a.connected && !a.quarantined {
+		if a.connected() && !a.quarantine.active {
 			a.dom.usable += a.slots
 		}
 	}

@@ -96,15 +96,15 @@ type AgentView struct {
 
 func (cp *ControlPlane) agentView(a *agentRecord, withTasks bool) AgentView {
 	v := AgentView{ID: a.id, Domain: a.domain, Address: a.address, Slots: a.slots, Running: len(a.running),
-		Connected: a.connected, Stopping: a.stopping, AllowsExec: a.allowsExec, Quarantined: a.quarantined,
-		QuarantinedBy: a.quarantineBy, Quarantines: a.quarantineN, Health: a.score,
+		Connected: a.connected(), Stopping: a.stopping, AllowsExec: a.allowsExec, Quarantined: a.quarantine.active,
+		QuarantinedBy: a.quarantine.by, Quarantines: a.quarantine.n, Health: a.score,
 		LastHeartbeat: a.lastHeartbeat, RegisteredAt: a.registeredAt,
 		HeartbeatIntervalMillis: cp.cfg.HeartbeatInterval.Milliseconds()}
 	if a.reportedInterval > 0 {
 		v.HeartbeatIntervalMillis = a.reportedInterval.Milliseconds()
 	}
-	if a.quarantined && a.quarantineBy == quarantineByHealth {
-		v.QuarantinedUntil = a.quarantineTill
+	if a.healthQuarantined() {
+		v.QuarantinedUntil = a.quarantine.till
 	}
 	if withTasks {
 		for _, t := range a.running {
@@ -194,19 +194,19 @@ func (cp *ControlPlane) Snapshot(now time.Time) Snapshot {
 	for _, a := range cp.agentList {
 		c := s.AgentsByDomain[a.domain]
 		c.Known++
-		if a.connected {
+		if a.connected() {
 			c.Connected++
 		}
-		if a.quarantined {
+		if a.quarantine.active {
 			c.Quarantined++
 			perDomainQ[a.domain]++
 		}
 		s.AgentsByDomain[a.domain] = c
 		s.Agents.Known++
-		if a.connected {
+		if a.connected() {
 			s.Agents.Connected++
 		}
-		if a.quarantined {
+		if a.quarantine.active {
 			s.Agents.Quarantined++
 		}
 	}

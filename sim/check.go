@@ -441,8 +441,10 @@ const DispatchIdleMax = 2 * time.Minute
 // permitting dispatch (not READ_ONLY), and some connected, unquarantined,
 // not stopping agent with a free slot that one of the queued tasks may run
 // on (its domain, exec permission and the agents that refused it allow).
-// Isolated, throttled and probing domains count as open: isolation must
-// not idle the fleet. The longest such stretch goes into the Result; once
+// Isolated, throttled and probing domains count as open for work that may
+// run anywhere: isolation must not idle the fleet. Work pinned to an
+// ISOLATED domain is not counted: it waits for that domain's cool-down, and
+// the per-task bound (LivenessBound) covers it. The longest such stretch goes into the Result; once
 // every fault is over (and past Options.HealAt), one longer than
 // DispatchIdleMax since the last heal is a liveness violation.
 func (s *sim) checkDispatch() {
@@ -495,7 +497,11 @@ func (s *sim) openCapacity() (free int, fits bool) {
 		var t core.Task
 		loaded := false
 		for _, v := range open {
-			if mt.rec.Domain != "" && mt.rec.Domain != v.Domain {
+			if mt.rec.Domain != "" && (mt.rec.Domain != v.Domain || m.domainState[v.Domain] == core.DomainIsolated) {
+				// Work pinned to an ISOLATED domain waits out its
+				// cool-down, bounded by LivenessBound per task; the
+				// fleet-wide bound is about isolation idling work that
+				// could run elsewhere.
 				continue
 			}
 			if !loaded {

@@ -68,10 +68,12 @@ func (m *domModel) counts(now time.Time) (ok, failed int) {
 }
 
 func (m *domModel) isolate(now time.Time, outage bool, by []TaskID) {
-	m.isolations++
 	m.cooldown = m.cfg.CooldownBase
-	for range m.isolations - 1 {
-		m.cooldown = min(2*m.cooldown, m.cfg.CooldownMax)
+	if !outage { // outages neither double nor count
+		m.isolations++
+		for range m.isolations - 1 {
+			m.cooldown = min(2*m.cooldown, m.cfg.CooldownMax)
+		}
 	}
 	m.results = nil
 	m.outageIso, m.isolatedBy = outage, slices.Clone(by)
@@ -378,22 +380,31 @@ func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
 	cfg := DefaultDomainConfig()
 	now := testEpoch
 	d := NewDomainHealth(cfg, "z1", now)
+	n := 0
+	result := func(ok bool) {
+		n++
+		d.Result(now, TaskID(fmt.Sprint("t", n)), ok, true)
+	}
 	var got []time.Duration
 	for range 7 {
-		d.Evaluate(now, fleetSignals(2, 2)) // outage: isolate
+		for range cfg.MinVolume {
+			result(false)
+		}
+		d.Evaluate(now, fleetSignals(2, 0)) // failing: isolate
 		got = append(got, d.Cooldown())
 		now = now.Add(d.Cooldown())
 		d.Evaluate(now, fleetSignals(2, 0)) // probing
-		d.Evaluate(now, fleetSignals(2, 2)) // outage while probing: isolate again next round
+		result(false)
+		result(false)
+		d.Evaluate(now, fleetSignals(2, 0)) // 2 of 3 probes failed: isolate again
 		if d.State != DomainIsolated {
 			t.Fatalf("state %s", d.State)
 		}
 		// Leave ISOLATED → PROBING → OPEN quickly so the next round starts OPEN.
 		now = now.Add(d.Cooldown())
 		d.Evaluate(now, fleetSignals(2, 0))
-		for i := range cfg.ProbeTasks {
-			d.Result(now, TaskID(fmt.Sprint("p", i)), true, true)
-		}
+		result(true)
+		result(true)
 		d.Evaluate(now, fleetSignals(2, 0))
 		if d.State != DomainOpen {
 			t.Fatalf("state %s, want OPEN", d.State)
@@ -401,15 +412,29 @@ func TestDomainCooldownsDoubleCappedAndReset(t *testing.T) {
 	}
 	// Each round isolates twice: 30s, 60s | 120s, 240s | 480s, 600s (cap) ...
 	want := []time.Duration{30 * time.Second, 120 * time.Second, 480 * time.Second, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("cool-downs %v, want %v", got, want)
-		}
+	if !slices.Equal(got, want) {
+		t.Fatalf("cool-downs %v, want %v", got, want)
+	}
+	// An outage lasts the base cool-down however many isolations came
+	// before, and does not count towards the next.
+	d.Evaluate(now, fleetSignals(2, 2))
+	if d.State != DomainIsolated || d.Cooldown() != cfg.CooldownBase {
+		t.Fatalf("outage: %s for %v, want ISOLATED for %v", d.State, d.Cooldown(), cfg.CooldownBase)
 	}
 	now = now.Add(cfg.CooldownReset)
-	d.Evaluate(now, fleetSignals(2, 2))
-	if d.Cooldown() != cfg.CooldownBase {
-		t.Fatalf("after %v OPEN the cool-down is %v, want it reset to %v", cfg.CooldownReset, d.Cooldown(), cfg.CooldownBase)
+	d.Evaluate(now, fleetSignals(2, 0))
+	d.Evaluate(now, fleetSignals(2, 0)) // probing → wait: reset needs OPEN time
+	for range 2 {
+		result(true)
+	}
+	d.Evaluate(now, fleetSignals(2, 0))
+	now = now.Add(cfg.CooldownReset)
+	for range cfg.MinVolume {
+		result(false)
+	}
+	d.Evaluate(now, fleetSignals(2, 0))
+	if d.State != DomainIsolated || d.Cooldown() != cfg.CooldownBase {
+		t.Fatalf("after %v OPEN: %s for %v, want the cool-down reset to %v", cfg.CooldownReset, d.State, d.Cooldown(), cfg.CooldownBase)
 	}
 }
 

@@ -315,3 +315,34 @@ func TestRegressionIsolatedOnlyZone(t *testing.T) {
 		t.Fatalf("%s: %s", o.Failure, o.Err)
 	}
 }
+
+// TestRegressionSwarmFindings replays swarm runs that failed the fleet-wide
+// dispatch bound while isolation rules were settled, each named by its
+// swarm seed and index and what it found.
+func TestRegressionSwarmFindings(t *testing.T) {
+	for _, c := range []struct{ name, shape string }{
+		// A one-agent zone re-isolated for 2m on one hanging probe out of
+		// three while its pinned work waited: probes decide by majority.
+		{"1:972 hanging probe", "seed=2482184319679066070,agents=5,zones=5,smallzones=3,slots=3,active=93s,tasks=229,taskmax=3s,timeout=14,attempts=2,taskfaultmax=10,faults=slow:77+zone-failing:60+hang:67+agent-wedged:46"},
+		// A flapping one-agent zone's repeated outages doubled its
+		// cool-down; it stayed isolated minutes after its agent was back.
+		{"20261130:2746 outage cool-down", "seed=3234291361633616352,agents=2,zones=2,smallzones=1,slots=4,active=234s,tasks=267,taskmax=6s,timeout=25,attempts=3,taskfaultmax=10,faults=flap:100"},
+		// Outages counted towards the doubling of a later failure
+		// isolation: 4m instead of 30s.
+		{"20261130:9389 outages do not double", "seed=10910171592918174819,agents=16,zones=3,smallzones=1,slots=2,active=196s,tasks=1043,taskmax=5s,timeout=14,attempts=3,taskfaultmax=10,faults=stuck:73+slow:61+zone-failing:48+cut-off:83+purge:58"},
+		// Two hanging probes of three re-isolated a zone for 2m after the
+		// heal; its pinned work waits its cool-down (the per-task bound),
+		// the rest of the fleet is not idled.
+		{"20261201:767 pinned work waits its zone", "seed=10620971507783870114,agents=9,zones=5,smallzones=0,slots=2,active=152s,tasks=111,taskmax=7s,timeout=34,attempts=2,taskfaultmax=10,faults=slow:82+zone-failing:35+loss:41+hang:87"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Parse(c.shape)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := Run(s, nil); o.Failed() {
+				t.Fatalf("%s: %s", o.Failure, o.Err)
+			}
+		})
+	}
+}

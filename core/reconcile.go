@@ -336,20 +336,14 @@ func (cp *ControlPlane) failureTotals(now time.Time) failureTotals {
 // notePanic records on the timeline when the panic threshold starts and
 // stops holding domains out of isolation.
 func (cp *ControlPlane) notePanic(open, total int) {
-	var held []string
-	for _, name := range cp.domainNames {
-		if cp.domains[name].health.Panic != "" {
-			held = append(held, name)
-		}
-	}
-	switch active := len(held) > 0; {
-	case active && !cp.panicActive:
+	p := cp.isolationPanic()
+	switch {
+	case p.Active && !cp.panicActive:
 		cp.panicActive = true
 		cp.stats.Panics++
-		reason := fmt.Sprintf("isolation panic: %d of %d usable slots open, the minimum is %.0f%%; held out of isolation: %s",
-			open, total, 100*cp.cfg.Domains.MinOpenCapacity, strings.Join(held, ", "))
-		cp.record(Event{Kind: EventDomain, Type: EventDomainPanic, To: "active", Actor: ActorSelfProtection, Reason: reason, Count: len(held)})
-	case !active && cp.panicActive:
+		reason := fmt.Sprintf("isolation panic (minimum open capacity %.0f%%): %s", 100*cp.cfg.Domains.MinOpenCapacity, p.Reason)
+		cp.record(Event{Kind: EventDomain, Type: EventDomainPanic, To: "active", Actor: ActorSelfProtection, Reason: reason, Count: len(p.Domains)})
+	case !p.Active && cp.panicActive:
 		cp.panicActive = false
 		cp.record(Event{Kind: EventDomain, Type: EventDomainPanic, From: "active", To: "inactive", Actor: ActorSelfProtection,
 			Reason: fmt.Sprintf("isolation panic over: %d of %d usable slots open", open, total)})

@@ -572,3 +572,66 @@ func TestExportIsAllState(t *testing.T) {
 		t.Fatalf("export layout holds an interface: %s", s)
 	}
 }
+
+// exportBenchState is a control plane with 1,000 agents in 10 zones, 2,000
+// tasks running on them and 10,000 queued, every task with an idempotency
+// key, and a full timeline.
+func exportBenchState(b *testing.B) *ControlPlane {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.QueueCapacity, cfg.TasksMax = 10_000, 20_000
+	cp, err := NewControlPlane(cfg, testEpoch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := testEpoch
+	for i := range 1000 {
+		in := HeartbeatInput{AgentID: AgentID(fmt.Sprintf("agent-%05d", i)), Domain: fmt.Sprintf("zone-%d", i%10), Slots: 2,
+			Address: fmt.Sprintf("http://10.0.%d.%d:9090", i/256, i%256), Incarnation: 1, Seq: 1, HeartbeatIntervalMillis: 5000}
+		if _, err := cp.Apply(now, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 12_000 {
+		spec := TaskSpec{Kind: KindSleep, DurationMS: 1000, Priority: Priority(i % numPriorities)}
+		if i%2 == 0 {
+			spec.Domain = fmt.Sprintf("zone-%d", i%10)
+		}
+		if _, err := cp.Apply(now, SubmitInput{Spec: spec, IdempotencyKey: fmt.Sprintf("key-%06d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cp.TakeOutbox()
+	if cp.QueueDepth() != 10_000 || cp.InFlight() != 2000 {
+		b.Fatalf("%d queued, %d in flight", cp.QueueDepth(), cp.InFlight())
+	}
+	return cp
+}
+
+// BenchmarkExport reports the time and size of an export of a state with
+// 10,000 queued tasks and 1,000 agents.
+func BenchmarkExport(b *testing.B) {
+	cp := exportBenchState(b)
+	var n int
+	b.ResetTimer()
+	for b.Loop() {
+		data, err := cp.Export()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(data)
+	}
+	b.ReportMetric(float64(n), "bytes/export")
+}
+
+// BenchmarkRestore reports the time to restore that state.
+func BenchmarkRestore(b *testing.B) {
+	data := mustExport(b, exportBenchState(b))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Restore(data, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(data)), "bytes/export")
+}

@@ -43,7 +43,36 @@ import (
 
 var timeType = reflect.TypeFor[time.Time]()
 
-type stateEncoder struct{ buf []byte }
+type stateEncoder struct {
+	buf    []byte
+	fields fieldCache
+}
+
+// fieldCache holds, per struct type, the indexes of the fields the codec
+// writes. It lives as long as one encoding or decoding (no shared state).
+type fieldCache map[reflect.Type][]int
+
+func (c *fieldCache) of(t reflect.Type) ([]int, error) {
+	if idx, ok := (*c)[t]; ok {
+		return idx, nil
+	}
+	if *c == nil {
+		*c = fieldCache{}
+	}
+	idx := []int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if skipStateField(f) {
+			continue
+		}
+		if !f.IsExported() {
+			return nil, fmt.Errorf("state codec: unexported field %s.%s", t, f.Name)
+		}
+		idx = append(idx, i)
+	}
+	(*c)[t] = idx
+	return idx, nil
+}
 
 func (e *stateEncoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
 
@@ -116,15 +145,11 @@ func (e *stateEncoder) value(v reflect.Value) error {
 			e.bytes(b)
 			return nil
 		}
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if skipStateField(f) {
-				continue
-			}
-			if !f.IsExported() {
-				return fmt.Errorf("state codec: unexported field %s.%s", t, f.Name)
-			}
+		idx, err := e.fields.of(v.Type())
+		if err != nil {
+			return err
+		}
+		for _, i := range idx {
 			if err := e.value(v.Field(i)); err != nil {
 				return err
 			}
@@ -153,8 +178,9 @@ func sortMapKeys(t reflect.Type, keys []reflect.Value) error {
 func skipStateField(f reflect.StructField) bool { return f.Tag.Get("json") == "-" }
 
 type stateDecoder struct {
-	buf []byte
-	off int
+	buf    []byte
+	off    int
+	fields fieldCache
 }
 
 var errStateTruncated = fmt.Errorf("%w: state export is truncated or corrupt", ErrInvalid)
@@ -320,11 +346,11 @@ func (d *stateDecoder) value(v reflect.Value) error {
 			v.Set(reflect.ValueOf(t))
 			return nil
 		}
-		t := v.Type()
-		for i := range t.NumField() {
-			if skipStateField(t.Field(i)) {
-				continue
-			}
+		idx, err := d.fields.of(v.Type())
+		if err != nil {
+			return err
+		}
+		for _, i := range idx {
 			if err := d.value(v.Field(i)); err != nil {
 				return err
 			}

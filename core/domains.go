@@ -222,10 +222,10 @@ func (d *DomainHealth) Forgive(task TaskID) {
 	}
 }
 
-// Counts returns the successes and failures in the window.
+// Counts returns the successes and failures in the window at now. It
+// changes nothing: Result and Evaluate drop what the window left behind.
 func (d *DomainHealth) Counts(now time.Time) (ok, failed int) {
-	d.results.trim(now.Add(-d.cfg.Window))
-	return d.results.counts()
+	return d.results.countsSince(now.Add(-d.cfg.Window))
 }
 
 // FailureRate returns the failure rate over the window and its volume.
@@ -256,6 +256,7 @@ type DomainTransition struct {
 // transition, if any; Panic says afterwards whether the panic threshold is
 // holding the domain out of isolation.
 func (d *DomainHealth) Evaluate(now time.Time, sig DomainSignals) (DomainTransition, bool) {
+	d.results.trim(now.Add(-d.cfg.Window))
 	rate, volume := d.FailureRate(now)
 	enough := volume >= d.cfg.MinVolume
 	// The domain is worse than the rest of the fleet, so its failures are

@@ -47,10 +47,16 @@ func (w *outcomeWindow) trim(start time.Time) {
 }
 
 // counts returns the unforgiven successes and failures held.
-func (w *outcomeWindow) counts() (ok, failed int) {
+func (w *outcomeWindow) counts() (ok, failed int) { return w.countsSince(time.Time{}) }
+
+// countsSince returns the unforgiven successes and failures at or after
+// start, without dropping older ones: reads must not change state (a
+// leader serving the debug snapshot would drift from its followers'
+// state_hash).
+func (w *outcomeWindow) countsSince(start time.Time) (ok, failed int) {
 	for _, e := range w.entries {
 		switch {
-		case e.forgiven:
+		case e.at.Before(start), e.forgiven:
 		case e.ok:
 			ok++
 		default:

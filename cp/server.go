@@ -46,7 +46,7 @@ type Options struct {
 	// agents on every assignment and cancel.
 	AgentToken string
 
-	// ReconcileInterval is how often the reconcile loop calls core's Tick.
+	// ReconcileInterval is how often the reconcile loop applies core.TickInput.
 	ReconcileInterval time.Duration
 	// APIBodyBytesMax bounds a request body of the public API.
 	APIBodyBytesMax int64

@@ -60,10 +60,11 @@ func newFakeCP(t *testing.T) *fakeCP {
 
 func (f *fakeCP) newCore() *core.ControlPlane {
 	f.starts++ // task ids unique per start, as the cp daemon makes them
-	cfg := cpConfig()
-	cfg.TaskIDPrefix = fmt.Sprintf("s%d-", f.starts)
-	cp, err := core.NewControlPlane(cfg, time.Now())
+	cp, err := core.NewControlPlane(cpConfig(), time.Now())
 	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := cp.Apply(time.Now(), core.StartInput{TaskIDPrefix: fmt.Sprintf("s%d-", f.starts)}); err != nil {
 		f.t.Fatal(err)
 	}
 	return cp
@@ -85,7 +86,8 @@ func (f *fakeCP) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.heartbeats = append(f.heartbeats, hb)
-	reply, err := f.cp.Heartbeat(time.Now(), hb)
+	res, err := f.cp.Apply(time.Now(), hb)
+	reply := res.Heartbeat
 	out := f.cp.TakeOutbox()
 	f.mu.Unlock()
 	f.deliver(out)
@@ -110,7 +112,7 @@ func (f *fakeCP) deliver(out []core.Outbound) {
 				return
 			}
 			f.mu.Lock()
-			_ = f.cp.AssignAcked(time.Now(), *reply.AssignAck)
+			_, _ = f.cp.Apply(time.Now(), *reply.AssignAck)
 			more := f.cp.TakeOutbox()
 			f.mu.Unlock()
 			f.deliver(more)
@@ -120,7 +122,8 @@ func (f *fakeCP) deliver(out []core.Outbound) {
 
 func (f *fakeCP) submit(spec core.TaskSpec) core.TaskID {
 	f.mu.Lock()
-	task, _, err := f.cp.Submit(time.Now(), core.SubmitInput{Spec: spec})
+	r, err := f.cp.Apply(time.Now(), core.SubmitInput{Spec: spec})
+	task := r.Task
 	out := f.cp.TakeOutbox()
 	f.mu.Unlock()
 	if err != nil {

@@ -21,7 +21,7 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	hb, _ := ag.Tick(t0)
-	rep, err := cp.Heartbeat(t0, hb)
+	rep, err := doHeartbeat(cp, t0, hb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 	if !ok {
 		t.Fatal("no heartbeat due")
 	}
-	task, _, err := cp.Submit(t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10_000}})
+	task, _, err := doSubmit(cp, t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10_000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +41,10 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 		t.Fatalf("outbox %+v", out)
 	}
 	ack := ag.Assign(t1, *out[0].Assign)
-	if err := cp.AssignAcked(t1, ack); err != nil || !ack.Accepted {
+	if _, err := cp.Apply(t1, ack); err != nil || !ack.Accepted {
 		t.Fatal(err, ack)
 	}
-	rep, err = cp.Heartbeat(t1.Add(time.Millisecond), early) // arrives after the ack
+	rep, err = doHeartbeat(cp, t1.Add(time.Millisecond), early) // arrives after the ack
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 	}
 	// The next heartbeat lists it; one that still did not would lose it.
 	next, _ := ag.Tick(t1.Add(5 * time.Second))
-	if _, err := cp.Heartbeat(t1.Add(5*time.Second), next); err != nil {
+	if _, err := cp.Apply(t1.Add(5*time.Second), next); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cp.Task(task.ID); got.State != TaskRunning {
@@ -64,7 +64,7 @@ func TestHeartbeatBuiltBeforeAssignDoesNotLoseIt(t *testing.T) {
 	stale := next
 	stale.Seq++
 	stale.Running = nil
-	if _, err := cp.Heartbeat(t1.Add(6*time.Second), stale); err != nil {
+	if _, err := cp.Apply(t1.Add(6*time.Second), stale); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cp.Task(task.ID); got.Attempt != 2 {
@@ -95,7 +95,7 @@ func TestTaskIDPrefix(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep}})
+		task, _, err := doSubmit(cp, t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep}})
 		if err != nil || task.ID != TaskID(tc.want) {
 			t.Errorf("prefix %q: id %q (%v), want %q", tc.prefix, task.ID, err, tc.want)
 		}

@@ -30,10 +30,10 @@ func (cp *ControlPlane) reindex(a *agentRecord) {
 	}
 }
 
-// Heartbeat takes an agent's report: it registers unknown agents, reconnects
+// applyHeartbeat takes an agent's report: it registers unknown agents, reconnects
 // disconnected ones, applies results (fenced by attempt), confirms running
 // attempts and tells the agent which attempts to stop.
-func (cp *ControlPlane) Heartbeat(now time.Time, hb HeartbeatInput) (HeartbeatReply, error) {
+func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (HeartbeatReply, error) {
 	now = cp.advance(now)
 	if err := hb.validate(cp.cfg); err != nil {
 		return HeartbeatReply{}, err
@@ -275,8 +275,8 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 	cp.record(Event{Kind: EventAgent, Type: EventAgentForgotten, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 
-// AssignAcked takes an agent's answer to an assignment.
-func (cp *ControlPlane) AssignAcked(now time.Time, ack AssignAck) error {
+// applyAssignAck takes an agent's answer to an assignment.
+func (cp *ControlPlane) applyAssignAck(now time.Time, ack AssignAck) error {
 	now = cp.advance(now)
 	t, ok := cp.tasks[ack.TaskID]
 	if !ok {
@@ -455,9 +455,9 @@ type QuarantineInput struct {
 	Reason  string  `json:"reason,omitempty"`
 }
 
-// Quarantine takes an agent out of placement on an operator's word. Operator
+// applyQuarantine takes an agent out of placement on an operator's word. Operator
 // quarantines are not subject to the per-domain cap and last until released.
-func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
+func (cp *ControlPlane) applyQuarantine(now time.Time, in QuarantineInput) error {
 	now = cp.advance(now)
 	a, ok := cp.agents[in.AgentID]
 	if !ok {
@@ -478,8 +478,8 @@ func (cp *ControlPlane) Quarantine(now time.Time, in QuarantineInput) error {
 	return nil
 }
 
-// Release returns a quarantined agent to placement on an operator's word.
-func (cp *ControlPlane) Release(now time.Time, in QuarantineInput) error {
+// applyRelease returns a quarantined agent to placement on an operator's word.
+func (cp *ControlPlane) applyRelease(now time.Time, in ReleaseInput) error {
 	now = cp.advance(now)
 	a, ok := cp.agents[in.AgentID]
 	if !ok {

@@ -19,7 +19,7 @@ func benchFleet(b *testing.B, agents, zones, slots int) (*ControlPlane, time.Tim
 		b.Fatal(err)
 	}
 	for i := range agents {
-		_, err := cp.Heartbeat(t0, HeartbeatInput{AgentID: AgentID(fmt.Sprintf("agent-%05d", i)),
+		_, err := cp.Apply(t0, HeartbeatInput{AgentID: AgentID(fmt.Sprintf("agent-%05d", i)),
 			Domain: fmt.Sprintf("zone-%d", i%zones), Slots: slots, Incarnation: 1, Seq: 1})
 		if err != nil {
 			b.Fatal(err)

@@ -250,10 +250,11 @@ type SubmitInput struct {
 	IdempotencyKey string   `json:"idempotency_key,omitempty"`
 }
 
-// Submit validates and enqueues a task. With an idempotency key seen before
+// applySubmit validates and enqueues a task. With an idempotency key seen before
 // and the same spec it returns the original task and replayed=true. A refused
-// submission changes nothing but the refusal counters.
-func (cp *ControlPlane) Submit(now time.Time, in SubmitInput) (task Task, replayed bool, err error) {
+// submission changes nothing but the refusal counters, which are per-process
+// statistics (see Stats), not state.
+func (cp *ControlPlane) applySubmit(now time.Time, in SubmitInput) (task Task, replayed bool, err error) {
 	now = cp.advance(now)
 	defer func() {
 		if err != nil {
@@ -344,8 +345,8 @@ type CancelInput struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Cancel marks a task CANCELLED; a running attempt is told to stop.
-func (cp *ControlPlane) Cancel(now time.Time, in CancelInput) (Task, error) {
+// applyCancel marks a task CANCELLED; a running attempt is told to stop.
+func (cp *ControlPlane) applyCancel(now time.Time, in CancelInput) (Task, error) {
 	now = cp.advance(now)
 	t, ok := cp.tasks[in.TaskID]
 	if !ok {
@@ -424,9 +425,9 @@ func (p PurgeInput) validate() error {
 	return nil
 }
 
-// Purge cancels every queued task the filter selects and records it, both per
+// applyPurge cancels every queued task the filter selects and records it, both per
 // task and as one queue event. It returns how many were purged.
-func (cp *ControlPlane) Purge(now time.Time, in PurgeInput) (int, error) {
+func (cp *ControlPlane) applyPurge(now time.Time, in PurgeInput) (int, error) {
 	now = cp.advance(now)
 	if err := in.validate(); err != nil {
 		return 0, err
@@ -462,8 +463,8 @@ type SetModeInput struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// SetMode changes the mode on behalf of an operator. It records who and why.
-func (cp *ControlPlane) SetMode(now time.Time, in SetModeInput) error {
+// applySetMode changes the mode on behalf of an operator. It records who and why.
+func (cp *ControlPlane) applySetMode(now time.Time, in SetModeInput) error {
 	now = cp.advance(now)
 	if _, err := ParseMode(string(in.Mode)); err != nil {
 		return err
@@ -473,7 +474,9 @@ func (cp *ControlPlane) SetMode(now time.Time, in SetModeInput) error {
 	}
 	actor := orDefault(in.Actor, ActorOperator)
 	if actor == ActorSelfProtection {
-		failf("SetMode is not for self-protection")
+		// Only the core itself acts as self-protection; an input claiming
+		// to (a log entry is data too) is refused, not a crash.
+		return fmt.Errorf("%w: actor %q is reserved for the core's own mode changes", ErrInvalid, actor)
 	}
 	cp.setMode(in.Mode, actor, orDefault(in.Reason, "set by "+actor))
 	cp.schedule(now)

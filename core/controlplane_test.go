@@ -56,7 +56,7 @@ func (h *cpHarness) heartbeat(id AgentID, edit func(*HeartbeatInput)) HeartbeatR
 	if edit != nil {
 		edit(&hb)
 	}
-	rep, err := h.cp.Heartbeat(h.now, hb)
+	rep, err := doHeartbeat(h.cp, h.now, hb)
 	if err != nil {
 		h.t.Fatalf("heartbeat %s: %v", id, err)
 	}
@@ -65,7 +65,7 @@ func (h *cpHarness) heartbeat(id AgentID, edit func(*HeartbeatInput)) HeartbeatR
 
 func (h *cpHarness) submit(spec TaskSpec) Task {
 	h.t.Helper()
-	task, _, err := h.cp.Submit(h.now, SubmitInput{Spec: spec})
+	task, _, err := doSubmit(h.cp, h.now, SubmitInput{Spec: spec})
 	if err != nil {
 		h.t.Fatalf("submit: %v", err)
 	}
@@ -95,7 +95,7 @@ func (h *cpHarness) advance(d time.Duration, beating ...AgentID) {
 		for _, id := range beating {
 			h.heartbeat(id, nil)
 		}
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 	}
 }
 
@@ -144,7 +144,7 @@ func TestSubmitValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, nil)
 			seq := h.cp.Timeline().LastSeq()
-			_, _, err := h.cp.Submit(h.now, tt.in)
+			_, err := h.cp.Apply(h.now, tt.in)
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err %v, want ErrInvalid", err)
 			}
@@ -164,21 +164,21 @@ func TestSubmitValidation(t *testing.T) {
 func TestSubmitQueueFullAndIdempotency(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.QueueCapacity = 2; c.TasksMax = 2 })
 	a := h.submit(sleepSpec())
-	if _, _, err := h.cp.Submit(h.now, SubmitInput{Spec: sleepSpec(), IdempotencyKey: "k"}); err != nil {
+	if _, err := h.cp.Apply(h.now, SubmitInput{Spec: sleepSpec(), IdempotencyKey: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := h.cp.Submit(h.now, SubmitInput{Spec: sleepSpec()})
+	_, err := h.cp.Apply(h.now, SubmitInput{Spec: sleepSpec()})
 	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "2 of 2 queued") {
 		t.Fatalf("full queue: %v", err)
 	}
 	// A replay is not a new task: it is answered even when the queue is full.
-	again, replayed, err := h.cp.Submit(h.now, SubmitInput{Spec: sleepSpec(), IdempotencyKey: "k"})
+	again, replayed, err := doSubmit(h.cp, h.now, SubmitInput{Spec: sleepSpec(), IdempotencyKey: "k"})
 	if err != nil || !replayed || again.ID == a.ID {
 		t.Fatalf("replay (%v, %v, %v)", again.ID, replayed, err)
 	}
 	other := sleepSpec()
 	other.DurationMS++
-	if _, _, err := h.cp.Submit(h.now, SubmitInput{Spec: other, IdempotencyKey: "k"}); !errors.Is(err, ErrIdempotencyConflict) || !strings.Contains(err.Error(), string(again.ID)) {
+	if _, err := h.cp.Apply(h.now, SubmitInput{Spec: other, IdempotencyKey: "k"}); !errors.Is(err, ErrIdempotencyConflict) || !strings.Contains(err.Error(), string(again.ID)) {
 		t.Fatalf("conflict: %v", err)
 	}
 }
@@ -187,7 +187,7 @@ func TestModes(t *testing.T) {
 	type step func(h *cpHarness)
 	setMode := func(m Mode) step {
 		return func(h *cpHarness) {
-			if err := h.cp.SetMode(h.now, SetModeInput{Mode: m, Reason: "test"}); err != nil {
+			if _, err := h.cp.Apply(h.now, SetModeInput{Mode: m, Reason: "test"}); err != nil {
 				h.t.Fatal(err)
 			}
 		}
@@ -198,7 +198,7 @@ func TestModes(t *testing.T) {
 	}{
 		{"READ_ONLY refuses submissions", func(t *testing.T, h *cpHarness) {
 			setMode(ModeReadOnly)(h)
-			_, _, err := h.cp.Submit(h.now, SubmitInput{Spec: sleepSpec()})
+			_, err := h.cp.Apply(h.now, SubmitInput{Spec: sleepSpec()})
 			if !errors.Is(err, ErrModeRefused) || !strings.Contains(err.Error(), "READ_ONLY") || !strings.Contains(err.Error(), "operator") {
 				t.Fatalf("err %v", err)
 			}
@@ -233,7 +233,7 @@ func TestModes(t *testing.T) {
 			a := h.submit(sleepSpec())
 			b := h.submit(sleepSpec())
 			setMode(ModeDraining)(h)
-			if _, _, err := h.cp.Submit(h.now, SubmitInput{Spec: sleepSpec()}); !errors.Is(err, ErrModeRefused) {
+			if _, err := h.cp.Apply(h.now, SubmitInput{Spec: sleepSpec()}); !errors.Is(err, ErrModeRefused) {
 				t.Fatalf("err %v", err)
 			}
 			if h.cp.Snapshot(h.now).Drained {
@@ -258,7 +258,7 @@ func TestModes(t *testing.T) {
 			setMode(ModeDegraded)(h)
 			low := sleepSpec()
 			low.Priority = PriorityLow
-			if _, _, err := h.cp.Submit(h.now, SubmitInput{Spec: low}); !errors.Is(err, ErrLowPriorityShed) {
+			if _, err := h.cp.Apply(h.now, SubmitInput{Spec: low}); !errors.Is(err, ErrLowPriorityShed) {
 				t.Fatalf("low: %v", err)
 			}
 			for _, p := range []Priority{PriorityNormal, PriorityHigh} {
@@ -271,7 +271,7 @@ func TestModes(t *testing.T) {
 			}
 		}},
 		{"mode changes record who and why", func(t *testing.T, h *cpHarness) {
-			if err := h.cp.SetMode(h.now, SetModeInput{Mode: ModeDraining, Actor: "alice", Reason: "maintenance"}); err != nil {
+			if _, err := h.cp.Apply(h.now, SetModeInput{Mode: ModeDraining, Actor: "alice", Reason: "maintenance"}); err != nil {
 				t.Fatal(err)
 			}
 			m, by, why := h.cp.Mode()
@@ -282,7 +282,7 @@ func TestModes(t *testing.T) {
 			}
 		}},
 		{"unknown mode is refused", func(t *testing.T, h *cpHarness) {
-			err := h.cp.SetMode(h.now, SetModeInput{Mode: "draining"})
+			_, err := h.cp.Apply(h.now, SetModeInput{Mode: "draining"})
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not one of NORMAL, DEGRADED, READ_ONLY, DRAINING") {
 				t.Fatalf("err %v", err)
 			}
@@ -300,15 +300,15 @@ func TestSelfProtection(t *testing.T) {
 		for range n {
 			ts = append(ts, h.submit(sleepSpec()))
 		}
-		h.cp.Tick(h.now) // the driver ticks often; the 30s count from here
+		h.cp.Apply(h.now, TickInput{}) // the driver ticks often; the 30s count from here
 		return ts
 	}
 	mode := func(h *cpHarness) (Mode, string) { m, by, _ := h.cp.Mode(); return m, by }
 	cancel := func(h *cpHarness, task Task) {
-		if _, err := h.cp.Cancel(h.now, CancelInput{TaskID: task.ID}); err != nil {
+		if _, err := doCancel(h.cp, h.now, CancelInput{TaskID: task.ID}); err != nil {
 			h.t.Fatal(err)
 		}
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 	}
 	tests := []struct {
 		name string
@@ -316,15 +316,15 @@ func TestSelfProtection(t *testing.T) {
 	}{
 		{"enters DEGRADED at 80% held for 30s", func(t *testing.T, h *cpHarness) {
 			fill(h, 8)
-			h.cp.Tick(h.now)
+			h.cp.Apply(h.now, TickInput{})
 			h.advance(25 * time.Second)
 			h.now = h.now.Add(4 * time.Second)
-			h.cp.Tick(h.now) // 29s
+			h.cp.Apply(h.now, TickInput{}) // 29s
 			if m, _ := mode(h); m != ModeNormal {
 				t.Fatalf("mode %s after 29s", m)
 			}
 			h.now = h.now.Add(time.Second)
-			h.cp.Tick(h.now)
+			h.cp.Apply(h.now, TickInput{})
 			if m, by := mode(h); m != ModeDegraded || by != ActorSelfProtection {
 				t.Fatalf("mode %s by %s after 30s", m, by)
 			}
@@ -384,20 +384,20 @@ func TestSelfProtection(t *testing.T) {
 		t.Run("never overrides operator "+string(op)+" with a full queue", func(t *testing.T) {
 			h := newHarness(t, small)
 			fill(h, 10)
-			if err := h.cp.SetMode(h.now, SetModeInput{Mode: op}); err != nil {
+			if _, err := h.cp.Apply(h.now, SetModeInput{Mode: op}); err != nil {
 				t.Fatal(err)
 			}
 			h.advance(10 * time.Minute)
 			if m, by := mode(h); m != op || by != ActorOperator {
 				t.Fatalf("mode %s by %s", m, by)
 			}
-			if err := h.cp.SetMode(h.now, SetModeInput{Mode: ModeNormal}); err != nil {
+			if _, err := h.cp.Apply(h.now, SetModeInput{Mode: ModeNormal}); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := h.cp.Purge(h.now, PurgeInput{All: true}); err != nil || n != 10 {
+			if n, err := doPurge(h.cp, h.now, PurgeInput{All: true}); err != nil || n != 10 {
 				t.Fatalf("purge %d %v", n, err)
 			}
-			if err := h.cp.SetMode(h.now, SetModeInput{Mode: op}); err != nil {
+			if _, err := h.cp.Apply(h.now, SetModeInput{Mode: op}); err != nil {
 				t.Fatal(err)
 			}
 			h.advance(10 * time.Minute) // empty queue for long
@@ -443,7 +443,7 @@ func TestPurge(t *testing.T) {
 			}
 			h.now = start.Add(3 * time.Minute)
 			seq := h.cp.Timeline().LastSeq()
-			n, err := h.cp.Purge(h.now, tt.in)
+			n, err := doPurge(h.cp, h.now, tt.in)
 			if tt.wantErr != "" {
 				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err %v, want %q", err, tt.wantErr)
@@ -496,7 +496,7 @@ func TestPurgeLeavesRunningTasks(t *testing.T) {
 	h.join("z1", 1, "a1")
 	running := h.submit(sleepSpec())
 	queued := h.submit(sleepSpec())
-	if n, err := h.cp.Purge(h.now, PurgeInput{All: true}); err != nil || n != 1 {
+	if n, err := doPurge(h.cp, h.now, PurgeInput{All: true}); err != nil || n != 1 {
 		t.Fatalf("purged %d %v", n, err)
 	}
 	if h.task(running.ID).State != TaskAssigned || h.task(queued.ID).State != TaskCancelled {
@@ -538,7 +538,7 @@ func TestLeases(t *testing.T) {
 		{"stale assignment ack is ignored", func(t *testing.T, h *cpHarness) {
 			h.join("z1", 1, "a1")
 			task := h.submit(spec)
-			if err := h.cp.AssignAcked(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 7, Accepted: false}); err != nil {
+			if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 7, Accepted: false}); err != nil {
 				t.Fatal(err)
 			}
 			if got := h.task(task.ID); got.State != TaskAssigned || got.Attempt != 1 {
@@ -768,6 +768,7 @@ func allInputs() []Input {
 		QuarantineInput{AgentID: "a1", Actor: "alice", Reason: "disk"},
 		ReleaseInput{AgentID: "a1", Actor: "alice", Reason: "fixed"},
 		TickInput{},
+		StartInput{TaskIDPrefix: "t-1a2b3c-"},
 	}
 }
 
@@ -790,8 +791,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			if !back.At.Equal(testEpoch) || back.Kind != in.inputKind() {
 				t.Fatalf("envelope %+v", back)
 			}
-			if v := reflect.ValueOf(got).Elem().Interface(); !reflect.DeepEqual(v, in) {
-				t.Fatalf("round trip\n got %#v\nwant %#v", v, in)
+			if !reflect.DeepEqual(got, in) {
+				t.Fatalf("round trip\n got %#v\nwant %#v", got, in)
 			}
 		})
 	}

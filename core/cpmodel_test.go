@@ -68,7 +68,7 @@ func TestControlPlaneStateMachine(t *testing.T) {
 				switch {
 				case m.Assign != nil:
 					ack := sa.ag.Assign(now, *m.Assign)
-					if err := cp.AssignAcked(now, ack); err != nil {
+					if _, err := cp.Apply(now, ack); err != nil {
 						t.Fatalf("AssignAcked: %v", err)
 					}
 				case m.Cancel != nil:
@@ -81,7 +81,7 @@ func TestControlPlaneStateMachine(t *testing.T) {
 			if !ok {
 				return
 			}
-			rep, err := cp.Heartbeat(now, hb)
+			rep, err := doHeartbeat(cp, now, hb)
 			if err != nil {
 				t.Fatalf("heartbeat %s: %v", hb.AgentID, err)
 			}
@@ -107,7 +107,7 @@ func TestControlPlaneStateMachine(t *testing.T) {
 			}
 			depth := cp.QueueDepth()
 
-			_, replayed, err := cp.Submit(now, in)
+			_, replayed, err := doSubmit(cp, now, in)
 			if err == nil && !replayed && cp.QueueDepth() == depth && cp.InFlight() == 0 {
 				t.Fatalf("accepted task is neither queued nor in flight")
 			}
@@ -138,7 +138,7 @@ func TestControlPlaneStateMachine(t *testing.T) {
 					}
 					beat(t, sa)
 				}
-				cp.Tick(now)
+				cp.Apply(now, TickInput{})
 				deliver(t)
 			}
 		}
@@ -181,15 +181,15 @@ func TestControlPlaneStateMachine(t *testing.T) {
 				}
 				id := TaskID(fmt.Sprintf("t-%06d", rapid.Uint64Range(1, n).Draw(t, "task")))
 				if rapid.IntRange(0, 3).Draw(t, "purge?") == 0 {
-					cp.Purge(now, PurgeInput{Domain: "z1"})
+					cp.Apply(now, PurgeInput{Domain: "z1"})
 				} else {
-					cp.Cancel(now, CancelInput{TaskID: id})
+					cp.Apply(now, CancelInput{TaskID: id})
 				}
 				deliver(t)
 			},
 			"mode": func(t *rapid.T) {
 				m := rapid.SampledFrom([]Mode{ModeNormal, ModeNormal, ModeNormal, ModeDegraded, ModeReadOnly, ModeDraining}).Draw(t, "mode")
-				if err := cp.SetMode(now, SetModeInput{Mode: m}); err != nil {
+				if _, err := cp.Apply(now, SetModeInput{Mode: m}); err != nil {
 					t.Fatal(err)
 				}
 				deliver(t)
@@ -197,9 +197,9 @@ func TestControlPlaneStateMachine(t *testing.T) {
 			"quarantine": func(t *rapid.T) {
 				id := rapid.SampledFrom(ids).Draw(t, "agent")
 				if rapid.Bool().Draw(t, "release?") {
-					cp.Release(now, QuarantineInput{AgentID: id})
+					cp.Apply(now, ReleaseInput{AgentID: id})
 				} else {
-					cp.Quarantine(now, QuarantineInput{AgentID: id})
+					cp.Apply(now, QuarantineInput{AgentID: id})
 				}
 				deliver(t)
 			},

@@ -11,19 +11,21 @@
 //
 // # Usage
 //
-// A driver (daemon or simulator) owns a *ControlPlane and feeds it inputs:
+// A driver (daemon or simulator) owns a *ControlPlane and feeds it inputs
+// through Apply, the only way to change it:
 //
-//	cp, err := core.NewControlPlane(core.DefaultConfig())
-//	task, replayed, err := cp.Submit(now, core.SubmitInput{Spec: spec})
-//	reply := cp.Heartbeat(now, hb)      // an agent reported in
-//	cp.Tick(now)                        // time advanced: reconcile
-//	for _, m := range cp.TakeOutbox() { // messages for agents
+//	cp, err := core.NewControlPlane(core.DefaultConfig(), now)
+//	r, err := cp.Apply(now, core.SubmitInput{Spec: spec}) // r.Task, r.Replayed
+//	r, err = cp.Apply(now, hb)                 // an agent reported in: r.Heartbeat
+//	cp.Apply(now, core.TickInput{})            // time advanced: reconcile
+//	for _, m := range cp.TakeOutbox() {        // messages for agents
 //		transport.Send(m.To, m)
 //	}
 //	events := cp.Timeline().Since(lastSeq, 0) // what happened, in order
 //
-// Every input is a plain, serializable value (see Input and Apply), so a
-// sequence of inputs can be logged and replayed exactly. The agent side is the
+// Every input is a plain, serializable value (see Input, Apply and
+// Envelope), so a sequence of inputs can be logged and replayed exactly;
+// even a start of the driving process is an input (StartInput). The agent side is the
 // same shape: *Agent takes assignments, executor completions and ticks, and
 // returns the executions to start or stop and the heartbeats to send.
 //

@@ -67,7 +67,7 @@ func TestFaultAgentWedged(t *testing.T) {
 	beat := func() {
 		t.Helper()
 		if hb, ok := ag.Tick(h.now); ok {
-			rep, err := h.cp.Heartbeat(h.now, hb)
+			rep, err := doHeartbeat(h.cp, h.now, hb)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func TestFaultAgentWedged(t *testing.T) {
 			case o.Assign != nil:
 				if ack := ag.Assign(h.now, *o.Assign); !ack.Accepted {
 					t.Fatalf("assignment rejected: %s", ack.Reason)
-				} else if err := h.cp.AssignAcked(h.now, ack); err != nil {
+				} else if _, err := h.cp.Apply(h.now, ack); err != nil {
 					t.Fatal(err)
 				}
 			case o.Cancel != nil:
@@ -88,7 +88,7 @@ func TestFaultAgentWedged(t *testing.T) {
 	}
 	beat()
 	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 10, MaxAttempts: 2})
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	beat()
 	if len(fx.started) != 1 {
 		t.Fatalf("started %d executions", len(fx.started))
@@ -100,14 +100,14 @@ func TestFaultAgentWedged(t *testing.T) {
 	for h.now.Before(deadline.Add(-time.Second)) {
 		h.now = h.now.Add(time.Second)
 		beat()
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 	}
 	if len(fx.stopped) != 0 || ag.Stats().TimedOut != 0 || h.task(task.ID).Attempt != 1 {
 		t.Fatalf("timed out before the lease expired: stopped %v, attempt %d", fx.stopped, h.task(task.ID).Attempt)
 	}
 	for range 3 {
 		h.now = h.now.Add(time.Second)
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 		beat()
 	}
 	if h.cp.Stats().StuckLeases != 1 {
@@ -142,7 +142,7 @@ func TestFaultAgentResultResent(t *testing.T) {
 	h := newHarness(t, nil)
 	h.join("z1", 1, "a1")
 	task := h.submit(sleepSpec())
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	r := Result{TaskID: task.ID, Attempt: 1, Outcome: OutcomeSucceeded}
 	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running, hb.Results = nil, []Result{r} })
 	rep := h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Results = []Result{r} })
@@ -173,7 +173,7 @@ func TestFaultAgentResultHeld(t *testing.T) {
 	h := newHarness(t, nil)
 	h.join("z1", 1, "a1", "a2")
 	task := h.submit(sleepSpec())
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	first := h.task(task.ID)
 	h.heartbeat(first.AgentID, nil) // running
 	h.heartbeat(first.AgentID, func(hb *HeartbeatInput) { hb.Running = nil })
@@ -196,7 +196,7 @@ func TestFaultCPAckDropped(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.FaultPoints = fp })
 	h.join("z1", 1, "a1")
 	task := h.submit(sleepSpec())
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	r := Result{TaskID: task.ID, Attempt: 1, Outcome: OutcomeSucceeded}
 	rep := h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running, hb.Results = nil, []Result{r} })
 	if len(rep.Acked) != 0 || h.task(task.ID).State != TaskSucceeded || fp.asked[FaultCPAckDropped] != 1 {

@@ -353,12 +353,12 @@ func (f *fleet) beat(tb rapid.TB, d time.Duration) {
 	f.now = f.now.Add(d)
 	for _, id := range f.ids {
 		if f.up[id] {
-			if _, err := f.cp.Heartbeat(f.now, f.hb(id)); err != nil {
+			if _, err := f.cp.Apply(f.now, f.hb(id)); err != nil {
 				tb.Fatalf("heartbeat %s: %v", id, err)
 			}
 		}
 	}
-	f.cp.Tick(f.now)
+	f.cp.Apply(f.now, TickInput{})
 }
 
 // quarantineChecker checks DESIGN.md's quarantine invariants on the

@@ -70,7 +70,7 @@ func TestCPHeartbeatInterval(t *testing.T) {
 		}
 	}
 	for _, ms := range []int64{-1, 24*3600*1000 + 1} {
-		_, err := h.cp.Heartbeat(h.now, HeartbeatInput{AgentID: "new", Domain: "z1", Slots: 4, Incarnation: 1, Seq: 99, HeartbeatIntervalMillis: ms})
+		_, err := h.cp.Apply(h.now, HeartbeatInput{AgentID: "new", Domain: "z1", Slots: 4, Incarnation: 1, Seq: 99, HeartbeatIntervalMillis: ms})
 		if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("heartbeat_interval_ms %d: err %v, want ErrInvalid", ms, err)
 		}
@@ -110,7 +110,7 @@ func TestReliabilityMeasuredAgainstReportedInterval(t *testing.T) {
 				h.heartbeat(a.id, func(hb *HeartbeatInput) { hb.HeartbeatIntervalMillis = a.reportMS })
 			}
 		}
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 	}
 	for _, a := range agents {
 		v, _ := h.cp.Agent(a.id)

@@ -6,9 +6,12 @@ import (
 	"time"
 )
 
-// Input is any one input to the control plane as a plain value. Drivers may
-// log inputs as Envelopes and replay them through Apply to reproduce a run
-// exactly.
+// Input is any one input to the control plane as a plain value: a
+// submission, a cancel, an agent's heartbeat or assignment answer, an
+// operator's action, a start of the driving process, or the passage of time.
+// Apply is the only way to change a ControlPlane, so a run is exactly its
+// sequence of (time, Input) pairs: drivers may log inputs as Envelopes and
+// replay them through Apply to reproduce it.
 type Input interface{ inputKind() string }
 
 func (SubmitInput) inputKind() string     { return "submit" }
@@ -20,13 +23,136 @@ func (PurgeInput) inputKind() string      { return "purge" }
 func (QuarantineInput) inputKind() string { return "quarantine" }
 func (ReleaseInput) inputKind() string    { return "release" }
 func (TickInput) inputKind() string       { return "tick" }
+func (StartInput) inputKind() string      { return "start" }
 
 // ReleaseInput is QuarantineInput's twin for releases, so the two are
 // distinguishable as values.
 type ReleaseInput QuarantineInput
 
-// TickInput is the passage of time.
+// TickInput is the passage of time: reconcile (see applyTick).
 type TickInput struct{}
+
+// StartInput marks a start of the process driving the control plane. It sets
+// the prefix of the task ids submitted from now on: a restarted driver's
+// fresh core counts ids from 1 again while agents may still run the previous
+// start's tasks, and an agent must never take a new task for an old one with
+// the same id. Being an input rather than process state, a replay of the
+// inputs reproduces every id. It records no event.
+type StartInput struct {
+	TaskIDPrefix string `json:"task_id_prefix"`
+}
+
+// ApplyResult is what one applied input produced. Only the fields of the
+// input's kind are set; every other field is zero.
+type ApplyResult struct {
+	// Task is the submitted or cancelled task (submit, cancel). A cancel
+	// refused with ErrConflict (the task had already ended) carries it too.
+	Task Task
+	// Replayed: a submit's idempotency key was seen before with the same
+	// spec, Task is the original task and nothing changed.
+	Replayed bool
+	// Heartbeat is the reply to an agent's heartbeat (heartbeat).
+	Heartbeat HeartbeatReply
+	// Purged is how many queued tasks a purge cancelled (purge).
+	Purged int
+}
+
+// Apply feeds one input, at time now, to the control plane: it is the only
+// way to change it. A refused input (an error) changes nothing but the
+// per-process statistics (see Stats). Inputs are taken by value; pointers to
+// inputs (as older logs' decoders made) are accepted too.
+func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
+	var r ApplyResult
+	var err error
+	switch v := in.(type) {
+	case SubmitInput:
+		r.Task, r.Replayed, err = cp.applySubmit(now, v)
+	case HeartbeatInput:
+		r.Heartbeat, err = cp.applyHeartbeat(now, v)
+	case AssignAck:
+		err = cp.applyAssignAck(now, v)
+	case TickInput:
+		cp.applyTick(now)
+	case CancelInput:
+		r.Task, err = cp.applyCancel(now, v)
+	case SetModeInput:
+		err = cp.applySetMode(now, v)
+	case PurgeInput:
+		r.Purged, err = cp.applyPurge(now, v)
+	case QuarantineInput:
+		err = cp.applyQuarantine(now, v)
+	case ReleaseInput:
+		err = cp.applyRelease(now, v)
+	case StartInput:
+		err = cp.applyStart(now, v)
+	case *SubmitInput, *HeartbeatInput, *AssignAck, *TickInput, *CancelInput, *SetModeInput,
+		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput:
+		return cp.Apply(now, deref(in))
+	default:
+		// No %T: formatting in would make every boxed input escape.
+		err = fmt.Errorf("%w: not a control plane input (nil, or a type core does not know)", ErrInvalid)
+	}
+	return r, err
+}
+
+// deref returns the input a pointer input points to (nil for a nil pointer).
+func deref(in Input) Input {
+	switch v := in.(type) {
+	case *SubmitInput:
+		if v != nil {
+			return *v
+		}
+	case *HeartbeatInput:
+		if v != nil {
+			return *v
+		}
+	case *AssignAck:
+		if v != nil {
+			return *v
+		}
+	case *TickInput:
+		if v != nil {
+			return *v
+		}
+	case *CancelInput:
+		if v != nil {
+			return *v
+		}
+	case *SetModeInput:
+		if v != nil {
+			return *v
+		}
+	case *PurgeInput:
+		if v != nil {
+			return *v
+		}
+	case *QuarantineInput:
+		if v != nil {
+			return *v
+		}
+	case *ReleaseInput:
+		if v != nil {
+			return *v
+		}
+	case *StartInput:
+		if v != nil {
+			return *v
+		}
+	}
+	return nil
+}
+
+// applyStart takes a process start: the task ids submitted from now on
+// begin with in.TaskIDPrefix (the counter goes on). The prefix is part of
+// the config, which is replicated state, so Config reports it.
+func (cp *ControlPlane) applyStart(now time.Time, in StartInput) error {
+	cp.advance(now)
+	if !validTaskIDPrefix(in.TaskIDPrefix) {
+		return fmt.Errorf("%w: task id prefix %q: must be 1 to 32 characters of [a-zA-Z0-9-_.]", ErrInvalid, in.TaskIDPrefix)
+	}
+	cp.cfg.TaskIDPrefix = in.TaskIDPrefix
+	return nil
+}
 
 // Envelope is the serialized form of an input at a time.
 type Envelope struct {
@@ -40,77 +166,38 @@ func Wrap(now time.Time, in Input) Envelope {
 	return Envelope{At: now, Kind: in.inputKind(), Body: mustJSON(in)}
 }
 
-// Unwrap decodes an Envelope back into its Input.
+// Unwrap decodes an Envelope back into its Input, a value (SubmitInput, not
+// *SubmitInput), equal to the one wrapped.
 func (e Envelope) Unwrap() (Input, error) {
-	var in Input
 	switch e.Kind {
 	case "submit":
-		in = &SubmitInput{}
+		return decodeInput[SubmitInput](e)
 	case "cancel":
-		in = &CancelInput{}
+		return decodeInput[CancelInput](e)
 	case "heartbeat":
-		in = &HeartbeatInput{}
+		return decodeInput[HeartbeatInput](e)
 	case "assign_ack":
-		in = &AssignAck{}
+		return decodeInput[AssignAck](e)
 	case "set_mode":
-		in = &SetModeInput{}
+		return decodeInput[SetModeInput](e)
 	case "purge":
-		in = &PurgeInput{}
+		return decodeInput[PurgeInput](e)
 	case "quarantine":
-		in = &QuarantineInput{}
+		return decodeInput[QuarantineInput](e)
 	case "release":
-		in = &ReleaseInput{}
+		return decodeInput[ReleaseInput](e)
 	case "tick":
-		in = &TickInput{}
-	default:
-		return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
+		return decodeInput[TickInput](e)
+	case "start":
+		return decodeInput[StartInput](e)
 	}
-	if err := json.Unmarshal(e.Body, in); err != nil {
-		return nil, fmt.Errorf("%w: %s body: %v", ErrInvalid, e.Kind, err)
-	}
-	return in, nil
+	return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
 }
 
-// Apply feeds one input to the control plane and returns its result value
-// (Task, HeartbeatReply, purged count, or nil).
-func (cp *ControlPlane) Apply(now time.Time, in Input) (any, error) {
-	switch v := in.(type) {
-	case *SubmitInput:
-		return cp.Apply(now, *v)
-	case SubmitInput:
-		t, _, err := cp.Submit(now, v)
-		return t, err
-	case *CancelInput:
-		return cp.Apply(now, *v)
-	case CancelInput:
-		return cp.Cancel(now, v)
-	case *HeartbeatInput:
-		return cp.Apply(now, *v)
-	case HeartbeatInput:
-		return cp.Heartbeat(now, v)
-	case *AssignAck:
-		return cp.Apply(now, *v)
-	case AssignAck:
-		return nil, cp.AssignAcked(now, v)
-	case *SetModeInput:
-		return cp.Apply(now, *v)
-	case SetModeInput:
-		return nil, cp.SetMode(now, v)
-	case *PurgeInput:
-		return cp.Apply(now, *v)
-	case PurgeInput:
-		return cp.Purge(now, v)
-	case *QuarantineInput:
-		return cp.Apply(now, *v)
-	case QuarantineInput:
-		return nil, cp.Quarantine(now, v)
-	case *ReleaseInput:
-		return cp.Apply(now, *v)
-	case ReleaseInput:
-		return nil, cp.Release(now, QuarantineInput(v))
-	case *TickInput, TickInput:
-		cp.Tick(now)
-		return nil, nil
+func decodeInput[T Input](e Envelope) (Input, error) {
+	var v T
+	if err := json.Unmarshal(e.Body, &v); err != nil {
+		return nil, fmt.Errorf("%w: %s body: %v", ErrInvalid, e.Kind, err)
 	}
-	return nil, fmt.Errorf("%w: unknown input %T", ErrInvalid, in)
+	return v, nil
 }

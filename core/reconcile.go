@@ -6,12 +6,12 @@ import (
 	"time"
 )
 
-// Tick advances time to now and reconciles: agents that went silent are
+// applyTick advances time to now and reconciles: agents that went silent are
 // disconnected, lost agents' tasks and stuck or unconfirmed attempts are
 // requeued, health scores are updated and quarantines applied or lifted,
 // domains move through their isolation states, self-protection adjusts the
 // mode, expired idempotency keys go, and a placement pass runs.
-func (cp *ControlPlane) Tick(now time.Time) {
+func (cp *ControlPlane) applyTick(now time.Time) {
 	now = cp.advance(now)
 	cp.stats.Reconciles++
 	cp.checkConnectivity(now)

@@ -22,7 +22,7 @@ func newTestCP(t *testing.T, mutate func(*Config)) (*ControlPlane, time.Time) {
 
 func mustRegister(t *testing.T, cp *ControlPlane, now time.Time, id AgentID, domain string, slots int, exec bool) {
 	t.Helper()
-	if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: domain, Slots: slots, Incarnation: 1, Seq: 1, AllowsExec: exec}); err != nil {
+	if _, err := cp.Apply(now, HeartbeatInput{AgentID: id, Domain: domain, Slots: slots, Incarnation: 1, Seq: 1, AllowsExec: exec}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -33,11 +33,11 @@ func TestScheduleUnrunnableHeadDoesNotBlockQueue(t *testing.T) {
 	cp, now := newTestCP(t, nil)
 	mustRegister(t, cp, now, "a1", "z1", 4, false)
 	// Fill the agent so the exec task queues first.
-	ex, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindExec, Argv: []string{"/bin/true"}, Priority: PriorityHigh}})
+	ex, _, err := doSubmit(cp, now, SubmitInput{Spec: TaskSpec{Kind: KindExec, Argv: []string{"/bin/true"}, Priority: PriorityHigh}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Priority: PriorityLow}})
+	sl, _, err := doSubmit(cp, now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Priority: PriorityLow}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestScheduleUnrunnableHeadDoesNotBlockQueue(t *testing.T) {
 func TestScheduleRetriesOnSameAgentWhenNoOther(t *testing.T) {
 	cp, now := newTestCP(t, nil)
 	mustRegister(t, cp, now, "a1", "z1", 1, false)
-	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", MaxAttempts: 3}})
+	task, _, err := doSubmit(cp, now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", MaxAttempts: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestScheduleRetriesOnSameAgentWhenNoOther(t *testing.T) {
 		if got.State != TaskAssigned || got.Attempt != attempt {
 			t.Fatalf("attempt %d: state %v attempt %d", attempt, got.State, got.Attempt)
 		}
-		_, err := cp.Heartbeat(now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: uint64(attempt + 1),
+		_, err := cp.Apply(now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: uint64(attempt + 1),
 			Results: []Result{{TaskID: task.ID, Attempt: attempt, Outcome: OutcomeFailed, ExitCode: 1}}})
 		if err != nil {
 			t.Fatal(err)
@@ -93,12 +93,12 @@ func contains(s, sub string) bool {
 func TestScheduleBusyRefusalIsNotPermanent(t *testing.T) {
 	cp, now := newTestCP(t, nil)
 	mustRegister(t, cp, now, "a1", "z1", 1, false)
-	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1"}})
+	task, _, err := doSubmit(cp, now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cp.TakeOutbox()
-	if err := cp.AssignAcked(now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Reason: "all 1 slots busy", Retryable: true}); err != nil {
+	if _, err := cp.Apply(now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Reason: "all 1 slots busy", Retryable: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cp.Task(task.ID); got.State != TaskQueued {
@@ -107,7 +107,7 @@ func TestScheduleBusyRefusalIsNotPermanent(t *testing.T) {
 	if len(cp.TakeOutbox()) != 0 {
 		t.Fatal("reassigned to the agent that just said it is busy")
 	}
-	if _, err := cp.Heartbeat(now.Add(time.Second), HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 2}); err != nil {
+	if _, err := cp.Apply(now.Add(time.Second), HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cp.Task(task.ID); got.State != TaskAssigned || got.Attempt != 2 || got.AgentID != "a1" {
@@ -122,7 +122,7 @@ func TestStuckRetryCountsAgainstDomainOnce(t *testing.T) {
 	cp, now := newTestCP(t, func(c *Config) { c.LeaseGrace = time.Second })
 	mustRegister(t, cp, now, "a1", "z1", 1, false)
 	mustRegister(t, cp, now, "a2", "z1", 1, false)
-	task, _, err := cp.Submit(now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", TimeoutSeconds: 5, MaxAttempts: 3}})
+	task, _, err := doSubmit(cp, now, SubmitInput{Spec: TaskSpec{Kind: KindSleep, Domain: "z1", TimeoutSeconds: 5, MaxAttempts: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +142,11 @@ func TestStuckRetryCountsAgainstDomainOnce(t *testing.T) {
 				if cur, _ := cp.Task(task.ID); cur.AgentID == id && cur.Attempt == attempt {
 					running = []Lease{{TaskID: task.ID, Attempt: attempt}}
 				}
-				if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq, Running: running}); err != nil {
+				if _, err := cp.Apply(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq, Running: running}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			cp.Tick(now)
+			cp.Apply(now, TickInput{})
 		}
 	}
 	got, _ := cp.Task(task.ID)
@@ -181,11 +181,11 @@ func TestForgetAgentKeepsQuarantineCap(t *testing.T) {
 	for step := uint64(2); step < 40; step++ {
 		now = now.Add(5 * time.Second)
 		for i := range 9 {
-			if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: AgentID(fmt.Sprintf("a%d", i)), Domain: "z1", Slots: 1, Incarnation: 1, Seq: step}); err != nil {
+			if _, err := cp.Apply(now, HeartbeatInput{AgentID: AgentID(fmt.Sprintf("a%d", i)), Domain: "z1", Slots: 1, Incarnation: 1, Seq: step}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		cp.Tick(now)
+		cp.Apply(now, TickInput{})
 		if d.quarantined > cp.quarantineCap(d) {
 			t.Fatalf("at %v: %d health quarantines over the cap %d (%d agents known)", now, d.quarantined, cp.quarantineCap(d), d.agents)
 		}

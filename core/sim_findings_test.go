@@ -21,16 +21,16 @@ func TestRequeueIntoFullQueueKeepsAcceptedWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	hb := HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 1}
-	if _, err := cp.Heartbeat(t0, hb); err != nil {
+	if _, err := cp.Apply(t0, hb); err != nil {
 		t.Fatal(err)
 	}
 	spec := TaskSpec{Kind: KindSleep, DurationMS: 1000}
-	first, _, err := cp.Submit(t0, SubmitInput{Spec: spec})
+	first, _, err := doSubmit(cp, t0, SubmitInput{Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if _, _, err := cp.Submit(t0, SubmitInput{Spec: spec}); err != nil {
+		if _, err := cp.Apply(t0, SubmitInput{Spec: spec}); err != nil {
 			t.Fatalf("submit %d: %v", i, err)
 		}
 	}
@@ -38,13 +38,13 @@ func TestRequeueIntoFullQueueKeepsAcceptedWork(t *testing.T) {
 		t.Fatalf("first task %s, want ASSIGNED", got.State)
 	}
 	cp.TakeOutbox() // the assignment is lost on the way
-	if _, _, err := cp.Submit(t0, SubmitInput{Spec: spec}); !errorsIs(err, ErrQueueFull) {
+	if _, err := cp.Apply(t0, SubmitInput{Spec: spec}); !errorsIs(err, ErrQueueFull) {
 		t.Fatalf("submit into a full queue: %v, want ErrQueueFull", err)
 	}
 	// The agent's next heartbeat, after AssignTimeout, does not run it.
 	t1 := t0.Add(cfg.AssignTimeout)
 	hb.Seq = 2
-	if _, err := cp.Heartbeat(t1, hb); err != nil {
+	if _, err := cp.Apply(t1, hb); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := cp.Task(first.ID)
@@ -54,7 +54,7 @@ func TestRequeueIntoFullQueueKeepsAcceptedWork(t *testing.T) {
 	if got.Attempt != 1 || !(got.State == TaskQueued || got.State == TaskAssigned) {
 		t.Fatalf("task %s attempt %d, want requeued after attempt 1", got.State, got.Attempt)
 	}
-	if _, _, err := cp.Submit(t1, SubmitInput{Spec: spec}); !errorsIs(err, ErrQueueFull) {
+	if _, err := cp.Apply(t1, SubmitInput{Spec: spec}); !errorsIs(err, ErrQueueFull) {
 		t.Fatalf("submit while requeued work overflows: %v, want ErrQueueFull", err)
 	}
 }
@@ -76,14 +76,14 @@ func TestResumeAfterMassDisconnectGivesStragglersTheirGrace(t *testing.T) {
 	beat := func(now time.Time, id AgentID, running []Lease) {
 		t.Helper()
 		seq[id]++
-		if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running}); err != nil {
+		if _, err := cp.Apply(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, id := range ids {
 		beat(t0, id, nil)
 	}
-	task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}})
+	task, _, err := doSubmit(cp, t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestResumeAfterMassDisconnectGivesStragglersTheirGrace(t *testing.T) {
 	beat(t0, holder, lease) // confirmed: RUNNING
 	// Everyone goes silent for two minutes: the cp presumes itself cut off.
 	for now := t0.Add(time.Second); now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
-		cp.Tick(now)
+		cp.Apply(now, TickInput{})
 	}
 	if !cp.ReschedulingPaused() {
 		t.Fatal("rescheduling not paused after a mass disconnect")
@@ -107,7 +107,7 @@ func TestResumeAfterMassDisconnectGivesStragglersTheirGrace(t *testing.T) {
 		}
 	}
 	for now := heal; now.Before(heal.Add(5 * time.Second)); now = now.Add(time.Second) {
-		cp.Tick(now)
+		cp.Apply(now, TickInput{})
 	}
 	if cp.ReschedulingPaused() {
 		t.Fatal("rescheduling still paused with 5 of 6 agents back")
@@ -138,14 +138,14 @@ func TestOverdueLeaseOnSilentAgentIsNotStuck(t *testing.T) {
 	beat := func(now time.Time, id AgentID, running []Lease, results []Result) {
 		t.Helper()
 		seq[id]++
-		if _, err := cp.Heartbeat(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running, Results: results}); err != nil {
+		if _, err := cp.Apply(now, HeartbeatInput{AgentID: id, Domain: "z1", Slots: 1, Incarnation: 1, Seq: seq[id], Running: running, Results: results}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, id := range ids {
 		beat(t0, id, nil, nil)
 	}
-	task, _, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 5000, TimeoutSeconds: 10}})
+	task, _, err := doSubmit(cp, t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 5000, TimeoutSeconds: 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestOverdueLeaseOnSilentAgentIsNotStuck(t *testing.T) {
 	beat(t0, holder, []Lease{{TaskID: task.ID, Attempt: 1}}, nil)
 	// Partition for two minutes: far past timeout 10s + LeaseGrace.
 	for now := t0.Add(time.Second); now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
-		cp.Tick(now)
+		cp.Apply(now, TickInput{})
 	}
 	heal := t0.Add(2 * time.Minute)
 	for _, id := range ids {
@@ -163,8 +163,8 @@ func TestOverdueLeaseOnSilentAgentIsNotStuck(t *testing.T) {
 			beat(heal, id, nil, nil)
 		}
 	}
-	cp.Tick(heal)
-	cp.Tick(heal.Add(time.Second))
+	cp.Apply(heal, TickInput{})
+	cp.Apply(heal.Add(time.Second), TickInput{})
 	if got, _ := cp.Task(task.ID); got.State != TaskRunning || got.Attempt != 1 || got.Failures != 0 {
 		t.Fatalf("task on the silent agent is %s attempt %d failures %d (%s), want RUNNING attempt 1", got.State, got.Attempt, got.Failures, got.Reason)
 	}

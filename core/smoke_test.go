@@ -28,12 +28,12 @@ func TestSmokeSubmitRunSucceed(t *testing.T) {
 	if !ok {
 		t.Fatal("no first heartbeat")
 	}
-	rep, err := cp.Heartbeat(t0, hb)
+	rep, err := doHeartbeat(cp, t0, hb)
 	if err != nil || !rep.Registered {
 		t.Fatalf("register: %v %+v", err, rep)
 	}
 	ag.HeartbeatReplied(t0, hb.Seq, rep)
-	task, replayed, err := cp.Submit(t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10}, IdempotencyKey: "k"})
+	task, replayed, err := doSubmit(cp, t0, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10}, IdempotencyKey: "k"})
 	if err != nil || replayed {
 		t.Fatal(err, replayed)
 	}
@@ -45,7 +45,7 @@ func TestSmokeSubmitRunSucceed(t *testing.T) {
 	if !ack.Accepted {
 		t.Fatalf("ack %+v", ack)
 	}
-	if err := cp.AssignAcked(t0, ack); err != nil {
+	if _, err := cp.Apply(t0, ack); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cp.Task(task.ID); got.State != TaskRunning {
@@ -57,7 +57,7 @@ func TestSmokeSubmitRunSucceed(t *testing.T) {
 	if !ok || len(hb.Results) != 1 {
 		t.Fatalf("heartbeat %v %+v", ok, hb)
 	}
-	rep, err = cp.Heartbeat(t1, hb)
+	rep, err = doHeartbeat(cp, t1, hb)
 	if err != nil || len(rep.Acked) != 1 {
 		t.Fatal(err, rep)
 	}
@@ -68,11 +68,11 @@ func TestSmokeSubmitRunSucceed(t *testing.T) {
 	if got, _ := cp.Task(task.ID); got.State != TaskSucceeded {
 		t.Fatalf("state %v", got.State)
 	}
-	again, replayed, err := cp.Submit(t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10}, IdempotencyKey: "k"})
+	again, replayed, err := doSubmit(cp, t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 10}, IdempotencyKey: "k"})
 	if err != nil || !replayed || again.ID != task.ID {
 		t.Fatal(err, replayed, again.ID)
 	}
-	if _, _, err := cp.Submit(t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 11}, IdempotencyKey: "k"}); err == nil {
+	if _, err := cp.Apply(t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 11}, IdempotencyKey: "k"}); err == nil {
 		t.Fatal("conflict not detected")
 	}
 	snap := cp.Snapshot(t1)

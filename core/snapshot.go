@@ -8,6 +8,14 @@ import (
 
 // Stats are the control plane's monotonically increasing counters; drivers
 // export them as metrics.
+//
+// They are per-process statistics, not replicated state: they count what
+// this process applied (a follower replaying the log counts too, a restarted
+// cp counts from zero, as Prometheus counters allow), and a state export or
+// hash leaves them out. That is what lets a refused input stay in the core's
+// books: a refused submission changes no state, only SubmitRefused, so the
+// simulator and the cp count refusals the same way without the count being
+// part of what replicas must agree on.
 type Stats struct {
 	SubmitAccepted    uint64
 	SubmitReplayed    uint64

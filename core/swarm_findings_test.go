@@ -41,18 +41,18 @@ func TestAgentDuplicateAssignOfFinishedAttempt(t *testing.T) {
 	h := newHarness(t, nil)
 	h.join("z1", 1, "a1")
 	task := h.submit(sleepSpec())
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	out := h.cp.TakeOutbox()
 	if len(out) != 1 || out[0].Assign == nil {
 		t.Fatalf("outbox %+v", out)
 	}
 	ag2, _ := newTestAgent(t, nil)
 	first := ag2.Assign(h.now, *out[0].Assign)
-	if err := h.cp.AssignAcked(h.now, first); err != nil {
+	if _, err := h.cp.Apply(h.now, first); err != nil {
 		t.Fatal(err)
 	}
 	ag2.Finished(h.now, Result{TaskID: task.ID, Attempt: 1, Outcome: OutcomeSucceeded})
-	if err := h.cp.AssignAcked(h.now, ag2.Assign(h.now, *out[0].Assign)); err != nil {
+	if _, err := h.cp.Apply(h.now, ag2.Assign(h.now, *out[0].Assign)); err != nil {
 		t.Fatal(err)
 	}
 	if tk := h.task(task.ID); tk.State != TaskRunning || tk.Attempt != 1 {
@@ -60,7 +60,7 @@ func TestAgentDuplicateAssignOfFinishedAttempt(t *testing.T) {
 	}
 	hb, _ := ag2.Tick(h.now)
 	hb.Seq = 10
-	if _, err := h.cp.Heartbeat(h.now, hb); err != nil {
+	if _, err := h.cp.Apply(h.now, hb); err != nil {
 		t.Fatal(err)
 	}
 	if tk := h.task(task.ID); tk.State != TaskSucceeded {
@@ -101,14 +101,14 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	}
 	for range 2 {
 		f := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 1, Domain: "z1"})
-		h.cp.Tick(h.now)
+		h.cp.Apply(h.now, TickInput{})
 		h.report(f.ID, OutcomeFailed)
 	}
 	poison := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 5, Domain: "z1"})
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	h.report(poison.ID, OutcomeFailed) // fresh: counts; the task is retried at once
 	h.now = h.now.Add(time.Second)
-	h.cp.Tick(h.now)
+	h.cp.Apply(h.now, TickInput{})
 	if n := len(h.events(EventDomainIsolated)); n != 1 {
 		t.Fatalf("domain isolated %d times after 3 of 3 failures, want 1", n)
 	}

@@ -74,7 +74,7 @@ func TestEventJSON(t *testing.T) {
 func TestQuarantineCause(t *testing.T) {
 	h := newHarness(t, nil)
 	h.join("z1", 1, "a1", "a2", "a3")
-	if err := h.cp.Quarantine(h.now, QuarantineInput{AgentID: "a1", Actor: ActorReconcile, Reason: QuarantineLogLine}); err != nil {
+	if _, err := h.cp.Apply(h.now, QuarantineInput{AgentID: "a1", Actor: ActorReconcile, Reason: QuarantineLogLine}); err != nil {
 		t.Fatal(err)
 	}
 	q := h.events(EventAgentQuarantined)

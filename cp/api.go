@@ -331,7 +331,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		task     core.Task
 		replayed bool
 	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) { task, replayed, err = c.Submit(now, in) })
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		var r core.ApplyResult
+		r, err = c.Apply(now, in)
+		task, replayed = r.Task, r.Replayed
+	})
 	if err != nil {
 		writeCoreError(w, err)
 		return
@@ -449,7 +453,11 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 		err error
 	)
 	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
-	s.withCore(func(c *core.ControlPlane, now time.Time) { t, err = c.Cancel(now, in) })
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		var r core.ApplyResult
+		r, err = c.Apply(now, in)
+		t = r.Task
+	})
 	if err != nil {
 		writeCoreError(w, err)
 		return
@@ -506,9 +514,9 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 	)
 	s.withCore(func(c *core.ControlPlane, now time.Time) {
 		if quarantine {
-			err = c.Quarantine(now, in)
+			_, err = c.Apply(now, in)
 		} else {
-			err = c.Release(now, in)
+			_, err = c.Apply(now, core.ReleaseInput(in))
 		}
 		a, _ = c.Agent(in.AgentID)
 	})
@@ -528,7 +536,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 		reply core.HeartbeatReply
 		err   error
 	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) { reply, err = c.Heartbeat(now, hb) })
+	s.withCore(func(c *core.ControlPlane, now time.Time) {
+		var r core.ApplyResult
+		r, err = c.Apply(now, hb)
+		reply = r.Heartbeat
+	})
 	if err != nil {
 		writeCoreError(w, err)
 		return
@@ -580,7 +592,9 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		err error
 	)
 	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		res.Purged, err = c.Purge(now, in)
+		var r core.ApplyResult
+		r, err = c.Apply(now, in)
+		res.Purged = r.Purged
 		res.QueueDepth = c.QueueDepth()
 	})
 	if err != nil {
@@ -621,7 +635,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	}
 	var v ModeView
 	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		err = c.SetMode(now, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+		_, err = c.Apply(now, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
 		v.Mode, v.SetBy, v.Reason = c.Mode()
 	})
 	if err != nil {

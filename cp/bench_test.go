@@ -91,7 +91,7 @@ func BenchmarkMemory(b *testing.B) {
 		for i := range tasks {
 			var err error
 			s.withCore(func(c *core.ControlPlane, now time.Time) {
-				_, _, err = c.Submit(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("key-%d", i),
+				_, err = c.Apply(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("key-%d", i),
 					Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100, Priority: core.PriorityNormal}})
 			})
 			if err != nil {
@@ -99,13 +99,13 @@ func BenchmarkMemory(b *testing.B) {
 			}
 		}
 		s.mu.Lock()
-		s.core.SetMode(s.clock.Now(), core.SetModeInput{Mode: core.ModeReadOnly}) // keep the queue where it is
+		s.core.Apply(s.clock.Now(), core.SetModeInput{Mode: core.ModeReadOnly}) // keep the queue where it is
 		s.mu.Unlock()
 		h1 := heap()
 		for i := range agents {
 			var err error
 			s.withCore(func(c *core.ControlPlane, now time.Time) {
-				_, err = c.Heartbeat(now, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)),
+				_, err = c.Apply(now, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)),
 					Domain: fmt.Sprintf("zone-%d", i%10), Slots: 8, Address: "http://10.0.0.1:9090", Incarnation: 1, Seq: 1})
 			})
 			if err != nil {

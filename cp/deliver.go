@@ -169,7 +169,7 @@ func (s *Server) deliver(ctx context.Context, m core.Outbound) {
 			// rather than after AssignTimeout.
 			refusal := core.AssignAck{AgentID: m.To, TaskID: m.Assign.TaskID, Attempt: m.Assign.Attempt,
 				Reason: fmt.Sprintf("agent answered HTTP %d %s: %s", se.Status, se.Code, se.Msg)}
-			s.withCore(func(c *core.ControlPlane, now time.Time) { _ = c.AssignAcked(now, refusal) })
+			s.withCore(func(c *core.ControlPlane, now time.Time) { _, _ = c.Apply(now, refusal) })
 		}
 		return
 	}
@@ -188,7 +188,7 @@ func (s *Server) deliver(ctx context.Context, m core.Outbound) {
 		return
 	}
 	var ackErr error
-	s.withCore(func(c *core.ControlPlane, now time.Time) { ackErr = c.AssignAcked(now, ack) })
+	s.withCore(func(c *core.ControlPlane, now time.Time) { _, ackErr = c.Apply(now, ack) })
 	if ackErr != nil {
 		// The task was forgotten meanwhile (evicted): nothing to do.
 		s.log.Debug("assignment ack ignored", "agent_id", string(m.To), "task_id", string(ack.TaskID), "error", ackErr.Error())

@@ -9,7 +9,7 @@
 //     (/scheduler/debug/snapshot, /admin/mode, /scheduler/queue/purge), the
 //     timeline, /metrics, /healthz, /readyz, and the agent protocol
 //     (net.PathHeartbeat);
-//   - a reconcile loop that calls core's Tick every ReconcileInterval on the
+//   - a reconcile loop that applies core.TickInput every ReconcileInterval on the
 //     injected benbjohnson/clock Clock and times it into
 //     flux_reconcile_duration_seconds;
 //   - a bounded pool of delivery workers that take the core's outbox after

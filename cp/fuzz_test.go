@@ -55,12 +55,12 @@ func fuzzServer(t *testing.T) *Server {
 	}
 	var setupErr error
 	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		if _, setupErr = c.Heartbeat(now, core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1,
+		if _, setupErr = c.Apply(now, core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1,
 			Address: "http://127.0.0.1:1", Incarnation: 7, Seq: 1}); setupErr != nil {
 			return
 		}
 		for i, d := range []string{"z1", "z1", "z2"} {
-			if _, _, setupErr = c.Submit(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("seed-%d", i+1),
+			if _, setupErr = c.Apply(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("seed-%d", i+1),
 				Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 5, Domain: d}}); setupErr != nil {
 				return
 			}

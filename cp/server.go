@@ -33,6 +33,11 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	// Core configures the deterministic control plane.
 	Core core.Config
+	// TaskIDPrefix, when set, is applied to the core as this start's
+	// core.StartInput: task ids submitted from then on begin with it.
+	// cmd/cp makes one per start, so a restarted cp's ids never repeat ids
+	// agents may still run; as an input it is part of the core's state.
+	TaskIDPrefix string
 
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /admin/*, the queue purge and agent quarantine/release.
@@ -41,7 +46,7 @@ type Options struct {
 	// agents on every assignment and cancel.
 	AgentToken string
 
-	// ReconcileInterval is how often the reconcile loop calls core's Tick.
+	// ReconcileInterval is how often the reconcile loop applies core.TickInput.
 	ReconcileInterval time.Duration
 	// APIBodyBytesMax bounds a request body of the public API.
 	APIBodyBytesMax int64
@@ -164,6 +169,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
+	if opts.TaskIDPrefix != "" {
+		if _, err := c.Apply(opts.Clock.Now(), core.StartInput{TaskIDPrefix: opts.TaskIDPrefix}); err != nil {
+			return nil, fmt.Errorf("cp: %w", err)
+		}
+	}
 	s := &Server{
 		opts:     opts,
 		clock:    opts.Clock,
@@ -223,7 +233,7 @@ func (s *Server) BeginShutdown() { s.stopping.Store(true) }
 // ReconcileInterval) and records its wall-clock duration.
 func (s *Server) Reconcile() {
 	start := time.Now()
-	s.withCore(func(c *core.ControlPlane, now time.Time) { c.Tick(now) })
+	s.withCore(func(c *core.ControlPlane, now time.Time) { _, _ = c.Apply(now, core.TickInput{}) })
 	s.metrics.reconcile.Observe(time.Since(start).Seconds())
 }
 

@@ -176,13 +176,13 @@ func TestMeasureCPMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range tasks {
-		if _, _, err := cp.Submit(t0, core.SubmitInput{Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100}, IdempotencyKey: fmt.Sprintf("key-%d", i)}); err != nil {
+		if _, err := cp.Apply(t0, core.SubmitInput{Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100}, IdempotencyKey: fmt.Sprintf("key-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	afterTasks := heap()
 	for i := range agents {
-		_, err := cp.Heartbeat(t0, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)), Domain: fmt.Sprintf("zone-%d", i%10),
+		_, err := cp.Apply(t0, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)), Domain: fmt.Sprintf("zone-%d", i%10),
 			Slots: 4, Address: fmt.Sprintf("http://10.0.%d.%d:9090", i/250, i%250), Incarnation: 1, Seq: 1})
 		if err != nil {
 			t.Fatal(err)

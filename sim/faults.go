@@ -157,13 +157,15 @@ func (s *sim) maybeRestart(i int) {
 		return
 	}
 	s.res.Stats = s.cp.Stats()
-	// Like the daemon, each start numbers tasks under its own prefix, so an
-	// agent never mistakes a new task for an old one with the same counter.
-	cfg := s.o.Core
-	cfg.TaskIDPrefix = fmt.Sprintf("r%d-%s", s.cpGen+1, cfg.TaskIDPrefix)
-	cp, err := core.NewControlPlane(cfg, s.t)
+	cp, err := core.NewControlPlane(s.o.Core, s.t)
 	if err != nil {
 		panic(fmt.Sprintf("sim: restart cp: %v", err)) // the config was valid at start
+	}
+	// Like the daemon, each start numbers tasks under its own prefix, an
+	// input, so an agent never mistakes a new task for an old one with the
+	// same counter.
+	if _, err := cp.Apply(s.t, core.StartInput{TaskIDPrefix: fmt.Sprintf("r%d-%s", s.cpGen+1, s.o.Core.TaskIDPrefix)}); err != nil {
+		panic(fmt.Sprintf("sim: restart cp: %v", err))
 	}
 	s.cpGen++
 	s.m.newGeneration(s.cpGen)
@@ -176,7 +178,7 @@ func (s *sim) operator(e event) {
 	op := s.o.Ops[e.node]
 	reason := op.Reason
 	if op.SetMode != "" {
-		err := s.cp.SetMode(s.t, core.SetModeInput{Mode: op.SetMode, Actor: core.ActorOperator, Reason: reason})
+		_, err := s.cp.Apply(s.t, core.SetModeInput{Mode: op.SetMode, Actor: core.ActorOperator, Reason: reason})
 		s.note(fmt.Sprintf("operator: set mode %s (%v)", op.SetMode, errText(err)))
 		s.afterCP()
 		if op.SetMode == core.ModeNormal {
@@ -190,8 +192,8 @@ func (s *sim) operator(e event) {
 		if in.Reason == "" {
 			in.Reason = reason
 		}
-		n, err := s.cp.Purge(s.t, in)
-		s.note(fmt.Sprintf("operator: purge purged %d (%v)", n, errText(err)))
+		res, err := s.cp.Apply(s.t, in)
+		s.note(fmt.Sprintf("operator: purge purged %d (%v)", res.Purged, errText(err)))
 		s.afterCP()
 	}
 }

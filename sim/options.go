@@ -42,7 +42,7 @@ type Options struct {
 	// Core is the control plane's configuration. A zero QueueCapacity means
 	// "use core.DefaultConfig()".
 	Core core.Config
-	// TickInterval is how often the cp reconciles (core's Tick).
+	// TickInterval is how often the cp reconciles (core.TickInput).
 	TickInterval time.Duration
 	// AgentHeartbeat is the agents' heartbeat interval; zero means the
 	// core's HeartbeatInterval.

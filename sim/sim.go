@@ -218,7 +218,7 @@ func (s *sim) handle(e event) {
 	case evCPTick:
 		s.traceEv(e, "tick")
 		s.tr.end()
-		s.cp.Tick(s.t)
+		s.cp.Apply(s.t, core.TickInput{})
 		s.afterCP()
 		s.checkDispatch()
 		if s.now-s.lastCheck >= s.o.FullCheckInterval {
@@ -504,7 +504,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	if toCP {
 		switch m.Kind {
 		case fnet.KindHeartbeat:
-			reply, err := s.cp.Heartbeat(s.t, *m.Heartbeat)
+			res, err := s.cp.Apply(s.t, *m.Heartbeat)
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "hb_refused")
@@ -518,13 +518,13 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 				return // the agent's request timed out: nobody reads the reply
 			}
 			w := s.newWire()
-			w.reply = reply
+			w.reply = res.Heartbeat
 			w.m = fnet.Message{From: fnet.CPNode, To: a.id, Kind: fnet.KindHeartbeatReply, Seq: m.Seq, HeartbeatReply: &w.reply}
 			if !s.send(w, a, false) {
 				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 			}
 		case fnet.KindAssignAck:
-			err := s.cp.AssignAcked(s.t, *m.AssignAck)
+			_, err := s.cp.Apply(s.t, *m.AssignAck)
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "ack_refused")
@@ -704,7 +704,8 @@ func (s *sim) submit(p *pendingSubmit) {
 		return // the key died with the cp that held it
 	}
 	before, depth := s.cp.Timeline().LastSeq(), s.cp.QueueDepth()
-	task, replayed, err := s.cp.Submit(s.t, p.in)
+	res, err := s.cp.Apply(s.t, p.in)
+	task, replayed := res.Task, res.Replayed
 	s.tr.begin(s.now, s.count, "submit")
 	s.tr.str("key", p.in.IdempotencyKey)
 	s.tr.str("prio", p.in.Spec.Priority.String())

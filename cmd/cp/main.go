@@ -153,8 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	cfg.Core.TaskIDPrefix = startTaskIDPrefix()
-	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core,
+	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval})
 	if err != nil {
 		logger.Error("cannot start", "error", err.Error())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/fluxforge/fluxforge/core"
 )
@@ -13,9 +14,16 @@ func TestStartTaskIDPrefix(t *testing.T) {
 	if a == b {
 		t.Fatalf("two starts share the prefix %q", a)
 	}
-	cfg := core.DefaultConfig()
-	cfg.TaskIDPrefix = a
-	if err := cfg.Validate(); err != nil {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := core.NewControlPlane(core.DefaultConfig(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(t0, core.StartInput{TaskIDPrefix: a}); err != nil {
 		t.Fatalf("prefix %q: %v", a, err)
+	}
+	r, err := c.Apply(t0, core.SubmitInput{Spec: core.TaskSpec{Kind: core.KindSleep}})
+	if err != nil || r.Task.ID != core.TaskID(a+"000001") {
+		t.Fatalf("first task of a start with prefix %q: %q (%v)", a, r.Task.ID, err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // countFSM counts entries; the benchmark measures the log, not the FSM.
 type countFSM struct{ n atomic.Uint64 }
 
-func (f *countFSM) Apply(uint64, []byte) any   { return f.n.Add(1) }
+func (f *countFSM) Apply(uint64, []byte) any  { return f.n.Add(1) }
 func (f *countFSM) Snapshot() ([]byte, error) { return fmt.Appendf(nil, "%d", f.n.Load()), nil }
 func (f *countFSM) Restore(io.Reader) error   { return nil }
 

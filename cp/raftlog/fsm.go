@@ -65,6 +65,14 @@ func (a *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
 
 func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	err := a.restore(rc)
+	if t, ok := rc.(*trackedSnapshot); ok && err != nil {
+		t.restoreFailed(err)
+	}
+	return err
+}
+
+func (a *fsmAdapter) restore(rc io.Reader) error {
 	br := bufio.NewReader(rc)
 	var hdr [snapshotHeaderLen]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {

@@ -202,6 +202,8 @@ func (n *Node) open(opts Options) error {
 	if opts.wrapLogStore != nil {
 		logs = opts.wrapLogStore(logs)
 	}
+	safeSnaps := &safeSnapshotStore{SnapshotStore: snaps, logs: logs}
+	snaps = safeSnaps
 
 	addr, trans := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
 	n.closers = append(n.closers, trans)
@@ -235,6 +237,14 @@ func (n *Node) open(opts Options) error {
 	// NewRaft restores the newest readable snapshot into the FSM.
 	r, err := raft.NewRaft(conf, n.fsm, logs, stable, snaps, trans)
 	if err != nil {
+		if f, ok := safeSnaps.firstFailure(); ok {
+			where := f.id
+			if !opts.InMemory {
+				where = filepath.Join(opts.Dir, "snapshots", f.id)
+			}
+			return fmt.Errorf("raftlog: snapshot %s cannot be restored (%w) and the log does not hold every entry after an older snapshot; "+
+				"start from a backup in a new data dir", where, f.err)
+		}
 		return fmt.Errorf("raftlog: start raft: %w", err)
 	}
 	n.raft = r

@@ -22,7 +22,7 @@ var allowedImports = map[string][]string{
 	"net":       {"core", "github.com/julienschmidt/httprouter"},
 	"sim":       {"core", "net"},
 	"scenarios": {"sim", "core", "net"},
-	"cp":        {"core", "net", "github.com/julienschmidt/httprouter", "github.com/prometheus/", "github.com/benbjohnson/clock"},
+	"cp":        {"core", "net", "github.com/julienschmidt/httprouter", "github.com/prometheus/", "github.com/benbjohnson/clock", "github.com/hashicorp/"},
 	"agent":     {"core", "net", "github.com/julienschmidt/httprouter", "github.com/prometheus/", "github.com/benbjohnson/clock"},
 }
 

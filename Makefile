@@ -35,6 +35,8 @@ sim:
 	$(GO) run ./cmd/sim -scenario=$(SCENARIO) -seed=$(SEED)
 
 # A local cluster: cp on :8080 and six agents in three zones; Ctrl-C stops it.
+# The cp's state persists in .cluster-data between runs; rm -rf .cluster-data
+# wipes it.
 cluster:
 	$(GO) run ./cmd/cluster
 

@@ -102,6 +102,12 @@ const (
 	MetricAgentDisconnects            = "flux_agent_disconnects_total"
 	MetricReconciles                  = "flux_reconciles_total"
 	MetricTimelineLastSeq             = "flux_timeline_last_seq"
+	MetricLogAppliedIndex             = "flux_log_applied_index"
+	MetricLogProposalDuration         = "flux_log_proposal_duration_seconds"
+	MetricLogSnapshotDuration         = "flux_log_snapshot_duration_seconds"
+	MetricLogSnapshotBytes            = "flux_log_snapshot_bytes"
+	MetricLogRestoreDuration          = "flux_log_restore_duration_seconds"
+	MetricDataDirBytes                = "flux_data_dir_bytes"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -157,6 +163,12 @@ func Metrics() []MetricDesc {
 		{MetricAgentDisconnects, MetricCounter, "Agent disconnections.", nil},
 		{MetricReconciles, MetricCounter, "Reconcile passes run.", nil},
 		{MetricTimelineLastSeq, MetricGauge, "Sequence number of the newest timeline event.", nil},
+		{MetricLogAppliedIndex, MetricGauge, "Raft index of the last log entry applied to the cp's state.", nil},
+		{MetricLogProposalDuration, MetricHistogram, "Duration of one proposal to the cp's log: append, fsync and apply (failed ones included).", nil},
+		{MetricLogSnapshotDuration, MetricHistogram, "Duration of exporting the cp's state for a log snapshot.", nil},
+		{MetricLogSnapshotBytes, MetricGauge, "Size of the newest log snapshot's state export.", nil},
+		{MetricLogRestoreDuration, MetricGauge, "Duration of this start's restore: opening the log, loading the newest snapshot and replaying the entries after it.", nil},
+		{MetricDataDirBytes, MetricGauge, "Bytes the cp's data dir holds on disk (0 with -in-memory).", nil},
 	}
 }
 

@@ -1,6 +1,7 @@
 package cp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -327,19 +329,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		Kind: req.Kind, Argv: req.Argv, DurationMS: req.DurationMS, Domain: req.Domain, Priority: prio,
 		TimeoutSeconds: req.TimeoutSeconds, MaxAttempts: req.MaxAttempts,
 	}}
-	var (
-		task     core.Task
-		replayed bool
-	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		var r core.ApplyResult
-		r, err = c.Apply(now, in)
-		task, replayed = r.Task, r.Replayed
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	a, ok := s.apply(w, r, in)
+	if !ok {
 		return
 	}
+	task, replayed := a.Result.Task, a.Result.Replayed
 	w.Header().Set("Location", "/v1/tasks/"+string(task.ID))
 	if replayed {
 		w.Header().Set(HeaderReplayed, "true")
@@ -373,7 +367,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request, p httprouter.Pa
 		t  core.Task
 		ok bool
 	)
-	s.withCore(func(c *core.ControlPlane, _ time.Time) { t, ok = c.Task(id) })
+	s.read(func(c *core.ControlPlane) { t, ok = c.Task(id) })
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no task %q (never submitted, or finished long ago and forgotten)", id))
 		return
@@ -415,7 +409,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	f.Limit = int(limit)
 	var tasks []core.Task
-	s.withCore(func(c *core.ControlPlane, _ time.Time) { tasks = c.Tasks(f) })
+	s.read(func(c *core.ControlPlane) { tasks = c.Tasks(f) })
 	out := TaskList{Tasks: make([]TaskView, len(tasks)), Count: len(tasks)}
 	for i, t := range tasks {
 		out.Tasks[i] = taskView(t)
@@ -448,21 +442,12 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 	if !ok {
 		return
 	}
-	var (
-		t   core.Task
-		err error
-	)
 	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		var r core.ApplyResult
-		r, err = c.Apply(now, in)
-		t = r.Task
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	a, ok := s.apply(w, r, in)
+	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, taskView(t))
+	fnet.WriteJSON(w, http.StatusOK, taskView(a.Result.Task))
 }
 
 // AgentList is the body of GET /v1/agents.
@@ -476,7 +461,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, _ httprouter
 		return
 	}
 	var agents []core.AgentView
-	s.withCore(func(c *core.ControlPlane, _ time.Time) { agents = c.Agents() })
+	s.read(func(c *core.ControlPlane) { agents = c.Agents() })
 	fnet.WriteJSON(w, http.StatusOK, AgentList{Agents: agents, Count: len(agents)})
 }
 
@@ -486,7 +471,7 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request, p httprouter.P
 		a  core.AgentView
 		ok bool
 	)
-	s.withCore(func(c *core.ControlPlane, _ time.Time) { a, ok = c.Agent(id) })
+	s.read(func(c *core.ControlPlane) { a, ok = c.Agent(id) })
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q", id))
 		return
@@ -508,23 +493,15 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 		return
 	}
 	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, Reason: reason}
-	var (
-		err error
-		a   core.AgentView
-	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		if quarantine {
-			_, err = c.Apply(now, in)
-		} else {
-			_, err = c.Apply(now, core.ReleaseInput(in))
-		}
-		a, _ = c.Agent(in.AgentID)
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	var input core.Input = in
+	if !quarantine {
+		input = core.ReleaseInput(in)
+	}
+	a, ok := s.apply(w, r, input)
+	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, a)
+	fnet.WriteJSON(w, http.StatusOK, a.Agent)
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -532,29 +509,23 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !s.decodeBody(w, r, fnet.BodyMax, false, &hb) {
 		return
 	}
-	var (
-		reply core.HeartbeatReply
-		err   error
-	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		var r core.ApplyResult
-		r, err = c.Apply(now, hb)
-		reply = r.Heartbeat
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	a, ok := s.apply(w, r, hb)
+	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, reply)
+	fnet.WriteJSON(w, http.StatusOK, a.Result.Heartbeat)
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	if _, ok := query(w, r); !ok {
 		return
 	}
-	var snap core.Snapshot
-	s.withCore(func(c *core.ControlPlane, now time.Time) { snap = c.Snapshot(now) })
-	fnet.WriteJSON(w, http.StatusOK, snap)
+	v, err := s.fsm.debugView(s.clock.Now())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	fnet.WriteJSON(w, http.StatusOK, v)
 }
 
 // PurgeRequest is the body of POST /scheduler/queue/purge: exactly one
@@ -587,21 +558,11 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	}
 	in := core.PurgeInput{All: req.All, Domain: req.Domain, OlderThan: time.Duration(req.OlderThanSeconds) * time.Second,
 		Actor: core.ActorOperator, Reason: req.Reason}
-	var (
-		res PurgeResult
-		err error
-	)
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		var r core.ApplyResult
-		r, err = c.Apply(now, in)
-		res.Purged = r.Purged
-		res.QueueDepth = c.QueueDepth()
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	a, ok := s.apply(w, r, in)
+	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, res)
+	fnet.WriteJSON(w, http.StatusOK, PurgeResult{Purged: a.Result.Purged, QueueDepth: a.QueueDepth})
 }
 
 // ModeView is the body of GET /admin/mode and the answer to POST.
@@ -619,7 +580,7 @@ type ModeRequest struct {
 
 func (s *Server) getMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var v ModeView
-	s.withCore(func(c *core.ControlPlane, _ time.Time) { v.Mode, v.SetBy, v.Reason = c.Mode() })
+	s.read(func(c *core.ControlPlane) { v.Mode, v.SetBy, v.Reason = c.Mode() })
 	fnet.WriteJSON(w, http.StatusOK, v)
 }
 
@@ -633,16 +594,11 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		writeCoreError(w, err)
 		return
 	}
-	var v ModeView
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		_, err = c.Apply(now, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
-		v.Mode, v.SetBy, v.Reason = c.Mode()
-	})
-	if err != nil {
-		writeCoreError(w, err)
+	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, v)
+	fnet.WriteJSON(w, http.StatusOK, a.Mode)
 }
 
 // TimelinePage is the body of GET /timeline. Poll on with ?since=NextSince.
@@ -667,7 +623,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		return
 	}
 	var page TimelinePage
-	s.withCore(func(c *core.ControlPlane, _ time.Time) {
+	s.read(func(c *core.ControlPlane) {
 		tl := c.Timeline()
 		page.Events = tl.Since(uint64(since), int(limit))
 		page.LastSeq, page.Dropped = tl.LastSeq(), tl.Dropped()
@@ -692,9 +648,50 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the control plane is shutting down")
 	case !s.running.Load():
 		writeError(w, http.StatusServiceUnavailable, "not_running", "the reconcile loop is not running")
+	case s.notDurable.Load() != nil:
+		writeError(w, http.StatusServiceUnavailable, "not_durable", "the last write to the log failed: "+*s.notDurable.Load())
+	case !s.node.IsLeader():
+		writeError(w, http.StatusServiceUnavailable, "not_leader", "this control plane does not lead its log now (it re-elects itself after a failed write)")
 	default:
 		var mode core.Mode
-		s.withCore(func(c *core.ControlPlane, _ time.Time) { mode, _, _ = c.Mode() })
+		s.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
 		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(mode)})
+	}
+}
+
+// apply proposes in through the log and answers a refusal: a write that
+// was not made durable is a 503 with the reason, the core's error as
+// writeCoreError maps it. ok means the core accepted in.
+func (s *Server) apply(w http.ResponseWriter, r *http.Request, in core.Input) (applied, bool) {
+	a, err := s.propose(r.Context(), in)
+	if err != nil {
+		writeProposeError(w, err)
+		return applied{}, false
+	}
+	if a.Err != nil {
+		writeCoreError(w, a.Err)
+		return applied{}, false
+	}
+	return a, true
+}
+
+// Retry-After for a write the log did not take.
+const retryAfterNotDurable = 1
+
+// writeProposeError answers a proposal the log did not acknowledge: nothing
+// changed, so the client may retry (with its idempotency key).
+func writeProposeError(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterNotDurable))
+	switch {
+	case errors.Is(err, raftlog.ErrNotDurable):
+		writeError(w, http.StatusServiceUnavailable, "not_durable", "the change was not made durable and is not applied: "+err.Error())
+	case errors.Is(err, raftlog.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, "not_leader", "this control plane cannot take writes now (it re-elects itself after a failed write): "+err.Error())
+	case errors.Is(err, raftlog.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the control plane is shutting down")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "timeout", "the change was not acknowledged in time (it may still be applied): "+err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
 }

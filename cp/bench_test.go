@@ -30,9 +30,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	waitFor(b, 20*time.Second, "agents connected", func() bool { return tc.snapshot().Agents.Connected == agents })
 	succeeded := func() uint64 {
-		tc.s.mu.Lock()
-		defer tc.s.mu.Unlock()
-		return tc.s.core.Stats().TasksEnded[core.TaskSucceeded]
+		var n uint64
+		tc.s.read(func(c *core.ControlPlane) { n = c.Stats().TasksEnded[core.TaskSucceeded] })
+		return n
 	}
 	b.ResetTimer()
 	var elapsed time.Duration
@@ -89,25 +89,19 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		h0 := heap()
 		for i := range tasks {
-			var err error
-			s.withCore(func(c *core.ControlPlane, now time.Time) {
-				_, err = c.Apply(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("key-%d", i),
-					Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100, Priority: core.PriorityNormal}})
-			})
+			err := s.applyInput(core.SubmitInput{IdempotencyKey: fmt.Sprintf("key-%d", i),
+				Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 100, Priority: core.PriorityNormal}})
 			if err != nil {
 				b.Fatal(err)
 			}
 		}
-		s.mu.Lock()
-		s.core.Apply(s.clock.Now(), core.SetModeInput{Mode: core.ModeReadOnly}) // keep the queue where it is
-		s.mu.Unlock()
+		if err := s.applyInput(core.SetModeInput{Mode: core.ModeReadOnly}); err != nil { // keep the queue where it is
+			b.Fatal(err)
+		}
 		h1 := heap()
 		for i := range agents {
-			var err error
-			s.withCore(func(c *core.ControlPlane, now time.Time) {
-				_, err = c.Apply(now, core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)),
-					Domain: fmt.Sprintf("zone-%d", i%10), Slots: 8, Address: "http://10.0.0.1:9090", Incarnation: 1, Seq: 1})
-			})
+			err := s.applyInput(core.HeartbeatInput{AgentID: core.AgentID(fmt.Sprintf("agent-%05d", i)),
+				Domain: fmt.Sprintf("zone-%d", i%10), Slots: 8, Address: "http://10.0.0.1:9090", Incarnation: 1, Seq: 1})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,5 +111,8 @@ func BenchmarkMemory(b *testing.B) {
 		b.ReportMetric(float64(h2-h1)/agents, "B/agent")
 		b.ReportMetric(0, "ns/op")
 		runtime.KeepAlive(s)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

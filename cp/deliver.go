@@ -169,7 +169,9 @@ func (s *Server) deliver(ctx context.Context, m core.Outbound) {
 			// rather than after AssignTimeout.
 			refusal := core.AssignAck{AgentID: m.To, TaskID: m.Assign.TaskID, Attempt: m.Assign.Attempt,
 				Reason: fmt.Sprintf("agent answered HTTP %d %s: %s", se.Status, se.Code, se.Msg)}
-			s.withCore(func(c *core.ControlPlane, now time.Time) { _, _ = c.Apply(now, refusal) })
+			if _, err := s.propose(context.Background(), refusal); err != nil {
+				s.log.Warn("assignment refusal not applied", "agent_id", string(m.To), "task_id", string(refusal.TaskID), "error", err.Error())
+			}
 		}
 		return
 	}
@@ -187,9 +189,12 @@ func (s *Server) deliver(ctx context.Context, m core.Outbound) {
 			"ack_agent_id", string(ack.AgentID), "ack_task_id", string(ack.TaskID), "ack_attempt", ack.Attempt)
 		return
 	}
-	var ackErr error
-	s.withCore(func(c *core.ControlPlane, now time.Time) { _, ackErr = c.Apply(now, ack) })
-	if ackErr != nil {
+	a, err := s.propose(context.Background(), ack)
+	if err != nil {
+		s.log.Warn("assignment ack not applied", "agent_id", string(m.To), "task_id", string(ack.TaskID), "error", err.Error())
+		return
+	}
+	if ackErr := a.Err; ackErr != nil {
 		// The task was forgotten meanwhile (evicted): nothing to do.
 		s.log.Debug("assignment ack ignored", "agent_id", string(m.To), "task_id", string(ack.TaskID), "error", ackErr.Error())
 	}

@@ -56,10 +56,26 @@
 //
 // # Usage
 //
-//	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: core.DefaultConfig()})
+//	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: core.DefaultConfig(),
+//		DataDir: "fluxforge-data"})          // the durable log; empty: in memory
+//	defer s.Close()                           // after Run returns: releases the data dir
 //	go s.Run(ctx)                             // reconcile loop and delivery workers
 //	srv := &http.Server{Addr: ":8080", Handler: s.Handler()}
 //	srv.ListenAndServe()
+//
+// # Durability
+//
+// Every change to the core (submissions, cancels, heartbeats, assignment
+// acks and refusals, operator actions, reconcile ticks, the task id prefix
+// of a start) is a core.Input proposed to a raft log (cp/raftlog) as a
+// versioned JSON entry around a core.Envelope, stamped with the leader's
+// clock but never before the last applied input's. A request is answered
+// only once its entry is fsynced and applied; a write the log cannot make
+// durable is answered 503 not_durable and changes nothing, and /readyz says
+// why until a write succeeds again. Reads use the applied state under a
+// read lock and never go through the log. Snapshots are core.Export; the
+// first entry of a new data dir holds the core config, so on a restart the
+// persisted config and mode stand.
 //
 // Tests pass clock.NewMock() and drive the reconcile loop by advancing it.
 package cp

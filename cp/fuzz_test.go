@@ -53,21 +53,16 @@ func fuzzServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var setupErr error
-	s.withCore(func(c *core.ControlPlane, now time.Time) {
-		if _, setupErr = c.Apply(now, core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1,
-			Address: "http://127.0.0.1:1", Incarnation: 7, Seq: 1}); setupErr != nil {
-			return
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.applyInput(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1,
+		Address: "http://127.0.0.1:1", Incarnation: 7, Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range []string{"z1", "z1", "z2"} {
+		if err := s.applyInput(core.SubmitInput{IdempotencyKey: fmt.Sprintf("seed-%d", i+1),
+			Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 5, Domain: d}}); err != nil {
+			t.Fatal(err)
 		}
-		for i, d := range []string{"z1", "z1", "z2"} {
-			if _, setupErr = c.Apply(now, core.SubmitInput{IdempotencyKey: fmt.Sprintf("seed-%d", i+1),
-				Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 5, Domain: d}}); setupErr != nil {
-				return
-			}
-		}
-	})
-	if setupErr != nil {
-		t.Fatal(setupErr)
 	}
 	return s
 }
@@ -83,7 +78,7 @@ type fuzzState struct {
 
 func (s *Server) fuzzState() string {
 	var st fuzzState
-	s.withCore(func(c *core.ControlPlane, _ time.Time) {
+	s.read(func(c *core.ControlPlane) {
 		st.QueueDepth = c.QueueDepth()
 		st.LastSeq = c.Timeline().LastSeq()
 		st.Mode, _, _ = c.Mode()

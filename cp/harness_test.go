@@ -104,6 +104,9 @@ func startCP(t testing.TB, run bool, mod func(*Options)) *testCP {
 		srv.Close()
 		tc.client.CloseIdleConnections()
 		s.opts.HTTPClient.CloseIdleConnections()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
 	})
 	return tc
 }
@@ -407,4 +410,13 @@ func newMock() *clock.Mock {
 	mock := clock.NewMock()
 	mock.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	return mock
+}
+
+// applyInput proposes in through the log; err is the log's or the core's.
+func (s *Server) applyInput(in core.Input) error {
+	a, err := s.propose(context.Background(), in)
+	if err != nil {
+		return err
+	}
+	return a.Err
 }

@@ -11,9 +11,9 @@ import (
 // agent.disconnected, mode.changed, ...) as the message. Health quarantines
 // are logged at WARN with the runbook's exact message
 // (core.QuarantineLogLine) and the agent's score; other events at a level
-// that matches how much an operator should care. Called with s.mu held, so
-// events are logged in timeline order.
-func (s *Server) logEvent(e core.Event) {
+// that matches how much an operator should care. Called from the FSM's Apply
+// (c is its core), so events are logged in timeline order.
+func (s *Server) logEvent(c *core.ControlPlane, e core.Event) {
 	level, msg := eventLevel(e), string(e.Type)
 	if !s.log.Enabled(context.Background(), level) {
 		return
@@ -25,7 +25,7 @@ func (s *Server) logEvent(e core.Event) {
 	}
 	if e.HealthQuarantine() {
 		msg = core.QuarantineLogLine
-		if v, ok := s.core.Agent(e.AgentID); ok {
+		if v, ok := c.Agent(e.AgentID); ok {
 			// The score that triggered the quarantine: core keeps it until
 			// the next health evaluation.
 			attrs = append(attrs, slog.Float64("score", v.Health.Score),

@@ -2,7 +2,10 @@ package cp
 
 import (
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +24,16 @@ type metrics struct {
 	deliveries       *prometheus.CounterVec
 	deliveryDropped  *prometheus.CounterVec
 	deliveryDuration *prometheus.HistogramVec
+	proposal         prometheus.Histogram
+	snapshotDuration prometheus.Histogram
+	snapshotBytes    prometheus.Gauge
+	restore          prometheus.Gauge
+}
+
+// snapshotTaken implements fsmObserver.
+func (m *metrics) snapshotTaken(d time.Duration, bytes int) {
+	m.snapshotDuration.Observe(d.Seconds())
+	m.snapshotBytes.Set(float64(bytes))
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
@@ -33,6 +46,10 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		deliveries:       prometheus.NewCounterVec(counterOpts(core.MetricAgentMessages)),
 		deliveryDropped:  prometheus.NewCounterVec(counterOpts(core.MetricAgentMessagesDropped)),
 		deliveryDuration: prometheus.NewHistogramVec(histogramOpts(core.MetricAgentMessageDuration, prometheus.DefBuckets)),
+		proposal:         prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogProposalDuration, requestBuckets))),
+		snapshotDuration: prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogSnapshotDuration, reconcileBuckets))),
+		snapshotBytes:    prometheus.NewGauge(gaugeOpts(core.MetricLogSnapshotBytes)),
+		restore:          prometheus.NewGauge(gaugeOpts(core.MetricLogRestoreDuration)),
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.
@@ -46,7 +63,18 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	queuedDesc := metricDesc(core.MetricAgentMessagesQueued, core.MetricGauge)
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: queuedDesc.Name, Help: queuedDesc.Help},
 		func() float64 { return float64(s.delivery.queued()) })
-	for _, c := range []prometheus.Collector{queued, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
+	appliedDesc := metricDesc(core.MetricLogAppliedIndex, core.MetricGauge)
+	appliedIndex := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: appliedDesc.Name, Help: appliedDesc.Help},
+		func() float64 {
+			if s.fsm == nil {
+				return 0
+			}
+			return float64(s.fsm.appliedIndex())
+		})
+	dirDesc := metricDesc(core.MetricDataDirBytes, core.MetricGauge)
+	dirBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: dirDesc.Name, Help: dirDesc.Help},
+		func() float64 { return float64(dirSize(s.opts.DataDir)) })
+	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
 		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -82,6 +110,32 @@ func counterOpts(name string) (prometheus.CounterOpts, []string) {
 func histogramOpts(name string, buckets []float64) (prometheus.HistogramOpts, []string) {
 	d := metricDesc(name, core.MetricHistogram)
 	return prometheus.HistogramOpts{Name: d.Name, Help: d.Help, Buckets: buckets}, d.Labels
+}
+
+// gaugeOpts returns the options of unlabelled gauge name.
+func gaugeOpts(name string) prometheus.GaugeOpts {
+	d := metricDesc(name, core.MetricGauge)
+	return unlabelled(prometheus.GaugeOpts{Name: d.Name, Help: d.Help}, d.Labels)
+}
+
+// dirSize is the bytes the regular files under dir hold (0 for no dir).
+func dirSize(dir string) int64 {
+	if dir == "" {
+		return 0
+	}
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file removed meanwhile (a compacted segment)
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // unlabelled drops the label names of a metric that has none.
@@ -171,12 +225,15 @@ func (c *coreCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
-	s.mu.Lock()
 	now := s.clock.Now()
-	snap := s.core.Snapshot(now)
-	stats := s.core.Stats()
-	agents := s.core.Agents()
-	s.mu.Unlock()
+	var (
+		snap   core.Snapshot
+		stats  core.Stats
+		agents []core.AgentView
+	)
+	s.read(func(c *core.ControlPlane) {
+		snap, stats, agents = c.Snapshot(now), c.Stats(), c.Agents()
+	})
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -31,8 +31,18 @@ type Options struct {
 	// Gatherer (a *prometheus.Registry), /metrics serves it.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
-	// Core configures the deterministic control plane.
+	// Core configures the deterministic control plane of a new data dir. On
+	// a restart the persisted config and mode stand (a differing mode or
+	// config is logged as a warning and ignored).
 	Core core.Config
+	// DataDir holds the cp's replicated log and its snapshots (see
+	// cp/raftlog): every change to the core is made durable there before it
+	// is acknowledged, and a cp started on the same dir again has the same
+	// state. Empty: the log lives in memory, as with InMemory.
+	DataDir string
+	// InMemory runs the same log on in-memory stores: nothing survives the
+	// process. Exclusive with DataDir.
+	InMemory bool
 	// TaskIDPrefix, when set, is applied to the core as this start's
 	// core.StartInput: task ids submitted from then on begin with it.
 	// cmd/cp makes one per start, so a restarted cp's ids never repeat ids
@@ -63,6 +73,9 @@ type Options struct {
 	DeliveryTimeout time.Duration
 	// HTTPClient sends to agents; a keep-alive client by default.
 	HTTPClient *http.Client
+
+	// raft adjusts the log's options (tests inject store faults with it).
+	raft func(*raftlog.Options)
 }
 
 // Defaults for Options.
@@ -122,6 +135,8 @@ func (o *Options) setDefaults() error {
 		o.HTTPClient = &http.Client{Transport: tr}
 	}
 	switch {
+	case o.InMemory && o.DataDir != "":
+		return fmt.Errorf("cp: in-memory and data dir %q are exclusive: give one (-in-memory or -data-dir)", o.DataDir)
 	case o.ReconcileInterval < time.Millisecond:
 		return fmt.Errorf("cp: ReconcileInterval %v must be >= 1ms", o.ReconcileInterval)
 	case o.APIBodyBytesMax < 1024:
@@ -146,10 +161,13 @@ type Server struct {
 	log    *slog.Logger
 	client *fnet.HTTPClient
 
-	// mu serializes every use of core, which is not safe for concurrent use.
-	mu      sync.Mutex
-	core    *core.ControlPlane
-	pending []core.Event // events recorded during the current core call
+	// fsm is the core as the state machine of the log node: every change
+	// goes through propose, reads through fsm.read.
+	fsm  *fsm
+	node *raftlog.Node
+	// notDurable is why the last proposal could not be made durable; nil
+	// once one is again. /readyz reports it.
+	notDurable atomic.Pointer[string]
 
 	delivery *deliveryQueues
 	metrics  *metrics
@@ -159,41 +177,154 @@ type Server struct {
 	stopping atomic.Bool // shutdown began: /readyz says not ready
 }
 
-// New validates opts and returns a Server whose core starts at the clock's
-// current time in core's InitialMode.
+// New validates opts, opens the log (in opts.DataDir, or in memory) and
+// returns a Server whose core is the log's state: on a new data dir a core
+// made from opts.Core at the clock's now; on a restart the persisted state,
+// config and mode included. Close the Server to release the data dir.
 func New(opts Options) (*Server, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
-	}
-	c, err := core.NewControlPlane(opts.Core, opts.Clock.Now())
-	if err != nil {
-		return nil, fmt.Errorf("cp: %w", err)
-	}
-	if opts.TaskIDPrefix != "" {
-		if _, err := c.Apply(opts.Clock.Now(), core.StartInput{TaskIDPrefix: opts.TaskIDPrefix}); err != nil {
-			return nil, fmt.Errorf("cp: %w", err)
-		}
 	}
 	s := &Server{
 		opts:     opts,
 		clock:    opts.Clock,
 		log:      opts.Logger,
 		client:   &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
-		core:     c,
 		delivery: newDeliveryQueues(opts.DeliveryWorkers),
 	}
-	c.OnEvent(func(e core.Event) { s.pending = append(s.pending, e) })
+	var err error
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
+	s.fsm = newFSM(opts.Core.FaultPoints, s.metrics)
+	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm}
+	if opts.raft != nil {
+		opts.raft(&ro)
+	}
+	start := time.Now()
+	s.node, err = raftlog.Open(ro)
+	if err != nil {
+		return nil, fmt.Errorf("cp: %w", err)
+	}
+	s.metrics.restore.Set(time.Since(start).Seconds())
+	if err := s.start(); err != nil {
+		_ = s.node.Close()
+		return nil, err
+	}
 	s.handler = s.routes()
-	s.mu.Lock()
-	s.pending = append(s.pending, c.Timeline().Since(0, 0)...) // the initial mode, recorded before OnEvent
-	s.flushLocked()
-	s.mu.Unlock()
 	return s, nil
 }
+
+// start takes the replayed state: it checks it, becomes the leader's
+// sink, writes the config of a new data dir to the log (or warns about
+// flags a restart ignores) and applies this start's task id prefix.
+func (s *Server) start() error {
+	if err := s.fsm.err(); err != nil {
+		return err
+	}
+	s.fsm.syncIndex(s.node.AppliedIndex())
+	// One node is always the leader once Open returns. With followers, only
+	// the leader would install the sink (send the outbox, log events) and
+	// run the reconcile loop.
+	s.fsm.setSink(s.leaderSink)
+	ctx := context.Background()
+	var persisted *core.Config
+	s.fsm.read(func(c *core.ControlPlane) {
+		if c != nil {
+			cfg := c.Config()
+			persisted = &cfg
+		}
+	})
+	if persisted == nil {
+		entry, err := encodeInit(s.clock.Now(), s.opts.Core)
+		if err != nil {
+			return fmt.Errorf("cp: encode the config: %w", err)
+		}
+		res, _, err := s.node.Propose(ctx, entry)
+		if err != nil {
+			return fmt.Errorf("cp: write the config to the log: %w", err)
+		}
+		if a := res.(applied); a.Err != nil {
+			return a.Err
+		}
+	} else {
+		s.warnConfig(*persisted)
+	}
+	if s.opts.TaskIDPrefix != "" {
+		a, err := s.propose(ctx, core.StartInput{TaskIDPrefix: s.opts.TaskIDPrefix})
+		if err == nil {
+			err = a.Err
+		}
+		if err != nil {
+			return fmt.Errorf("cp: %w", err)
+		}
+	}
+	return nil
+}
+
+// warnConfig logs the flags a restart ignores: the persisted state's config
+// and mode stand.
+func (s *Server) warnConfig(persisted core.Config) {
+	var mode core.Mode
+	s.fsm.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
+	if want := s.opts.Core.InitialMode; want != "" && want != mode {
+		s.log.Warn("scheduler mode flag ignored: the persisted mode stands", "flag_mode", string(want),
+			"mode", string(mode), "data_dir", s.opts.DataDir)
+	}
+	if diff := configDiff(persisted, s.opts.Core); len(diff) > 0 {
+		s.log.Warn("config flags ignored: the persisted config stands", "fields", diff, "data_dir", s.opts.DataDir)
+	}
+}
+
+// leaderSink logs the events of an applied entry and hands its messages to
+// delivery, in log order (called under the FSM's lock).
+func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []core.Outbound) {
+	for _, e := range events {
+		s.logEvent(c, e)
+	}
+	for _, m := range outbox {
+		s.enqueue(m)
+	}
+}
+
+// Close stops the log node and releases the data dir. Call it after Run
+// has returned; requests still in flight get 503.
+func (s *Server) Close() error { return s.node.Close() }
+
+// propose writes in to the log, stamped with the leader's time (its clock,
+// never before the last applied input's), and returns once it is durable
+// and applied. The error is the log's (the entry is not acknowledged); the
+// core's own answer is in the result.
+func (s *Server) propose(ctx context.Context, in core.Input) (applied, error) {
+	entry, err := encodeEnvelope(core.Wrap(s.fsm.stamp(s.clock.Now()), in))
+	if err != nil {
+		return applied{}, fmt.Errorf("cp: encode a log entry: %w", err)
+	}
+	start := time.Now()
+	res, _, err := s.node.Propose(ctx, entry)
+	s.metrics.proposal.Observe(time.Since(start).Seconds())
+	if err != nil {
+		if errors.Is(err, raftlog.ErrNotDurable) {
+			msg := err.Error()
+			s.notDurable.Store(&msg)
+			s.log.Error("log write failed: not acknowledged", "error", msg)
+		}
+		return applied{}, err
+	}
+	s.notDurable.Store(nil)
+	return res.(applied), nil
+}
+
+// Mode is the scheduler's current mode (the persisted one after a restart).
+func (s *Server) Mode() core.Mode {
+	var m core.Mode
+	s.read(func(c *core.ControlPlane) { m, _, _ = c.Mode() })
+	return m
+}
+
+// read runs fn on the applied state (never through the log).
+func (s *Server) read(fn func(c *core.ControlPlane)) { s.fsm.read(fn) }
 
 // Handler is the HTTP API, the agent protocol and /metrics.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -211,7 +342,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
-		"queue_capacity", s.opts.Core.QueueCapacity, "mode", string(s.opts.Core.InitialMode))
+		"queue_capacity", s.opts.Core.QueueCapacity, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
 	for {
 		select {
 		case <-ctx.Done():
@@ -230,32 +361,14 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) BeginShutdown() { s.stopping.Store(true) }
 
 // Reconcile runs one reconcile pass now (the loop calls it every
-// ReconcileInterval) and records its wall-clock duration.
+// ReconcileInterval) through the log and records its wall-clock duration.
 func (s *Server) Reconcile() {
+	if !s.node.IsLeader() {
+		return
+	}
 	start := time.Now()
-	s.withCore(func(c *core.ControlPlane, now time.Time) { _, _ = c.Apply(now, core.TickInput{}) })
+	if _, err := s.propose(context.Background(), core.TickInput{}); err != nil {
+		s.log.Warn("reconcile not applied", "error", err.Error())
+	}
 	s.metrics.reconcile.Observe(time.Since(start).Seconds())
-}
-
-// withCore runs fn with exclusive access to the core at the clock's now,
-// logs the events it recorded, and hands the messages it produced to the
-// delivery workers.
-func (s *Server) withCore(fn func(c *core.ControlPlane, now time.Time)) {
-	s.mu.Lock()
-	fn(s.core, s.clock.Now())
-	out := s.core.TakeOutbox()
-	s.flushLocked()
-	s.mu.Unlock()
-	for _, m := range out {
-		s.enqueue(m)
-	}
-}
-
-// flushLocked logs the events recorded by the last core call, in order.
-func (s *Server) flushLocked() {
-	for _, e := range s.pending {
-		s.logEvent(e)
-	}
-	clear(s.pending)
-	s.pending = s.pending[:0]
 }

@@ -31,6 +31,7 @@ func scrapeCP(t *testing.T) []byte {
 	if err != nil {
 		t.Fatalf("cp.New: %v", err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 

@@ -224,6 +224,7 @@ type cpUnderTest struct {
 	tr      *http.Transport // the cp's client to the agents
 	stopRun context.CancelFunc
 	bg      sync.WaitGroup
+	server  *cp.Server
 }
 
 // startCP starts the cp on an ephemeral loopback port.
@@ -241,8 +242,10 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		_ = server.Close()
 		return nil, err
 	}
+	c.server = server
 	c.srv = &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	c.url = "http://" + ln.Addr().String()
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -261,6 +264,7 @@ func (c *cpUnderTest) stop() {
 	c.stopRun()
 	c.bg.Wait()
 	c.tr.CloseIdleConnections()
+	_ = c.server.Close()
 }
 
 // waitRegistered waits up to 30s for all n agents to be connected.

@@ -13,6 +13,13 @@
 //	curl -XPOST localhost:8080/v1/tasks -d '{"kind":"sleep","duration_ms":500}'
 //	curl localhost:9091/metrics | grep flux_agent_
 //
+// The cp keeps its durable state (its raft log, see cmd/cp) in -data-dir,
+// .cluster-data in the working directory by default (git-ignored), so a
+// cluster started again has the queue, the timeline, quarantines and the
+// mode of the last run. To start from nothing, stop the cluster and wipe it:
+//
+//	rm -rf .cluster-data
+//
 // The agents and the cp share a random agent token made for the run and
 // passed to them in FLUX_AGENT_TOKEN (-agent-token sets a fixed one); it is
 // printed so /v1/status on an agent can be called by hand.
@@ -50,6 +57,7 @@ type config struct {
 	LogLevel        string
 	ShutdownGrace   time.Duration
 	Host            string
+	DataDir         string
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -69,6 +77,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "FLUX_LOG_LEVEL for every process")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "agents' -shutdown-grace")
 	fs.StringVar(&c.Host, "host", "127.0.0.1", "address everything listens on")
+	fs.StringVar(&c.DataDir, "data-dir", ".cluster-data", "the cp's data dir, kept between runs (rm -rf it to start from nothing)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -81,6 +90,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	switch {
+	case strings.TrimSpace(c.DataDir) == "":
+		return config{}, errors.New("-data-dir names no directory")
 	case len(c.Zones) == 0:
 		return config{}, errors.New("-zones names no zone")
 	case c.Agents < 1 || c.Agents > 1000:
@@ -110,7 +121,7 @@ func plan(c config) []child {
 	if c.AdminToken != "" {
 		cpEnv = append(cpEnv, "FLUX_ADMIN_TOKEN="+c.AdminToken)
 	}
-	out := []child{{Name: "cp", Bin: c.CPBin, Args: []string{"-listen", fmt.Sprintf("%s:%d", c.Host, c.CPPort)}, Env: cpEnv}}
+	out := []child{{Name: "cp", Bin: c.CPBin, Args: []string{"-listen", fmt.Sprintf("%s:%d", c.Host, c.CPPort), "-data-dir", c.DataDir}, Env: cpEnv}}
 	for i := range c.Agents {
 		args := []string{
 			"-listen", fmt.Sprintf("%s:%d", c.Host, c.AgentBasePort+i), "-cp", c.cpURL(),

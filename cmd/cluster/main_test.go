@@ -22,7 +22,7 @@ func TestPlan(t *testing.T) {
 	}
 	cfg.CPBin, cfg.AgentBin, cfg.AgentToken = "/bin/cp", "/bin/agent", "tok"
 	ps := plan(cfg)
-	if len(ps) != 7 || ps[0].Name != "cp" || ps[0].Bin != "/bin/cp" || strings.Join(ps[0].Args, " ") != "-listen 127.0.0.1:8080" {
+	if len(ps) != 7 || ps[0].Name != "cp" || ps[0].Bin != "/bin/cp" || strings.Join(ps[0].Args, " ") != "-listen 127.0.0.1:8080 -data-dir .cluster-data" {
 		t.Fatalf("plan %+v", ps)
 	}
 	zones := map[string]int{}
@@ -126,7 +126,8 @@ func TestClusterStartsAndStopsCleanly(t *testing.T) {
 	status := make(chan int, 1)
 	go func() {
 		status <- run([]string{"-cp-bin", filepath.Join(dir, "cp"), "-agent-bin", filepath.Join(dir, "agent"),
-			"-cp-port", fmt.Sprint(base), "-agent-base-port", fmt.Sprint(base + 1), "-shutdown-grace", "2s"}, &stdout, &stderr, stop)
+			"-cp-port", fmt.Sprint(base), "-agent-base-port", fmt.Sprint(base + 1), "-shutdown-grace", "2s",
+			"-data-dir", t.TempDir()}, &stdout, &stderr, stop)
 	}()
 	cpURL := fmt.Sprintf("http://127.0.0.1:%d", base)
 	deadline := time.Now().Add(30 * time.Second)

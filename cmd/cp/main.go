@@ -14,9 +14,16 @@
 //
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
-// reconcile loop and the delivery workers stop. State is in memory: a
-// restart clears the queue, the timeline and the idempotency cache (drain
-// first: POST /admin/mode {"mode":"DRAINING"}).
+// reconcile loop and the delivery workers stop.
+//
+// State is durable: every change is written to a raft log in -data-dir
+// (FLUX_DATA_DIR, default fluxforge-data in the working directory) and
+// fsynced before it is acknowledged, so a restart (or kill -9) keeps the
+// queue, the timeline, the idempotency keys, quarantines and the mode. The
+// config flags and -scheduler-mode take effect on a new data dir only; on a
+// restart the persisted config and mode stand and differing flags are logged
+// as warnings. -in-memory runs the same log in memory (nothing survives a
+// restart). A second cp on the same data dir is refused at start.
 package main
 
 import (
@@ -40,6 +47,7 @@ import (
 	"github.com/fluxforge/fluxforge/cmd/internal/serve"
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 )
 
 // config is everything main needs, parsed from flags and environment.
@@ -51,6 +59,8 @@ type config struct {
 	AgentToken        string
 	ReconcileInterval time.Duration
 	ShutdownTimeout   time.Duration
+	DataDir           string
+	InMemory          bool
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -77,6 +87,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	outageMin := fs.Int("zone-outage-min-agents", def.Domains.OutageMinAgents, "below this many disconnected agents (and short of all of them) a zone is never out: its nodes are dealt with one by one")
 	reconcile := fs.Duration("reconcile-interval", cp.DefaultReconcileInterval, "how often the reconcile pass runs")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
+	dataDir := fs.String("data-dir", defaultDataDir, "directory of the durable state (the raft log and its snapshots), created if missing; one cp at a time")
+	inMemory := fs.Bool("in-memory", false, "keep the state in memory only (nothing survives a restart); exclusive with -data-dir")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -87,7 +99,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
-		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown}
+		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory}
+	if cfg.InMemory {
+		if given.Given("data-dir") {
+			return config{}, fmt.Errorf("%w: %s and %s are exclusive: give one", errUsage,
+				given.Describe("in-memory"), given.Describe("data-dir"))
+		}
+		cfg.DataDir = ""
+	} else if strings.TrimSpace(cfg.DataDir) == "" {
+		return config{}, fmt.Errorf("%w: %s must name a directory", errUsage, given.Describe("data-dir"))
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config{}, fmt.Errorf("%w: %s is not one of debug, info, warn, error", errUsage, given.Describe("log-level"))
 	}
@@ -154,11 +175,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
-		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval})
+		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
+		DataDir: cfg.DataDir, InMemory: cfg.InMemory})
 	if err != nil {
-		logger.Error("cannot start", "error", err.Error())
+		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
+		if errors.Is(err, raftlog.ErrDirLocked) {
+			return 1
+		}
 		return 2
 	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			logger.Error("closing the log", "error", err.Error())
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
@@ -173,7 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "listen", ln.Addr().String(), "mode", string(cfg.Core.InitialMode),
+	logger.Info("listening", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "mode", string(s.Mode()),
 		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
 		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
 	if ready != nil {
@@ -200,6 +230,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	logger.Info("stopped")
 	return status
 }
+
+// defaultDataDir is -data-dir's default, relative to the working directory
+// (as etcd's default.etcd).
+const defaultDataDir = "fluxforge-data"
 
 // heartbeatIntervalMin is the shortest heartbeat interval the cp hands to
 // agents: an agent's own -heartbeat-interval has the same floor.

@@ -84,6 +84,36 @@ func TestParseConfig(t *testing.T) {
 		{name: "min open capacity over 1", env: env("FLUX_MIN_OPEN_CAPACITY", "1.5"), err: "usage: FLUX_MIN_OPEN_CAPACITY=1.5 must be between 0 and 1"},
 		{name: "zero outage fraction", args: []string{"-zone-outage-fraction", "0"}, env: env(), err: "usage: -zone-outage-fraction 0 must be above 0 and at most 1"},
 		{name: "negative outage agents", args: []string{"-zone-outage-min-agents=-1"}, env: env(), err: "usage: -zone-outage-min-agents -1 must be between 0 and 65536"},
+		{name: "data dir default", env: env(), check: func(t *testing.T, c config) {
+			if c.DataDir != "fluxforge-data" || c.InMemory {
+				t.Fatalf("data dir %q in memory %v", c.DataDir, c.InMemory)
+			}
+		}},
+		{name: "data dir env twin", env: env("FLUX_DATA_DIR", "/var/lib/fluxforge"), check: func(t *testing.T, c config) {
+			if c.DataDir != "/var/lib/fluxforge" || c.InMemory {
+				t.Fatalf("data dir %q in memory %v", c.DataDir, c.InMemory)
+			}
+		}},
+		{name: "data dir flag wins", args: []string{"-data-dir", "d1"}, env: env("FLUX_DATA_DIR", "d2"), check: func(t *testing.T, c config) {
+			if c.DataDir != "d1" {
+				t.Fatalf("data dir %q", c.DataDir)
+			}
+		}},
+		{name: "in memory", args: []string{"-in-memory"}, env: env(), check: func(t *testing.T, c config) {
+			if c.DataDir != "" || !c.InMemory {
+				t.Fatalf("data dir %q in memory %v", c.DataDir, c.InMemory)
+			}
+		}},
+		{name: "in memory from env", env: env("FLUX_IN_MEMORY", "true"), check: func(t *testing.T, c config) {
+			if !c.InMemory {
+				t.Fatalf("in memory %v", c.InMemory)
+			}
+		}},
+		{name: "in memory and data dir", args: []string{"-in-memory", "-data-dir", "x"}, env: env(),
+			err: "usage: -in-memory true and -data-dir x are exclusive: give one"},
+		{name: "in memory and data dir from env", args: []string{"-in-memory"}, env: env("FLUX_DATA_DIR", "/srv/ff"),
+			err: "usage: -in-memory true and FLUX_DATA_DIR=/srv/ff are exclusive: give one"},
+		{name: "empty data dir", args: []string{"-data-dir", ""}, env: env(), err: `usage: -data-dir "" must name a directory`},
 		{name: "unknown flag", args: []string{"-port", "1"}, env: env(), err: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"serve"}, env: env(), err: "unexpected arguments"},
 	}
@@ -209,7 +239,7 @@ func TestRunServesAndStopsGracefully(t *testing.T) {
 	done := make(chan int, 1)
 	logs := &lockedBuffer{}
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-reconcile-interval", "10ms"},
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-reconcile-interval", "10ms", "-data-dir", t.TempDir()},
 			env("FLUX_SCHEDULER_MODE", "DRAINING", "FLUX_LOG_LEVEL", "debug"), logs, ready)
 	}()
 	var addr string

@@ -17,7 +17,7 @@ func TestServerBoundsHeaders(t *testing.T) {
 	done := make(chan int, 1)
 	logs := &lockedBuffer{}
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0"}, env(), logs, ready)
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-in-memory"}, env(), logs, ready)
 	}()
 	var addr string
 	select {

@@ -31,6 +31,7 @@ func startCP(t testing.TB, adminToken string, queueCap int) (string, *cp.Server)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL, s
@@ -180,6 +181,7 @@ func BenchmarkSubmit(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer s.Close()
 			srv := httptest.NewServer(s.Handler())
 			defer srv.Close()
 			ctx, cancel := context.WithCancel(context.Background())

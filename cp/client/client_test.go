@@ -28,6 +28,7 @@ func startCP(t *testing.T, adminToken string) (*cp.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return s, srv.URL

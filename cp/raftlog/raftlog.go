@@ -81,8 +81,9 @@ type Options struct {
 	// apply every committed entry (the replay after a restart).
 	StartTimeout time.Duration
 
-	// wrapLogStore lets tests inject log store faults.
-	wrapLogStore func(raft.LogStore) raft.LogStore
+	// WrapLogStore, when set, wraps the log store: tests (here and in the
+	// packages built on a Node) inject log store faults with it.
+	WrapLogStore func(raft.LogStore) raft.LogStore
 }
 
 func (o *Options) setDefaults() {
@@ -199,8 +200,8 @@ func (n *Node) open(opts Options) error {
 		}
 		snaps = fss
 	}
-	if opts.wrapLogStore != nil {
-		logs = opts.wrapLogStore(logs)
+	if opts.WrapLogStore != nil {
+		logs = opts.WrapLogStore(logs)
 	}
 	safeSnaps := &safeSnapshotStore{SnapshotStore: snaps, logs: logs}
 	snaps = safeSnaps

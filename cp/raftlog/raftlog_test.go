@@ -409,7 +409,7 @@ func TestFailedLogWriteIsNotAcknowledgedNorApplied(t *testing.T) {
 	fsm := &listFSM{}
 	store := &failingLogStore{}
 	opts := Options{FSM: fsm, InMemory: true}
-	opts.wrapLogStore = func(l raft.LogStore) raft.LogStore { store.LogStore = l; return store }
+	opts.WrapLogStore = func(l raft.LogStore) raft.LogStore { store.LogStore = l; return store }
 	n := openT(t, opts)
 	propose(t, n, "before")
 

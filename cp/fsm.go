@@ -1,0 +1,347 @@
+package cp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+)
+
+// Log entries. Every change to the cp's core is one entry of the replicated
+// log (cp/raftlog): a small versioned JSON container around a core.Envelope,
+// or, once at the start of a data dir, around the core's config. A cp
+// refuses an entry of a version it does not know.
+const entryFormatVersion = 1
+
+// logEntry is one log entry: exactly one of Init and Env is set.
+type logEntry struct {
+	V    int            `json:"v"`
+	Init *initEntry     `json:"init,omitempty"`
+	Env  *core.Envelope `json:"env,omitempty"`
+}
+
+// initEntry creates the core: the first entry of a new data dir. The config
+// is replicated state from then on.
+type initEntry struct {
+	At     time.Time   `json:"at"`
+	Config core.Config `json:"config"`
+}
+
+func encodeEnvelope(env core.Envelope) ([]byte, error) {
+	return json.Marshal(logEntry{V: entryFormatVersion, Env: &env})
+}
+
+func encodeInit(at time.Time, cfg core.Config) ([]byte, error) {
+	return json.Marshal(logEntry{V: entryFormatVersion, Init: &initEntry{At: at, Config: cfg}})
+}
+
+// decodeEntry decodes and checks an entry's container.
+func decodeEntry(index uint64, data []byte) (logEntry, error) {
+	var e logEntry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return logEntry{}, fmt.Errorf("cp: log entry %d is not a cp log entry: %v", index, err)
+	}
+	if e.V != entryFormatVersion {
+		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows version %d only (a newer or other cp wrote it)",
+			index, e.V, entryFormatVersion)
+	}
+	if (e.Init == nil) == (e.Env == nil) {
+		return logEntry{}, fmt.Errorf("cp: log entry %d must hold exactly one of init and env", index)
+	}
+	return e, nil
+}
+
+// applied is what one entry produced, the raft result of its proposal:
+// the core's result and error, and the views the API answers with, read
+// right after the entry was applied.
+type applied struct {
+	Result     core.ApplyResult
+	Err        error
+	Mode       ModeView
+	QueueDepth int
+	Agent      core.AgentView
+	AgentOK    bool
+}
+
+// leaderSink receives, in log order and under the FSM's lock, the events
+// and agent messages of every entry applied while this cp leads: it logs
+// the events and hands the messages to delivery. Entries replayed at start
+// reach no sink.
+type leaderSink func(c *core.ControlPlane, events []core.Event, outbox []core.Outbound)
+
+// fsm is the cp's state machine: a core.ControlPlane driven by log entries.
+// raft calls Apply, Snapshot and Restore from one goroutine; readers take
+// the read lock and see the applied state.
+type fsm struct {
+	faults core.FaultPoints
+	obs    fsmObserver
+
+	mu     sync.RWMutex
+	core   *core.ControlPlane // nil until the init entry (or a snapshot)
+	index  uint64             // raft index of the last entry applied
+	lastAt time.Time          // time of the last applied envelope
+	events []core.Event       // recorded during the current Apply
+	sink   leaderSink
+	broken error // an entry that could not be applied: the state is not the log's
+
+	hashMu    sync.Mutex
+	hashIndex uint64
+	hash      string
+}
+
+// fsmObserver receives the snapshot measurements.
+type fsmObserver interface {
+	snapshotTaken(d time.Duration, bytes int)
+}
+
+func newFSM(faults core.FaultPoints, obs fsmObserver) *fsm {
+	return &fsm{faults: faults, obs: obs}
+}
+
+// attach makes c the state, recording its events for the current Apply.
+func (f *fsm) attach(c *core.ControlPlane) {
+	f.core = c
+	if c != nil {
+		c.OnEvent(func(e core.Event) { f.events = append(f.events, e) })
+	}
+}
+
+// Apply implements raftlog.FSM.
+func (f *fsm) Apply(index uint64, data []byte) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.index = index
+	if f.broken != nil {
+		return applied{Err: f.broken}
+	}
+	e, err := decodeEntry(index, data)
+	if err != nil {
+		f.broken = err
+		return applied{Err: err}
+	}
+	if e.Init != nil {
+		return f.applyInit(index, e.Init)
+	}
+	if f.core == nil {
+		f.broken = fmt.Errorf("cp: log entry %d comes before the log's init entry", index)
+		return applied{Err: f.broken}
+	}
+	in, err := e.Env.Unwrap()
+	if err != nil {
+		f.broken = fmt.Errorf("cp: log entry %d: %w", index, err)
+		return applied{Err: f.broken}
+	}
+	if e.Env.At.After(f.lastAt) {
+		f.lastAt = e.Env.At
+	}
+	var out applied
+	out.Result, out.Err = f.core.Apply(e.Env.At, in)
+	f.views(&out, in)
+	f.flush()
+	return out
+}
+
+func (f *fsm) applyInit(index uint64, in *initEntry) any {
+	if f.core != nil {
+		// A second init (two cps racing to start a new dir cannot happen:
+		// the dir is locked); refused, and the state stands.
+		return applied{Err: fmt.Errorf("cp: log entry %d: the core already exists", index)}
+	}
+	cfg := in.Config
+	cfg.FaultPoints = f.faults
+	c, err := core.NewControlPlane(cfg, in.At)
+	if err != nil {
+		f.broken = fmt.Errorf("cp: log entry %d: init: %w", index, err)
+		return applied{Err: f.broken}
+	}
+	f.attach(c)
+	f.events = append(f.events, c.Timeline().Since(0, 0)...) // the initial mode, recorded before attach
+	f.lastAt = in.At
+	f.flush()
+	return applied{}
+}
+
+// views reads what the API answers with after in was applied.
+func (f *fsm) views(out *applied, in core.Input) {
+	c := f.core
+	out.Mode.Mode, out.Mode.SetBy, out.Mode.Reason = c.Mode()
+	out.QueueDepth = c.QueueDepth()
+	switch v := in.(type) {
+	case core.QuarantineInput:
+		out.Agent, out.AgentOK = c.Agent(v.AgentID)
+	case core.ReleaseInput:
+		out.Agent, out.AgentOK = c.Agent(v.AgentID)
+	}
+}
+
+// flush hands the applied entry's events and messages to the sink, if this
+// cp leads, and clears them.
+func (f *fsm) flush() {
+	out := f.core.TakeOutbox()
+	if f.sink != nil {
+		f.sink(f.core, f.events, out)
+	}
+	clear(f.events)
+	f.events = f.events[:0]
+}
+
+// Snapshot implements raftlog.FSM: the core's export (empty before the init
+// entry).
+func (f *fsm) Snapshot() ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.core == nil {
+		return []byte{}, nil
+	}
+	start := time.Now()
+	b, err := f.core.Export()
+	if err != nil {
+		return nil, fmt.Errorf("cp: export the state: %w", err)
+	}
+	if f.obs != nil {
+		f.obs.snapshotTaken(time.Since(start), len(b))
+	}
+	return b, nil
+}
+
+// Restore implements raftlog.FSM: core.Restore refuses an export of another
+// format version or layout, naming it.
+func (f *fsm) Restore(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("cp: read the snapshot: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(data) == 0 {
+		f.attach(nil)
+		return nil
+	}
+	c, err := core.Restore(data, f.faults)
+	if err != nil {
+		return fmt.Errorf("cp: restore the state from a snapshot: %w", err)
+	}
+	f.attach(c)
+	f.lastAt = c.Snapshot(time.Time{}).Time
+	f.broken = nil
+	return nil
+}
+
+// setSink installs (or, with nil, removes) the leader's sink.
+func (f *fsm) setSink(s leaderSink) {
+	f.mu.Lock()
+	f.sink = s
+	f.mu.Unlock()
+}
+
+// syncIndex raises the applied index to the node's after a restore (a
+// snapshot's index reaches raftlog, not the FSM).
+func (f *fsm) syncIndex(i uint64) {
+	f.mu.Lock()
+	f.index = max(f.index, i)
+	f.mu.Unlock()
+}
+
+// read runs fn on the applied state under the read lock. fn must not change
+// the core.
+func (f *fsm) read(fn func(c *core.ControlPlane)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.core)
+}
+
+// stamp is the time the leader gives a new input: its clock, but never
+// before the last applied input's.
+func (f *fsm) stamp(now time.Time) time.Time {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if now.Before(f.lastAt) {
+		return f.lastAt
+	}
+	return now
+}
+
+// err is why the state no longer follows the log, if it does not.
+func (f *fsm) err() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.broken
+}
+
+// DebugView is the body of GET /scheduler/debug/snapshot: the core's
+// snapshot plus the log position it reflects.
+type DebugView struct {
+	core.Snapshot
+	// AppliedIndex is the raft index of the last entry applied to the state.
+	AppliedIndex uint64 `json:"applied_index"`
+	// StateHash is the hex SHA-256 of the state's export at AppliedIndex.
+	StateHash string `json:"state_hash"`
+}
+
+// debugView reads the core's snapshot at now, the applied index and the
+// state hash at that index, all under one read lock.
+func (f *fsm) debugView(now time.Time) (DebugView, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.core == nil {
+		return DebugView{}, errors.New("cp: no state yet")
+	}
+	h, err := f.hashLocked()
+	if err != nil {
+		return DebugView{}, err
+	}
+	return DebugView{Snapshot: f.core.Snapshot(now), AppliedIndex: f.index, StateHash: h}, nil
+}
+
+// appliedIndex is the raft index of the last entry applied to the state.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
+}
+
+// hashLocked returns the hex SHA-256 of the export at f.index, computed
+// once per index. The caller holds f.mu (read).
+func (f *fsm) hashLocked() (string, error) {
+	f.hashMu.Lock()
+	defer f.hashMu.Unlock()
+	if f.hash != "" && f.hashIndex == f.index {
+		return f.hash, nil
+	}
+	b, err := f.core.Export()
+	if err != nil {
+		return "", fmt.Errorf("cp: export the state: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
+	return f.hash, nil
+}
+
+// configDiff names the fields of two configs that differ, but for the ones
+// a start sets anyway (the initial mode and the task id prefix).
+func configDiff(persisted, flags core.Config) []string {
+	persisted.InitialMode, flags.InitialMode = "", ""
+	persisted.TaskIDPrefix, flags.TaskIDPrefix = "", ""
+	persisted.FaultPoints, flags.FaultPoints = nil, nil
+	var a, b map[string]json.RawMessage
+	ja, _ := json.Marshal(persisted)
+	jb, _ := json.Marshal(flags)
+	_ = json.Unmarshal(ja, &a)
+	_ = json.Unmarshal(jb, &b)
+	var diff []string
+	for _, k := range slices.Sorted(maps.Keys(a)) {
+		if !bytes.Equal(a[k], b[k]) {
+			diff = append(diff, k)
+		}
+	}
+	return diff
+}

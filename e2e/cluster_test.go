@@ -226,6 +226,7 @@ type cluster struct {
 	cp       *process
 	agents   map[string]*agentProc
 	cpArgs   []string
+	dataDir  string // the cp's, kept across its restarts
 }
 
 type agentProc struct {
@@ -237,6 +238,7 @@ type agentProc struct {
 func newCluster(t testing.TB, cpArgs ...string) *cluster {
 	cpBin, agentBin := binaries(t)
 	c := &cluster{t: t, cpBin: cpBin, agentBin: agentBin, agents: map[string]*agentProc{}, cpArgs: cpArgs}
+	c.dataDir = t.TempDir()
 	c.cpPort = freePort(t)
 	c.cpURL = fmt.Sprintf("http://127.0.0.1:%d", c.cpPort)
 	c.startCP()
@@ -248,7 +250,7 @@ func (c *cluster) startCP() {
 	args := append([]string{
 		"-listen", fmt.Sprintf("127.0.0.1:%d", c.cpPort),
 		"-heartbeat-interval", "100ms", "-heartbeat-timeout", "1s", "-lost-after", "2s",
-		"-assign-timeout", "2s", "-reconcile-interval", "100ms",
+		"-assign-timeout", "2s", "-reconcile-interval", "100ms", "-data-dir", c.dataDir,
 	}, c.cpArgs...)
 	c.cp = start(c.t, "cp", c.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"}, args...)
 	eventually(c.t, 20*time.Second, "the cp to be ready", func() bool {

@@ -120,8 +120,9 @@ func TestKilledAgentTasksFinishElsewhereExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestAgentsSurviveCPRestart: the cp is killed and started again on the same
-// address; the agents re-register by themselves and run the new cp's work.
+// TestAgentsSurviveCPRestart: the cp is killed (SIGKILL) and started again on
+// the same address and data dir; it still has every task it acknowledged,
+// the agents re-register by themselves and run the new cp's work.
 func TestAgentsSurviveCPRestart(t *testing.T) {
 	c := newCluster(t)
 	a1 := c.startAgent("agent-1", "zone-a")
@@ -139,6 +140,15 @@ func TestAgentsSurviveCPRestart(t *testing.T) {
 		})
 	}
 	c.startCP()
+	for _, id := range ids {
+		var task struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		}
+		if code, err := call("GET", c.cpURL+"/v1/tasks/"+id, "", nil, &task); code != 200 || task.State != "SUCCEEDED" {
+			t.Errorf("task %s after the restart: %d %+v %v, want it SUCCEEDED as before", id, code, task, err)
+		}
+	}
 	a1.ready(t)
 	a2.ready(t)
 	eventually(t, 10*time.Second, "both agents registered with the new cp", func() bool {

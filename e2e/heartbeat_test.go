@@ -18,7 +18,7 @@ func TestAgentsTakeTheCPHeartbeatInterval(t *testing.T) {
 	c.cpPort = freePort(t)
 	c.cpURL = fmt.Sprintf("http://127.0.0.1:%d", c.cpPort)
 	c.cp = start(t, "cp", cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"},
-		"-listen", fmt.Sprintf("127.0.0.1:%d", c.cpPort), "-heartbeat-timeout", "1500ms", "-reconcile-interval", "100ms")
+		"-listen", fmt.Sprintf("127.0.0.1:%d", c.cpPort), "-heartbeat-timeout", "1500ms", "-reconcile-interval", "100ms", "-in-memory")
 	eventually(t, 20*time.Second, "the cp to be ready", func() bool {
 		code, _ := call("GET", c.cpURL+"/readyz", "", nil, nil)
 		return code == 200 || c.cp.exited()

@@ -1,0 +1,315 @@
+package cp
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
+	fnet "github.com/fluxforge/fluxforge/net"
+)
+
+const durableAdmin = "adm"
+
+// stop closes tc's HTTP server and its Server (the data dir is free again).
+func (tc *testCP) stop() {
+	tc.t.Helper()
+	tc.srv.Close()
+	tc.client.CloseIdleConnections()
+	if err := tc.s.Close(); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+func (tc *testCP) debug() DebugView {
+	tc.t.Helper()
+	var v DebugView
+	tc.mustStatus(http.StatusOK, "GET", "/scheduler/debug/snapshot", nil).decode(tc.t, &v)
+	return v
+}
+
+func (tc *testCP) timelineAll() []core.Event {
+	tc.t.Helper()
+	var p TimelinePage
+	tc.mustStatus(http.StatusOK, "GET", "/timeline?limit=10000", nil).decode(tc.t, &p)
+	return p.Events
+}
+
+func (tc *testCP) tasks() []TaskView {
+	tc.t.Helper()
+	var l TaskList
+	tc.mustStatus(http.StatusOK, "GET", "/v1/tasks?limit=1000", nil).decode(tc.t, &l)
+	return l.Tasks
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestRestartKeepsState: a cp stopped and started again on the same data
+// dir has the same state, down to the state hash: queued and assigned
+// tasks, the timeline, idempotency keys, quarantines and the operator's
+// mode, which stands against the restarted cp's mode flag.
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	mock := newMock()
+	opts := func(mode core.Mode) func(*Options) {
+		return func(o *Options) {
+			o.DataDir, o.Clock, o.AdminToken = dir, mock, durableAdmin
+			o.Core.InitialMode = mode
+		}
+	}
+	auth := []string{"Authorization", "Bearer " + durableAdmin}
+	tc := startCP(t, false, opts(core.ModeNormal))
+	tc.heartbeat(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Address: "http://127.0.0.1:1", Incarnation: 1, Seq: 1})
+	tc.heartbeat(core.HeartbeatInput{AgentID: "a2", Domain: "z1", Slots: 4, Address: "http://127.0.0.1:2", Incarnation: 1, Seq: 1})
+	tc.mustStatus(http.StatusOK, "POST", "/v1/agents/a2/quarantine", `{"reason":"bad disk"}`, auth...)
+	keyed := tc.submit(`{"kind":"sleep","duration_ms":10}`, HeaderIdempotencyKey, "k1")
+	tc.submit(`{"kind":"sleep","duration_ms":10}`)
+	tc.submit(`{"kind":"sleep","duration_ms":10,"priority":"high"}`)
+	mock.Add(time.Second)
+	tc.s.Reconcile()
+	tc.mustStatus(http.StatusOK, "POST", "/admin/mode", `{"mode":"READ_ONLY","reason":"maintenance"}`, auth...)
+	before, tasks, events := tc.debug(), tc.tasks(), tc.timelineAll()
+	if before.QueueDepth != 2 || before.InFlight != 1 || before.Mode != core.ModeReadOnly {
+		t.Fatalf("before the restart: depth %d in flight %d mode %s", before.QueueDepth, before.InFlight, before.Mode)
+	}
+	tc.stop()
+
+	// The restart says NORMAL: the persisted READ_ONLY stands, with a warning.
+	tc = startCP(t, false, opts(core.ModeNormal))
+	after := tc.debug()
+	if after.AppliedIndex != before.AppliedIndex || after.StateHash != before.StateHash {
+		t.Fatalf("after the restart: index %d hash %s, before: index %d hash %s",
+			after.AppliedIndex, after.StateHash, before.AppliedIndex, before.StateHash)
+	}
+	if got, want := jsonOf(t, tc.tasks()), jsonOf(t, tasks); got != want {
+		t.Errorf("tasks after the restart:\n%s\nbefore:\n%s", got, want)
+	}
+	if got, want := jsonOf(t, tc.timelineAll()), jsonOf(t, events); got != want {
+		t.Errorf("timeline after the restart:\n%s\nbefore:\n%s", got, want)
+	}
+	var mode ModeView
+	tc.mustStatus(http.StatusOK, "GET", "/admin/mode", nil, auth...).decode(t, &mode)
+	if mode.Mode != core.ModeReadOnly || mode.SetBy != core.ActorOperator || mode.Reason != "maintenance" {
+		t.Errorf("mode after the restart: %+v", mode)
+	}
+	if !strings.Contains(tc.logs.String(), "scheduler mode flag ignored: the persisted mode stands") {
+		t.Errorf("no warning about the ignored mode flag:\n%s", tc.logs.String())
+	}
+	var a2 core.AgentView
+	tc.mustStatus(http.StatusOK, "GET", "/v1/agents/a2", nil).decode(t, &a2)
+	if !a2.Quarantined {
+		t.Errorf("a2 after the restart: %+v", a2)
+	}
+	tc.mustStatus(http.StatusOK, "POST", "/admin/mode", `{"mode":"NORMAL"}`, auth...)
+	r := tc.mustStatus(http.StatusOK, "POST", "/v1/tasks", `{"kind":"sleep","duration_ms":10}`, HeaderIdempotencyKey, "k1")
+	var replay TaskView
+	r.decode(t, &replay)
+	if replay.ID != keyed.ID || r.Header.Get(HeaderReplayed) != "true" {
+		t.Errorf("key k1 after the restart: %s (%s=%q), want %s replayed", replay.ID, HeaderReplayed, r.Header.Get(HeaderReplayed), keyed.ID)
+	}
+	if again := tc.debug(); again.AppliedIndex <= after.AppliedIndex {
+		t.Errorf("applied index %d after two more writes, was %d", again.AppliedIndex, after.AppliedIndex)
+	}
+}
+
+// TestNewDataDirTakesTheFlagsConfig: the config of a new data dir is the
+// flags'; on a restart the persisted config stands and the differing flags
+// are named in a warning.
+func TestNewDataDirTakesTheFlagsConfig(t *testing.T) {
+	dir := t.TempDir()
+	tc := startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 2, 10 })
+	tc.submit(`{"kind":"sleep"}`)
+	tc.submit(`{"kind":"sleep"}`)
+	tc.mustStatus(http.StatusTooManyRequests, "POST", "/v1/tasks", `{"kind":"sleep"}`)
+	tc.stop()
+	tc = startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 50, 100 })
+	if c := tc.debug().QueueCapacity; c != 2 {
+		t.Errorf("queue capacity after a restart with another flag: %d, want the persisted 2", c)
+	}
+	if logs := tc.logs.String(); !strings.Contains(logs, "config flags ignored: the persisted config stands") ||
+		!strings.Contains(logs, `"QueueCapacity"`) || !strings.Contains(logs, `"TasksMax"`) {
+		t.Errorf("no warning naming the ignored flags:\n%s", logs)
+	}
+}
+
+// TestSecondServerOnADataDirIsRefused: the data dir is locked.
+func TestSecondServerOnADataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	startCP(t, false, func(o *Options) { o.DataDir = dir })
+	_, err := New(Options{Core: fastConfig(), DataDir: dir})
+	if !errors.Is(err, raftlog.ErrDirLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second New on %s: %v, want ErrDirLocked naming the dir", dir, err)
+	}
+	if _, err := New(Options{Core: fastConfig(), DataDir: dir, InMemory: true}); err == nil ||
+		!strings.Contains(err.Error(), "in-memory") || !strings.Contains(err.Error(), "data dir") {
+		t.Fatalf("New with both a data dir and InMemory: %v", err)
+	}
+}
+
+// TestDebugSnapshotReportsIndexAndHash: applied_index and state_hash move
+// with every applied entry, and only then.
+func TestDebugSnapshotReportsIndexAndHash(t *testing.T) {
+	tc := startCP(t, false, nil)
+	v1, v2 := tc.debug(), tc.debug()
+	if v1.AppliedIndex == 0 || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(v1.StateHash) {
+		t.Fatalf("snapshot: applied_index %d state_hash %q", v1.AppliedIndex, v1.StateHash)
+	}
+	if v2.AppliedIndex != v1.AppliedIndex || v2.StateHash != v1.StateHash {
+		t.Fatalf("two reads differ: %d %s, %d %s", v1.AppliedIndex, v1.StateHash, v2.AppliedIndex, v2.StateHash)
+	}
+	tc.submit(`{"kind":"sleep"}`)
+	v3 := tc.debug()
+	if v3.AppliedIndex != v1.AppliedIndex+1 || v3.StateHash == v1.StateHash || v3.QueueDepth != 1 {
+		t.Fatalf("after a submit: index %d (was %d), hash %s (was %s), depth %d",
+			v3.AppliedIndex, v1.AppliedIndex, v3.StateHash, v1.StateHash, v3.QueueDepth)
+	}
+	var raw map[string]any
+	tc.mustStatus(http.StatusOK, "GET", "/scheduler/debug/snapshot", nil).decode(t, &raw)
+	for _, k := range []string{"applied_index", "state_hash", "mode", "queue_depth"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("snapshot lacks %q: %v", k, raw)
+		}
+	}
+}
+
+// failingLogStore fails every write while failing is set.
+type failingLogStore struct {
+	raft.LogStore
+	mu      sync.Mutex
+	failing bool
+}
+
+var errDiskFull = errors.New("disk full (injected)")
+
+func (s *failingLogStore) setFailing(v bool) {
+	s.mu.Lock()
+	s.failing = v
+	s.mu.Unlock()
+}
+
+func (s *failingLogStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s *failingLogStore) StoreLogs(logs []*raft.Log) error {
+	s.mu.Lock()
+	failing := s.failing
+	s.mu.Unlock()
+	if failing {
+		return errDiskFull
+	}
+	return s.LogStore.StoreLogs(logs)
+}
+
+// TestNotDurableWriteIsRefused: a write the log store cannot make durable
+// answers 503 not_durable with the reason and changes nothing; /readyz says
+// why until a write succeeds again.
+func TestNotDurableWriteIsRefused(t *testing.T) {
+	store := &failingLogStore{}
+	tc := startCP(t, false, func(o *Options) {
+		o.raft = func(ro *raftlog.Options) {
+			ro.WrapLogStore = func(l raft.LogStore) raft.LogStore { store.LogStore = l; return store }
+		}
+	})
+	tc.s.running.Store(true) // /readyz past "not running" without the loops
+	defer tc.s.running.Store(false)
+	tc.heartbeat(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Address: "http://127.0.0.1:1", Incarnation: 1, Seq: 1})
+	first := tc.submit(`{"kind":"sleep"}`, HeaderIdempotencyKey, "k1")
+	state, index := tc.s.fuzzState(), tc.debug().AppliedIndex
+
+	store.setFailing(true)
+	r := tc.do("POST", "/v1/tasks", `{"kind":"sleep"}`, HeaderIdempotencyKey, "k2")
+	if r.Status != http.StatusServiceUnavailable || r.errorCode(t) != "not_durable" || !strings.Contains(string(r.Body), "disk full") {
+		t.Fatalf("submit on a failing log: %d %s, want 503 not_durable with the reason", r.Status, r.Body)
+	}
+	ready := tc.do("GET", "/readyz", nil)
+	if ready.Status != http.StatusServiceUnavailable || ready.errorCode(t) != "not_durable" || !strings.Contains(string(ready.Body), "disk full") {
+		t.Fatalf("/readyz after a failed write: %d %s", ready.Status, ready.Body)
+	}
+	// Every other write is refused too while the store fails (503, not_durable
+	// or not_leader while the node re-elects itself).
+	r = tc.do("POST", fnet.PathHeartbeat, core.HeartbeatInput{AgentID: "a2", Domain: "z1", Slots: 1, Address: "http://127.0.0.1:2", Incarnation: 1, Seq: 1})
+	if r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("heartbeat on a failing log: %d %s", r.Status, r.Body)
+	}
+	if got := tc.s.fuzzState(); got != state || tc.debug().AppliedIndex != index {
+		t.Fatalf("a refused write changed the state:\n%s\nwas:\n%s", got, state)
+	}
+
+	store.setFailing(false)
+	var second TaskView
+	waitFor(t, 10*time.Second, "a submit to succeed after the store recovers", func() bool {
+		r := tc.do("POST", "/v1/tasks", `{"kind":"sleep"}`, HeaderIdempotencyKey, "k2")
+		if r.Status == http.StatusCreated {
+			r.decode(t, &second)
+			return true
+		}
+		if r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("submit after recovery: %d %s", r.Status, r.Body)
+		}
+		return false
+	})
+	if second.ID == first.ID || tc.task(first.ID).ID != first.ID {
+		t.Fatalf("tasks after recovery: %s and %s", first.ID, second.ID)
+	}
+	tc.mustStatus(http.StatusOK, "GET", "/readyz", nil)
+}
+
+// TestLogEntryVersion: an entry of an unknown version is refused by name and
+// stops the state machine (its state would no longer be the log's).
+func TestLogEntryVersion(t *testing.T) {
+	f := newFSM(nil, nil)
+	init, err := encodeInit(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.Apply(1, init).(applied); a.Err != nil {
+		t.Fatal(a.Err)
+	}
+	a := f.Apply(2, []byte(`{"v":2,"env":{"kind":"tick"}}`)).(applied)
+	if a.Err == nil || !strings.Contains(a.Err.Error(), "log entry 2 has format version 2; this cp knows version 1 only") {
+		t.Fatalf("entry of version 2: %v", a.Err)
+	}
+	if f.err() == nil {
+		t.Fatal("the FSM goes on after an entry it could not apply")
+	}
+	for _, bad := range []string{`not json`, `{"v":1}`, `{"v":1,"env":{"kind":"nope","at":"2026-01-01T00:00:00Z"}}`} {
+		g := newFSM(nil, nil)
+		g.Apply(1, init)
+		if a := g.Apply(2, []byte(bad)).(applied); a.Err == nil || g.err() == nil {
+			t.Errorf("entry %s: %v", bad, a.Err)
+		}
+	}
+}
+
+// TestConfigSurvivesTheLogEntry: the init entry's JSON carries every config
+// field exactly.
+func TestConfigSurvivesTheLogEntry(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Domains.MinOpenCapacity, cfg.InitialMode, cfg.TaskIDPrefix = 0.37, core.ModeDraining, "p-"
+	b, err := encodeInit(time.Unix(1, 0), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := decodeEntry(1, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(e.Init.Config, cfg) {
+		t.Fatalf("config after the round trip differs in %v:\n%+v\nwant\n%+v", configDiff(e.Init.Config, cfg), e.Init.Config, cfg)
+	}
+}

@@ -85,7 +85,7 @@ func TestSystemdUnits(t *testing.T) {
 		wantEnv                map[string]string
 	}{
 		{"flux-cp.service", "/etc/fluxforge/cp.env", "cp.env.example",
-			map[string]string{"FLUX_LOG_LEVEL": "info", "FLUX_SCHEDULER_MODE": "NORMAL", "FLUX_LISTEN": ":8080"}},
+			map[string]string{"FLUX_LOG_LEVEL": "info", "FLUX_SCHEDULER_MODE": "NORMAL", "FLUX_LISTEN": ":8080", "FLUX_DATA_DIR": "/var/lib/fluxforge"}},
 		{"flux-agent.service", "/etc/fluxforge/agent.env", "agent.env.example",
 			map[string]string{"FLUX_LOG_LEVEL": "info", "FLUX_LISTEN": ":9090"}},
 	} {
@@ -110,6 +110,9 @@ func TestSystemdUnits(t *testing.T) {
 				if example[k] != v {
 					t.Errorf("%s: %s=%q, want %q", c.example, k, example[k], v)
 				}
+			}
+			if c.unit == "flux-cp.service" && !slices.Equal(svc["StateDirectory"], []string{"fluxforge"}) {
+				t.Errorf("StateDirectory = %v, want fluxforge (the cp's FLUX_DATA_DIR)", svc["StateDirectory"])
 			}
 			for k, v := range hardening {
 				if got := svc[k]; !slices.Equal(got, []string{v}) {

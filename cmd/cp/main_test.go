@@ -287,3 +287,28 @@ func TestRunServesAndStopsGracefully(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
+
+// TestSecondCPOnADataDirIsRefused: a cp started on a data dir another cp
+// holds exits non-zero, saying so.
+func TestSecondCPOnADataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	first := &lockedBuffer{}
+	go func() { done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-data-dir", dir}, env(), first, ready) }()
+	select {
+	case <-ready:
+	case code := <-done:
+		t.Fatalf("first cp exited %d: %s", code, first.String())
+	}
+	var second bytes.Buffer
+	code := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-data-dir", dir}, env(), &second, nil)
+	if code == 0 || !strings.Contains(second.String(), "is locked") || !strings.Contains(second.String(), dir) {
+		t.Errorf("second cp on %s: exit %d, stderr:\n%s", dir, code, second.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("first cp exited %d: %s", code, first.String())
+	}
+}

@@ -136,6 +136,8 @@ type Node struct {
 	logger  *slog.Logger
 	closers []io.Closer // stores and transport, closed after raft stops
 	lock    *dirLock
+	logs    raft.LogStore      // read by Record
+	snaps   raft.SnapshotStore // read by Record
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -249,6 +251,7 @@ func (n *Node) open(opts Options) error {
 		return fmt.Errorf("raftlog: start raft: %w", err)
 	}
 	n.raft = r
+	n.logs, n.snaps = logs, snaps
 	if err := n.checkMember(conf.LocalID); err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
 	add(http.MethodPost, "/admin/mode", authAdmin, s.setMode)
+	add(http.MethodGet, "/admin/log/export", authAdmin, s.logExport)
 	add(http.MethodGet, "/timeline", authNone, s.timeline)
 	add(http.MethodGet, "/healthz", authNone, s.healthz)
 	add(http.MethodGet, "/readyz", authNone, s.readyz)

@@ -76,6 +76,7 @@ Commands:
   quarantine ID | release ID    operator quarantine [-reason]
   purge                         cancel queued tasks: -all | -domain D | -older-than DURATION
   timeline                      audit events [-since SEQ -limit N | -tail N]
+  log export [-since 30m]       the log export (newest snapshot at or before the start, the entries after it) to stdout: backup, replay
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
 
 Environment: FLUX_CP (control plane URL), FLUX_ADMIN_TOKEN (admin token).
@@ -204,6 +205,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.timeline(args)
 	case "bench":
 		return c.bench(args)
+	case "log":
+		return c.log(args)
 	case "help":
 		fmt.Fprint(c.stdout, usage)
 		return nil

@@ -24,6 +24,14 @@
 //
 //	go run ./cmd/sim -swarm 10000 -seed $(date +%Y%m%d)
 //
+// Replay of a real cp's recorded log (see replay.go): a stopped cp's data
+// dir or a `fluxctl log export` file; the output ends with the
+// applied_index and state_hash the cp reported there.
+//
+//	go run ./cmd/sim -replay /var/lib/fluxforge [-until-index N]
+//	go run ./cmd/sim -replay export.jsonl -set quarantine-threshold=0.5
+//	go run ./cmd/sim -replay export.jsonl -set help
+//
 // Exit status: 0 when every expectation and invariant holds, 1 when one
 // fails, 2 on a usage error (unknown scenario, bad flag).
 package main
@@ -60,12 +68,16 @@ func runWith(args []string, stdout, stderr io.Writer, forceProgress bool) int {
 	exp := addExportFlags(fs)
 	sw := addSwarmFlags(fs)
 	sw.forceProgress = forceProgress
+	rp := addReplayFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "sim: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if rp.active() {
+		return rp.run(stdout, stderr)
 	}
 	if sw.active() {
 		return sw.run(*seed, *tracePath, stdout, stderr)

@@ -86,7 +86,9 @@ func writeDiff(w io.Writer, changed []string, real, what cp.ReplayResult) {
 	}
 }
 
-func is(t core.EventType) func(core.Event) bool { return func(e core.Event) bool { return e.Type == t } }
+func is(t core.EventType) func(core.Event) bool {
+	return func(e core.Event) bool { return e.Type == t }
+}
 
 func tally(es []core.Event, match func(core.Event) bool, key func(core.Event) string) map[string]int {
 	m := map[string]int{}

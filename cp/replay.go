@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/logfile"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
 )
 
@@ -144,4 +147,31 @@ func editInit(index uint64, data []byte, edit func(*core.Config) error, orig *co
 		return nil, err
 	}
 	return json.Marshal(logEntry{V: e.V, Init: &initEntry{At: e.Init.At, Config: cfg}})
+}
+
+// RestoreDataDir starts a new data dir from an export file (cp -restore):
+// it replays the export to its last entry and writes the resulting state
+// as the dir's one snapshot at that index, so a cp started on dir reports
+// the applied_index and state_hash the exported cp had there. It refuses
+// a dir that exists and is not empty, and changes nothing on any error.
+func RestoreDataDir(dir string, export io.Reader) (ReplayResult, error) {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return ReplayResult{}, fmt.Errorf("cp: restore: data dir %s is not empty; restore into a new or empty dir (or move it away)", dir)
+	}
+	_, rec, err := logfile.Read(export)
+	if err != nil {
+		return ReplayResult{}, fmt.Errorf("cp: restore: %w", err)
+	}
+	res, err := Replay(rec, ReplayOptions{})
+	if err != nil {
+		return ReplayResult{}, fmt.Errorf("cp: restore: %w", err)
+	}
+	state, err := res.Core.Export()
+	if err != nil {
+		return ReplayResult{}, fmt.Errorf("cp: restore: export the state: %w", err)
+	}
+	if err := raftlog.Seed(dir, "", res.AppliedIndex, state); err != nil {
+		return ReplayResult{}, fmt.Errorf("cp: restore: %w", err)
+	}
+	return res, nil
 }

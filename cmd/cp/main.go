@@ -61,6 +61,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	DataDir           string
 	InMemory          bool
+	Restore           string
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -89,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
 	dataDir := fs.String("data-dir", defaultDataDir, "directory of the durable state (the raft log and its snapshots), created if missing; one cp at a time")
 	inMemory := fs.Bool("in-memory", false, "keep the state in memory only (nothing survives a restart); exclusive with -data-dir")
+	restore := fs.String("restore", "", "start a new, empty -data-dir from this export file (fluxctl log export > FILE); refused if the data dir is not empty")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -99,7 +101,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
-		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory}
+		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore}
+	if cfg.InMemory && cfg.Restore != "" {
+		return config{}, fmt.Errorf("%w: %s needs a data dir, not %s", errUsage, given.Describe("restore"), given.Describe("in-memory"))
+	}
 	if cfg.InMemory {
 		if given.Given("data-dir") {
 			return config{}, fmt.Errorf("%w: %s and %s are exclusive: give one", errUsage,
@@ -174,6 +179,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.Restore != "" {
+		if code := restoreDataDir(cfg, logger); code != 0 {
+			return code
+		}
+	}
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
 		DataDir: cfg.DataDir, InMemory: cfg.InMemory})
@@ -275,4 +285,23 @@ func startTaskIDPrefix() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("t-%x-", b)
+}
+
+// restoreDataDir makes cfg.DataDir from the export file cfg.Restore.
+func restoreDataDir(cfg config, logger *slog.Logger) int {
+	f, err := os.Open(cfg.Restore)
+	if err != nil {
+		logger.Error("cannot restore", "file", cfg.Restore, "error", err.Error())
+		return 2
+	}
+	defer f.Close()
+	start := time.Now()
+	res, err := cp.RestoreDataDir(cfg.DataDir, f)
+	if err != nil {
+		logger.Error("cannot restore", "file", cfg.Restore, "data_dir", cfg.DataDir, "error", err.Error())
+		return 2
+	}
+	logger.Info("restored", "file", cfg.Restore, "data_dir", cfg.DataDir, "applied_index", res.AppliedIndex,
+		"state_hash", res.StateHash, "duration", time.Since(start))
+	return 0
 }

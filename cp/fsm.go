@@ -1,15 +1,12 @@
 package cp
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -324,24 +321,4 @@ func (f *fsm) hashLocked() (string, error) {
 	sum := sha256.Sum256(b)
 	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
 	return f.hash, nil
-}
-
-// configDiff names the fields of two configs that differ, but for the ones
-// a start sets anyway (the initial mode and the task id prefix).
-func configDiff(persisted, flags core.Config) []string {
-	persisted.InitialMode, flags.InitialMode = "", ""
-	persisted.TaskIDPrefix, flags.TaskIDPrefix = "", ""
-	persisted.FaultPoints, flags.FaultPoints = nil, nil
-	var a, b map[string]json.RawMessage
-	ja, _ := json.Marshal(persisted)
-	jb, _ := json.Marshal(flags)
-	_ = json.Unmarshal(ja, &a)
-	_ = json.Unmarshal(jb, &b)
-	var diff []string
-	for _, k := range slices.Sorted(maps.Keys(a)) {
-		if !bytes.Equal(a[k], b[k]) {
-			diff = append(diff, k)
-		}
-	}
-	return diff
 }

@@ -32,8 +32,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Core configures the deterministic control plane of a new data dir. On
-	// a restart the persisted config and mode stand (a differing mode or
-	// config is logged as a warning and ignored).
+	// a restart the persisted mode stands (InitialMode only sets the mode of
+	// a new data dir; a differing one is logged as a warning), and a config
+	// that differs from the persisted one is applied through the log as a
+	// core.ConfigInput, recorded as a config.changed timeline event.
 	Core core.Config
 	// DataDir holds the cp's replicated log and its snapshots (see
 	// cp/raftlog): every change to the core is made durable there before it
@@ -217,8 +219,9 @@ func New(opts Options) (*Server, error) {
 }
 
 // start takes the replayed state: it checks it, becomes the leader's
-// sink, writes the config of a new data dir to the log (or warns about
-// flags a restart ignores) and applies this start's task id prefix.
+// sink, writes the config of a new data dir to the log (or, on a restart,
+// the flags' config where it differs) and applies this start's task id
+// prefix.
 func (s *Server) start() error {
 	if err := s.fsm.err(); err != nil {
 		return err
@@ -248,8 +251,8 @@ func (s *Server) start() error {
 		if a := res.(applied); a.Err != nil {
 			return a.Err
 		}
-	} else {
-		s.warnConfig(*persisted)
+	} else if err := s.applyFlagsConfig(ctx, *persisted); err != nil {
+		return err
 	}
 	if s.opts.TaskIDPrefix != "" {
 		a, err := s.propose(ctx, core.StartInput{TaskIDPrefix: s.opts.TaskIDPrefix})
@@ -263,18 +266,37 @@ func (s *Server) start() error {
 	return nil
 }
 
-// warnConfig logs the flags a restart ignores: the persisted state's config
-// and mode stand.
-func (s *Server) warnConfig(persisted core.Config) {
+// applyFlagsConfig makes the flags' config the replicated config of a
+// restarted cp: when it differs from the persisted one, a core.ConfigInput
+// goes through the log (a config.changed timeline event names the changes).
+// The flags' mode never changes the persisted mode (an operator's READ_ONLY
+// survives a restart): a differing one is logged as a warning. A config the
+// core refuses leaves the persisted one standing, with a warning.
+func (s *Server) applyFlagsConfig(ctx context.Context, persisted core.Config) error {
 	var mode core.Mode
 	s.fsm.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
 	if want := s.opts.Core.InitialMode; want != "" && want != mode {
 		s.log.Warn("scheduler mode flag ignored: the persisted mode stands", "flag_mode", string(want),
 			"mode", string(mode), "data_dir", s.opts.DataDir)
 	}
-	if diff := configDiff(persisted, s.opts.Core); len(diff) > 0 {
-		s.log.Warn("config flags ignored: the persisted config stands", "fields", diff, "data_dir", s.opts.DataDir)
+	diff := core.ConfigDiff(persisted, s.opts.Core)
+	if len(diff) == 0 {
+		return nil
 	}
+	a, err := s.propose(ctx, core.ConfigInput{Config: s.opts.Core})
+	if err != nil {
+		return fmt.Errorf("cp: write the changed config to the log: %w", err)
+	}
+	if a.Err != nil {
+		s.log.Warn("config flags refused: the persisted config stands", "error", a.Err.Error(), "data_dir", s.opts.DataDir)
+		return nil
+	}
+	fields := make([]string, len(diff))
+	for i, d := range diff {
+		fields[i] = d.Field
+	}
+	s.log.Info("config changed by the flags", "fields", fields, "data_dir", s.opts.DataDir)
+	return nil
 }
 
 // leaderSink logs the events of an applied entry and hands its messages to
@@ -341,8 +363,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.startDelivery(ctx)
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
+	var queueCap int
+	s.read(func(c *core.ControlPlane) { queueCap = c.Config().QueueCapacity })
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
-		"queue_capacity", s.opts.Core.QueueCapacity, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
+		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
 	for {
 		select {
 		case <-ctx.Done():

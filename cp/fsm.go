@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/timelinestore"
 )
 
 // Log entries. Every change to the cp's core is one entry of the replicated
@@ -81,6 +82,10 @@ type leaderSink func(c *core.ControlPlane, events []core.Event, outbox []core.Ou
 type fsm struct {
 	faults core.FaultPoints
 	obs    fsmObserver
+	// store keeps every applied entry's events on disk (nil in memory),
+	// replayed ones included: it skips the events it holds.
+	store     *timelinestore.Store
+	storeWarn func(error)
 
 	mu     sync.RWMutex
 	core   *core.ControlPlane // nil until the init entry (or a snapshot)
@@ -180,9 +185,10 @@ func (f *fsm) views(out *applied, in core.Input) {
 	}
 }
 
-// flush hands the applied entry's events and messages to the sink, if this
-// cp leads, and clears them.
+// flush hands the applied entry's events to the store and its events and
+// messages to the sink, if this cp leads, and clears them.
 func (f *fsm) flush() {
+	f.store0(f.events)
 	out := f.core.TakeOutbox()
 	if f.sink != nil {
 		f.sink(f.core, f.events, out)
@@ -230,7 +236,23 @@ func (f *fsm) Restore(r io.Reader) error {
 	f.attach(c)
 	f.lastAt = c.Snapshot(time.Time{}).Time
 	f.broken = nil
+	// Events the store lost (it does not sync each write) are refilled
+	// from the restored ring, as far as it reaches.
+	f.store0(c.Timeline().Since(0, 0))
 	return nil
+}
+
+// store0 appends events to the store; a failing store is reported once
+// and the cp goes on (the store is not state: /timeline falls back to the
+// core's ring).
+func (f *fsm) store0(events []core.Event) {
+	if f.store == nil || len(events) == 0 {
+		return
+	}
+	if err := f.store.Append(events); err != nil && f.storeWarn != nil {
+		f.storeWarn(err)
+		f.storeWarn = nil
+	}
 }
 
 // setSink installs (or, with nil, removes) the leader's sink.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/cp/timelinestore"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -45,6 +47,15 @@ type Options struct {
 	// InMemory runs the same log on in-memory stores: nothing survives the
 	// process. Exclusive with DataDir.
 	InMemory bool
+	// TimelineRetention and TimelineEventsMax bound the timeline kept on
+	// disk under DataDir/timeline (see cp/timelinestore), which /timeline
+	// pages over beyond the core's in-memory ring: an event goes once it is
+	// older than TimelineRetention or more than TimelineEventsMax newer ones
+	// are held. Defaults 24h and 1,000,000. Unused in memory.
+	TimelineRetention time.Duration
+	TimelineEventsMax int
+	// timelineSegmentBytes sizes the store's segments (tests make it small).
+	timelineSegmentBytes int64
 	// TaskIDPrefix, when set, is applied to the core as this start's
 	// core.StartInput: task ids submitted from then on begin with it.
 	// cmd/cp makes one per start, so a restarted cp's ids never repeat ids
@@ -114,6 +125,12 @@ func (o *Options) setDefaults() error {
 	if o.ReconcileInterval == 0 {
 		o.ReconcileInterval = DefaultReconcileInterval
 	}
+	if o.TimelineRetention == 0 {
+		o.TimelineRetention = timelinestore.DefaultRetention
+	}
+	if o.TimelineEventsMax == 0 {
+		o.TimelineEventsMax = timelinestore.DefaultEventsMax
+	}
 	if o.APIBodyBytesMax == 0 {
 		o.APIBodyBytesMax = DefaultAPIBodyBytesMax
 	}
@@ -139,6 +156,10 @@ func (o *Options) setDefaults() error {
 	switch {
 	case o.InMemory && o.DataDir != "":
 		return fmt.Errorf("cp: in-memory and data dir %q are exclusive: give one (-in-memory or -data-dir)", o.DataDir)
+	case o.TimelineRetention < 0:
+		return fmt.Errorf("cp: TimelineRetention %v must be > 0", o.TimelineRetention)
+	case o.TimelineEventsMax < 0:
+		return fmt.Errorf("cp: TimelineEventsMax %d must be >= 1", o.TimelineEventsMax)
 	case o.ReconcileInterval < time.Millisecond:
 		return fmt.Errorf("cp: ReconcileInterval %v must be >= 1ms", o.ReconcileInterval)
 	case o.APIBodyBytesMax < 1024:
@@ -200,6 +221,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.fsm = newFSM(opts.Core.FaultPoints, s.metrics)
+	if opts.DataDir != "" {
+		// Created now, it touches no file before raftlog holds the dir's
+		// lock: the entries raftlog replays feed it.
+		s.fsm.store = timelinestore.New(timelinestore.Options{Dir: filepath.Join(opts.DataDir, "timeline"),
+			Retention: opts.TimelineRetention, EventsMax: opts.TimelineEventsMax, SegmentBytes: opts.timelineSegmentBytes})
+		s.fsm.storeWarn = func(err error) {
+			s.log.Error("timeline store failed: /timeline serves the in-memory timeline only", "error", err.Error())
+		}
+	}
 	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm}
 	if opts.raft != nil {
 		opts.raft(&ro)
@@ -207,11 +237,14 @@ func New(opts Options) (*Server, error) {
 	start := time.Now()
 	s.node, err = raftlog.Open(ro)
 	if err != nil {
+		if s.fsm.store != nil {
+			_ = s.fsm.store.Close()
+		}
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.metrics.restore.Set(time.Since(start).Seconds())
 	if err := s.start(); err != nil {
-		_ = s.node.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	s.handler = s.routes()
@@ -312,7 +345,15 @@ func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []
 
 // Close stops the log node and releases the data dir. Call it after Run
 // has returned; requests still in flight get 503.
-func (s *Server) Close() error { return s.node.Close() }
+func (s *Server) Close() error {
+	err := s.node.Close()
+	if s.fsm.store != nil {
+		if serr := s.fsm.store.Close(); err == nil {
+			err = serr
+		}
+	}
+	return err
+}
 
 // propose writes in to the log, stamped with the leader's time (its clock,
 // never before the last applied input's), and returns once it is durable

@@ -113,6 +113,9 @@ func inputGens() map[string]*rapid.Generator[Input] {
 			return ReleaseInput{AgentID: agent.Draw(t, "agent"), Actor: actor.Draw(t, "actor"), Reason: text.Draw(t, "reason")}
 		}),
 		"tick": rapid.Just[Input](TickInput{}),
+		"config": gen(func(t *rapid.T) Input {
+			return ConfigInput{Config: drawConfig(t)}
+		}),
 		"start": gen(func(t *rapid.T) Input {
 			return StartInput{TaskIDPrefix: rapid.SampledFrom([]string{"t-", "r1-t-", "t-1a2b3c-", "", "t/"}).Draw(t, "prefix")}
 		}),

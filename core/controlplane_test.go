@@ -769,6 +769,7 @@ func allInputs() []Input {
 		ReleaseInput{AgentID: "a1", Actor: "alice", Reason: "fixed"},
 		TickInput{},
 		StartInput{TaskIDPrefix: "t-1a2b3c-"},
+		ConfigInput{Config: DefaultConfig()},
 	}
 }
 

@@ -193,7 +193,7 @@ func (d *exportDriver) run() {
 	zones := []string{"z0", "z1", "z2"}
 	d.beat()
 	for range rapid.IntRange(10, 50).Draw(t, "steps") {
-		switch rapid.IntRange(0, 14).Draw(t, "action") {
+		switch rapid.IntRange(0, 15).Draw(t, "action") {
 		case 0, 1, 2:
 			for range rapid.IntRange(1, 4).Draw(t, "n") {
 				in := SubmitInput{Spec: d.spec()}
@@ -288,6 +288,17 @@ func (d *exportDriver) run() {
 			for _, a := range d.agents[:4] {
 				a.up = true
 			}
+		case 15:
+			// A restart with other flags: bounds shrink below the content
+			// or grow, and the export holds the changed config.
+			cfg := exportTestConfig()
+			cfg.QueueCapacity = rapid.SampledFrom([]int{1, 4, 16, 30}).Draw(t, "queue capacity")
+			cfg.TasksMax = max(cfg.QueueCapacity, rapid.SampledFrom([]int{4, 20, 40}).Draw(t, "tasks max"))
+			cfg.TimelineEventsMax = rapid.SampledFrom([]int{5, 150, 400}).Draw(t, "timeline max")
+			cfg.IdempotencyKeysMax = rapid.IntRange(1, 4).Draw(t, "keys max")
+			cfg.Health.ResultsMax = rapid.SampledFrom([]int{2, cfg.Health.ResultsMax}).Draw(t, "health results max")
+			cfg.Domains.ResultsMax = rapid.SampledFrom([]int{3, cfg.Domains.ResultsMax}).Draw(t, "domain results max")
+			d.apply(ConfigInput{Config: cfg})
 		case 13:
 			id := rapid.SampledFrom(ids).Draw(t, "agent")
 			if rapid.Bool().Draw(t, "release?") {

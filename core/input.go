@@ -25,6 +25,8 @@ func (ReleaseInput) inputKind() string    { return "release" }
 func (TickInput) inputKind() string       { return "tick" }
 func (StartInput) inputKind() string      { return "start" }
 
+// ConfigInput's inputKind is in configinput.go.
+
 // ReleaseInput is QuarantineInput's twin for releases, so the two are
 // distinguishable as values.
 type ReleaseInput QuarantineInput
@@ -85,8 +87,10 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		err = cp.applyRelease(now, v)
 	case StartInput:
 		err = cp.applyStart(now, v)
+	case ConfigInput:
+		err = cp.applyConfig(now, v)
 	case *SubmitInput, *HeartbeatInput, *AssignAck, *TickInput, *CancelInput, *SetModeInput,
-		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput:
+		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput:
 		return cp.Apply(now, deref(in))
 	default:
 		// No %T: formatting in would make every boxed input escape.
@@ -135,6 +139,10 @@ func deref(in Input) Input {
 			return *v
 		}
 	case *StartInput:
+		if v != nil {
+			return *v
+		}
+	case *ConfigInput:
 		if v != nil {
 			return *v
 		}
@@ -190,6 +198,8 @@ func (e Envelope) Unwrap() (Input, error) {
 		return decodeInput[TickInput](e)
 	case "start":
 		return decodeInput[StartInput](e)
+	case "config":
+		return decodeInput[ConfigInput](e)
 	}
 	return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
 }

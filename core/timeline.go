@@ -9,6 +9,7 @@ const (
 	EventDomain = "domain"
 	EventMode   = "mode"
 	EventQueue  = "queue"
+	EventConfig = "config"
 )
 
 // Actors recorded on events.
@@ -66,6 +67,10 @@ const (
 	EventSchedulerReschedulingPaused  EventType = "scheduler.rescheduling_paused"
 	EventSchedulerReschedulingResumed EventType = "scheduler.rescheduling_resumed"
 	EventQueuePurged                  EventType = "queue.purged"
+
+	// EventConfigChanged: the config changed (ConfigInput); Reason names
+	// every changed field old→new, Count how many.
+	EventConfigChanged EventType = "config.changed"
 )
 
 // EventTypes returns every event type, in the order declared above.
@@ -75,7 +80,8 @@ func EventTypes() []EventType {
 		EventAgentRegistered, EventAgentConnected, EventAgentDisconnected, EventAgentRestarted, EventAgentStopping,
 		EventAgentLost, EventAgentForgotten, EventAgentQuarantined, EventAgentReleased,
 		EventDomainOpen, EventDomainThrottled, EventDomainIsolated, EventDomainProbing, EventDomainPanic,
-		EventModeChanged, EventSchedulerReschedulingPaused, EventSchedulerReschedulingResumed, EventQueuePurged}
+		EventModeChanged, EventSchedulerReschedulingPaused, EventSchedulerReschedulingResumed, EventQueuePurged,
+		EventConfigChanged}
 }
 
 // taskEventTypes names the timeline event of entering each task state.

@@ -602,6 +602,50 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	fnet.WriteJSON(w, http.StatusOK, a.Mode)
 }
 
+// timelinePage reads up to limit events after since: from the core's ring
+// when it still holds since+1 (recent polls), else from the on-disk store
+// (see cp/timelinestore), topped up from the ring where the store falls
+// short of it (in memory, or a store that failed). Dropped counts the
+// events before the oldest one either holds.
+func (s *Server) timelinePage(since uint64, limit int) TimelinePage {
+	var page TimelinePage
+	var ringFirst uint64
+	s.read(func(c *core.ControlPlane) {
+		tl := c.Timeline()
+		page.LastSeq, page.Dropped = tl.LastSeq(), tl.Dropped()
+		ringFirst = tl.Dropped() + 1
+		if since+1 >= ringFirst || s.fsm.store == nil {
+			page.Events = tl.Since(since, limit)
+		}
+	})
+	if s.fsm.store == nil {
+		return page
+	}
+	if first, _, err := s.fsm.store.Bounds(); err == nil && first > 0 {
+		page.Dropped = min(page.Dropped, first-1)
+	}
+	if page.Events != nil || since >= page.LastSeq {
+		return page
+	}
+	events, err := s.fsm.store.Since(since, limit)
+	if err != nil {
+		s.log.Warn("timeline store read failed: serving the in-memory timeline", "error", err.Error())
+		events = nil
+	}
+	if n := len(events); n < limit && (n == 0 || events[n-1].Seq+1 < ringFirst) {
+		// The store ends before the ring begins: go on from the ring.
+		after := since
+		if n > 0 {
+			after = events[n-1].Seq
+		}
+		s.read(func(c *core.ControlPlane) {
+			events = append(events, c.Timeline().Since(max(after, ringFirst-1), limit-n)...)
+		})
+	}
+	page.Events = events
+	return page
+}
+
 // TimelinePage is the body of GET /timeline. Poll on with ?since=NextSince.
 type TimelinePage struct {
 	Events    []core.Event `json:"events"`
@@ -623,12 +667,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if !ok {
 		return
 	}
-	var page TimelinePage
-	s.read(func(c *core.ControlPlane) {
-		tl := c.Timeline()
-		page.Events = tl.Since(uint64(since), int(limit))
-		page.LastSeq, page.Dropped = tl.LastSeq(), tl.Dropped()
-	})
+	page := s.timelinePage(uint64(since), int(limit))
 	if page.Events == nil {
 		page.Events = []core.Event{}
 	}

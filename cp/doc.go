@@ -44,7 +44,8 @@
 //	POST /admin/mode                admin token; {"mode":"DRAINING","reason":"..."}
 //	POST /scheduler/queue/purge     admin token; {"all":true} | {"domain":"z"} |
 //	                                {"older_than_seconds":N}
-//	GET  /timeline?since=SEQ&limit=N                audit events after SEQ (limit 1-10000)
+//	GET  /timeline?since=SEQ&limit=N                audit events after SEQ (limit 1-10000), from the
+//	                                                on-disk store beyond the in-memory ring (Options.TimelineRetention)
 //	GET  /metrics, /healthz, /readyz
 //	POST /v1/agent/heartbeat        agent protocol (net.PathHeartbeat), agent token;
 //	                                the reply names the cp's heartbeat_interval_ms to

@@ -129,8 +129,9 @@ func TestRestartKeepsState(t *testing.T) {
 }
 
 // TestNewDataDirTakesTheFlagsConfig: the config of a new data dir is the
-// flags'; on a restart the persisted config stands and the differing flags
-// are named in a warning.
+// flags'; a restart with other flags changes it through the log: a
+// config.changed event in /timeline names the changes, and the new queue
+// capacity is in effect. A restart with the same flags records nothing.
 func TestNewDataDirTakesTheFlagsConfig(t *testing.T) {
 	dir := t.TempDir()
 	tc := startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 2, 10 })
@@ -138,13 +139,39 @@ func TestNewDataDirTakesTheFlagsConfig(t *testing.T) {
 	tc.submit(`{"kind":"sleep"}`)
 	tc.mustStatus(http.StatusTooManyRequests, "POST", "/v1/tasks", `{"kind":"sleep"}`)
 	tc.stop()
-	tc = startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 50, 100 })
-	if c := tc.debug().QueueCapacity; c != 2 {
-		t.Errorf("queue capacity after a restart with another flag: %d, want the persisted 2", c)
+	tc = startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 3, 100 })
+	if c := tc.debug().QueueCapacity; c != 3 {
+		t.Errorf("queue capacity after a restart with -queue-capacity 3: %d", c)
 	}
-	if logs := tc.logs.String(); !strings.Contains(logs, "config flags ignored: the persisted config stands") ||
-		!strings.Contains(logs, `"QueueCapacity"`) || !strings.Contains(logs, `"TasksMax"`) {
-		t.Errorf("no warning naming the ignored flags:\n%s", logs)
+	var changed []core.Event
+	for _, e := range tc.timelineAll() {
+		if e.Type == core.EventConfigChanged {
+			changed = append(changed, e)
+		}
+	}
+	if len(changed) != 1 || changed[0].Reason != "QueueCapacity 2→3, TasksMax 10→100" || changed[0].Actor != core.ActorConfig {
+		t.Fatalf("config.changed events: %+v", changed)
+	}
+	tc.submit(`{"kind":"sleep"}`)
+	tc.mustStatus(http.StatusTooManyRequests, "POST", "/v1/tasks", `{"kind":"sleep"}`)
+	if logs := tc.logs.String(); !strings.Contains(logs, `"msg":"config.changed"`) || !strings.Contains(logs, "config changed by the flags") {
+		t.Errorf("the change is not logged:\n%s", logs)
+	}
+	tc.stop()
+
+	// Smaller than the queue: nothing is dropped, submissions wait for room.
+	tc = startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 1, 100 })
+	if v := tc.debug(); v.QueueCapacity != 1 || v.QueueDepth != 3 {
+		t.Errorf("after a restart with -queue-capacity 1: capacity %d depth %d, want 1 and 3", v.QueueCapacity, v.QueueDepth)
+	}
+	tc.mustStatus(http.StatusTooManyRequests, "POST", "/v1/tasks", `{"kind":"sleep"}`)
+	n := len(tc.timelineAll())
+	tc.stop()
+
+	// The same flags again: no change, no event.
+	tc = startCP(t, false, func(o *Options) { o.DataDir, o.Core.QueueCapacity, o.Core.TasksMax = dir, 1, 100 })
+	if got := len(tc.timelineAll()); got != n {
+		t.Errorf("a restart with the same flags added %d events", got-n)
 	}
 }
 
@@ -310,6 +337,6 @@ func TestConfigSurvivesTheLogEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(e.Init.Config, cfg) {
-		t.Fatalf("config after the round trip differs in %v:\n%+v\nwant\n%+v", configDiff(e.Init.Config, cfg), e.Init.Config, cfg)
+		t.Fatalf("config after the round trip differs in %v:\n%+v\nwant\n%+v", core.ConfigDiff(e.Init.Config, cfg), e.Init.Config, cfg)
 	}
 }

@@ -1,19 +1,17 @@
 package cp
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/timelinestore"
 )
 
 // Log entries. Every change to the cp's core is one entry of the replicated
@@ -84,6 +82,10 @@ type leaderSink func(c *core.ControlPlane, events []core.Event, outbox []core.Ou
 type fsm struct {
 	faults core.FaultPoints
 	obs    fsmObserver
+	// store keeps every applied entry's events on disk (nil in memory),
+	// replayed ones included: it skips the events it holds.
+	store     *timelinestore.Store
+	storeWarn func(error)
 
 	mu     sync.RWMutex
 	core   *core.ControlPlane // nil until the init entry (or a snapshot)
@@ -183,9 +185,10 @@ func (f *fsm) views(out *applied, in core.Input) {
 	}
 }
 
-// flush hands the applied entry's events and messages to the sink, if this
-// cp leads, and clears them.
+// flush hands the applied entry's events to the store and its events and
+// messages to the sink, if this cp leads, and clears them.
 func (f *fsm) flush() {
+	f.store0(f.events)
 	out := f.core.TakeOutbox()
 	if f.sink != nil {
 		f.sink(f.core, f.events, out)
@@ -233,7 +236,23 @@ func (f *fsm) Restore(r io.Reader) error {
 	f.attach(c)
 	f.lastAt = c.Snapshot(time.Time{}).Time
 	f.broken = nil
+	// Events the store lost (it does not sync each write) are refilled
+	// from the restored ring, as far as it reaches.
+	f.store0(c.Timeline().Since(0, 0))
 	return nil
+}
+
+// store0 appends events to the store; a failing store is reported once
+// and the cp goes on (the store is not state: /timeline falls back to the
+// core's ring).
+func (f *fsm) store0(events []core.Event) {
+	if f.store == nil || len(events) == 0 {
+		return
+	}
+	if err := f.store.Append(events); err != nil && f.storeWarn != nil {
+		f.storeWarn(err)
+		f.storeWarn = nil
+	}
 }
 
 // setSink installs (or, with nil, removes) the leader's sink.
@@ -324,24 +343,4 @@ func (f *fsm) hashLocked() (string, error) {
 	sum := sha256.Sum256(b)
 	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
 	return f.hash, nil
-}
-
-// configDiff names the fields of two configs that differ, but for the ones
-// a start sets anyway (the initial mode and the task id prefix).
-func configDiff(persisted, flags core.Config) []string {
-	persisted.InitialMode, flags.InitialMode = "", ""
-	persisted.TaskIDPrefix, flags.TaskIDPrefix = "", ""
-	persisted.FaultPoints, flags.FaultPoints = nil, nil
-	var a, b map[string]json.RawMessage
-	ja, _ := json.Marshal(persisted)
-	jb, _ := json.Marshal(flags)
-	_ = json.Unmarshal(ja, &a)
-	_ = json.Unmarshal(jb, &b)
-	var diff []string
-	for _, k := range slices.Sorted(maps.Keys(a)) {
-		if !bytes.Equal(a[k], b[k]) {
-			diff = append(diff, k)
-		}
-	}
-	return diff
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/cp/timelinestore"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -32,8 +34,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Core configures the deterministic control plane of a new data dir. On
-	// a restart the persisted config and mode stand (a differing mode or
-	// config is logged as a warning and ignored).
+	// a restart the persisted mode stands (InitialMode only sets the mode of
+	// a new data dir; a differing one is logged as a warning), and a config
+	// that differs from the persisted one is applied through the log as a
+	// core.ConfigInput, recorded as a config.changed timeline event.
 	Core core.Config
 	// DataDir holds the cp's replicated log and its snapshots (see
 	// cp/raftlog): every change to the core is made durable there before it
@@ -43,6 +47,15 @@ type Options struct {
 	// InMemory runs the same log on in-memory stores: nothing survives the
 	// process. Exclusive with DataDir.
 	InMemory bool
+	// TimelineRetention and TimelineEventsMax bound the timeline kept on
+	// disk under DataDir/timeline (see cp/timelinestore), which /timeline
+	// pages over beyond the core's in-memory ring: an event goes once it is
+	// older than TimelineRetention or more than TimelineEventsMax newer ones
+	// are held. Defaults 24h and 1,000,000. Unused in memory.
+	TimelineRetention time.Duration
+	TimelineEventsMax int
+	// timelineSegmentBytes sizes the store's segments (tests make it small).
+	timelineSegmentBytes int64
 	// TaskIDPrefix, when set, is applied to the core as this start's
 	// core.StartInput: task ids submitted from then on begin with it.
 	// cmd/cp makes one per start, so a restarted cp's ids never repeat ids
@@ -112,6 +125,12 @@ func (o *Options) setDefaults() error {
 	if o.ReconcileInterval == 0 {
 		o.ReconcileInterval = DefaultReconcileInterval
 	}
+	if o.TimelineRetention == 0 {
+		o.TimelineRetention = timelinestore.DefaultRetention
+	}
+	if o.TimelineEventsMax == 0 {
+		o.TimelineEventsMax = timelinestore.DefaultEventsMax
+	}
 	if o.APIBodyBytesMax == 0 {
 		o.APIBodyBytesMax = DefaultAPIBodyBytesMax
 	}
@@ -137,6 +156,10 @@ func (o *Options) setDefaults() error {
 	switch {
 	case o.InMemory && o.DataDir != "":
 		return fmt.Errorf("cp: in-memory and data dir %q are exclusive: give one (-in-memory or -data-dir)", o.DataDir)
+	case o.TimelineRetention < 0:
+		return fmt.Errorf("cp: TimelineRetention %v must be > 0", o.TimelineRetention)
+	case o.TimelineEventsMax < 0:
+		return fmt.Errorf("cp: TimelineEventsMax %d must be >= 1", o.TimelineEventsMax)
 	case o.ReconcileInterval < time.Millisecond:
 		return fmt.Errorf("cp: ReconcileInterval %v must be >= 1ms", o.ReconcileInterval)
 	case o.APIBodyBytesMax < 1024:
@@ -198,6 +221,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.fsm = newFSM(opts.Core.FaultPoints, s.metrics)
+	if opts.DataDir != "" {
+		// Created now, it touches no file before raftlog holds the dir's
+		// lock: the entries raftlog replays feed it.
+		s.fsm.store = timelinestore.New(timelinestore.Options{Dir: filepath.Join(opts.DataDir, "timeline"),
+			Retention: opts.TimelineRetention, EventsMax: opts.TimelineEventsMax, SegmentBytes: opts.timelineSegmentBytes})
+		s.fsm.storeWarn = func(err error) {
+			s.log.Error("timeline store failed: /timeline serves the in-memory timeline only", "error", err.Error())
+		}
+	}
 	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm}
 	if opts.raft != nil {
 		opts.raft(&ro)
@@ -205,11 +237,14 @@ func New(opts Options) (*Server, error) {
 	start := time.Now()
 	s.node, err = raftlog.Open(ro)
 	if err != nil {
+		if s.fsm.store != nil {
+			_ = s.fsm.store.Close()
+		}
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.metrics.restore.Set(time.Since(start).Seconds())
 	if err := s.start(); err != nil {
-		_ = s.node.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	s.handler = s.routes()
@@ -217,8 +252,9 @@ func New(opts Options) (*Server, error) {
 }
 
 // start takes the replayed state: it checks it, becomes the leader's
-// sink, writes the config of a new data dir to the log (or warns about
-// flags a restart ignores) and applies this start's task id prefix.
+// sink, writes the config of a new data dir to the log (or, on a restart,
+// the flags' config where it differs) and applies this start's task id
+// prefix.
 func (s *Server) start() error {
 	if err := s.fsm.err(); err != nil {
 		return err
@@ -248,8 +284,8 @@ func (s *Server) start() error {
 		if a := res.(applied); a.Err != nil {
 			return a.Err
 		}
-	} else {
-		s.warnConfig(*persisted)
+	} else if err := s.applyFlagsConfig(ctx, *persisted); err != nil {
+		return err
 	}
 	if s.opts.TaskIDPrefix != "" {
 		a, err := s.propose(ctx, core.StartInput{TaskIDPrefix: s.opts.TaskIDPrefix})
@@ -263,18 +299,37 @@ func (s *Server) start() error {
 	return nil
 }
 
-// warnConfig logs the flags a restart ignores: the persisted state's config
-// and mode stand.
-func (s *Server) warnConfig(persisted core.Config) {
+// applyFlagsConfig makes the flags' config the replicated config of a
+// restarted cp: when it differs from the persisted one, a core.ConfigInput
+// goes through the log (a config.changed timeline event names the changes).
+// The flags' mode never changes the persisted mode (an operator's READ_ONLY
+// survives a restart): a differing one is logged as a warning. A config the
+// core refuses leaves the persisted one standing, with a warning.
+func (s *Server) applyFlagsConfig(ctx context.Context, persisted core.Config) error {
 	var mode core.Mode
 	s.fsm.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
 	if want := s.opts.Core.InitialMode; want != "" && want != mode {
 		s.log.Warn("scheduler mode flag ignored: the persisted mode stands", "flag_mode", string(want),
 			"mode", string(mode), "data_dir", s.opts.DataDir)
 	}
-	if diff := configDiff(persisted, s.opts.Core); len(diff) > 0 {
-		s.log.Warn("config flags ignored: the persisted config stands", "fields", diff, "data_dir", s.opts.DataDir)
+	diff := core.ConfigDiff(persisted, s.opts.Core)
+	if len(diff) == 0 {
+		return nil
 	}
+	a, err := s.propose(ctx, core.ConfigInput{Config: s.opts.Core})
+	if err != nil {
+		return fmt.Errorf("cp: write the changed config to the log: %w", err)
+	}
+	if a.Err != nil {
+		s.log.Warn("config flags refused: the persisted config stands", "error", a.Err.Error(), "data_dir", s.opts.DataDir)
+		return nil
+	}
+	fields := make([]string, len(diff))
+	for i, d := range diff {
+		fields[i] = d.Field
+	}
+	s.log.Info("config changed by the flags", "fields", fields, "data_dir", s.opts.DataDir)
+	return nil
 }
 
 // leaderSink logs the events of an applied entry and hands its messages to
@@ -290,7 +345,15 @@ func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []
 
 // Close stops the log node and releases the data dir. Call it after Run
 // has returned; requests still in flight get 503.
-func (s *Server) Close() error { return s.node.Close() }
+func (s *Server) Close() error {
+	err := s.node.Close()
+	if s.fsm.store != nil {
+		if serr := s.fsm.store.Close(); err == nil {
+			err = serr
+		}
+	}
+	return err
+}
 
 // propose writes in to the log, stamped with the leader's time (its clock,
 // never before the last applied input's), and returns once it is durable
@@ -341,8 +404,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.startDelivery(ctx)
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
+	var queueCap int
+	s.read(func(c *core.ControlPlane) { queueCap = c.Config().QueueCapacity })
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
-		"queue_capacity", s.opts.Core.QueueCapacity, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
+		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
 	for {
 		select {
 		case <-ctx.Done():

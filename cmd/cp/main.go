@@ -48,6 +48,7 @@ import (
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/cp/timelinestore"
 )
 
 // config is everything main needs, parsed from flags and environment.
@@ -62,6 +63,8 @@ type config struct {
 	DataDir           string
 	InMemory          bool
 	Restore           string
+	TimelineRetention time.Duration
+	TimelineEventsMax int
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -91,6 +94,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	dataDir := fs.String("data-dir", defaultDataDir, "directory of the durable state (the raft log and its snapshots), created if missing; one cp at a time")
 	inMemory := fs.Bool("in-memory", false, "keep the state in memory only (nothing survives a restart); exclusive with -data-dir")
 	restore := fs.String("restore", "", "start a new, empty -data-dir from this export file (fluxctl log export > FILE); refused if the data dir is not empty")
+	tlRetention := fs.Duration("timeline-retention", timelinestore.DefaultRetention, "/timeline pages over the events of this long (kept on disk under the data dir), or the last -timeline-events-max events, whichever are fewer")
+	tlMax := fs.Int("timeline-events-max", timelinestore.DefaultEventsMax, "most events kept on disk for /timeline (see -timeline-retention)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -101,7 +106,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
-		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore}
+		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore,
+		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax}
 	if cfg.InMemory && cfg.Restore != "" {
 		return config{}, fmt.Errorf("%w: %s needs a data dir, not %s", errUsage, given.Describe("restore"), given.Describe("in-memory"))
 	}
@@ -145,6 +151,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{c.AssignTimeout > 0, "assign-timeout", "must be > 0"},
 		{cfg.ReconcileInterval >= time.Millisecond, "reconcile-interval", "must be at least 1ms"},
 		{cfg.ShutdownTimeout > 0, "shutdown-timeout", "must be > 0"},
+		{cfg.TimelineRetention > 0, "timeline-retention", "must be > 0"},
+		{cfg.TimelineEventsMax >= 1, "timeline-events-max", "must be at least 1"},
 		{*minOpen >= 0 && *minOpen <= 1, "min-open-capacity", "must be between 0 and 1"},
 		{*outageFraction > 0 && *outageFraction <= 1, "zone-outage-fraction", "must be above 0 and at most 1"},
 		{*outageMin >= 0 && *outageMin <= 1<<16, "zone-outage-min-agents", "must be between 0 and 65536"},
@@ -186,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
-		DataDir: cfg.DataDir, InMemory: cfg.InMemory})
+		DataDir: cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax})
 	if err != nil {
 		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
 		if errors.Is(err, raftlog.ErrDirLocked) {

@@ -70,6 +70,18 @@ func TestParseConfig(t *testing.T) {
 		{name: "zero assign timeout", env: env("FLUX_ASSIGN_TIMEOUT", "0s"), err: "usage: FLUX_ASSIGN_TIMEOUT=0s must be > 0"},
 		{name: "tiny reconcile", args: []string{"-reconcile-interval", "10us"}, env: env(), err: "usage: -reconcile-interval 10us must be at least 1ms"},
 		{name: "zero shutdown", args: []string{"-shutdown-timeout", "0"}, env: env(), err: "usage: -shutdown-timeout 0 must be > 0"},
+		{name: "timeline bounds", args: []string{"-timeline-retention", "2h"}, env: env("FLUX_TIMELINE_EVENTS_MAX", "5000"), check: func(t *testing.T, c config) {
+			if c.TimelineRetention != 2*time.Hour || c.TimelineEventsMax != 5000 {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "timeline defaults", env: env(), check: func(t *testing.T, c config) {
+			if c.TimelineRetention != 24*time.Hour || c.TimelineEventsMax != 1_000_000 {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "zero retention", args: []string{"-timeline-retention", "0s"}, env: env(), err: "usage: -timeline-retention 0s must be > 0"},
+		{name: "zero timeline max", env: env("FLUX_TIMELINE_EVENTS_MAX", "0"), err: "usage: FLUX_TIMELINE_EVENTS_MAX=0 must be at least 1"},
 		{name: "listen without port", env: env("FLUX_LISTEN", "8080"), err: "usage: FLUX_LISTEN=8080 is not host:port"},
 		{name: "isolation knobs", args: []string{"-min-open-capacity", "0.3", "-zone-outage-fraction", "0.7", "-zone-outage-min-agents", "4"}, env: env(), check: func(t *testing.T, c config) {
 			if d := c.Core.Domains; d.MinOpenCapacity != 0.3 || d.OutageFraction != 0.7 || d.OutageMinAgents != 4 {

@@ -450,19 +450,33 @@ var massDisconnect = Scenario{
 	},
 }
 
+// restartAt and normalAt are drain-restart's restart and the operator's
+// return to NORMAL.
+const (
+	restartAt = 2*time.Minute + 2*time.Second
+	normalAt  = 4 * time.Minute
+)
+
 var drainRestart = Scenario{
 	Name: "drain-restart",
-	Description: "The runbook's full restart: the operator sets DRAINING (submissions refused), the queue is " +
-		"dispatched to 0, the snapshot says drained, the cp restarts empty and the agents re-register; " +
-		"nothing accepted is lost and new work runs on the fresh cp.",
+	Description: "The runbook's full restart on a durable cp: the operator sets DRAINING (submissions refused) and " +
+		"restarts the cp at once, with work still queued and running. The cp comes back from its snapshot and log " +
+		"with the same state (queue, leases, timeline, agents) and still DRAINING, keeps dispatching, and takes new " +
+		"work only once the operator sets NORMAL; nothing accepted is lost.",
 	Agents: 12, Zones: 3, Duration: 10 * time.Minute,
 	Build: func(p Params) sim.Options {
 		o := base(p)
 		before := steady("before", 0, 150*time.Second, 0.15*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
+		// A burst just before the drain: work is queued at the restart.
+		rush := steady("rush", 115*time.Second, 115*time.Second, 0, 10*time.Second, 20*time.Second)
+		rush.Burst = 3 * p.Agents * o.SlotsPerAgent / 2
 		after := steady("after", 240*time.Second, 6*time.Minute, 0.1*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
-		o.Workload = []sim.Workload{before, after}
-		o.Ops = []sim.OperatorAction{{At: 2 * time.Minute, SetMode: core.ModeDraining, Reason: "planned restart"}}
-		o.Faults = []sim.Fault{{Kind: sim.FaultCPRestart, At: 2*time.Minute + time.Second, Until: 5 * time.Minute, WhenDrained: true}}
+		o.Workload = []sim.Workload{before, rush, after}
+		o.Ops = []sim.OperatorAction{
+			{At: 2 * time.Minute, SetMode: core.ModeDraining, Reason: "planned restart"},
+			{At: normalAt, SetMode: core.ModeNormal, Reason: "restart done"},
+		}
+		o.Faults = []sim.Fault{{Kind: sim.FaultCPRestart, At: restartAt}}
 		return o
 	},
 	Expect: []Expectation{
@@ -472,37 +486,76 @@ var drainRestart = Scenario{
 			}
 			return nil
 		}},
-		{Name: "the queue drains to 0 and the snapshot says drained before the restart", Check: func(c *Context) error {
-			for _, n := range c.Result.Notes {
+		{Name: "the cp restarts with work queued and running and recovers it all", Check: func(c *Context) error {
+			r := c.Result
+			if len(r.Recoveries) != 1 || r.CPGenerations != 2 {
+				return fmt.Errorf("%d recoveries, %d cp generations, want 1 and 2", len(r.Recoveries), r.CPGenerations)
+			}
+			var before, after string
+			for _, n := range r.Notes {
 				if strings.HasPrefix(n.Text, "fault: cp restart") {
-					if !strings.Contains(n.Text, "drained=true") {
-						return fmt.Errorf("restarted undrained: %s", n.Text)
-					}
-					return nil
+					before = n.Text
+				}
+				if strings.HasPrefix(n.Text, "cp recovered") {
+					after = n.Text
 				}
 			}
-			return fmt.Errorf("the cp never restarted")
+			var q, f, q2, f2 int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(before, "fault: cp restart (drained=false, "), "queue %d, in flight %d)", &q, &f); err != nil {
+				return fmt.Errorf("restart note %q: %v (the cp must restart undrained)", before, err)
+			}
+			if _, err := fmt.Sscanf(after[strings.Index(after, "queue "):], "queue %d, in flight %d,", &q2, &f2); err != nil {
+				return fmt.Errorf("recovery note %q: %v", after, err)
+			}
+			if q == 0 || f == 0 || q != q2 || f != f2 {
+				return fmt.Errorf("restarted with queue %d and %d in flight, recovered queue %d and %d in flight", q, f, q2, f2)
+			}
+			return nil
 		}},
-		{Name: "the agents re-register with the fresh cp", Check: func(c *Context) error {
-			n := 0
-			for _, e := range events(c.Result, core.EventAgentRegistered, "") {
-				if e.Gen == 1 {
-					n++
+		{Name: "the cp restarted in DRAINING stays DRAINING until the operator sets NORMAL", Check: func(c *Context) error {
+			var modes []string
+			for _, e := range events(c.Result, core.EventModeChanged, "") {
+				modes = append(modes, fmt.Sprintf("%s %s→%s by %s", clockDur(at(e)), e.From, e.To, e.Actor))
+			}
+			want := []string{
+				fmt.Sprintf("%s →%s by %s", clockDur(0), core.ModeNormal, core.ActorConfig),
+				fmt.Sprintf("%s %s→%s by %s", clockDur(2*time.Minute), core.ModeNormal, core.ModeDraining, core.ActorOperator),
+				fmt.Sprintf("%s %s→%s by %s", clockDur(normalAt), core.ModeDraining, core.ModeNormal, core.ActorOperator),
+			}
+			if !slices.Equal(modes, want) {
+				return fmt.Errorf("mode changes %q, want %q", modes, want)
+			}
+			for _, n := range c.Result.Notes {
+				if strings.HasPrefix(n.Text, "cp recovered") && !strings.Contains(n.Text, "mode "+string(core.ModeDraining)) {
+					return fmt.Errorf("recovered not DRAINING: %s", n.Text)
 				}
 			}
-			if c.Result.CPGenerations != 2 || n != c.Params.Agents {
-				return fmt.Errorf("%d cp generations, %d agents re-registered of %d", c.Result.CPGenerations, n, c.Params.Agents)
+			return nil
+		}},
+		{Name: "the timeline goes on across the restart and the agents stay registered", Check: func(c *Context) error {
+			var last uint64
+			for _, e := range c.Result.Events {
+				if e.Seq != last+1 {
+					return fmt.Errorf("event %d (%s, cp%d) follows %d", e.Seq, e.Type, e.Gen, last)
+				}
+				last = e.Seq
+			}
+			if n := len(events(c.Result, core.EventAgentRegistered, "")); n != c.Params.Agents {
+				return fmt.Errorf("%d agent registrations, want one per agent (%d)", n, c.Params.Agents)
 			}
 			if c.Result.Final.Agents.Connected != c.Params.Agents {
 				return fmt.Errorf("%d of %d agents connected at the end", c.Result.Final.Agents.Connected, c.Params.Agents)
 			}
 			return nil
 		}},
-		{Name: "work submitted to the fresh cp runs", Check: func(c *Context) error {
+		{Name: "work submitted after the restart runs under the new start's id prefix", Check: func(c *Context) error {
 			n := 0
 			for _, t := range c.Result.Tasks {
 				if t.Gen == 1 {
 					n++
+					if !strings.HasPrefix(string(t.ID), "r1-") {
+						return fmt.Errorf("task %s accepted after the restart lacks the prefix r1-", t.ID)
+					}
 				}
 			}
 			if n == 0 {
@@ -512,6 +565,11 @@ var drainRestart = Scenario{
 		}},
 		nothingLost, allSucceeded,
 	},
+}
+
+// clockDur is d as m:ss.
+func clockDur(d time.Duration) string {
+	return fmt.Sprintf("%d:%02d", int(d.Minutes()), int(d.Seconds())%60)
 }
 
 // quarantinedWithin checks that agent id was quarantined with the runbook's

@@ -42,6 +42,7 @@ const (
 	ZoneFailing Kind = "zone-failing"
 	CutOff      Kind = "cut-off"
 	CPRestart   Kind = "cp-restart" // with the runbook's DRAINING first
+	CPCrash     Kind = "cp-crash"   // kill -9 of the cp at random moments, short downtime
 	Loss        Kind = "loss"
 	Duplicate   Kind = "duplicate"
 	Reorder     Kind = "reorder"
@@ -55,7 +56,7 @@ const (
 
 // Kinds lists every fault kind in a fixed order.
 func Kinds() []Kind {
-	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, Loss, Duplicate, Reorder,
+	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, CPCrash, Loss, Duplicate, Reorder,
 		Poison, Hang, ReadOnly, Degraded, Purge, SmallQueue}
 	for _, p := range sim.FaultPointNames() {
 		ks = append(ks, Kind(p))
@@ -442,6 +443,16 @@ func Build(s Shape) sim.Options {
 			at := secs(s.Active/2, s.Active-time.Second)
 			o.Ops = append(o.Ops, sim.OperatorAction{At: at, SetMode: core.ModeDraining, Reason: "swarm: planned restart"})
 			o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPRestart, At: at + time.Second, Until: restartBy, WhenDrained: true})
+		case CPCrash:
+			// Crash points: any millisecond of the active phase, down
+			// for up to 40s at full intensity (past the heartbeat
+			// timeout: agents are then lost and their work moves), with
+			// up to three submissions in flight.
+			for range events(k) {
+				at := time.Duration(r.Int64N(int64(s.Active-time.Second)/int64(time.Millisecond))) * time.Millisecond
+				until := min(at+time.Duration(r.Int64N(int64(1+40*pct(k))*int64(time.Second))), s.Active)
+				o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPCrash, At: at, Until: until, InFlight: r.IntN(4)})
+			}
 		case ReadOnly, Degraded:
 			mode := core.ModeReadOnly
 			if k == Degraded {

@@ -141,6 +141,7 @@ type cpDown struct {
 	committed int
 	lost      int
 	retry     []*pendingSubmit // ambiguous keyed submissions, retried after the start
+	ops       []int            // operator actions that found no cp, in order
 }
 
 func (d *cpDown) what() string {
@@ -261,6 +262,9 @@ func (s *sim) startCP() {
 		panic(fmt.Sprintf("sim: restart cp: %v", err))
 	}
 	s.afterCP()
+	for _, op := range d.ops {
+		s.push(event{at: s.now, kind: evOperator, node: op})
+	}
 	for _, p := range d.retry {
 		s.push(event{at: s.now + time.Duration(s.rng.Int64N(int64(time.Second))), kind: evResubmit, sub: p})
 	}

@@ -161,8 +161,9 @@ func (s *sim) operator(e event) {
 	op := s.o.Ops[e.node]
 	reason := op.Reason
 	if s.down != nil {
-		// The operator's request finds no cp: they try again.
-		s.push(event{at: s.now + time.Second, kind: evOperator, node: e.node})
+		// The operator's request finds no cp: they try again once it is
+		// back, in the order they meant (a READ_ONLY before its NORMAL).
+		s.down.ops = append(s.down.ops, e.node)
 		return
 	}
 	if op.SetMode != "" {

@@ -112,6 +112,10 @@ func (r Report) Write(w io.Writer, quiet bool) error {
 	fmt.Fprintf(&b, "  max oldest task age %.1fs\n", res.MaxOldestAgeSeconds)
 	fmt.Fprintf(&b, "  quarantines         %d\n", countType(res, core.EventAgentQuarantined))
 	fmt.Fprintf(&b, "  final mode          %s\n", res.Final.Mode)
+	if len(res.Recoveries) > 0 {
+		fmt.Fprintf(&b, "  cp recoveries       %d (from %d snapshots; in flight at crashes: %d committed, %d lost; %d submissions found no cp)\n",
+			len(res.Recoveries), res.Snapshots, res.InFlightCommitted, res.InFlightLost, res.Unavailable)
+	}
 	fmt.Fprintf(&b, "  sim events          %d (virtual %v)\n", res.SimEvents, res.End)
 	fmt.Fprintf(&b, "  trace               %s (%d lines, %d bytes)\n", res.TraceHash, res.TraceLines, res.TraceBytes)
 	verdict := "PASS"

@@ -76,7 +76,7 @@ type Report struct {
 }
 
 var all = []Scenario{agentFlap, stuckWorker, starvation, zoneOutage, queueSaturation, poisonTask, massDisconnect, drainRestart,
-	smallZoneFlap, poisonSingleZone}
+	smallZoneFlap, poisonSingleZone, cpCrash}
 
 // Names lists the scenarios in their documented order.
 func Names() []string {

@@ -32,11 +32,10 @@ type mAgent struct {
 // cp's own state are checked.
 type model struct {
 	s        *sim
-	gen      int
 	lastSeq  uint64
 	lastTime time.Time
-	tasks    map[core.TaskID]*mTask // current cp generation
-	all      []*mTask               // every generation, in acceptance order
+	tasks    map[core.TaskID]*mTask
+	all      []*mTask // in acceptance order
 	dirty    []*mTask
 	queued   int
 	inFlight int
@@ -51,34 +50,9 @@ type model struct {
 }
 
 func newModel(s *sim) *model {
-	m := &model{s: s, quarantineCap: s.o.Core.Health.DomainQuarantineFraction}
-	m.newGeneration(0)
-	return m
-}
-
-func (m *model) newGeneration(gen int) {
-	m.gen, m.lastSeq, m.lastTime = gen, 0, time.Time{}
-	m.tasks = map[core.TaskID]*mTask{}
-	m.dirty = m.dirty[:0]
-	m.queued, m.inFlight = 0, 0
-	m.agents = map[core.AgentID]*mAgent{}
-	m.domainAgents = map[string]int{}
-	m.healthQ = map[string]int{}
-	m.domainState = map[string]core.DomainState{}
-	m.mode, m.modeBy = "", ""
-}
-
-// endGeneration accounts the tasks of a cp that is going away and returns
-// how many had not finished (lost with its memory).
-func (m *model) endGeneration() int {
-	lost := 0
-	for _, mt := range m.all {
-		if mt.rec.Gen == m.gen && !mt.state.Terminal() {
-			mt.lost = true
-			lost++
-		}
-	}
-	return lost
+	return &model{s: s, quarantineCap: s.o.Core.Health.DomainQuarantineFraction,
+		tasks: map[core.TaskID]*mTask{}, agents: map[core.AgentID]*mAgent{}, domainAgents: map[string]int{},
+		healthQ: map[string]int{}, domainState: map[string]core.DomainState{}}
 }
 
 func (m *model) task(id core.TaskID) *mTask { return m.tasks[id] }
@@ -113,8 +87,8 @@ func (s *sim) onTimeline(gen int, e core.Event) {
 	} else {
 		s.res.EventsDropped++
 	}
-	if gen != m.gen {
-		return
+	if gen != s.cpGen {
+		return // a dead process (never happens: it applies nothing)
 	}
 	if e.Seq != m.lastSeq+1 {
 		s.violate(InvTimeline, fmt.Sprintf("event %s has seq %d after %d", e.Type, e.Seq, m.lastSeq))
@@ -173,7 +147,7 @@ func (m *model) taskEvent(e core.Event) {
 			s.violate(InvTimeline, fmt.Sprintf("task %s created twice or not as QUEUED (%s)", e.TaskID, e.Type))
 			return
 		}
-		mt = &mTask{rec: TaskRecord{Gen: m.gen, ID: e.TaskID, Domain: e.Domain, Submitted: s.now}, state: core.TaskQueued}
+		mt = &mTask{rec: TaskRecord{Gen: s.cpGen, ID: e.TaskID, Domain: e.Domain, Submitted: s.now}, state: core.TaskQueued}
 		m.tasks[e.TaskID] = mt
 		m.all = append(m.all, mt)
 		m.queued++
@@ -353,7 +327,7 @@ func (s *sim) fullCheck() {
 	m := s.m
 	for _, mt := range m.dirty {
 		mt.dirty = false
-		if mt.rec.Gen != m.gen || s.res.Violation != nil {
+		if s.res.Violation != nil {
 			continue
 		}
 		t, ok := s.cp.Task(mt.rec.ID)
@@ -414,9 +388,6 @@ func (s *sim) checkLiveness() {
 	}
 	bound := LivenessBound(s.o.Core, spec, 2*time.Minute)
 	for _, mt := range m.all {
-		if mt.rec.Gen != m.gen {
-			continue
-		}
 		start := max(mt.rec.Submitted, s.res.HealedAt)
 		deadline := start + bound
 		if deadline > s.now {
@@ -491,7 +462,7 @@ func (s *sim) openCapacity() (free int, fits bool) {
 	}
 	m := s.m
 	for _, mt := range m.all {
-		if mt.rec.Gen != m.gen || mt.state != core.TaskQueued {
+		if mt.state != core.TaskQueued {
 			continue
 		}
 		var t core.Task

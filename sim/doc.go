@@ -32,4 +32,14 @@
 // domains count as open: isolation must not idle the fleet; the longest such
 // stretch, faults or not, is Result.MaxDispatchIdle). Package sim/swarm draws random
 // shapes of all of this (swarm testing) and shrinks failing ones.
+//
+// The simulator models the cp's log, not raft. In runs that restart or
+// crash the cp (FaultCPRestart, FaultCPCrash) every input it applies is an
+// entry of a committed log, with a snapshot (core export) every
+// Options.SnapshotEveryEntries entries; the process comes back as
+// core.Restore of the last snapshot plus the entries after it replayed
+// through core.Apply, and must reach the dead process's StateHash
+// (invariant InvDurable, Result.Recoveries). A crash keeps the cp down until
+// the fault's Until (nothing reaches it), and submissions in flight at the
+// crash commit or are lost without being acknowledged.
 package sim

@@ -36,6 +36,9 @@ type faultPoints struct {
 	s   *sim
 	rng *rand.Rand
 	off bool // healed: nothing fires any more
+	// replaying: a recovering cp replays its log; its fault points decided
+	// replies, not state, so nothing fires and nothing is drawn.
+	replaying bool
 }
 
 var _ core.FaultPoints = (*faultPoints)(nil)
@@ -48,7 +51,7 @@ func newFaultPoints(s *sim) *faultPoints {
 // counts and traces every firing.
 func (f *faultPoints) Fire(p core.FaultPoint, agent core.AgentID, task core.TaskID, attempt int) bool {
 	pr := f.s.o.FaultPoints[p]
-	if f.off || pr <= 0 || f.rng.Float64() >= pr {
+	if f.off || f.replaying || pr <= 0 || f.rng.Float64() >= pr {
 		return false
 	}
 	s := f.s

@@ -87,6 +87,8 @@ func (s *sim) faultStart(i int) {
 		}
 	case FaultCPRestart:
 		s.maybeRestart(i)
+	case FaultCPCrash:
+		s.crashCP(i)
 	}
 }
 
@@ -141,44 +143,31 @@ func (s *sim) faultEnd(i int) {
 }
 
 // maybeRestart restarts the cp now, or once it is drained when the fault
-// asks for that (an operator waiting for queue_depth 0, as the runbook says).
+// asks for that (an operator waiting for queue_depth 0, as the runbook
+// said before the cp was durable). A cp that is down is restarted once it
+// is back.
 func (s *sim) maybeRestart(i int) {
 	f := s.o.Faults[i]
-	if f.WhenDrained && !s.cp.Snapshot(s.t).Drained && s.now < f.Until {
+	if s.down != nil || f.WhenDrained && !s.cp.Snapshot(s.t).Drained && s.now < f.Until {
 		s.push(event{at: s.now + time.Second, kind: evRestartPoll, node: i})
 		return
 	}
 	snap := s.cp.Snapshot(s.t)
 	s.note(fmt.Sprintf("fault: cp restart (drained=%v, queue %d, in flight %d)", snap.Drained, snap.QueueDepth, snap.InFlight))
-	lost := s.m.endGeneration()
-	if lost > 0 {
-		s.res.Lost += lost
-		s.violate(InvNoTaskLost, fmt.Sprintf("cp restart dropped %d accepted tasks that had not finished", lost))
-		return
-	}
-	s.res.Stats = s.cp.Stats()
-	cp, err := core.NewControlPlane(s.o.Core, s.t)
-	if err != nil {
-		panic(fmt.Sprintf("sim: restart cp: %v", err)) // the config was valid at start
-	}
-	// Like the daemon, each start numbers tasks under its own prefix, an
-	// input, so an agent never mistakes a new task for an old one with the
-	// same counter.
-	if _, err := cp.Apply(s.t, core.StartInput{TaskIDPrefix: fmt.Sprintf("r%d-%s", s.cpGen+1, s.o.Core.TaskIDPrefix)}); err != nil {
-		panic(fmt.Sprintf("sim: restart cp: %v", err))
-	}
-	s.cpGen++
-	s.m.newGeneration(s.cpGen)
-	s.attachCP(cp)
-	s.faultsPending--
-	s.healed()
+	s.restartCP(i)
 }
 
 func (s *sim) operator(e event) {
 	op := s.o.Ops[e.node]
 	reason := op.Reason
+	if s.down != nil {
+		// The operator's request finds no cp: they try again once it is
+		// back, in the order they meant (a READ_ONLY before its NORMAL).
+		s.down.ops = append(s.down.ops, e.node)
+		return
+	}
 	if op.SetMode != "" {
-		_, err := s.cp.Apply(s.t, core.SetModeInput{Mode: op.SetMode, Actor: core.ActorOperator, Reason: reason})
+		_, err := s.apply(core.SetModeInput{Mode: op.SetMode, Actor: core.ActorOperator, Reason: reason})
 		s.note(fmt.Sprintf("operator: set mode %s (%v)", op.SetMode, errText(err)))
 		s.afterCP()
 		if op.SetMode == core.ModeNormal {
@@ -192,7 +181,7 @@ func (s *sim) operator(e event) {
 		if in.Reason == "" {
 			in.Reason = reason
 		}
-		res, err := s.cp.Apply(s.t, in)
+		res, err := s.apply(in)
 		s.note(fmt.Sprintf("operator: purge purged %d (%v)", res.Purged, errText(err)))
 		s.afterCP()
 	}
@@ -210,6 +199,9 @@ func errText(err error) string {
 // sample records the metric time series under the cp's names and labels
 // (core.Metrics()); a histogram is recorded as its _count.
 func (s *sim) sample() {
+	if s.down != nil {
+		return // no process to scrape
+	}
 	snap := s.cp.Snapshot(s.t)
 	st := s.cp.Stats()
 

@@ -25,6 +25,7 @@ const (
 	evSample
 	evRestartPoll
 	evHeal
+	evCPRecover
 )
 
 // event is one scheduled occurrence. Only the fields its kind needs are set.

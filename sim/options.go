@@ -70,6 +70,13 @@ type Options struct {
 	HealAt        time.Duration
 	HealedNetwork NetworkOptions
 
+	// SnapshotEveryEntries: with a cp-restart or cp-crash fault the
+	// simulator keeps the cp's log (every input it applies, in order) and
+	// takes a snapshot (core Export) every this many entries; a restarted
+	// cp recovers from the last snapshot plus the entries after it. Zero
+	// means DefaultSnapshotEveryEntries.
+	SnapshotEveryEntries int
+
 	// SampleInterval is how often the metric time series is sampled.
 	SampleInterval time.Duration
 	// FullCheckInterval is how often the full-state invariants run (the
@@ -155,10 +162,18 @@ const (
 	// FaultCutOff: the cp is cut off from the agents (or, without Agents,
 	// from the first Fraction of the fleet) between At and Until.
 	FaultCutOff FaultKind = "cut-off"
-	// FaultCPRestart: the cp restarts at At with empty state (v0.4.0 is in
-	// memory). With WhenDrained it waits, until Until at most, for the
-	// snapshot to say drained.
+	// FaultCPRestart: the cp is restarted at At (an operator's restart: no
+	// downtime, nothing in flight) and recovers its state from its last
+	// snapshot plus the committed log entries after it. With WhenDrained it
+	// waits, until Until at most, for the snapshot to say drained.
 	FaultCPRestart FaultKind = "cp-restart"
+	// FaultCPCrash: the cp process is killed (kill -9) at At and starts
+	// again at Until (Until 0: at once), recovering from its last snapshot
+	// plus the committed entries. While it is down, heartbeats, assignment
+	// answers and submissions find no process. InFlight submissions are in
+	// flight at the crash: each is ambiguous, committed or lost at random,
+	// and never acknowledged.
+	FaultCPCrash FaultKind = "cp-crash"
 )
 
 // Fault is one injected fault on virtual time.
@@ -180,6 +195,8 @@ type Fault struct {
 	Factor  float64
 	// WhenDrained: a cp restart waits for the drained snapshot.
 	WhenDrained bool
+	// InFlight: submissions in flight when the cp crashes (cp-crash).
+	InFlight int
 }
 
 // OperatorAction is an operator command at a virtual time.
@@ -189,6 +206,9 @@ type OperatorAction struct {
 	Purge   *core.PurgeInput // when set: POST /scheduler/queue/purge
 	Reason  string           // recorded with the action
 }
+
+// DefaultSnapshotEveryEntries is Options.SnapshotEveryEntries' default.
+const DefaultSnapshotEveryEntries = 1000
 
 // DefaultOptions returns a small, healthy run: 12 agents in 3 zones with 2
 // slots each, production core defaults, a LAN-like network.
@@ -208,6 +228,8 @@ func DefaultOptions() Options {
 		EventsMax:         200_000,
 		LastEvents:        24,
 		EventsLimit:       50_000_000,
+
+		SnapshotEveryEntries: DefaultSnapshotEveryEntries,
 	}
 }
 
@@ -272,6 +294,9 @@ func (o Options) withDefaults() Options {
 	if o.EventsLimit == 0 {
 		o.EventsLimit = d.EventsLimit
 	}
+	if o.SnapshotEveryEntries == 0 {
+		o.SnapshotEveryEntries = d.SnapshotEveryEntries
+	}
 	return o
 }
 
@@ -297,6 +322,8 @@ func (o Options) validate() error {
 		return bad("tick, sample and check intervals must be > 0")
 	case o.AgentHeartbeat <= 0 || o.RequestTimeout <= 0:
 		return bad("heartbeat interval and request timeout must be > 0")
+	case o.SnapshotEveryEntries < 1:
+		return bad("snapshot interval must be >= 1 entry")
 	}
 	total := 0
 	for z, n := range o.ZoneSizes {
@@ -347,6 +374,10 @@ func (o Options) validate() error {
 				return bad("fault %d (cut-off) needs agents or a fraction in (0,1]", i)
 			}
 		case FaultCPRestart:
+		case FaultCPCrash:
+			if f.InFlight < 0 || f.InFlight > 100 {
+				return bad("fault %d (cp-crash): in-flight submissions must be in [0,100]", i)
+			}
 		default:
 			return bad("fault %d: unknown kind %q", i, f.Kind)
 		}

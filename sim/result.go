@@ -25,6 +25,13 @@ type Result struct {
 	Submitted int                      `json:"submitted"` // accepted, distinct tasks
 	Replayed  int                      `json:"replayed"`  // idempotent replays answered with the original task
 	Refused   map[core.RefusalKind]int `json:"refused"`   // by kind
+	// Unavailable submissions found no cp process (it was down).
+	Unavailable int `json:"unavailable,omitempty"`
+	// InFlightCommitted and InFlightLost are submissions in flight at a cp
+	// crash, by their fate; none was acknowledged (a committed one counts
+	// as Submitted once a retry with its key gets it back).
+	InFlightCommitted int `json:"in_flight_committed,omitempty"`
+	InFlightLost      int `json:"in_flight_lost,omitempty"`
 	// Final task states over every cp generation.
 	Succeeded   int `json:"succeeded"`
 	Failed      int `json:"failed"`
@@ -40,6 +47,11 @@ type Result struct {
 	Quarantines         int     `json:"quarantines"`
 	Requeues            int     `json:"requeues"`
 	CPGenerations       int     `json:"cp_generations"`
+	// Recoveries are the cp's restarts and crashes, each recovered from
+	// its last snapshot plus the committed log entries; Snapshots is how
+	// many snapshots the log took (runs that restart the cp only).
+	Recoveries []Recovery `json:"recoveries,omitempty"`
+	Snapshots  int        `json:"snapshots,omitempty"`
 	// HealedAt is when the last fault healed (0 without faults).
 	HealedAt time.Duration `json:"healed_at"`
 	// FaultPointsFired counts each fault point's firings.
@@ -67,7 +79,7 @@ type Result struct {
 
 // TaskRecord is the simulator's view of one accepted task.
 type TaskRecord struct {
-	Gen        int            `json:"gen"` // cp generation that accepted it
+	Gen        int            `json:"gen"` // cp process generation that accepted it
 	ID         core.TaskID    `json:"id"`
 	Priority   core.Priority  `json:"priority"`
 	Domain     string         `json:"domain,omitempty"`
@@ -89,7 +101,8 @@ type TaskRecord struct {
 }
 
 // TimelineEvent is a control-plane timeline event tagged with the cp
-// generation (a restarted cp starts its sequence again).
+// process generation that recorded it (the timeline outlives restarts: its
+// sequence goes on).
 type TimelineEvent struct {
 	Gen int `json:"gen"`
 	core.Event

@@ -52,12 +52,14 @@ type simAgent struct {
 // pendingSubmit is a submission the workload will make (again).
 type pendingSubmit struct {
 	in       core.SubmitInput
-	gen      int
 	origID   core.TaskID // for resubmissions: the task the key created
 	conflict bool        // the body differs: expect a refusal
 	poison   bool
 	hang     bool
 	w        int // workload index
+	// ambiguous: the submission was in flight when the cp crashed; its
+	// retry with the same key finds origID (committed) or nothing (lost).
+	ambiguous bool
 }
 
 type sim struct {
@@ -71,7 +73,9 @@ type sim struct {
 	count uint64
 
 	cp     *core.ControlPlane
-	cpGen  int
+	cpGen  int     // cp process generation: bumped by every restart and crash
+	log    cpLog   // the cp's log, in runs that restart it
+	down   *cpDown // the cp process is not running
 	agents []*simAgent
 	byID   map[string]*simAgent
 
@@ -116,7 +120,10 @@ func newSim(opts Options) (*sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOptions, err)
 	}
-	s.attachCP(cp)
+	s.attachCP(cp, true)
+	if o.usesLog() {
+		s.startLog()
+	}
 	fleet, zones := o.layout()
 	for i, id := range fleet {
 		a := &simAgent{idx: i, id: id, zone: ZoneName(zones[i]),
@@ -143,7 +150,7 @@ func newSim(opts Options) (*sim, error) {
 	}
 	for i, f := range o.Faults {
 		s.push(event{at: f.At, kind: evFaultStart, node: i})
-		if f.Until > 0 && f.Kind != FaultCPRestart {
+		if f.Until > 0 && f.Kind != FaultCPRestart && f.Kind != FaultCPCrash {
 			s.push(event{at: f.Until, kind: evFaultEnd, node: i})
 		}
 	}
@@ -164,14 +171,18 @@ func agentRand(seed uint64, id string) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, h.Sum64()))
 }
 
-func (s *sim) attachCP(cp *core.ControlPlane) {
+// attachCP makes cp the running control plane process. A fresh one's
+// timeline (the initial mode, recorded before the observer was set) is
+// taken in; a recovered one's was seen before it died.
+func (s *sim) attachCP(cp *core.ControlPlane, fresh bool) {
 	s.cp = cp
 	s.res.CPGenerations++
 	gen := s.cpGen
 	cp.OnEvent(func(e core.Event) { s.onTimeline(gen, e) })
-	// The constructor recorded the initial mode before the observer was set.
-	for _, e := range cp.Timeline().Since(0, 0) {
-		s.onTimeline(gen, e)
+	if fresh {
+		for _, e := range cp.Timeline().Since(0, 0) {
+			s.onTimeline(gen, e)
+		}
 	}
 }
 
@@ -216,9 +227,13 @@ func (s *sim) run() {
 func (s *sim) handle(e event) {
 	switch e.kind {
 	case evCPTick:
+		if s.down != nil {
+			s.push(event{at: s.now + s.o.TickInterval, kind: evCPTick})
+			return // no process, no timers
+		}
 		s.traceEv(e, "tick")
 		s.tr.end()
-		s.cp.Apply(s.t, core.TickInput{})
+		_, _ = s.apply(core.TickInput{})
 		s.afterCP()
 		s.checkDispatch()
 		if s.now-s.lastCheck >= s.o.FullCheckInterval {
@@ -292,6 +307,8 @@ func (s *sim) handle(e event) {
 		s.maybeRestart(e.node)
 	case evHeal:
 		s.heal()
+	case evCPRecover:
+		s.startCP()
 	}
 }
 
@@ -417,7 +434,7 @@ func (s *sim) freeWire(w *wire) {
 func (s *sim) send(w *wire, a *simAgent, toCP bool) bool {
 	n := s.o.Network
 	r := a.rng
-	if a.cut > 0 || !a.up {
+	if a.cut > 0 || !a.up || toCP && s.down != nil {
 		s.freeWire(w)
 		return false
 	}
@@ -504,7 +521,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	if toCP {
 		switch m.Kind {
 		case fnet.KindHeartbeat:
-			res, err := s.cp.Apply(s.t, *m.Heartbeat)
+			res, err := s.apply(*m.Heartbeat)
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "hb_refused")
@@ -524,7 +541,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 			}
 		case fnet.KindAssignAck:
-			_, err := s.cp.Apply(s.t, *m.AssignAck)
+			_, err := s.apply(*m.AssignAck)
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "ack_refused")
@@ -683,7 +700,7 @@ func (s *sim) generate(i int) *pendingSubmit {
 		d += time.Duration(r.Int64N(int64(w.DurationMax - w.DurationMin)))
 	}
 	spec.DurationMS = d.Milliseconds()
-	p := &pendingSubmit{in: core.SubmitInput{Spec: spec}, gen: s.cpGen, w: i}
+	p := &pendingSubmit{in: core.SubmitInput{Spec: spec}, w: i}
 	p.poison = w.PoisonFraction > 0 && r.Float64() < w.PoisonFraction
 	p.hang = !p.poison && w.HangFraction > 0 && r.Float64() < w.HangFraction
 	if w.IdempotentFraction > 0 && r.Float64() < w.IdempotentFraction {
@@ -700,11 +717,18 @@ func orName(name string, i int) string {
 }
 
 func (s *sim) submit(p *pendingSubmit) {
-	if p.origID != "" && p.gen != s.cpGen {
-		return // the key died with the cp that held it
+	if s.down != nil {
+		// No process: the connection is refused. The client gives up on
+		// this one; nothing was accepted.
+		s.res.Unavailable++
+		s.tr.begin(s.now, s.count, "submit")
+		s.tr.str("key", p.in.IdempotencyKey)
+		s.tr.str("refused", "cp-down")
+		s.tr.end()
+		return
 	}
 	before, depth := s.cp.Timeline().LastSeq(), s.cp.QueueDepth()
-	res, err := s.cp.Apply(s.t, p.in)
+	res, err := s.apply(p.in)
 	task, replayed := res.Task, res.Replayed
 	s.tr.begin(s.now, s.count, "submit")
 	s.tr.str("key", p.in.IdempotencyKey)
@@ -739,6 +763,14 @@ func (s *sim) submit(p *pendingSubmit) {
 	}
 	s.tr.end()
 	switch {
+	case p.ambiguous && p.origID != "":
+		// The retry of a submission committed in flight: the key answers
+		// with the task the client never heard of, now acknowledged.
+		if !replayed || task.ID != p.origID {
+			s.violate(InvIdempotency, fmt.Sprintf("retry of key %q committed before the crash gave %s (replayed=%v), want %s", p.in.IdempotencyKey, task.ID, replayed, p.origID))
+			return
+		}
+		s.res.Submitted++
 	case p.conflict:
 		s.violate(InvIdempotency, fmt.Sprintf("key %q reused with another body was accepted as %s (replayed=%v)", p.in.IdempotencyKey, task.ID, replayed))
 		return
@@ -749,7 +781,7 @@ func (s *sim) submit(p *pendingSubmit) {
 		}
 		s.res.Replayed++
 	case replayed:
-		s.violate(InvIdempotency, fmt.Sprintf("fresh key %q answered as a replay of %s", p.in.IdempotencyKey, task.ID))
+		s.violate(InvIdempotency, fmt.Sprintf("fresh key %q (in flight and lost at a crash: %v) answered as a replay of %s", p.in.IdempotencyKey, p.ambiguous, task.ID))
 		return
 	default:
 		mt := s.m.task(task.ID)

@@ -42,6 +42,7 @@ const (
 	ZoneFailing Kind = "zone-failing"
 	CutOff      Kind = "cut-off"
 	CPRestart   Kind = "cp-restart" // with the runbook's DRAINING first
+	CPCrash     Kind = "cp-crash"   // kill -9 of the cp at random moments, short downtime
 	Loss        Kind = "loss"
 	Duplicate   Kind = "duplicate"
 	Reorder     Kind = "reorder"
@@ -55,7 +56,7 @@ const (
 
 // Kinds lists every fault kind in a fixed order.
 func Kinds() []Kind {
-	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, Loss, Duplicate, Reorder,
+	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, CPCrash, Loss, Duplicate, Reorder,
 		Poison, Hang, ReadOnly, Degraded, Purge, SmallQueue}
 	for _, p := range sim.FaultPointNames() {
 		ks = append(ks, Kind(p))
@@ -346,10 +347,9 @@ func Build(s Shape) sim.Options {
 	spec := core.TaskSpec{TimeoutSeconds: s.TimeoutSeconds, MaxAttempts: s.Attempts}
 	bound := sim.LivenessBound(o.Core, spec, 2*time.Minute)
 	o.Duration = s.Active + bound + time.Minute
-	restartBy := o.Duration - time.Minute // a planned restart waits for the drain until then
 	if s.Percent(CPRestart) > 0 {
-		// The restart heals the run whenever the drain lets it happen:
-		// liveness is owed one bound after it.
+		// The operator's NORMAL after the restart may come after the
+		// active phase: liveness is owed one bound after it.
 		o.Duration += bound
 	}
 
@@ -399,7 +399,7 @@ func Build(s Shape) sim.Options {
 	o.Workload = []sim.Workload{w}
 
 	// Operator holds come in the first half, a planned restart in the
-	// second, so an operator's NORMAL never ends a drain before it is done.
+	// second, so a hold's NORMAL never ends the restart's DRAINING.
 	restart := on(CPRestart)
 	holdEnd := s.Active
 	if restart {
@@ -439,9 +439,23 @@ func Build(s Shape) sim.Options {
 				o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCutOff, At: at, Until: until, Fraction: max(0.05, pct(k))})
 			}
 		case CPRestart:
+			// The runbook's full restart on a durable cp: DRAINING, a
+			// restart without waiting for the drain (the cp comes back
+			// with its queue, still DRAINING), then NORMAL.
 			at := secs(s.Active/2, s.Active-time.Second)
-			o.Ops = append(o.Ops, sim.OperatorAction{At: at, SetMode: core.ModeDraining, Reason: "swarm: planned restart"})
-			o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPRestart, At: at + time.Second, Until: restartBy, WhenDrained: true})
+			o.Ops = append(o.Ops, sim.OperatorAction{At: at, SetMode: core.ModeDraining, Reason: "swarm: planned restart"},
+				sim.OperatorAction{At: at + secs(2*time.Second, 30*time.Second), SetMode: core.ModeNormal, Reason: "swarm: restart done"})
+			o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPRestart, At: at + time.Second})
+		case CPCrash:
+			// Crash points: any millisecond of the active phase, down
+			// for up to 40s at full intensity (past the heartbeat
+			// timeout: agents are then lost and their work moves), with
+			// up to three submissions in flight.
+			for range events(k) {
+				at := time.Duration(r.Int64N(int64(s.Active-time.Second)/int64(time.Millisecond))) * time.Millisecond
+				until := min(at+time.Duration(r.Int64N(int64(1+40*pct(k))*int64(time.Second))), s.Active)
+				o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPCrash, At: at, Until: until, InFlight: r.IntN(4)})
+			}
 		case ReadOnly, Degraded:
 			mode := core.ModeReadOnly
 			if k == Degraded {

@@ -346,3 +346,48 @@ func TestRegressionSwarmFindings(t *testing.T) {
 		})
 	}
 }
+
+// TestCPCrashKind: cp-crash is in the draw and in shape strings; it builds
+// crash points anywhere in the active phase (to the millisecond), each back
+// up by the end of it, and a run with it recovers the cp from its log each
+// time (the simulator checks the recovered state_hash).
+func TestCPCrashKind(t *testing.T) {
+	drawn := 0
+	for i := range 200 {
+		if Generate(11, i).Percent(CPCrash) > 0 {
+			drawn++
+		}
+	}
+	if drawn == 0 {
+		t.Fatal("cp-crash never drawn in 200 shapes")
+	}
+	s, err := Parse("seed=5,agents=6,zones=2,slots=2,active=90s,tasks=150,taskmax=8s,timeout=20,attempts=3,faults=cp-restart:40+cp-crash:100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Parse(s.String()); err != nil || !reflect.DeepEqual(p, s) {
+		t.Fatalf("%s parsed as %+v (%v)", s, p, err)
+	}
+	o := Build(s)
+	crashes := 0
+	for _, f := range o.Faults {
+		if f.Kind != sim.FaultCPCrash {
+			continue
+		}
+		crashes++
+		if f.At < 0 || f.Until < f.At || f.Until > s.Active || f.InFlight < 0 || f.InFlight > 3 {
+			t.Fatalf("crash point %+v outside the active phase %v", f, s.Active)
+		}
+	}
+	if crashes != 5 {
+		t.Fatalf("%d crash points at intensity 100, want 5", crashes)
+	}
+	out := Run(s, nil)
+	if out.Failure != "" {
+		t.Fatalf("%s: %s", out.Failure, out.Err)
+	}
+	res, err := sim.Run(o)
+	if err != nil || len(res.Recoveries) < 2 {
+		t.Fatalf("%d recoveries (%v)", len(res.Recoveries), err)
+	}
+}

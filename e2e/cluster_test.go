@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -247,11 +248,15 @@ func newCluster(t testing.TB, cpArgs ...string) *cluster {
 
 func (c *cluster) startCP() {
 	c.t.Helper()
-	args := append([]string{
+	args := []string{
 		"-listen", fmt.Sprintf("127.0.0.1:%d", c.cpPort),
 		"-heartbeat-interval", "100ms", "-heartbeat-timeout", "1s", "-lost-after", "2s",
-		"-assign-timeout", "2s", "-reconcile-interval", "100ms", "-data-dir", c.dataDir,
-	}, c.cpArgs...)
+		"-assign-timeout", "2s", "-reconcile-interval", "100ms",
+	}
+	if !slices.Contains(c.cpArgs, "-in-memory") {
+		args = append(args, "-data-dir", c.dataDir)
+	}
+	args = append(args, c.cpArgs...)
 	c.cp = start(c.t, "cp", c.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"}, args...)
 	eventually(c.t, 20*time.Second, "the cp to be ready", func() bool {
 		code, _ := call("GET", c.cpURL+"/readyz", "", nil, nil)

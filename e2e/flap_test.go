@@ -380,6 +380,7 @@ type coreEvent struct {
 	Domain  string    `json:"domain"`
 	From    string    `json:"from"`
 	To      string    `json:"to"`
+	Actor   string    `json:"actor"`
 	Reason  string    `json:"reason"`
 }
 

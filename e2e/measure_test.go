@@ -27,15 +27,24 @@ var measure = flag.Bool("measure", false, "run the end-to-end throughput and mem
 // HTTP → run `sleep 0` on an agent → result acknowledged by the cp) with the
 // real cp binary and 50 real agent daemons (in this process, each with its
 // own HTTP server on loopback, 4 slots, 1s heartbeats: results go out at
-// once regardless).
+// once regardless), with the durable log and with -in-memory.
 //
 //	go test ./e2e -run TestMeasureThroughput -measure -v
 func TestMeasureThroughput(t *testing.T) {
 	if !*measure {
 		t.Skip("a measurement: run with -measure")
 	}
+	durable := measureEndToEnd(t, "durable")
+	memory := measureEndToEnd(t, "in-memory", "-in-memory")
+	t.Logf("end to end, durable / in-memory: %.0f / %.0f tasks/s (%.0f%%)", durable, memory, 100*durable/memory)
+}
+
+// measureEndToEnd runs TestMeasureThroughput's load on a cp started with
+// cpArgs and returns its tasks per second.
+func measureEndToEnd(t *testing.T, name string, cpArgs ...string) float64 {
 	const agents, tasks, clients = 50, 5000, 16
-	c := newCluster(t, "-queue-capacity", strconv.Itoa(tasks), "-log-level", "warn")
+	c := newCluster(t, append([]string{"-queue-capacity", strconv.Itoa(tasks), "-log-level", "warn"}, cpArgs...)...)
+	defer c.cp.terminate(t, 20*time.Second)
 	var daemons []*agent.Daemon
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -145,9 +154,10 @@ func TestMeasureThroughput(t *testing.T) {
 		t.Fatalf("the cp holds %d SUCCEEDED tasks, want %d", n, tasks)
 	}
 	slices.Sort(lat)
-	t.Logf("end to end: %d tasks on %d agents in %v: %.0f tasks/s (submissions alone: %.0f/s, p50 %v, p99 %v)",
-		tasks, agents, elapsed.Round(time.Millisecond), float64(tasks)/elapsed.Seconds(), float64(tasks)/submitted.Seconds(),
+	t.Logf("end to end (%s): %d tasks on %d agents in %v: %.0f tasks/s (submissions alone: %.0f/s, p50 %v, p99 %v)",
+		name, tasks, agents, elapsed.Round(time.Millisecond), float64(tasks)/elapsed.Seconds(), float64(tasks)/submitted.Seconds(),
 		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
+	return float64(tasks) / elapsed.Seconds()
 }
 
 // TestMeasureCPMemory measures the cp's memory per queued task and per

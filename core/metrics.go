@@ -108,6 +108,10 @@ const (
 	MetricLogSnapshotBytes            = "flux_log_snapshot_bytes"
 	MetricLogRestoreDuration          = "flux_log_restore_duration_seconds"
 	MetricDataDirBytes                = "flux_data_dir_bytes"
+	MetricLogBatchInputs              = "flux_log_batch_inputs"
+	MetricLogAppends                  = "flux_log_appends_total"
+	MetricLogEntries                  = "flux_log_entries_total"
+	MetricLogEntryBytes               = "flux_log_entry_bytes_total"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -169,6 +173,10 @@ func Metrics() []MetricDesc {
 		{MetricLogSnapshotBytes, MetricGauge, "Size of the newest log snapshot's state export.", nil},
 		{MetricLogRestoreDuration, MetricGauge, "Duration of this start's restore: opening the log, loading the newest snapshot and replaying the entries after it.", nil},
 		{MetricDataDirBytes, MetricGauge, "Bytes the cp's data dir holds on disk (0 with -in-memory).", nil},
+		{MetricLogBatchInputs, MetricHistogram, "Inputs per proposed log entry: the inputs that arrived while the previous entry was being made durable go to the log as one entry (group commit).", nil},
+		{MetricLogAppends, MetricCounter, "Writes to the log store since start, each one fsync on disk (entries proposed meanwhile are written together).", nil},
+		{MetricLogEntries, MetricCounter, "Entries written to the log store since start, raft's own included.", nil},
+		{MetricLogEntryBytes, MetricCounter, "Bytes of the entries written to the log store since start (entry data, without the store's framing).", nil},
 	}
 }
 

@@ -89,6 +89,18 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	appends := logStat(core.MetricLogAppends, func(st raftlog.LogStats) uint64 { return st.Appends })
 	entries := logStat(core.MetricLogEntries, func(st raftlog.LogStats) uint64 { return st.Entries })
 	entryBytes := logStat(core.MetricLogEntryBytes, func(st raftlog.LogStats) uint64 { return st.Bytes })
+	leaderDesc := metricDesc(core.MetricRaftLeader, core.MetricGauge)
+	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: leaderDesc.Name, Help: leaderDesc.Help}, func() float64 {
+		if s.node != nil && s.node.IsLeader() {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range append(raftMetrics().collectors(), leader) {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, appends, entries, entryBytes, m.batchInputs, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
 		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {

@@ -111,6 +111,6 @@ func (s *raftSink) IncrCounterWithLabels(key []string, val float32, _ []gometric
 	s.IncrCounter(key, val)
 }
 
-func (s *raftSink) SetGauge([]string, float32)                             {}
+func (s *raftSink) SetGauge([]string, float32)                              {}
 func (s *raftSink) SetGaugeWithLabels([]string, float32, []gometrics.Label) {}
-func (s *raftSink) EmitKey([]string, float32)                              {}
+func (s *raftSink) EmitKey([]string, float32)                               {}

@@ -137,3 +137,39 @@ func heartbeatLoad(b *testing.B, agents int, interval time.Duration, coalesce bo
 	b.ReportMetric(float64(snapTime.Microseconds())/1000, "snapshot-ms")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkLogBytesPerTask reports the log bytes one task adds, entry by
+// entry as the cp writes them alone (version 1): its submission, the
+// agent's acceptance of the assignment, and what it adds to heartbeats:
+// its lease while it runs (per heartbeat) and its result until acked
+// (typically one heartbeat). An idle heartbeat is reported for scale.
+//
+//	go test -run '^$' -bench LogBytesPerTask -benchtime 1x ./cp/
+func BenchmarkLogBytesPerTask(b *testing.B) {
+	at := time.Date(2026, 1, 1, 12, 0, 0, 123456789, time.UTC)
+	size := func(in core.Input) float64 {
+		e, err := encodeEnvelope(core.Wrap(at, in))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return float64(len(e))
+	}
+	idle := core.HeartbeatInput{AgentID: "agent-00042", Domain: "zone-2", Slots: 8, Address: "http://10.0.0.42:9090",
+		Incarnation: 1_700_000_000_042, Seq: 1234, Running: []core.Lease{}, RTTMillis: 3, HeartbeatIntervalMillis: 5000}
+	running, result := idle, idle
+	lease := core.Lease{TaskID: "t1a2b3c-000123", Attempt: 1}
+	running.Running = []core.Lease{lease}
+	result.Results = []core.Result{{TaskID: lease.TaskID, Attempt: 1, Outcome: core.OutcomeSucceeded, DurationMS: 1500}}
+	for range b.N {
+		submit := size(core.SubmitInput{IdempotencyKey: "7f9c2ba4-e88f-4a1b-9c3d-5e6f7a8b9c0d",
+			Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 1000, Priority: core.PriorityNormal}})
+		ack := size(core.AssignAck{AgentID: idle.AgentID, TaskID: lease.TaskID, Attempt: 1, Accepted: true})
+		b.ReportMetric(size(idle), "B/idle-heartbeat")
+		b.ReportMetric(submit, "B/submit")
+		b.ReportMetric(ack, "B/assign-ack")
+		b.ReportMetric(size(running)-size(idle), "B/lease-per-heartbeat")
+		b.ReportMetric(size(result)-size(idle), "B/result")
+		b.ReportMetric(submit+ack+size(result)-size(idle), "B/task")
+	}
+	b.ReportMetric(0, "ns/op")
+}

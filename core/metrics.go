@@ -108,6 +108,16 @@ const (
 	MetricLogSnapshotBytes            = "flux_log_snapshot_bytes"
 	MetricLogRestoreDuration          = "flux_log_restore_duration_seconds"
 	MetricDataDirBytes                = "flux_data_dir_bytes"
+	MetricLogBatchInputs              = "flux_log_batch_inputs"
+	MetricLogAppends                  = "flux_log_appends_total"
+	MetricLogEntries                  = "flux_log_entries_total"
+	MetricLogEntryBytes               = "flux_log_entry_bytes_total"
+	MetricLogAppendDuration           = "flux_log_append_duration_seconds"
+	MetricRaftCommitDuration          = "flux_raft_commit_duration_seconds"
+	MetricRaftFSMApplyDuration        = "flux_raft_fsm_apply_duration_seconds"
+	MetricRaftSnapshotDuration        = "flux_raft_snapshot_duration_seconds"
+	MetricRaftStateTransitions        = "flux_raft_state_transitions_total"
+	MetricRaftLeader                  = "flux_raft_leader"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -169,6 +179,16 @@ func Metrics() []MetricDesc {
 		{MetricLogSnapshotBytes, MetricGauge, "Size of the newest log snapshot's state export.", nil},
 		{MetricLogRestoreDuration, MetricGauge, "Duration of this start's restore: opening the log, loading the newest snapshot and replaying the entries after it.", nil},
 		{MetricDataDirBytes, MetricGauge, "Bytes the cp's data dir holds on disk (0 with -in-memory).", nil},
+		{MetricLogBatchInputs, MetricHistogram, "Inputs per proposed log entry: the inputs that arrived while the previous entry was being made durable go to the log as one entry (group commit).", nil},
+		{MetricLogAppends, MetricCounter, "Writes to the log store since start, each one fsync on disk (entries proposed meanwhile are written together).", nil},
+		{MetricLogEntries, MetricCounter, "Entries written to the log store since start, raft's own included.", nil},
+		{MetricLogEntryBytes, MetricCounter, "Bytes of the entries written to the log store since start (entry data, without the store's framing).", nil},
+		{MetricLogAppendDuration, MetricHistogram, "Duration of one write of entries to the log store, fsync included (raft's leader.dispatchLog).", nil},
+		{MetricRaftCommitDuration, MetricHistogram, "Duration from an entry's dispatch to its commit (raft's commitTime).", nil},
+		{MetricRaftFSMApplyDuration, MetricHistogram, "Duration of applying one committed entry to the cp's state (raft's fsm.apply).", nil},
+		{MetricRaftSnapshotDuration, MetricHistogram, "Duration of a phase of raft's snapshots: take (all), fsm_snapshot, create, persist, fsm_restore, compact_logs.", []string{"phase"}},
+		{MetricRaftStateTransitions, MetricCounter, "Transitions of the log node to a raft state (follower, candidate, leader).", []string{"state"}},
+		{MetricRaftLeader, MetricGauge, "1 while this cp's log node is the raft leader (takes writes), else 0.", nil},
 	}
 }
 

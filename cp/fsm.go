@@ -16,15 +16,28 @@ import (
 
 // Log entries. Every change to the cp's core is one entry of the replicated
 // log (cp/raftlog): a small versioned JSON container around a core.Envelope,
-// or, once at the start of a data dir, around the core's config. A cp
-// refuses an entry of a version it does not know.
-const entryFormatVersion = 1
+// around several (a batch), or, once at the start of a data dir, around the
+// core's config. A cp refuses an entry of a version it does not know.
+//
+// Version 1 holds exactly one of init and env. Version 2 holds a batch:
+// the inputs that were waiting together while the previous entry was being
+// made durable (group commit; see batcher), applied in their order, each at
+// its own stamped time, each with its own result. A batch is written as
+// version 2 so that a cp that knows version 1 only refuses it by name
+// instead of misreading it; an entry of one input is still written as
+// version 1, so a log without batches stays readable by such a cp.
+const (
+	entryFormatVersion      = 1
+	entryBatchFormatVersion = 2
+)
 
-// logEntry is one log entry: exactly one of Init and Env is set.
+// logEntry is one log entry: exactly one of Init, Env (version 1) and
+// Batch (version 2) is set.
 type logEntry struct {
-	V    int            `json:"v"`
-	Init *initEntry     `json:"init,omitempty"`
-	Env  *core.Envelope `json:"env,omitempty"`
+	V     int             `json:"v"`
+	Init  *initEntry      `json:"init,omitempty"`
+	Env   *core.Envelope  `json:"env,omitempty"`
+	Batch []core.Envelope `json:"batch,omitempty"`
 }
 
 // initEntry creates the core: the first entry of a new data dir. The config
@@ -38,6 +51,15 @@ func encodeEnvelope(env core.Envelope) ([]byte, error) {
 	return json.Marshal(logEntry{V: entryFormatVersion, Env: &env})
 }
 
+// encodeBatch encodes envs as one entry: a version 1 entry for one input, a
+// version 2 batch for more.
+func encodeBatch(envs []core.Envelope) ([]byte, error) {
+	if len(envs) == 1 {
+		return encodeEnvelope(envs[0])
+	}
+	return json.Marshal(logEntry{V: entryBatchFormatVersion, Batch: envs})
+}
+
 func encodeInit(at time.Time, cfg core.Config) ([]byte, error) {
 	return json.Marshal(logEntry{V: entryFormatVersion, Init: &initEntry{At: at, Config: cfg}})
 }
@@ -48,12 +70,18 @@ func decodeEntry(index uint64, data []byte) (logEntry, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return logEntry{}, fmt.Errorf("cp: log entry %d is not a cp log entry: %v", index, err)
 	}
-	if e.V != entryFormatVersion {
-		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows version %d only (a newer or other cp wrote it)",
-			index, e.V, entryFormatVersion)
-	}
-	if (e.Init == nil) == (e.Env == nil) {
-		return logEntry{}, fmt.Errorf("cp: log entry %d must hold exactly one of init and env", index)
+	switch e.V {
+	case entryFormatVersion:
+		if (e.Init == nil) == (e.Env == nil) || e.Batch != nil {
+			return logEntry{}, fmt.Errorf("cp: log entry %d must hold exactly one of init and env", index)
+		}
+	case entryBatchFormatVersion:
+		if e.Init != nil || e.Env != nil || len(e.Batch) == 0 {
+			return logEntry{}, fmt.Errorf("cp: log entry %d (a batch) must hold a non-empty batch only", index)
+		}
+	default:
+		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows versions %d and %d only (a newer or other cp wrote it)",
+			index, e.V, entryFormatVersion, entryBatchFormatVersion)
 	}
 	return e, nil
 }
@@ -137,16 +165,35 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 		f.broken = fmt.Errorf("cp: log entry %d comes before the log's init entry", index)
 		return applied{Err: f.broken}
 	}
-	in, err := e.Env.Unwrap()
+	if e.Batch == nil {
+		return f.applyEnv(index, *e.Env)
+	}
+	// A batch's result is one applied per member, in order. A member that
+	// cannot be decoded stops the state machine as a single entry would;
+	// the members before it stay applied (as entries before a bad one do).
+	out := make([]applied, len(e.Batch))
+	for i, env := range e.Batch {
+		if f.broken != nil {
+			out[i] = applied{Err: f.broken}
+			continue
+		}
+		out[i] = f.applyEnv(index, env)
+	}
+	return out
+}
+
+// applyEnv applies one input of entry index.
+func (f *fsm) applyEnv(index uint64, env core.Envelope) applied {
+	in, err := env.Unwrap()
 	if err != nil {
 		f.broken = fmt.Errorf("cp: log entry %d: %w", index, err)
 		return applied{Err: f.broken}
 	}
-	if e.Env.At.After(f.lastAt) {
-		f.lastAt = e.Env.At
+	if env.At.After(f.lastAt) {
+		f.lastAt = env.At
 	}
 	var out applied
-	out.Result, out.Err = f.core.Apply(e.Env.At, in)
+	out.Result, out.Err = f.core.Apply(env.At, in)
 	f.views(&out, in)
 	f.flush()
 	return out

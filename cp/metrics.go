@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 )
 
 // metrics holds the instruments the Server updates as things happen; the
@@ -28,6 +29,7 @@ type metrics struct {
 	snapshotDuration prometheus.Histogram
 	snapshotBytes    prometheus.Gauge
 	restore          prometheus.Gauge
+	batchInputs      prometheus.Histogram
 }
 
 // snapshotTaken implements fsmObserver.
@@ -50,6 +52,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		snapshotDuration: prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogSnapshotDuration, reconcileBuckets))),
 		snapshotBytes:    prometheus.NewGauge(gaugeOpts(core.MetricLogSnapshotBytes)),
 		restore:          prometheus.NewGauge(gaugeOpts(core.MetricLogRestoreDuration)),
+		batchInputs:      prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogBatchInputs, batchBuckets))),
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.
@@ -74,7 +77,31 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	dirDesc := metricDesc(core.MetricDataDirBytes, core.MetricGauge)
 	dirBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: dirDesc.Name, Help: dirDesc.Help},
 		func() float64 { return float64(dirSize(s.opts.DataDir)) })
-	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
+	logStat := func(name string, f func(raftlog.LogStats) uint64) prometheus.Collector {
+		d := metricDesc(name, core.MetricCounter)
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: d.Name, Help: d.Help}, func() float64 {
+			if s.node == nil {
+				return 0
+			}
+			return float64(f(s.node.LogStats()))
+		})
+	}
+	appends := logStat(core.MetricLogAppends, func(st raftlog.LogStats) uint64 { return st.Appends })
+	entries := logStat(core.MetricLogEntries, func(st raftlog.LogStats) uint64 { return st.Entries })
+	entryBytes := logStat(core.MetricLogEntryBytes, func(st raftlog.LogStats) uint64 { return st.Bytes })
+	leaderDesc := metricDesc(core.MetricRaftLeader, core.MetricGauge)
+	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: leaderDesc.Name, Help: leaderDesc.Help}, func() float64 {
+		if s.node != nil && s.node.IsLeader() {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range append(raftMetrics().collectors(), leader) {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, appends, entries, entryBytes, m.batchInputs, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
 		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -86,6 +113,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 // Histogram buckets, in seconds.
 var (
 	reconcileBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	batchBuckets     = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
 	requestBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 )
 

@@ -1,6 +1,7 @@
 package cp
 
 import (
+	"regexp"
 	"slices"
 	"testing"
 
@@ -59,6 +60,35 @@ func TestMetricsAreCoresTable(t *testing.T) {
 	for _, name := range runbookMetrics {
 		if _, ok := core.MetricByName(name); !ok {
 			t.Errorf("runbook metric %s is not in core.Metrics()", name)
+		}
+	}
+}
+
+// TestLogAndRaftMetrics: a durable cp's /metrics reports its log's
+// appends, entries and bytes, the batch sizes, and raft's own timings (the
+// log store's append with its fsync, commit, FSM apply, a snapshot's
+// phases) and its leadership.
+func TestLogAndRaftMetrics(t *testing.T) {
+	tc := startCP(t, false, func(o *Options) { o.DataDir = t.TempDir() })
+	tc.submit(`{"kind":"sleep"}`)
+	if err := tc.s.node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body)
+	for _, re := range []string{
+		`(?m)^flux_log_appends_total [1-9]`,
+		`(?m)^flux_log_entries_total [1-9]`,
+		`(?m)^flux_log_entry_bytes_total [1-9]`,
+		`(?m)^flux_log_batch_inputs_count [1-9]`,
+		`(?m)^flux_log_append_duration_seconds_count [1-9]`,
+		`(?m)^flux_raft_commit_duration_seconds_count [1-9]`,
+		`(?m)^flux_raft_fsm_apply_duration_seconds_count [1-9]`,
+		`(?m)^flux_raft_snapshot_duration_seconds_count\{phase="persist"\} [1-9]`,
+		`(?m)^flux_raft_state_transitions_total\{state="leader"\} [1-9]`,
+		`(?m)^flux_raft_leader 1$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("/metrics lacks %s", re)
 		}
 	}
 }

@@ -191,6 +191,9 @@ type Server struct {
 	// notDurable is why the last proposal could not be made durable; nil
 	// once one is again. /readyz reports it.
 	notDurable atomic.Pointer[string]
+	// batch groups the inputs proposed while an entry is in flight into
+	// one entry (group commit).
+	batch batcher
 
 	delivery *deliveryQueues
 	metrics  *metrics
@@ -215,6 +218,7 @@ func New(opts Options) (*Server, error) {
 		client:   &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
 		delivery: newDeliveryQueues(opts.DeliveryWorkers),
 	}
+	s.batch.s = s
 	var err error
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
@@ -360,13 +364,7 @@ func (s *Server) Close() error {
 // and applied. The error is the log's (the entry is not acknowledged); the
 // core's own answer is in the result.
 func (s *Server) propose(ctx context.Context, in core.Input) (applied, error) {
-	entry, err := encodeEnvelope(core.Wrap(s.fsm.stamp(s.clock.Now()), in))
-	if err != nil {
-		return applied{}, fmt.Errorf("cp: encode a log entry: %w", err)
-	}
-	start := time.Now()
-	res, _, err := s.node.Propose(ctx, entry)
-	s.metrics.proposal.Observe(time.Since(start).Seconds())
+	a, err := s.batch.propose(ctx, in)
 	if err != nil {
 		if errors.Is(err, raftlog.ErrNotDurable) {
 			msg := err.Error()
@@ -376,7 +374,7 @@ func (s *Server) propose(ctx context.Context, in core.Input) (applied, error) {
 		return applied{}, err
 	}
 	s.notDurable.Store(nil)
-	return res.(applied), nil
+	return a, nil
 }
 
 // Mode is the scheduler's current mode (the persisted one after a restart).

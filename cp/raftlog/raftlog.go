@@ -137,6 +137,7 @@ type Node struct {
 	closers []io.Closer // stores and transport, closed after raft stops
 	lock    *dirLock
 	logs    raft.LogStore      // read by Record
+	counts  *countingStore     // LogStats
 	snaps   raft.SnapshotStore // read by Record
 
 	closed    atomic.Bool
@@ -202,6 +203,8 @@ func (n *Node) open(opts Options) error {
 		}
 		snaps = fss
 	}
+	n.counts = &countingStore{LogStore: logs}
+	logs = n.counts
 	if opts.WrapLogStore != nil {
 		logs = opts.WrapLogStore(logs)
 	}

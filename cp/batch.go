@@ -1,0 +1,170 @@
+package cp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fluxforge/fluxforge/core"
+)
+
+// Group commit. Heartbeats are the bulk of the log (10,000 agents at a 5s
+// interval are 2,000 a second), so the inputs that arrive while an entry is
+// being made durable wait together and go to the log as one entry: a
+// version 2 batch (see logEntry), applied in order, each input at its own
+// stamped time and with its own result. Nothing waits on a timer: an input
+// that finds no entry in flight is proposed at once (alone, as a version 1
+// entry); one that finds an entry in flight joins the next one, proposed
+// as soon as the one in flight is done. So a batch is whatever was waiting,
+// and an input waits at most for the entry in flight plus its own.
+//
+// Every proposal of a Server goes through its batcher, so the log's order
+// is the order in which inputs were stamped, and stamps never go back.
+
+// Bounds on one batch entry: raft's own batching of concurrent appends
+// takes up to 64 entries at a time; a batch entry is bounded by count and
+// by bytes so that no entry grows without bound (a submission's body may be
+// up to APIBodyBytesMax).
+const (
+	batchInputsMax = 512
+	batchBytesMax  = 1 << 20
+)
+
+// call is one input waiting for its entry.
+type call struct {
+	env  core.Envelope
+	size int
+	res  applied
+	err  error
+	done chan struct{}
+}
+
+// batcher groups the inputs proposed while an entry is in flight.
+type batcher struct {
+	s *Server
+
+	mu       sync.Mutex
+	pending  []*call
+	inFlight bool
+	last     time.Time // the newest stamp given
+	off      bool      // tests and benchmarks: one entry per input, no batching
+}
+
+// propose stamps in, waits for its entry to be durable and applied, and
+// returns its result. The context bounds the wait only: once queued, an
+// input may still be applied after its caller gave up (as with any
+// timed-out replicated write).
+func (b *batcher) propose(ctx context.Context, in core.Input) (applied, error) {
+	if err := ctx.Err(); err != nil {
+		return applied{}, err
+	}
+	env := core.Wrap(time.Time{}, in)
+	c := &call{size: len(env.Body) + len(env.Kind) + 64, done: make(chan struct{})}
+	floor := b.s.fsm.stamp(b.s.clock.Now())
+	b.mu.Lock()
+	if floor.Before(b.last) {
+		floor = b.last
+	}
+	b.last = floor
+	env.At = floor
+	c.env = env
+	b.pending = append(b.pending, c)
+	if !b.inFlight {
+		b.inFlight = true
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return applied{}, fmt.Errorf("cp: propose: %w", ctx.Err())
+	}
+}
+
+// run proposes the waiting inputs, one entry at a time, until none wait.
+func (b *batcher) run() {
+	for {
+		b.mu.Lock()
+		batch := b.take()
+		if len(batch) == 0 {
+			b.inFlight = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.commit(batch)
+	}
+}
+
+// take removes the next entry's inputs from pending (b.mu held).
+func (b *batcher) take() []*call {
+	n, bytes := 0, 0
+	for n < len(b.pending) {
+		if b.off && n == 1 {
+			break
+		}
+		if n > 0 && (n == batchInputsMax || bytes+b.pending[n].size > batchBytesMax) {
+			break
+		}
+		bytes += b.pending[n].size
+		n++
+	}
+	batch := b.pending[:n:n]
+	if n == len(b.pending) {
+		b.pending = nil
+	} else {
+		b.pending = b.pending[n:]
+	}
+	return batch
+}
+
+// commit writes batch as one entry and hands each input its result.
+func (b *batcher) commit(batch []*call) {
+	envs := make([]core.Envelope, len(batch))
+	for i, c := range batch {
+		envs[i] = c.env
+	}
+	results, err := b.s.commit(envs)
+	for i, c := range batch {
+		if err == nil {
+			c.res = results[i]
+		}
+		c.err = err
+		close(c.done)
+	}
+}
+
+// commit proposes envs as one log entry and returns one result per input.
+// The error is the log's: none of them is acknowledged.
+func (s *Server) commit(envs []core.Envelope) ([]applied, error) {
+	entry, err := encodeBatch(envs)
+	if err != nil {
+		return nil, fmt.Errorf("cp: encode a log entry: %w", err)
+	}
+	start := time.Now()
+	res, _, err := s.node.Propose(context.Background(), entry)
+	s.metrics.proposal.Observe(time.Since(start).Seconds())
+	s.metrics.batchInputs.Observe(float64(len(envs)))
+	if err != nil {
+		return nil, err
+	}
+	switch r := res.(type) {
+	case applied:
+		if len(envs) == 1 {
+			return []applied{r}, nil
+		}
+		// The whole entry was refused (the state machine had stopped).
+		out := make([]applied, len(envs))
+		for i := range out {
+			out[i] = r
+		}
+		return out, nil
+	case []applied:
+		if len(r) == len(envs) {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("cp: log entry result %T does not match its %d inputs", res, len(envs))
+}

@@ -177,7 +177,7 @@ func TestApplyJSONRoundTripProperty(t *testing.T) {
 		if !sameJSON(typed.Timeline().Since(0, 0), decoded.Timeline().Since(0, 0)) {
 			t.Fatal("timelines differ")
 		}
-		if !sameJSON(typed.Snapshot(at), decoded.Snapshot(at)) || !reflect.DeepEqual(typed.Stats(), decoded.Stats()) ||
+		if !sameJSON(typed.DebugView(at), decoded.DebugView(at)) || !reflect.DeepEqual(typed.Stats(), decoded.Stats()) ||
 			typed.Config() != decoded.Config() {
 			t.Fatal("states differ")
 		}

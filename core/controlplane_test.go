@@ -236,21 +236,21 @@ func TestModes(t *testing.T) {
 			if _, err := h.cp.Apply(h.now, SubmitInput{Spec: sleepSpec()}); !errors.Is(err, ErrModeRefused) {
 				t.Fatalf("err %v", err)
 			}
-			if h.cp.Snapshot(h.now).Drained {
+			if h.cp.DebugView(h.now).Drained {
 				t.Fatal("drained with a queue")
 			}
 			h.join("z1", 4, "a1")
 			if h.cp.QueueDepth() != 0 || h.cp.InFlight() != 2 {
 				t.Fatalf("queue %d in flight %d", h.cp.QueueDepth(), h.cp.InFlight())
 			}
-			if h.cp.Snapshot(h.now).Drained {
+			if h.cp.DebugView(h.now).Drained {
 				t.Fatal("drained with tasks in flight")
 			}
 			h.heartbeat("a1", func(hb *HeartbeatInput) {
 				hb.Running = nil
 				hb.Results = []Result{{TaskID: a.ID, Attempt: 1, Outcome: OutcomeSucceeded}, {TaskID: b.ID, Attempt: 1, Outcome: OutcomeSucceeded}}
 			})
-			if s := h.cp.Snapshot(h.now); !s.Drained || s.Mode != ModeDraining {
+			if s := h.cp.DebugView(h.now); !s.Drained || s.Mode != ModeDraining {
 				t.Fatalf("snapshot %+v", s)
 			}
 		}},
@@ -678,7 +678,7 @@ func TestMassDisconnectPausesRescheduling(t *testing.T) {
 	}
 	// The cp is cut off from four of six agents for ten minutes.
 	h.advance(10*time.Minute, "a1", "a4")
-	if !h.cp.ReschedulingPaused() || !h.cp.Snapshot(h.now).ReschedulingPaused || len(h.events(EventSchedulerReschedulingPaused)) != 1 {
+	if !h.cp.ReschedulingPaused() || !h.cp.DebugView(h.now).ReschedulingPaused || len(h.events(EventSchedulerReschedulingPaused)) != 1 {
 		t.Fatal("rescheduling not paused")
 	}
 	for _, task := range tasks {
@@ -726,7 +726,7 @@ func TestPoisonTaskDoesNotCountAgainstAgents(t *testing.T) {
 			t.Fatalf("%s: success %.2f quarantined %v after a poison task", id, v.Health.Success, v.Quarantined)
 		}
 	}
-	if f := h.cp.Snapshot(h.now).DomainFailures["z1"]; f.Volume != 0 {
+	if f := h.cp.DebugView(h.now).DomainFailures["z1"]; f.Volume != 0 {
 		t.Fatalf("domain still counts the poison task: %+v", f)
 	}
 }
@@ -858,8 +858,8 @@ func TestApplyReplaysExactly(t *testing.T) {
 	if string(e1) != string(e2) {
 		t.Fatalf("replayed timeline differs:\n%s\n%s", e1, e2)
 	}
-	s1, _ := json.Marshal(cp1.Snapshot(at))
-	s2, _ := json.Marshal(cp2.Snapshot(at))
+	s1, _ := json.Marshal(cp1.DebugView(at))
+	s2, _ := json.Marshal(cp2.DebugView(at))
 	if string(s1) != string(s2) {
 		t.Fatalf("replayed snapshot differs:\n%s\n%s", s1, s2)
 	}

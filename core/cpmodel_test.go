@@ -305,7 +305,7 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 	if held != inFlight {
 		t.Fatalf("%d leases held by agents, %d tasks in flight", held, inFlight)
 	}
-	s := cp.Snapshot(now)
+	s := cp.DebugView(now)
 	active := 0
 	for _, d := range s.Domains {
 		active += d.Active

@@ -662,7 +662,7 @@ func TestReadsChangeNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = h.cp.Snapshot(h.now.Add(time.Hour)) // the window has long passed
+	_ = h.cp.DebugView(h.now.Add(time.Hour)) // the window has long passed
 	_ = h.cp.Agents()
 	_ = h.cp.Tasks(TaskFilter{})
 	_ = h.cp.Stats()

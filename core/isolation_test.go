@@ -133,13 +133,13 @@ func TestPartialOutagePanicKeepsConnectedAgentsWorking(t *testing.T) {
 	h.join("z1", 4, ids...)
 	h.cp.cfg.MassDisconnectMinAgents = 100 // not the cp cut off: the zone's outage
 	h.advance(20*time.Second, up...)
-	if s := h.cp.Snapshot(h.now); s.Agents.Connected != 6 {
+	if s := h.cp.DebugView(h.now); s.Agents.Connected != 6 {
 		t.Fatalf("%d connected, want 6", s.Agents.Connected)
 	}
 	if n := len(h.events(EventDomainIsolated)); n != 0 {
 		t.Fatalf("the only zone was isolated for a partial outage (%d)", n)
 	}
-	s := h.cp.Snapshot(h.now)
+	s := h.cp.DebugView(h.now)
 	if !s.IsolationPanic.Active || !slices.Equal(s.IsolationPanic.Domains, []string{"z1"}) ||
 		!strings.Contains(s.IsolationPanic.Reason, "outage: 8 of 14 agents disconnected") {
 		t.Fatalf("isolation_panic %+v", s.IsolationPanic)
@@ -152,7 +152,7 @@ func TestPartialOutagePanicKeepsConnectedAgentsWorking(t *testing.T) {
 		t.Fatalf("task %s on %q during the partial outage, want assigned to a connected agent", got.State, got.AgentID)
 	}
 	h.advance(10*time.Second, ids...)
-	if s := h.cp.Snapshot(h.now); s.IsolationPanic.Active || len(s.IsolationPanic.Domains) != 0 {
+	if s := h.cp.DebugView(h.now); s.IsolationPanic.Active || len(s.IsolationPanic.Domains) != 0 {
 		t.Fatalf("panic still active after the agents returned: %+v", s.IsolationPanic)
 	}
 	if p := h.events(EventDomainPanic); len(p) != 2 || p[1].To != "inactive" {
@@ -185,7 +185,7 @@ func TestFailureIsolationIsRelative(t *testing.T) {
 		h.join("z1", 4, "a1", "a2")
 		h.failIn("z1", 10)
 		h.advance(time.Second, "a1", "a2")
-		if s := h.cp.Snapshot(h.now).DomainFailures["z1"]; s.State != DomainOpen {
+		if s := h.cp.DebugView(h.now).DomainFailures["z1"]; s.State != DomainOpen {
 			t.Fatalf("z1 %s (%s)", s.State, s.Reason)
 		}
 	})
@@ -199,7 +199,7 @@ func TestFailureIsolationIsRelative(t *testing.T) {
 		h.succeedIn("z2", 3)
 		h.advance(time.Second, "a1", "b1")
 		for _, d := range []string{"z1", "z2"} {
-			if s := h.cp.Snapshot(h.now).DomainFailures[d]; s.State != DomainOpen {
+			if s := h.cp.DebugView(h.now).DomainFailures[d]; s.State != DomainOpen {
 				t.Errorf("%s %s (%s) though both fail alike", d, s.State, s.Reason)
 			}
 		}
@@ -212,7 +212,7 @@ func TestFailureIsolationIsRelative(t *testing.T) {
 		h.failIn("z2", 1)
 		h.succeedIn("z2", 7)
 		h.advance(time.Second, "a1", "b1")
-		s := h.cp.Snapshot(h.now).DomainFailures
+		s := h.cp.DebugView(h.now).DomainFailures
 		if s["z1"].State != DomainIsolated || !strings.Contains(s["z1"].Reason, "rest of fleet 0.12") {
 			t.Errorf("z1 %s (%s), want ISOLATED against the rest's 0.12", s["z1"].State, s["z1"].Reason)
 		}
@@ -227,7 +227,7 @@ func TestFailureIsolationIsRelative(t *testing.T) {
 		h.advance(20*time.Second, "a1", "a2", "b1") // b2 gone: z2 has 4 of 12 usable slots
 		h.failIn("z1", 8)
 		h.advance(time.Second, "a1", "a2", "b1")
-		s := h.cp.Snapshot(h.now)
+		s := h.cp.DebugView(h.now)
 		if z1 := s.DomainFailures["z1"]; z1.State != DomainThrottled || !strings.HasPrefix(z1.Panic, "panic: isolating would leave 4 of 12 usable slots open") {
 			t.Fatalf("z1 %s, panic %q", z1.State, z1.Panic)
 		}
@@ -235,7 +235,7 @@ func TestFailureIsolationIsRelative(t *testing.T) {
 			t.Fatalf("isolation_panic %+v", s.IsolationPanic)
 		}
 		h.advance(time.Second, "a1", "a2", "b1", "b2") // b2 back: the fleet can spare z1
-		s = h.cp.Snapshot(h.now)
+		s = h.cp.DebugView(h.now)
 		if z1 := s.DomainFailures["z1"]; z1.State != DomainIsolated || s.IsolationPanic.Active {
 			t.Fatalf("after b2 returned: z1 %s, panic %+v", z1.State, s.IsolationPanic)
 		}
@@ -254,7 +254,7 @@ func isolateAndProbeZ1(t *testing.T) (*cpHarness, []AgentID) {
 	beating := []AgentID{"a1", "b1", "b2"}
 	h.failIn("z1", 5)
 	h.advance(time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainIsolated {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainIsolated {
 		t.Fatalf("z1 %s, want ISOLATED", st)
 	}
 	return h, beating
@@ -271,12 +271,12 @@ func TestOnlyProbesDecideProbing(t *testing.T) {
 	h.failIn("z1", 5)
 	h.advance(time.Second, beating...)
 	h.advance(30*time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainProbing {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainProbing {
 		t.Fatalf("z1 %s, want PROBING", st)
 	}
 	h.report(old.ID, OutcomeFailed)
 	h.advance(time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainProbing {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainProbing {
 		t.Fatalf("z1 %s after a pre-isolation task failed, want still PROBING", st)
 	}
 	for range 2 {
@@ -284,7 +284,7 @@ func TestOnlyProbesDecideProbing(t *testing.T) {
 		h.report(p.ID, OutcomeSucceeded)
 	}
 	h.advance(time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainOpen {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainOpen {
 		t.Fatalf("z1 %s after 2 probes succeeded, want OPEN", st)
 	}
 }
@@ -295,7 +295,7 @@ func TestOnlyProbesDecideProbing(t *testing.T) {
 func TestPoisonProbeIsNoFailedProbe(t *testing.T) {
 	h, beating := isolateAndProbeZ1(t)
 	h.advance(30*time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainProbing {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainProbing {
 		t.Fatalf("z1 %s, want PROBING", st)
 	}
 	var fill []TaskID // z2 full, so unconstrained work can only probe z1
@@ -308,7 +308,7 @@ func TestPoisonProbeIsNoFailedProbe(t *testing.T) {
 	}
 	h.report(p.ID, OutcomeFailed)
 	h.advance(time.Second, beating...)
-	z1 := h.cp.Snapshot(h.now).Domains[0]
+	z1 := h.cp.DebugView(h.now).Domains[0]
 	if z1.State != DomainIsolated || z1.CooldownSeconds != 60 {
 		t.Fatalf("z1 %s cool-down %vs after a failed probe, want ISOLATED for 60s", z1.State, z1.CooldownSeconds)
 	}
@@ -342,7 +342,7 @@ func TestPoisonProbeIsNoFailedProbe(t *testing.T) {
 		t.Fatalf("task %s (%s), want DEAD as poison", got.State, got.Reason)
 	}
 	h.advance(time.Second, beating...)
-	z1 = h.cp.Snapshot(h.now).Domains[0]
+	z1 = h.cp.DebugView(h.now).Domains[0]
 	if z1.State != DomainProbing {
 		t.Fatalf("z1 %s (%s) after its failed probe proved poison, want PROBING again", z1.State, z1.Reason)
 	}
@@ -365,7 +365,7 @@ func TestProbesPreferCleanTasks(t *testing.T) {
 	h.cp.enqueued(rec)
 	fresh := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 1000, MaxAttempts: 5, Domain: "z1"})
 	h.advance(30*time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainProbing {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainProbing {
 		t.Fatalf("z1 %s", st)
 	}
 	if got := h.task(fresh.ID); got.State != TaskRunning && got.State != TaskAssigned {
@@ -378,7 +378,7 @@ func TestProbesPreferCleanTasks(t *testing.T) {
 	// retried task may probe.
 	h.report(fresh.ID, OutcomeSucceeded)
 	h.advance(time.Second, beating...)
-	if st := h.cp.Snapshot(h.now).DomainFailures["z1"].State; st != DomainOpen {
+	if st := h.cp.DebugView(h.now).DomainFailures["z1"].State; st != DomainOpen {
 		t.Fatalf("z1 %s after its probe succeeded", st)
 	}
 }

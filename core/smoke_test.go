@@ -75,7 +75,7 @@ func TestSmokeSubmitRunSucceed(t *testing.T) {
 	if _, err := cp.Apply(t1, SubmitInput{Spec: TaskSpec{Kind: KindSleep, DurationMS: 11}, IdempotencyKey: "k"}); err == nil {
 		t.Fatal("conflict not detected")
 	}
-	snap := cp.Snapshot(t1)
+	snap := cp.DebugView(t1)
 	if snap.Mode != ModeNormal || snap.DomainActive["z1"] != 0 || snap.Agents.Connected != 1 {
 		t.Fatalf("snapshot %+v", snap)
 	}

@@ -157,9 +157,10 @@ type AgentCounts struct {
 	Quarantined int `json:"quarantined"`
 }
 
-// Snapshot is what GET /scheduler/debug/snapshot returns: the runbook's
+// DebugView is what GET /scheduler/debug/snapshot returns (the "debug
+// snapshot" of the runbook; not a raft snapshot, which is Export): the runbook's
 // fields first, then the detail an operator needs next.
-type Snapshot struct {
+type DebugView struct {
 	Time                 time.Time                `json:"time"`
 	Mode                 Mode                     `json:"mode"`
 	ModeSetBy            string                   `json:"mode_set_by"`
@@ -182,12 +183,12 @@ type Snapshot struct {
 	TimelineSeq          uint64                   `json:"timeline_seq"`
 }
 
-// Snapshot returns the scheduler's state at now (for ages).
-func (cp *ControlPlane) Snapshot(now time.Time) Snapshot {
+// DebugView returns the scheduler's state at now (for ages).
+func (cp *ControlPlane) DebugView(now time.Time) DebugView {
 	if now.Before(cp.now) {
 		now = cp.now
 	}
-	s := Snapshot{
+	s := DebugView{
 		Time: now, Mode: cp.mode.Mode, ModeSetBy: cp.mode.SetBy, ModeReason: cp.mode.Reason, ModeSince: cp.mode.Since,
 		ReschedulingPaused: cp.paused, PausedReason: cp.pausedReason,
 		QueueDepth: cp.queue.Len(), QueueCapacity: cp.queue.Cap(), InFlight: cp.inFlight,

@@ -281,7 +281,7 @@ func (f *fsm) Restore(r io.Reader) error {
 		return fmt.Errorf("cp: restore the state from a snapshot: %w", err)
 	}
 	f.attach(c)
-	f.lastAt = c.Snapshot(time.Time{}).Time
+	f.lastAt = c.DebugView(time.Time{}).Time
 	f.broken = nil
 	// Events the store lost (it does not sync each write) are refilled
 	// from the restored ring, as far as it reaches.
@@ -346,7 +346,7 @@ func (f *fsm) err() error {
 // DebugView is the body of GET /scheduler/debug/snapshot: the core's
 // snapshot plus the log position it reflects.
 type DebugView struct {
-	core.Snapshot
+	core.DebugView
 	// AppliedIndex is the raft index of the last entry applied to the state.
 	AppliedIndex uint64 `json:"applied_index"`
 	// StateHash is the hex SHA-256 of the state's export at AppliedIndex.
@@ -365,7 +365,7 @@ func (f *fsm) debugView(now time.Time) (DebugView, error) {
 	if err != nil {
 		return DebugView{}, err
 	}
-	return DebugView{Snapshot: f.core.Snapshot(now), AppliedIndex: f.index, StateHash: h}, nil
+	return DebugView{DebugView: f.core.DebugView(now), AppliedIndex: f.index, StateHash: h}, nil
 }
 
 // appliedIndex is the raft index of the last entry applied to the state.

@@ -211,9 +211,9 @@ func (tc *testCP) task(id core.TaskID) TaskView {
 	return v
 }
 
-func (tc *testCP) snapshot() core.Snapshot {
+func (tc *testCP) snapshot() core.DebugView {
 	tc.t.Helper()
-	var s core.Snapshot
+	var s core.DebugView
 	tc.mustStatus(http.StatusOK, "GET", "/scheduler/debug/snapshot", nil).decode(tc.t, &s)
 	return s
 }

@@ -255,12 +255,12 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	now := s.clock.Now()
 	var (
-		snap   core.Snapshot
+		snap   core.DebugView
 		stats  core.Stats
 		agents []core.AgentView
 	)
 	s.read(func(c *core.ControlPlane) {
-		snap, stats, agents = c.Snapshot(now), c.Stats(), c.Agents()
+		snap, stats, agents = c.DebugView(now), c.Stats(), c.Agents()
 	})
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {

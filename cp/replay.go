@@ -93,7 +93,7 @@ func Replay(rec raftlog.Record, opts ReplayOptions) (ReplayResult, error) {
 			}
 			f.mu.Lock()
 			f.attach(c)
-			f.lastAt = c.Snapshot(time.Time{}).Time
+			f.lastAt = c.DebugView(time.Time{}).Time
 			f.mu.Unlock()
 			res.StartConfig = orig
 		}

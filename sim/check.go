@@ -348,7 +348,7 @@ func (s *sim) fullCheck() {
 // snapshotCheck cross-checks the cp's snapshot (O(agents), so it runs with
 // the metric samples): the per-domain health quarantine cap (5), which the
 // model also checks on every quarantine, and the queue bound (3).
-func (s *sim) snapshotCheck(snap core.Snapshot) {
+func (s *sim) snapshotCheck(snap core.DebugView) {
 	for _, d := range snap.Domains {
 		if d.HealthQuarantined > d.HealthQuarantineCap {
 			s.violate(InvQuarantineCap, fmt.Sprintf("domain %s: %d health quarantines, cap %d", d.Name, d.HealthQuarantined, d.HealthQuarantineCap))

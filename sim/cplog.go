@@ -250,7 +250,7 @@ func (s *sim) startCP() {
 		return
 	}
 	mode, _, _ := cp.Mode()
-	snap := cp.Snapshot(s.t)
+	snap := cp.DebugView(s.t)
 	s.note(fmt.Sprintf("cp recovered: snapshot at index %d + %d entries replayed, applied index %d, mode %s, queue %d, in flight %d, state_hash %.12s (as before the %s)",
 		rec.SnapshotIndex, rec.Replayed, rec.AppliedIndex, mode, snap.QueueDepth, snap.InFlight, rec.StateHash, d.what()))
 	s.down = nil

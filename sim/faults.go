@@ -148,11 +148,11 @@ func (s *sim) faultEnd(i int) {
 // is back.
 func (s *sim) maybeRestart(i int) {
 	f := s.o.Faults[i]
-	if s.down != nil || f.WhenDrained && !s.cp.Snapshot(s.t).Drained && s.now < f.Until {
+	if s.down != nil || f.WhenDrained && !s.cp.DebugView(s.t).Drained && s.now < f.Until {
 		s.push(event{at: s.now + time.Second, kind: evRestartPoll, node: i})
 		return
 	}
-	snap := s.cp.Snapshot(s.t)
+	snap := s.cp.DebugView(s.t)
 	s.note(fmt.Sprintf("fault: cp restart (drained=%v, queue %d, in flight %d)", snap.Drained, snap.QueueDepth, snap.InFlight))
 	s.restartCP(i)
 }
@@ -202,7 +202,7 @@ func (s *sim) sample() {
 	if s.down != nil {
 		return // no process to scrape
 	}
-	snap := s.cp.Snapshot(s.t)
+	snap := s.cp.DebugView(s.t)
 	st := s.cp.Stats()
 
 	if snap.OldestTaskAgeSeconds > s.res.MaxOldestAgeSeconds {
@@ -261,7 +261,7 @@ func (s *sim) finish() {
 	s.res.SimEvents = s.count
 	s.res.TraceHash, s.res.TraceLines, s.res.TraceBytes = s.tr.sum(), s.tr.lines, s.tr.bytes
 	s.res.Stats = s.cp.Stats()
-	s.res.Final = s.cp.Snapshot(s.t)
+	s.res.Final = s.cp.DebugView(s.t)
 	for _, mt := range s.m.all {
 		r := mt.rec
 		r.State = mt.state

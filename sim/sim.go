@@ -216,7 +216,7 @@ func (s *sim) run() {
 	if s.res.Violation == nil {
 		s.now, s.t = s.o.Duration, epoch.Add(s.o.Duration)
 		s.fullCheck()
-		s.snapshotCheck(s.cp.Snapshot(s.t))
+		s.snapshotCheck(s.cp.DebugView(s.t))
 	}
 	if s.res.Violation == nil {
 		s.checkLiveness()

@@ -270,7 +270,7 @@ func (c *cpUnderTest) stop() {
 // waitRegistered waits up to 30s for all n agents to be connected.
 func waitRegistered(ctx context.Context, api *http.Client, cpURL string, n int) error {
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		var snap core.Snapshot
+		var snap core.DebugView
 		if err := getJSON(ctx, api, cpURL+"/scheduler/debug/snapshot", &snap); err != nil {
 			return err
 		}

@@ -23,7 +23,7 @@ func (c *cli) snapshot(args []string) error {
 	if err != nil {
 		return err
 	}
-	return show(c, r, func(w *tabwriter.Writer, s core.Snapshot) {
+	return show(c, r, func(w *tabwriter.Writer, s core.DebugView) {
 		fmt.Fprintf(w, "mode:\t%s (set by %s: %s)\n", s.Mode, s.ModeSetBy, s.ModeReason)
 		if s.Mode == core.ModeDraining {
 			fmt.Fprintf(w, "drained:\t%s\n", yes(s.Drained))

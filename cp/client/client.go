@@ -148,8 +148,8 @@ func call[T any](ctx context.Context, c *Client, method, path string, body any, 
 }
 
 // Snapshot is GET /scheduler/debug/snapshot.
-func (c *Client) Snapshot(ctx context.Context) (*Response[core.Snapshot], error) {
-	return call[core.Snapshot](ctx, c, http.MethodGet, "/scheduler/debug/snapshot", nil)
+func (c *Client) Snapshot(ctx context.Context) (*Response[core.DebugView], error) {
+	return call[core.DebugView](ctx, c, http.MethodGet, "/scheduler/debug/snapshot", nil)
 }
 
 // Mode is GET /admin/mode (admin token).

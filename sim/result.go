@@ -72,7 +72,7 @@ type Result struct {
 	Notes         []Note          `json:"notes"`
 	Series        []Sample        `json:"series"`
 	Stats         core.Stats      `json:"stats"`
-	Final         core.DebugView   `json:"final"`
+	Final         core.DebugView  `json:"final"`
 
 	Violation *Violation `json:"violation,omitempty"`
 }

@@ -198,7 +198,7 @@ func (s *sim) interarrival(rate float64) time.Duration {
 
 func (s *sim) run() {
 	for s.q.len() > 0 && s.res.Violation == nil {
-		if s.q.items[0].at > s.o.Duration {
+		if s.q.peek().at > s.o.Duration {
 			break
 		}
 		e := s.q.pop()

@@ -199,7 +199,9 @@ func TestBatchSubmitModeChangedInFlight(t *testing.T) {
 	depth := tc.snapshot().QueueDepth
 	gate.hold()
 	setMode := make(chan error, 1)
-	go func() { setMode <- tc.s.applyInput(core.SetModeInput{Mode: core.ModeReadOnly, Actor: core.ActorOperator}) }()
+	go func() {
+		setMode <- tc.s.applyInput(core.SetModeInput{Mode: core.ModeReadOnly, Actor: core.ActorOperator})
+	}()
 	waitFor(t, 10*time.Second, "the mode change in flight", func() bool { return tc.s.batch.waiting() == 0 && inFlight(tc.s) })
 	resp := make(chan response, 1)
 	go func() { resp <- tc.do("POST", "/v1/batch/tasks", `{"tasks":[{"kind":"sleep"},{"kind":"sleep"}]}`) }()

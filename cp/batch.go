@@ -17,7 +17,9 @@ import (
 // that finds no entry in flight is proposed at once (alone, as a version 1
 // entry); one that finds an entry in flight joins the next one, proposed
 // as soon as the one in flight is done. So a batch is whatever was waiting,
-// and an input waits at most for the entry in flight plus its own.
+// and an input waits at most for the entry in flight plus its own. The
+// inputs of one batch submit (POST /v1/batch/tasks) are proposed as one
+// group: always in the same entry, side by side.
 //
 // Every proposal of a Server goes through its batcher, so the log's order
 // is the order in which inputs were stamped, and stamps never go back.
@@ -52,23 +54,14 @@ type batcher struct {
 	pending  []*call
 	inFlight bool
 	last     time.Time // the newest stamp given
-	off      bool      // tests and benchmarks: one entry per input, no batching
+	off      bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
 }
 
-// propose stamps in, waits for its entry to be durable and applied, and
-// returns its result. The context bounds the wait only: once queued, an
-// input may still be applied after its caller gave up (as with any
-// timed-out replicated write).
-func (b *batcher) propose(ctx context.Context, in core.Input) (applied, error) {
-	res, err := b.proposeAll(ctx, []core.Input{in})
-	if err != nil {
-		return applied{}, err
-	}
-	return res[0], nil
-}
-
-// proposeAll is propose for several inputs that go to the log together:
-// all in one entry, one after the other with no other input between them,
+// proposeAll stamps ins, waits for their entry to be durable and applied,
+// and returns their results. The context bounds the wait only: once
+// queued, an input may still be applied after its caller gave up (as with
+// any timed-out replicated write). The inputs go to the log together: all
+// in one entry, one after the other with no other input between them,
 // each stamped with the same time and with its own result, in order. A
 // group larger than an entry's bounds takes an entry of its own.
 func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, error) {

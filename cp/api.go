@@ -47,6 +47,7 @@ func (s *Server) routes() http.Handler {
 		r.Handle(method, path, s.wrap(method+" "+path, auth, h))
 	}
 	add(http.MethodPost, "/v1/tasks", authNone, s.submit)
+	add(http.MethodPost, "/v1/batch/tasks", authNone, s.batchSubmit)
 	add(http.MethodGet, "/v1/tasks", authNone, s.listTasks)
 	add(http.MethodGet, "/v1/tasks/:id", authNone, s.getTask)
 	add(http.MethodPost, "/v1/tasks/:id/cancel", authNone, s.cancelTask)
@@ -195,29 +196,42 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // writeCoreError maps the core's operating errors to statuses.
 func writeCoreError(w http.ResponseWriter, err error) {
+	e := coreError(err)
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	writeError(w, e.status, e.code, e.msg)
+}
+
+// apiError is a refusal before it is written: the status, the error code
+// and message of the JSON body, and the Retry-After (seconds, 0 for none).
+type apiError struct {
+	status     int
+	code, msg  string
+	retryAfter int
+}
+
+// coreError maps one of the core's operating errors to its refusal.
+func coreError(err error) apiError {
 	switch {
 	case errors.Is(err, core.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return apiError{http.StatusBadRequest, "invalid", err.Error(), 0}
 	case errors.Is(err, core.ErrIdempotencyConflict):
-		writeError(w, http.StatusUnprocessableEntity, "idempotency_conflict", err.Error())
+		return apiError{http.StatusUnprocessableEntity, "idempotency_conflict", err.Error(), 0}
 	case errors.Is(err, core.ErrQueueFull):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterQueueFull))
-		writeError(w, http.StatusTooManyRequests, "queue_full", err.Error())
+		return apiError{http.StatusTooManyRequests, "queue_full", err.Error(), retryAfterQueueFull}
 	case errors.Is(err, core.ErrLowPriorityShed):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterDegraded))
-		writeError(w, http.StatusTooManyRequests, "degraded", err.Error())
+		return apiError{http.StatusTooManyRequests, "degraded", err.Error(), retryAfterDegraded}
 	case errors.Is(err, core.ErrModeRefused):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterMode))
-		writeError(w, http.StatusServiceUnavailable, "mode_refused", err.Error())
+		return apiError{http.StatusServiceUnavailable, "mode_refused", err.Error(), retryAfterMode}
 	case errors.Is(err, core.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return apiError{http.StatusNotFound, "not_found", err.Error(), 0}
 	case errors.Is(err, core.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", err.Error())
+		return apiError{http.StatusConflict, "conflict", err.Error(), 0}
 	case errors.Is(err, core.ErrAgentsFull):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterMode))
-		writeError(w, http.StatusServiceUnavailable, "agents_full", err.Error())
+		return apiError{http.StatusServiceUnavailable, "agents_full", err.Error(), retryAfterMode}
 	default:
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return apiError{http.StatusInternalServerError, "internal", err.Error(), 0}
 	}
 }
 
@@ -310,26 +324,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	if !s.decodeBody(w, r, s.opts.APIBodyBytesMax, false, &req) {
 		return
 	}
-	prio, err := core.ParsePriority(req.Priority)
-	if err != nil {
-		writeCoreError(w, err)
+	in, aerr := submitInput(req, r.Header.Get(HeaderIdempotencyKey), HeaderIdempotencyKey)
+	if aerr != nil {
+		writeError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
-	if req.TimeoutSeconds < 0 || req.MaxAttempts < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", "timeout_seconds and max_attempts must be positive (or absent for the default)")
-		return
-	}
-	key := r.Header.Get(HeaderIdempotencyKey)
-	for _, c := range []byte(key) {
-		if c < 0x21 || c > 0x7e {
-			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key must be printable ASCII without spaces")
-			return
-		}
-	}
-	in := core.SubmitInput{IdempotencyKey: key, Spec: core.TaskSpec{
-		Kind: req.Kind, Argv: req.Argv, DurationMS: req.DurationMS, Domain: req.Domain, Priority: prio,
-		TimeoutSeconds: req.TimeoutSeconds, MaxAttempts: req.MaxAttempts,
-	}}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -342,6 +341,31 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return
 	}
 	fnet.WriteJSON(w, http.StatusCreated, taskView(task))
+}
+
+// submitInput checks a submission before it goes to the log (the core
+// checks the rest) and makes its input; keyName names where the
+// idempotency key came from (the header, or a batch task's field).
+func submitInput(req SubmitRequest, key, keyName string) (core.SubmitInput, *apiError) {
+	prio, err := core.ParsePriority(req.Priority)
+	if err != nil {
+		e := coreError(err)
+		return core.SubmitInput{}, &e
+	}
+	if req.TimeoutSeconds < 0 || req.MaxAttempts < 0 {
+		return core.SubmitInput{}, &apiError{status: http.StatusBadRequest, code: "invalid",
+			msg: "timeout_seconds and max_attempts must be positive (or absent for the default)"}
+	}
+	for _, c := range []byte(key) {
+		if c < 0x21 || c > 0x7e {
+			return core.SubmitInput{}, &apiError{status: http.StatusBadRequest, code: "invalid",
+				msg: keyName + " must be printable ASCII without spaces"}
+		}
+	}
+	return core.SubmitInput{IdempotencyKey: key, Spec: core.TaskSpec{
+		Kind: req.Kind, Argv: req.Argv, DurationMS: req.DurationMS, Domain: req.Domain, Priority: prio,
+		TimeoutSeconds: req.TimeoutSeconds, MaxAttempts: req.MaxAttempts,
+	}}, nil
 }
 
 // TaskView is a task as the API shows it: the core's record plus, while it

@@ -17,7 +17,9 @@ import (
 // that finds no entry in flight is proposed at once (alone, as a version 1
 // entry); one that finds an entry in flight joins the next one, proposed
 // as soon as the one in flight is done. So a batch is whatever was waiting,
-// and an input waits at most for the entry in flight plus its own.
+// and an input waits at most for the entry in flight plus its own. The
+// inputs of one batch submit (POST /v1/batch/tasks) are proposed as one
+// group: always in the same entry, side by side.
 //
 // Every proposal of a Server goes through its batcher, so the log's order
 // is the order in which inputs were stamped, and stamps never go back.
@@ -25,17 +27,21 @@ import (
 // Bounds on one batch entry: raft's own batching of concurrent appends
 // takes up to 64 entries at a time; a batch entry is bounded by count and
 // by bytes so that no entry grows without bound (a submission's body may be
-// up to APIBodyBytesMax).
+// up to APIBodyBytesMax). The inputs of one batch submit are never split:
+// a batch over these bounds (up to BatchTasksMax tasks, BatchBodyBytesMax
+// bytes) is an entry of its own.
 const (
 	batchInputsMax = 512
 	batchBytesMax  = 1 << 20
 )
 
-// call is one input waiting for its entry.
+// call is one proposal waiting for its entry: one input, or the inputs of
+// one batch submit, which go to the same entry side by side (a call is
+// never split across entries nor interleaved with another's inputs).
 type call struct {
-	env  core.Envelope
+	envs []core.Envelope
 	size int
-	res  applied
+	res  []applied
 	err  error
 	done chan struct{}
 }
@@ -48,27 +54,37 @@ type batcher struct {
 	pending  []*call
 	inFlight bool
 	last     time.Time // the newest stamp given
-	off      bool      // tests and benchmarks: one entry per input, no batching
+	off      bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
 }
 
-// propose stamps in, waits for its entry to be durable and applied, and
-// returns its result. The context bounds the wait only: once queued, an
-// input may still be applied after its caller gave up (as with any
-// timed-out replicated write).
-func (b *batcher) propose(ctx context.Context, in core.Input) (applied, error) {
+// proposeAll stamps ins, waits for their entry to be durable and applied,
+// and returns their results. The context bounds the wait only: once
+// queued, an input may still be applied after its caller gave up (as with
+// any timed-out replicated write). The inputs go to the log together: all
+// in one entry, one after the other with no other input between them,
+// each stamped with the same time and with its own result, in order. A
+// group larger than an entry's bounds takes an entry of its own.
+func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, error) {
 	if err := ctx.Err(); err != nil {
-		return applied{}, err
+		return nil, err
 	}
-	env := core.Wrap(time.Time{}, in)
-	c := &call{size: len(env.Body) + len(env.Kind) + 64, done: make(chan struct{})}
+	if len(ins) == 0 {
+		return nil, nil
+	}
+	c := &call{envs: make([]core.Envelope, len(ins)), done: make(chan struct{})}
+	for i, in := range ins {
+		c.envs[i] = core.Wrap(time.Time{}, in)
+		c.size += len(c.envs[i].Body) + len(c.envs[i].Kind) + 64
+	}
 	floor := b.s.fsm.stamp(b.s.clock.Now())
 	b.mu.Lock()
 	if floor.Before(b.last) {
 		floor = b.last
 	}
 	b.last = floor
-	env.At = floor
-	c.env = env
+	for i := range c.envs {
+		c.envs[i].At = floor
+	}
 	b.pending = append(b.pending, c)
 	if !b.inFlight {
 		b.inFlight = true
@@ -79,7 +95,7 @@ func (b *batcher) propose(ctx context.Context, in core.Input) (applied, error) {
 	case <-c.done:
 		return c.res, c.err
 	case <-ctx.Done():
-		return applied{}, fmt.Errorf("cp: propose: %w", ctx.Err())
+		return nil, fmt.Errorf("cp: propose: %w", ctx.Err())
 	}
 }
 
@@ -98,17 +114,21 @@ func (b *batcher) run() {
 	}
 }
 
-// take removes the next entry's inputs from pending (b.mu held).
+// take removes the next entry's calls from pending (b.mu held). The first
+// call is always taken, whatever its size; the others while the entry
+// stays within its bounds.
 func (b *batcher) take() []*call {
-	n, bytes := 0, 0
+	n, inputs, bytes := 0, 0, 0
 	for n < len(b.pending) {
+		c := b.pending[n]
 		if b.off && n == 1 {
 			break
 		}
-		if n > 0 && (n == batchInputsMax || bytes+b.pending[n].size > batchBytesMax) {
+		if n > 0 && (inputs+len(c.envs) > batchInputsMax || bytes+c.size > batchBytesMax) {
 			break
 		}
-		bytes += b.pending[n].size
+		inputs += len(c.envs)
+		bytes += c.size
 		n++
 	}
 	batch := b.pending[:n:n]
@@ -122,15 +142,17 @@ func (b *batcher) take() []*call {
 
 // commit writes batch as one entry and hands each input its result.
 func (b *batcher) commit(batch []*call) {
-	envs := make([]core.Envelope, len(batch))
-	for i, c := range batch {
-		envs[i] = c.env
+	var envs []core.Envelope
+	for _, c := range batch {
+		envs = append(envs, c.envs...)
 	}
 	results, err := b.s.commit(envs)
-	for i, c := range batch {
+	off := 0
+	for _, c := range batch {
 		if err == nil {
-			c.res = results[i]
+			c.res = results[off : off+len(c.envs) : off+len(c.envs)]
 		}
+		off += len(c.envs)
 		c.err = err
 		close(c.done)
 	}

@@ -25,7 +25,8 @@
 // Bodies are JSON, bounded (1 MiB for the API, net.BodyMax for the agent
 // protocol: a Content-Length over the bound is 413 before the body is read,
 // a chunked body 413 once reading passes it) and decoded strictly (unknown
-// fields, wrong types and trailing data are 400). Every error is
+// fields, wrong types and trailing data are 400; 16 MiB for a batch
+// submit). Every error is
 // {"error":"<code>","message":"<what was wrong>"}, 404 and 405 included.
 //
 //	POST /v1/tasks                  submit; header Idempotency-Key; 201 new, 200 replay
@@ -33,6 +34,16 @@
 //	                                another body, 429 + Retry-After queue full or
 //	                                DEGRADED shedding low priority, 503 READ_ONLY or
 //	                                DRAINING, 400 bad input, 413 body over 1 MiB
+//	POST /v1/batch/tasks            batch submit: {"tasks":[{...,"idempotency_key":"k"},...]},
+//	                                1-1000 tasks, body up to 16 MiB (413 over it). 200 with
+//	                                {"results":[...]}, one per task in order: {"status":201,
+//	                                "task":{...}}, {"status":200,"task":{...}} for a replay,
+//	                                or {"status":4xx/429,"error":"...","message":"..."} as a
+//	                                single submit of that task would be refused (Retry-After
+//	                                set when any task got 429). A malformed body, no tasks or
+//	                                more than 1000 (400), READ_ONLY or DRAINING (503) refuse
+//	                                the whole batch. The batch is one log entry; a key
+//	                                repeated in it creates at its first use, replays after.
 //	GET  /v1/tasks?state=&domain=&limit=&after=   list (limit 1-1000, default 100)
 //	GET  /v1/tasks/{id}             task with attempts, agent, outcome, waiting_reason
 //	POST /v1/tasks/{id}/cancel      optional {"reason":"..."}; 409 if already finished
@@ -74,7 +85,9 @@
 // only once its entry is fsynced and applied; a write the log cannot make
 // durable is answered 503 not_durable and changes nothing, and /readyz says
 // why until a write succeeds again. Reads use the applied state under a
-// read lock and never go through the log. Snapshots are core.Export; the
+// read lock and never go through the log. Inputs that wait while an entry
+// is in flight go to the next entry together (group commit, batch.go); the
+// tasks of one batch submit always share one entry, side by side. Snapshots are core.Export; the
 // first entry of a new data dir holds the core config, so on a restart the
 // persisted config and mode stand.
 //

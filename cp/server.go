@@ -364,17 +364,27 @@ func (s *Server) Close() error {
 // and applied. The error is the log's (the entry is not acknowledged); the
 // core's own answer is in the result.
 func (s *Server) propose(ctx context.Context, in core.Input) (applied, error) {
-	a, err := s.batch.propose(ctx, in)
+	res, err := s.proposeAll(ctx, []core.Input{in})
+	if err != nil {
+		return applied{}, err
+	}
+	return res[0], nil
+}
+
+// proposeAll is propose for inputs that go to the log as one group: in
+// one entry, in order, with no other input between them (a batch submit).
+func (s *Server) proposeAll(ctx context.Context, ins []core.Input) ([]applied, error) {
+	res, err := s.batch.proposeAll(ctx, ins)
 	if err != nil {
 		if errors.Is(err, raftlog.ErrNotDurable) {
 			msg := err.Error()
 			s.notDurable.Store(&msg)
 			s.log.Error("log write failed: not acknowledged", "error", msg)
 		}
-		return applied{}, err
+		return nil, err
 	}
 	s.notDurable.Store(nil)
-	return a, nil
+	return res, nil
 }
 
 // Mode is the scheduler's current mode (the persisted one after a restart).

@@ -6,6 +6,7 @@
 //	fluxctl mode set DRAINING -reason "restart for upgrade"
 //	fluxctl submit -sleep 200ms -domain zone-a -priority high -key job-42
 //	fluxctl submit -exec -- /bin/echo hi
+//	fluxctl submit -f tasks.jsonl -batch 500   (one task JSON a line; -f - reads stdin)
 //	fluxctl tasks -state QUEUED -domain zone-a -limit 50
 //	fluxctl task t-000042
 //	fluxctl cancel t-000042
@@ -42,6 +43,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
+// stdin is what submit -f - reads (tests replace it).
+var stdin io.Reader = os.Stdin
+
 // cli holds the global options and the output streams.
 type cli struct {
 	cpURL  string
@@ -68,6 +72,7 @@ Commands:
   snapshot                      scheduler snapshot (mode, queue, domains, agents)
   mode get | mode set MODE      read or set the mode (NORMAL, DEGRADED, READ_ONLY, DRAINING) [-reason]
   submit                        submit a task: -sleep DURATION | -exec -- ARGV...; -domain -priority -timeout -max-attempts -key
+  submit -f FILE|-              submit one task JSON a line in batches [-batch N, default and at most 1000]
   tasks                         list tasks [-state -domain -limit -after]
   task ID                       one task with its attempts and why it waits
   cancel ID                     cancel a task [-reason]

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp"
+	"github.com/fluxforge/fluxforge/cp/client"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -204,5 +208,89 @@ func BenchmarkSubmit(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 			b.Logf("%v", last)
 		})
+	}
+}
+
+// BenchmarkBatchSubmit is BenchmarkSubmit with the tasks sent through
+// POST /v1/batch/tasks in batches of 100 (each task with its own
+// idempotency key): tasks/s, and the p50/p99 of one batch request.
+// durable=on gives the cp a data dir (fsync per log entry), as in
+// production; compare with BenchmarkSubmit's submits/s.
+//
+//	go test -run '^$' -bench 'Submit' -benchtime 1x ./cmd/fluxctl/
+func BenchmarkBatchSubmit(b *testing.B) {
+	const n, batch = 20000, 100
+	for _, durable := range []bool{false, true} {
+		for _, conc := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("durable=%v/c=%d", durable, conc), func(b *testing.B) {
+				cfg := core.DefaultConfig()
+				cfg.QueueCapacity, cfg.TasksMax = n*(b.N+1), n*(b.N+1)
+				opts := cp.Options{Clock: clock.New(), Core: cfg}
+				if durable {
+					opts.DataDir = b.TempDir()
+				}
+				s, err := cp.New(opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				srv := httptest.NewServer(s.Handler())
+				defer srv.Close()
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); _ = s.Run(ctx) }()
+				defer func() { cancel(); <-done }()
+				c := &client.Client{BaseURL: srv.URL, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}}
+				defer c.CloseIdleConnections()
+				b.ResetTimer()
+				var elapsed time.Duration
+				var lat []time.Duration
+				for round := range b.N {
+					var mu sync.Mutex
+					var wg sync.WaitGroup
+					next := make(chan int, n/batch)
+					for i := 0; i < n; i += batch {
+						next <- i
+					}
+					close(next)
+					start := time.Now()
+					for range conc {
+						wg.Go(func() {
+							tasks := make([]cp.BatchTask, batch)
+							for first := range next {
+								for j := range tasks {
+									tasks[j] = cp.BatchTask{SubmitRequest: cp.SubmitRequest{Kind: core.KindSleep},
+										IdempotencyKey: fmt.Sprintf("b%d-%d", round, first+j)}
+								}
+								t0 := time.Now()
+								r, err := c.SubmitBatch(context.Background(), tasks)
+								d := time.Since(t0)
+								if err != nil {
+									b.Error(err)
+									return
+								}
+								for _, res := range r.Value.Results {
+									if res.Status != http.StatusCreated {
+										b.Errorf("result %+v", res)
+										return
+									}
+								}
+								mu.Lock()
+								lat = append(lat, d)
+								mu.Unlock()
+							}
+						})
+					}
+					wg.Wait()
+					elapsed += time.Since(start)
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "tasks/s")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50-batch-ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-batch-ms")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
 	}
 }

@@ -23,9 +23,23 @@ func (c *cli) submit(args []string) error {
 	timeout := fs.Duration("timeout", 0, "task timeout (whole seconds; default the cp's)")
 	attempts := fs.Int("max-attempts", 0, "attempts before the task is DEAD (default the cp's)")
 	key := fs.String("key", "", "Idempotency-Key: a retry with the same key returns the same task")
+	file := fs.String("f", "", "submit the tasks of this file (- for stdin), one task JSON a line, in batches")
+	batch := fs.Int("batch", cp.BatchTasksMax, "with -f: tasks per batch request (1-1000)")
 	pos, err := c.parse(fs, args, -1)
 	if err != nil {
 		return err
+	}
+	if *file != "" {
+		var other []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "f" && f.Name != "batch" && f.Name != "cp" && f.Name != "o" {
+				other = append(other, "-"+f.Name)
+			}
+		})
+		if len(other) > 0 || len(pos) > 0 {
+			return usagef("-f takes the tasks from the file: %s and arguments do not apply", strings.Join(other, " "))
+		}
+		return c.submitFile(*file, *batch)
 	}
 	req := cp.SubmitRequest{Domain: *domain, Priority: *priority}
 	switch {

@@ -1,6 +1,6 @@
 // Package client is a Go client of the control plane's HTTP API (see package
 // cp for the routes). It decodes answers into the cp's own types (cp.TaskView,
-// cp.TaskList, cp.AgentList, cp.ModeView, cp.PurgeResult, cp.TimelinePage,
+// cp.TaskList, cp.BatchResponse, cp.AgentList, cp.ModeView, cp.PurgeResult, cp.TimelinePage,
 // core.Snapshot, core.AgentView), so it cannot drift from what the server
 // encodes; cp does not import it.
 //
@@ -170,6 +170,15 @@ func (c *Client) Submit(ctx context.Context, req cp.SubmitRequest, key string) (
 		hdr = []string{cp.HeaderIdempotencyKey, key}
 	}
 	return call[cp.TaskView](ctx, c, http.MethodPost, "/v1/tasks", req, hdr...)
+}
+
+// SubmitBatch is POST /v1/batch/tasks: up to cp.BatchTasksMax tasks, each
+// with its own optional IdempotencyKey. A 200 holds one cp.BatchResult per
+// task, in order (201 created, 200 replayed, or the task's refusal); a
+// refusal of the whole batch (malformed, too many tasks, READ_ONLY,
+// DRAINING, not durable) is an *Error, and then nothing was submitted.
+func (c *Client) SubmitBatch(ctx context.Context, tasks []cp.BatchTask) (*Response[cp.BatchResponse], error) {
+	return call[cp.BatchResponse](ctx, c, http.MethodPost, "/v1/batch/tasks", cp.BatchRequest{Tasks: tasks})
 }
 
 // TaskQuery filters GET /v1/tasks; zero fields are left out.

@@ -258,3 +258,43 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 }
+
+func TestSubmitBatch(t *testing.T) {
+	_, url := startCP(t, "tok")
+	c := New(url, "tok")
+	defer c.CloseIdleConnections()
+	ctx := context.Background()
+	sleep := cp.SubmitRequest{Kind: core.KindSleep, DurationMS: 5}
+	r, err := c.SubmitBatch(ctx, []cp.BatchTask{
+		{SubmitRequest: sleep, IdempotencyKey: "b-1"},
+		{SubmitRequest: cp.SubmitRequest{Kind: "shell"}},
+		{SubmitRequest: sleep, IdempotencyKey: "b-1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Value.Results
+	if len(res) != 3 || res[0].Status != http.StatusCreated || res[0].Task.ID != "t-000001" ||
+		res[1].Status != http.StatusBadRequest || res[1].Error != "invalid" || res[1].Task != nil ||
+		res[2].Status != http.StatusOK || res[2].Task.ID != res[0].Task.ID {
+		t.Fatalf("results: %s", r.Body)
+	}
+	// A replay across the routes.
+	again, err := c.Submit(ctx, sleep, "b-1")
+	if err != nil || !again.Replayed() || again.Value.ID != "t-000001" {
+		t.Fatalf("single submit of b-1: %v %+v", err, again)
+	}
+	// A whole-batch refusal is an *Error.
+	_, err = c.SubmitBatch(ctx, nil)
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "no tasks") {
+		t.Fatalf("empty batch: %v", err)
+	}
+	if _, err := c.SetMode(ctx, cp.ModeRequest{Mode: "READ_ONLY"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.SubmitBatch(ctx, []cp.BatchTask{{SubmitRequest: sleep}})
+	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.Code != "mode_refused" || e.RetryAfter != "30" {
+		t.Fatalf("READ_ONLY batch: %v", err)
+	}
+}

@@ -241,3 +241,52 @@ func TestAgentConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentLeaseFences: an agent cut off from the cp stops its attempts
+// once the lease the cp named has run out since the sending of the last
+// heartbeat the cp replied to, and takes no assignment until a reply
+// renews it; before the first lease it fences nothing.
+func TestAgentLeaseFences(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}
+	hb, _ := ag.Tick(testEpoch)
+	if !hb.SelfFencing {
+		t.Fatal("heartbeat does not say the agent fences itself")
+	}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatalf("no lease yet: %s", ack.Reason)
+	}
+	lease := 40 * time.Second
+	sent := testEpoch.Add(time.Second)
+	ag.lastSent = time.Time{}
+	hb, _ = ag.Tick(sent)
+	ag.HeartbeatReplied(sent.Add(3*time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
+	if got := ag.NextWake(sent.Add(4 * time.Second)); got.After(sent.Add(lease)) {
+		t.Fatalf("next wake %v is after the lease's end %v", got, sent.Add(lease))
+	}
+	// Cut off: heartbeats fail from here on.
+	for now := sent.Add(5 * time.Second); now.Before(sent.Add(lease)); now = now.Add(5 * time.Second) {
+		if hb, ok := ag.Tick(now); ok {
+			ag.HeartbeatFailed(now, hb.Seq)
+		}
+	}
+	if len(fx.stopped) != 0 || len(ag.Running()) != 1 {
+		t.Fatalf("stopped %v before the lease ran out", fx.stopped)
+	}
+	end := sent.Add(lease) // counted from the sending, not the reply
+	hb, _ = ag.Tick(end)
+	if !slices.Equal(fx.stopped, []Lease{{"t1", 1}}) || len(ag.Running()) != 0 || ag.Stats().Fenced != 1 {
+		t.Fatalf("at the lease's end: stopped %v running %v", fx.stopped, ag.Running())
+	}
+	if len(hb.Results) != 1 || hb.Results[0].Outcome != OutcomeCancelled || !strings.Contains(hb.Results[0].Error, "lease expired") {
+		t.Fatalf("result %+v, want cancelled: lease expired", hb.Results)
+	}
+	ack := ag.Assign(end, assignOf("t2", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "lease expired") {
+		t.Fatalf("assignment past the lease: %+v", ack)
+	}
+	ag.HeartbeatReplied(end.Add(time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
+	if ack := ag.Assign(end.Add(time.Second), assignOf("t2", 1, sleep)); !ack.Accepted {
+		t.Fatalf("renewed lease: %s", ack.Reason)
+	}
+}

@@ -42,6 +42,9 @@ func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (Heartb
 	if hb.HeartbeatIntervalMillis > 0 {
 		reply.HeartbeatIntervalMillis = cp.cfg.HeartbeatInterval.Milliseconds()
 	}
+	if hb.SelfFencing {
+		reply.LeaseMillis = cp.cfg.AgentLease().Milliseconds()
+	}
 	a, known, registered, err := cp.admitAgent(now, hb)
 	if err != nil {
 		return HeartbeatReply{}, err

@@ -94,3 +94,39 @@ func BenchmarkPlacement(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTick measures one reconcile pass (TickInput, once a second) over
+// a connected, idle fleet whose agents heartbeat every 5s outside the timer:
+// the per-tick scans (connectivity, leases, health every
+// HeartbeatInterval, domains, self-protection, schedule). One op is one tick.
+func BenchmarkTick(b *testing.B) {
+	for _, n := range []int{1000, 10_000} {
+		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
+			cp, now := benchFleet(b, n, 3, 4)
+			ids := make([]AgentID, n)
+			for i := range ids {
+				ids[i] = AgentID(fmt.Sprintf("agent-%05d", i))
+			}
+			seq := uint64(1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				now = now.Add(time.Second)
+				if i%5 == 0 {
+					b.StopTimer()
+					seq++
+					for k, id := range ids {
+						if _, err := cp.Apply(now, HeartbeatInput{AgentID: id, Domain: fmt.Sprintf("zone-%d", k%3), Slots: 4,
+							Incarnation: 1, Seq: seq}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+				}
+				if _, err := cp.Apply(now, TickInput{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -314,7 +314,7 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 		}
 		free := 0
 		for _, v := range cp.Agents() {
-			if v.Domain == d.Name && v.Connected && !v.Quarantined && !v.Stopping {
+			if v.Domain == d.Name && v.Connected && !v.Held && !v.Quarantined && !v.Stopping {
 				free += v.Slots - v.Running
 			}
 		}

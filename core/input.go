@@ -71,8 +71,19 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		r.Task, r.Replayed, err = cp.applySubmit(now, v)
 	case HeartbeatInput:
 		r.Heartbeat, err = cp.applyHeartbeat(now, v)
+	case *HeartbeatInput:
+		// The hot pointer forms skip deref's re-boxing (an allocation).
+		if v == nil {
+			return cp.Apply(now, nil)
+		}
+		r.Heartbeat, err = cp.applyHeartbeat(now, *v)
 	case AssignAck:
 		err = cp.applyAssignAck(now, v)
+	case *AssignAck:
+		if v == nil {
+			return cp.Apply(now, nil)
+		}
+		err = cp.applyAssignAck(now, *v)
 	case TickInput:
 		cp.applyTick(now)
 	case CancelInput:
@@ -89,7 +100,7 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		err = cp.applyStart(now, v)
 	case ConfigInput:
 		err = cp.applyConfig(now, v)
-	case *SubmitInput, *HeartbeatInput, *AssignAck, *TickInput, *CancelInput, *SetModeInput,
+	case *SubmitInput, *TickInput, *CancelInput, *SetModeInput,
 		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput:
 		return cp.Apply(now, deref(in))
 	default:

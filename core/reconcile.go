@@ -29,11 +29,14 @@ func (cp *ControlPlane) applyTick(now time.Time) {
 
 func (cp *ControlPlane) checkConnectivity(now time.Time) {
 	var forget []*agentRecord
+	// now.Sub(t) >= d is !t.After(now - d): one time subtraction per tick
+	// rather than one per agent.
+	silentSince := now.Add(-cp.cfg.HeartbeatTimeout)
 	for _, a := range cp.agentList {
 		switch {
 		case a.connected() && a.stopping && len(a.running) == 0:
 			cp.becomeDisconnected(a, false, "agent stopped")
-		case a.connected() && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout:
+		case a.connected() && !a.lastHeartbeat.After(silentSince):
 			cp.becomeDisconnected(a, true, fmt.Sprintf("no heartbeat for %v", now.Sub(a.lastHeartbeat)))
 		case !a.connected() && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter && cp.mayForget(a):
 			forget = append(forget, a)

@@ -81,13 +81,16 @@ type DomainView struct {
 
 // AgentView is an agent's state for the API.
 type AgentView struct {
-	ID               AgentID     `json:"id"`
-	Domain           string      `json:"domain"`
-	Address          string      `json:"address,omitempty"`
-	Slots            int         `json:"slots"`
-	Running          int         `json:"running"`
-	Connected        bool        `json:"connected"`
-	Stopping         bool        `json:"stopping"`
+	ID        AgentID `json:"id"`
+	Domain    string  `json:"domain"`
+	Address   string  `json:"address,omitempty"`
+	Slots     int     `json:"slots"`
+	Running   int     `json:"running"`
+	Connected bool    `json:"connected"`
+	Stopping  bool    `json:"stopping"`
+	// Held: the agent refused an assignment as busy; it gets no work until
+	// its next heartbeat corrects the cp's view of its slots.
+	Held             bool        `json:"held,omitempty"`
 	AllowsExec       bool        `json:"allows_exec"`
 	Quarantined      bool        `json:"quarantined"`
 	QuarantinedBy    string      `json:"quarantined_by,omitempty"`
@@ -104,7 +107,7 @@ type AgentView struct {
 
 func (cp *ControlPlane) agentView(a *agentRecord, withTasks bool) AgentView {
 	v := AgentView{ID: a.id, Domain: a.domain, Address: a.address, Slots: a.slots, Running: len(a.running),
-		Connected: a.connected(), Stopping: a.stopping, AllowsExec: a.allowsExec, Quarantined: a.quarantine.active,
+		Connected: a.connected(), Stopping: a.stopping, Held: a.state == agentHeld, AllowsExec: a.allowsExec, Quarantined: a.quarantine.active,
 		QuarantinedBy: a.quarantine.by, Quarantines: a.quarantine.n, Health: a.score,
 		LastHeartbeat: a.lastHeartbeat, RegisteredAt: a.registeredAt,
 		HeartbeatIntervalMillis: cp.cfg.HeartbeatInterval.Milliseconds()}

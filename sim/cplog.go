@@ -89,6 +89,14 @@ func (s *sim) apply(in core.Input) (core.ApplyResult, error) {
 		return s.cp.Apply(s.t, in)
 	}
 	s.log.index++
+	// The log keeps values: a pointer input points into a wire the pool
+	// reuses after delivery.
+	switch v := in.(type) {
+	case *core.HeartbeatInput:
+		in = *v
+	case *core.AssignAck:
+		in = *v
+	}
 	s.log.entries = append(s.log.entries, logEntry{at: s.t, in: in})
 	res, err := s.cp.Apply(s.t, in)
 	if len(s.log.entries) >= s.o.SnapshotEveryEntries {

@@ -99,7 +99,7 @@ func TestRecoveryChecksTheState(t *testing.T) {
 		t.Fatal(err)
 	}
 	for s.q.len() > 0 && s.res.Violation == nil {
-		if s.q.items[0].kind == evCPRecover && len(s.log.entries) > 0 {
+		if s.q.peek().kind == evCPRecover && len(s.log.entries) > 0 {
 			s.log.entries = s.log.entries[:len(s.log.entries)-1]
 		}
 		e := s.q.pop()
@@ -128,7 +128,7 @@ func TestCPDownRefusesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	var index uint64
-	for s.q.len() > 0 && s.res.Violation == nil && s.q.items[0].at <= o.Duration {
+	for s.q.len() > 0 && s.res.Violation == nil && s.q.peek().at <= o.Duration {
 		e := s.q.pop()
 		s.now, s.t = e.at, epoch.Add(e.at)
 		s.handle(e)

@@ -40,13 +40,13 @@ type simAgent struct {
 	wakeAt  time.Duration
 	wakeSet bool
 
-	cut      int // active partitions separating it from the cp
-	stuck    int // active stuck-worker faults
-	failing  int // active failing-zone faults
-	slow     int
-	latency  time.Duration // extra one-way latency while slow
-	factor   float64       // work slowdown while slow
-	nextHBAt map[uint64]time.Duration
+	cut       int // active partitions separating it from the cp
+	stuck     int // active stuck-worker faults
+	failing   int // active failing-zone faults
+	slow      int
+	latency   time.Duration // extra one-way latency while slow
+	factor    float64       // work slowdown while slow
+	pendingHB []uint64      // heartbeats sent and not yet answered or failed (a few)
 }
 
 // pendingSubmit is a submission the workload will make (again).
@@ -131,7 +131,7 @@ func newSim(opts Options) (*sim, error) {
 	fleet, zones := o.layout()
 	for i, id := range fleet {
 		a := &simAgent{idx: i, id: id, zone: ZoneName(zones[i]),
-			rng: agentRand(o.Seed, id), factor: 1, nextHBAt: map[uint64]time.Duration{}}
+			rng: agentRand(o.Seed, id), factor: 1}
 		s.agents = append(s.agents, a)
 		s.byID[id] = a
 	}
@@ -202,7 +202,7 @@ func (s *sim) interarrival(rate float64) time.Duration {
 
 func (s *sim) run() {
 	for s.q.len() > 0 && s.res.Violation == nil {
-		if s.q.items[0].at > s.o.Duration {
+		if s.q.peek().at > s.o.Duration {
 			break
 		}
 		e := s.q.pop()
@@ -259,10 +259,9 @@ func (s *sim) handle(e event) {
 		if e.gen != a.inc || !a.up {
 			return
 		}
-		if _, ok := a.nextHBAt[e.num]; !ok {
+		if !a.hbDone(e.num) {
 			return // replied meanwhile
 		}
-		delete(a.nextHBAt, e.num)
 		s.traceEv(e, "hb_failed")
 		s.tr.str("agent", a.id)
 		s.tr.int("hb", int64(e.num))
@@ -349,8 +348,19 @@ func (s *sim) startAgent(a *simAgent) {
 		panic(fmt.Sprintf("sim: agent %s: %v", a.id, err)) // ids and zones are ours: a programmer error
 	}
 	a.ag, a.up, a.wakeSet = ag, true, false
-	clear(a.nextHBAt)
+	a.pendingHB = a.pendingHB[:0]
 	s.reschedule(a)
+}
+
+// hbDone forgets pending heartbeat seq and reports whether it was pending.
+func (a *simAgent) hbDone(seq uint64) bool {
+	for i, p := range a.pendingHB {
+		if p == seq {
+			a.pendingHB = append(a.pendingHB[:i], a.pendingHB[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // reschedule makes sure the agent is woken by its NextWake.
@@ -378,7 +388,7 @@ func (s *sim) wake(a *simAgent) {
 		s.tr.int("running", int64(len(hb.Running)))
 		s.tr.int("results", int64(len(hb.Results)))
 		s.tr.end()
-		a.nextHBAt[hb.Seq] = s.now
+		a.pendingHB = append(a.pendingHB, hb.Seq)
 		w := s.newWire()
 		w.hb = hb
 		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindHeartbeat, Seq: hb.Seq, Heartbeat: &w.hb}
@@ -525,7 +535,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	if toCP {
 		switch m.Kind {
 		case fnet.KindHeartbeat:
-			res, err := s.apply(*m.Heartbeat)
+			res, err := s.apply(m.Heartbeat) // by pointer: no boxing copy
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "hb_refused")
@@ -545,7 +555,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 			}
 		case fnet.KindAssignAck:
-			_, err := s.apply(*m.AssignAck)
+			_, err := s.apply(m.AssignAck)
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "ack_refused")
@@ -567,7 +577,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	case fnet.KindCancel:
 		a.ag.Cancel(s.t, *m.Cancel)
 	case fnet.KindHeartbeatReply:
-		delete(a.nextHBAt, m.Seq)
+		a.hbDone(m.Seq)
 		a.ag.HeartbeatReplied(s.t, m.Seq, *m.HeartbeatReply)
 	}
 	s.reschedule(a)

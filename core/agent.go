@@ -158,6 +158,11 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		ack.Retryable = true
 		return reject(reason)
 	}
+	if as.Incarnation != 0 && as.Incarnation != ag.cfg.Incarnation {
+		// Meant for an earlier process of this agent: the cp requeues such
+		// an attempt once it hears of the restart, perhaps already has.
+		return busy(fmt.Sprintf("stale: meant for incarnation %d, this is %d", as.Incarnation, ag.cfg.Incarnation))
+	}
 	if cur, ok := ag.running[as.TaskID]; ok {
 		switch {
 		case cur.Attempt == as.Attempt: // duplicate delivery

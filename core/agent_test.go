@@ -1,6 +1,8 @@
 package core
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -288,5 +290,57 @@ func TestAgentLeaseFences(t *testing.T) {
 	ag.HeartbeatReplied(end.Add(time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
 	if ack := ag.Assign(end.Add(time.Second), assignOf("t2", 1, sleep)); !ack.Accepted {
 		t.Fatalf("renewed lease: %s", ack.Reason)
+	}
+}
+
+// TestAgentRefusesOtherIncarnation: an assignment the cp meant for an
+// earlier process of the agent (in flight across a restart, requeued by the
+// heartbeat that revealed the restart) is refused as stale and retryable;
+// one naming this process or none is taken.
+func TestAgentRefusesOtherIncarnation(t *testing.T) {
+	ag, fx := newTestAgent(t, func(c *AgentConfig) { c.Incarnation = 2 })
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	as := assignOf("t1", 2, sleep)
+	as.Incarnation = 1
+	if ack := ag.Assign(testEpoch, as); ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "incarnation 1") {
+		t.Fatalf("assignment for incarnation 1 reaching incarnation 2: %+v", ack)
+	}
+	if len(fx.started) != 0 {
+		t.Fatalf("started %v", fx.started)
+	}
+	for _, inc := range []uint64{2, 0} {
+		as := assignOf(TaskID(fmt.Sprint("t-inc", inc)), 1, sleep)
+		as.Incarnation = inc
+		if ack := ag.Assign(testEpoch, as); !ack.Accepted {
+			t.Fatalf("incarnation %d: %+v", inc, ack)
+		}
+	}
+}
+
+// TestAssignNamesIncarnation: the cp names the agent process it means in
+// an assignment to an agent that fences itself, and nothing to an older
+// agent (which refuses unknown fields).
+func TestAssignNamesIncarnation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.dom["a1"], h.inc["a1"] = "z1", 7
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.SelfFencing = true })
+	h.dom["a2"], h.inc["a2"] = "z2", 9
+	h.heartbeat("a2", nil)
+	h.cp.TakeOutbox()
+	spec := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	want := map[AgentID]uint64{"a1": 7, "a2": 0}
+	for _, d := range []string{"z1", "z2"} {
+		s := spec
+		s.Domain = d
+		h.submit(s)
+	}
+	got := map[AgentID]uint64{}
+	for _, o := range h.cp.TakeOutbox() {
+		if o.Assign != nil {
+			got[o.To] = o.Assign.Incarnation
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("assignments name incarnations %v, want %v", got, want)
 	}
 }

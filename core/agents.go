@@ -128,7 +128,7 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 		a.dom.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
 	}
-	a.address, a.allowsExec = hb.Address, hb.AllowsExec
+	a.address, a.allowsExec, a.selfFencing = hb.Address, hb.AllowsExec, hb.SelfFencing
 	if hb.Stopping && !a.stopping {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
 	}
@@ -214,7 +214,7 @@ func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
 
 func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord {
 	a := &agentRecord{
-		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
+		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation, selfFencing: hb.SelfFencing,
 		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantine: quarantine{decayed: now},
 		health: NewHealthWindow(cp.cfg.Health, cp.measuredInterval(hb), now),
 	}

@@ -48,6 +48,9 @@ type agentRecord struct {
 	// reportedInterval is the heartbeat interval the agent last reported
 	// (zero: it does not report one).
 	reportedInterval time.Duration
+	// selfFencing: the agent reported SelfFencing in its last heartbeat (it
+	// knows the fencing fields of Assign).
+	selfFencing bool
 
 	running map[TaskID]*taskRecord // attempts leased to it
 

@@ -26,7 +26,7 @@ import (
 
 // StateFormatVersion is the version of the export format Export writes and
 // the only one Restore reads.
-const StateFormatVersion = 1
+const StateFormatVersion = 2
 
 const stateMagic = "fluxforge-core-state\n"
 
@@ -124,6 +124,7 @@ type agentExport struct {
 	LastHeartbeat    time.Time
 	DisconnectedAt   time.Time
 	ReportedInterval time.Duration
+	SelfFencing      bool
 	Running          []TaskID // sorted
 	Health           healthExport
 	Score            HealthScore
@@ -296,7 +297,7 @@ func (cp *ControlPlane) exportState() stateV1 {
 		s.Agents[i] = agentExport{ID: a.id, Domain: a.domain, Slots: a.slots, Address: a.address, AllowsExec: a.allowsExec,
 			Incarnation: a.incarnation, LastSeq: a.lastSeq, State: a.state, Stopping: a.stopping,
 			RegisteredAt: a.registeredAt, ConnectedSince: a.connectedSince, LastHeartbeat: a.lastHeartbeat,
-			DisconnectedAt: a.disconnectedAt, ReportedInterval: a.reportedInterval, Running: running, Health: he, Score: a.score,
+			DisconnectedAt: a.disconnectedAt, ReportedInterval: a.reportedInterval, SelfFencing: a.selfFencing, Running: running, Health: he, Score: a.score,
 			Quarantine: quarantineExport{Active: aq.active, By: aq.by, At: aq.at, Till: aq.till, N: aq.n, Decayed: aq.decayed}}
 	}
 
@@ -505,7 +506,7 @@ func restoreV1(s *stateV1) (*ControlPlane, error) {
 		a := &agentRecord{id: ae.ID, domain: ae.Domain, dom: dom, slots: ae.Slots, address: ae.Address, allowsExec: ae.AllowsExec,
 			incarnation: ae.Incarnation, lastSeq: ae.LastSeq, state: ae.State, stopping: ae.Stopping,
 			registeredAt: ae.RegisteredAt, connectedSince: ae.ConnectedSince, lastHeartbeat: ae.LastHeartbeat,
-			disconnectedAt: ae.DisconnectedAt, reportedInterval: ae.ReportedInterval,
+			disconnectedAt: ae.DisconnectedAt, reportedInterval: ae.ReportedInterval, selfFencing: ae.SelfFencing,
 			running: make(map[TaskID]*taskRecord, len(ae.Running)), score: ae.Score,
 			quarantine: quarantine{active: ae.Quarantine.Active, by: ae.Quarantine.By, at: ae.Quarantine.At,
 				till: ae.Quarantine.Till, n: ae.Quarantine.N, decayed: ae.Quarantine.Decayed}}

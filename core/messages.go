@@ -125,6 +125,11 @@ type Assign struct {
 	Attempt  int       `json:"attempt"`
 	Spec     TaskSpec  `json:"spec"`
 	Deadline time.Time `json:"deadline"` // the cp gives up on this attempt after it
+	// Incarnation is the agent process the cp means (zero: any): an
+	// assignment reaching a restarted agent is stale, since the heartbeat
+	// revealing the restart requeues it at once. Sent only to agents that
+	// report SelfFencing (an older agent refuses unknown fields).
+	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 
 // AssignAck is the agent's answer to an Assign.

@@ -391,3 +391,25 @@ func TestCPCrashKind(t *testing.T) {
 		t.Fatalf("%d recoveries (%v)", len(res.Recoveries), err)
 	}
 }
+
+// TestRegressionOneExecution replays swarm runs that failed invariant
+// 11-one-execution once it was checked, each named by its swarm seed and
+// index and what it found.
+func TestRegressionOneExecution(t *testing.T) {
+	for _, c := range []struct{ name, shape string }{
+		// An assignment in flight to an agent that had just restarted: the
+		// heartbeat of the new process requeued the attempt at once, and the
+		// new process then accepted it.
+		{"1:134 assignment to the previous incarnation", "seed=4876216701844143696,agents=27,zones=1,smallzones=0,slots=1,active=40s,tasks=55,taskmax=6s,timeout=27,attempts=2,taskfaultmax=10,faults=crash:76+slow:76+cut-off:64+cp-crash:37+hang:58+small-queue:64+cp-ack-dropped:70"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Parse(c.shape)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := Run(s, nil); o.Failed() {
+				t.Fatalf("%s: %s", o.Failure, o.Err)
+			}
+		})
+	}
+}

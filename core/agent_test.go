@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -342,5 +343,42 @@ func TestAssignNamesIncarnation(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Fatalf("assignments name incarnations %v, want %v", got, want)
+	}
+}
+
+// TestLateHeartbeatOfPreviousProcess: a heartbeat of the agent's previous
+// process delivered late (after the current one registered) is no restart:
+// the attempts leased to the current process stay, and its own heartbeats
+// are not taken as stale afterwards.
+func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1")
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	for range 5 {
+		h.heartbeat("a1", nil)
+	}
+	h.inc["a1"], h.seq["a1"] = 2, 0 // restarted: the attempt is lost and placed again
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+	h.heartbeat("a1", nil)
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("after the restart: %v attempt %d, want RUNNING attempt 2", got.State, got.Attempt)
+	}
+	_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 9,
+		Running: []Lease{{task.ID, 1}}})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "previous incarnation 1") {
+		t.Fatalf("late heartbeat of incarnation 1: %v, want a conflict", err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("after a late heartbeat of incarnation 1: %v attempt %d, want RUNNING attempt 2", got.State, got.Attempt)
+	}
+	h.heartbeat("a1", nil)
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("the current process's next heartbeat: %v attempt %d", got.State, got.Attempt)
+	}
+	if n := len(h.events(EventAgentRestarted)); n != 1 {
+		t.Fatalf("%d restarts recorded, want 1", n)
+	}
+	if a := h.cp.agents["a1"]; a.incarnation != 2 {
+		t.Fatalf("incarnation %d, want 2", a.incarnation)
 	}
 }

@@ -49,6 +49,15 @@ func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (Heartb
 	if err != nil {
 		return HeartbeatReply{}, err
 	}
+	if known && hb.Incarnation != a.incarnation && hb.Incarnation == a.prevIncarnation {
+		// A heartbeat of the agent's previous process, delivered after
+		// the current one registered: it says nothing of the agent now
+		// (incarnations never repeat). Taken as a restart it would requeue
+		// the attempts the current process runs; a reply to it could renew
+		// the current process's lease.
+		return HeartbeatReply{}, fmt.Errorf("%w: heartbeat of agent %s's previous incarnation %d (now %d), delivered late",
+			ErrConflict, a.id, hb.Incarnation, a.incarnation)
+	}
 	restarted, stale := detectRestart(a, known, hb)
 	reply.Registered = registered || restarted
 	cp.noteLiveness(now, a, hb, restarted)
@@ -119,7 +128,7 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 	if restarted {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentRestarted, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
-		a.incarnation, a.lastSeq = hb.Incarnation, 0
+		a.prevIncarnation, a.incarnation, a.lastSeq = a.incarnation, hb.Incarnation, 0
 	}
 	if hb.Seq > a.lastSeq {
 		a.lastSeq = hb.Seq

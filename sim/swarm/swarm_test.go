@@ -334,6 +334,8 @@ func TestRegressionSwarmFindings(t *testing.T) {
 		// heal; its pinned work waits its cool-down (the per-task bound),
 		// the rest of the fleet is not idled.
 		{"20261201:767 pinned work waits its zone", "seed=10620971507783870114,agents=9,zones=5,smallzones=0,slots=2,active=152s,tasks=111,taskmax=7s,timeout=34,attempts=2,taskfaultmax=10,faults=slow:82+zone-failing:35+loss:41+hang:87"},
+		// Passes since the same fix (not classified further).
+		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)
@@ -401,6 +403,12 @@ func TestRegressionOneExecution(t *testing.T) {
 		// heartbeat of the new process requeued the attempt at once, and the
 		// new process then accepted it.
 		{"1:134 assignment to the previous incarnation", "seed=4876216701844143696,agents=27,zones=1,smallzones=0,slots=1,active=40s,tasks=55,taskmax=6s,timeout=27,attempts=2,taskfaultmax=10,faults=crash:76+slow:76+cut-off:64+cp-crash:37+hang:58+small-queue:64+cp-ack-dropped:70"},
+		// A heartbeat of an agent's dead process, delivered late, was taken
+		// for a restart back to it: the attempts of the live process were
+		// requeued and ran elsewhere at once.
+		{"2:91 late heartbeat of a dead process", "seed=17119994811813836568,agents=6,zones=5,smallzones=0,slots=3,active=94s,tasks=128,taskmax=7s,timeout=17,attempts=2,taskfaultmax=10,faults=crash:38+cut-off:33+cp-restart:32+loss:45+reorder:53+heartbeat-late:56"},
+		// Passes since the same fix (not classified further).
+		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

@@ -382,3 +382,26 @@ func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
 		t.Fatalf("incarnation %d, want 2", a.incarnation)
 	}
 }
+
+// TestRefusalAfterAcceptanceIsStale: an assignment delivered twice, first
+// refused (lease expired) then accepted once a reply renewed the lease,
+// whose acks arrive in the other order: the refusal is a stale answer to
+// the earlier delivery and must not requeue the attempt the agent runs.
+func TestRefusalAfterAcceptanceIsStale(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1")
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Accepted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Retryable: true,
+		Reason: "lease expired: no reply from the cp for 1m"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 1 || got.AgentID != "a1" {
+		t.Fatalf("after a late refusal: %v attempt %d on %s, want RUNNING attempt 1 on a1", got.State, got.Attempt, got.AgentID)
+	}
+	if v, _ := h.cp.Agent("a1"); v.Held {
+		t.Fatal("a stale refusal held the agent")
+	}
+}

@@ -300,6 +300,15 @@ func (cp *ControlPlane) applyAssignAck(now time.Time, ack AssignAck) error {
 			Actor: ActorAgent, Reason: fmt.Sprintf("assignment ack for attempt %d, current is %d", ack.Attempt, t.Attempt)})
 		return nil
 	}
+	if !ack.Accepted && t.confirmed {
+		// The agent said it runs this attempt (an ack or a heartbeat): a
+		// refusal of it answers an earlier delivery of the assignment, its
+		// ack overtaken (the agent takes a redelivery of what it runs).
+		cp.stats.StaleIgnored++
+		cp.record(Event{Kind: EventTask, Type: EventTaskStaleIgnored, TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
+			Actor: ActorAgent, Reason: "refusal of attempt " + fmt.Sprint(ack.Attempt) + " after its acceptance: " + truncate(ack.Reason, 200)})
+		return nil
+	}
 	if !ack.Accepted {
 		if a := cp.agents[ack.AgentID]; ack.Retryable && a != nil {
 			// The cp's view of the agent is off (it is full or stopping):

@@ -336,6 +336,10 @@ func TestRegressionSwarmFindings(t *testing.T) {
 		{"20261201:767 pinned work waits its zone", "seed=10620971507783870114,agents=9,zones=5,smallzones=0,slots=2,active=152s,tasks=111,taskmax=7s,timeout=34,attempts=2,taskfaultmax=10,faults=slow:82+zone-failing:35+loss:41+hang:87"},
 		// Passes since the same fix (not classified further).
 		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
+		// An assignment delivered twice, refused (lease expired) then
+		// taken, whose acks crossed: the late refusal requeued the attempt
+		// the agent ran.
+		{"1:55 refusal overtaken by acceptance", "seed=15577430929768723498,agents=23,zones=3,smallzones=0,slots=3,active=192s,tasks=2000,taskmax=4s,timeout=28,attempts=3,taskfaultmax=10,faults=zone-outage:90+duplicate:81+poison:100"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

@@ -107,7 +107,16 @@ type Agent struct {
 	// agent fences itself: it stops its attempts and takes no new one.
 	lease     time.Duration
 	leaseFrom time.Time
+	// refused holds the latest attempts the agent refused (at most
+	// agentRefusedMax, oldest first in refusedOrder): the cp requeues an
+	// attempt on its refusal, so a duplicate of it delivered later is
+	// refused again even if the agent could take it now.
+	refused      map[Lease]bool
+	refusedOrder []Lease
 }
+
+// agentRefusedMax bounds the refusals an agent remembers.
+const agentRefusedMax = 1024
 
 // NewAgent returns an agent that runs work through exec.
 func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
@@ -117,7 +126,8 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 	if exec == nil {
 		failf("agent: nil executor")
 	}
-	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true}, nil
+	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true,
+		refused: map[Lease]bool{}}, nil
 }
 
 // ID is the agent's id.
@@ -149,9 +159,18 @@ func (ag *Agent) PendingResults() int { return len(ag.pending) }
 // Assign takes an assignment from the cp and answers it.
 func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 	ack := AssignAck{AgentID: ag.cfg.ID, TaskID: as.TaskID, Attempt: as.Attempt, HeartbeatSeq: ag.seq}
+	l := Lease{TaskID: as.TaskID, Attempt: as.Attempt}
 	reject := func(reason string) AssignAck {
 		ag.stats.Rejected++
 		ack.Reason = reason
+		if !ag.refused[l] {
+			if len(ag.refusedOrder) >= agentRefusedMax {
+				delete(ag.refused, ag.refusedOrder[0])
+				ag.refusedOrder = slices.Delete(ag.refusedOrder, 0, 1)
+			}
+			ag.refused[l] = true
+			ag.refusedOrder = append(ag.refusedOrder, l)
+		}
 		return ack
 	}
 	busy := func(reason string) AssignAck {
@@ -162,6 +181,11 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		// Meant for an earlier process of this agent: the cp requeues such
 		// an attempt once it hears of the restart, perhaps already has.
 		return busy(fmt.Sprintf("stale: meant for incarnation %d, this is %d", as.Incarnation, ag.cfg.Incarnation))
+	}
+	if ag.refused[l] {
+		// A duplicate of an assignment refused before: the cp has
+		// requeued that attempt (or will, if the refusal was lost).
+		return busy(fmt.Sprintf("stale: attempt %d refused before", as.Attempt))
 	}
 	if cur, ok := ag.running[as.TaskID]; ok {
 		switch {

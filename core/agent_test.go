@@ -289,7 +289,8 @@ func TestAgentLeaseFences(t *testing.T) {
 		t.Fatalf("assignment past the lease: %+v", ack)
 	}
 	ag.HeartbeatReplied(end.Add(time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
-	if ack := ag.Assign(end.Add(time.Second), assignOf("t2", 1, sleep)); !ack.Accepted {
+	// The cp requeued t2 on the refusal: its next attempt is taken.
+	if ack := ag.Assign(end.Add(time.Second), assignOf("t2", 2, sleep)); !ack.Accepted {
 		t.Fatalf("renewed lease: %s", ack.Reason)
 	}
 }
@@ -403,5 +404,30 @@ func TestRefusalAfterAcceptanceIsStale(t *testing.T) {
 	}
 	if v, _ := h.cp.Agent("a1"); v.Held {
 		t.Fatal("a stale refusal held the agent")
+	}
+}
+
+// TestAgentRefusesRedeliveryOfRefused: an assignment the agent refused
+// (the cp requeues the attempt on the refusal) is refused again when a
+// duplicate of it arrives later, even if the agent could take it now.
+func TestAgentRefusesRedeliveryOfRefused(t *testing.T) {
+	ag, fx := newTestAgent(t, func(c *AgentConfig) { c.Slots = 1 })
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatal(ack.Reason)
+	}
+	if ack := ag.Assign(testEpoch, assignOf("t2", 1, sleep)); ack.Accepted || !ack.Retryable {
+		t.Fatalf("slots busy: %+v", ack)
+	}
+	ag.Cancel(testEpoch, CancelTask{TaskID: "t1", Attempt: 1})
+	ack := ag.Assign(testEpoch.Add(time.Second), assignOf("t2", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "refused") {
+		t.Fatalf("redelivery of a refused assignment: %+v", ack)
+	}
+	if ack := ag.Assign(testEpoch.Add(time.Second), assignOf("t2", 2, sleep)); !ack.Accepted {
+		t.Fatalf("the next attempt: %+v", ack)
+	}
+	if len(fx.started) != 2 {
+		t.Fatalf("started %v", fx.started)
 	}
 }

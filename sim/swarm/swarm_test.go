@@ -413,6 +413,10 @@ func TestRegressionOneExecution(t *testing.T) {
 		{"2:91 late heartbeat of a dead process", "seed=17119994811813836568,agents=6,zones=5,smallzones=0,slots=3,active=94s,tasks=128,taskmax=7s,timeout=17,attempts=2,taskfaultmax=10,faults=crash:38+cut-off:33+cp-restart:32+loss:45+reorder:53+heartbeat-late:56"},
 		// Passes since the same fix (not classified further).
 		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
+		// An agent refused an assignment (lease expired); the cp placed
+		// the next attempt elsewhere; a duplicate of the refused one came
+		// later, after a reply renewed the lease, and was taken.
+		{"2:31 duplicate of a refused assignment", "seed=17722929720659767824,agents=14,zones=1,smallzones=0,slots=1,active=236s,tasks=180,taskmax=16s,timeout=30,attempts=1,taskfaultmax=10,faults=flap:22+slow:18+cut-off:49+cp-restart:44+cp-crash:40+duplicate:34+reorder:48+poison:41+agent-result-resent:52+ack-delayed:46+heartbeat-late:23"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

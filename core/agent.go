@@ -107,16 +107,30 @@ type Agent struct {
 	// agent fences itself: it stops its attempts and takes no new one.
 	lease     time.Duration
 	leaseFrom time.Time
-	// refused holds the latest attempts the agent refused (at most
-	// agentRefusedMax, oldest first in refusedOrder): the cp requeues an
-	// attempt on its refusal, so a duplicate of it delivered later is
-	// refused again even if the agent could take it now.
-	refused      map[Lease]bool
-	refusedOrder []Lease
+	// done holds the latest attempts the agent is through with (at most
+	// agentDoneMax, oldest first in doneOrder), each with why: refused
+	// (the cp requeues an attempt on its refusal) or finished with its
+	// result acknowledged (the cp has applied it). A duplicate of such an
+	// assignment delivered later is refused, never run.
+	done      map[Lease]string
+	doneOrder []Lease
 }
 
-// agentRefusedMax bounds the refusals an agent remembers.
-const agentRefusedMax = 1024
+// agentDoneMax bounds the attempts an agent remembers it is through with.
+const agentDoneMax = 1024
+
+// remember records that the agent is through with l (why).
+func (ag *Agent) remember(l Lease, why string) {
+	if _, ok := ag.done[l]; ok {
+		return
+	}
+	if len(ag.doneOrder) >= agentDoneMax {
+		delete(ag.done, ag.doneOrder[0])
+		ag.doneOrder = slices.Delete(ag.doneOrder, 0, 1)
+	}
+	ag.done[l] = why
+	ag.doneOrder = append(ag.doneOrder, l)
+}
 
 // NewAgent returns an agent that runs work through exec.
 func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
@@ -127,7 +141,7 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 		failf("agent: nil executor")
 	}
 	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true,
-		refused: map[Lease]bool{}}, nil
+		done: map[Lease]string{}}, nil
 }
 
 // ID is the agent's id.
@@ -163,14 +177,7 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 	reject := func(reason string) AssignAck {
 		ag.stats.Rejected++
 		ack.Reason = reason
-		if !ag.refused[l] {
-			if len(ag.refusedOrder) >= agentRefusedMax {
-				delete(ag.refused, ag.refusedOrder[0])
-				ag.refusedOrder = slices.Delete(ag.refusedOrder, 0, 1)
-			}
-			ag.refused[l] = true
-			ag.refusedOrder = append(ag.refusedOrder, l)
-		}
+		ag.remember(l, "refused before")
 		return ack
 	}
 	busy := func(reason string) AssignAck {
@@ -182,10 +189,14 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		// an attempt once it hears of the restart, perhaps already has.
 		return busy(fmt.Sprintf("stale: meant for incarnation %d, this is %d", as.Incarnation, ag.cfg.Incarnation))
 	}
-	if ag.refused[l] {
-		// A duplicate of an assignment refused before: the cp has
-		// requeued that attempt (or will, if the refusal was lost).
-		return busy(fmt.Sprintf("stale: attempt %d refused before", as.Attempt))
+	if why, ok := ag.done[l]; ok {
+		// A duplicate of an assignment refused before (the cp has
+		// requeued that attempt, or will if the refusal was lost) or run
+		// to its acknowledged end.
+		ack.Retryable = true
+		ag.stats.Rejected++
+		ack.Reason = fmt.Sprintf("stale: attempt %d %s", as.Attempt, why)
+		return ack
 	}
 	if cur, ok := ag.running[as.TaskID]; ok {
 		switch {
@@ -384,8 +395,12 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 	}
 	if len(reply.Acked) > 0 {
 		ag.pending = slices.DeleteFunc(ag.pending, func(r Result) bool {
-			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt}) &&
-				!fires(ag.cfg.FaultPoints, FaultAgentResultResent, ag.cfg.ID, r.TaskID, r.Attempt)
+			l := Lease{TaskID: r.TaskID, Attempt: r.Attempt}
+			if !slices.Contains(reply.Acked, l) || fires(ag.cfg.FaultPoints, FaultAgentResultResent, ag.cfg.ID, r.TaskID, r.Attempt) {
+				return false
+			}
+			ag.remember(l, "finished here, its result acknowledged")
+			return true
 		})
 	}
 	for _, c := range reply.Cancel {

@@ -431,3 +431,28 @@ func TestAgentRefusesRedeliveryOfRefused(t *testing.T) {
 		t.Fatalf("started %v", fx.started)
 	}
 }
+
+// TestAgentRefusesRedeliveryOfFinished: a duplicate of an assignment whose
+// attempt finished here and whose result the cp acknowledged is refused
+// (the cp has moved on; it may run the next attempt elsewhere), not run
+// again.
+func TestAgentRefusesRedeliveryOfFinished(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatal(ack.Reason)
+	}
+	ag.Finished(testEpoch, Result{TaskID: "t1", Attempt: 1, Outcome: OutcomeSucceeded})
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted || len(fx.started) != 1 {
+		t.Fatalf("redelivery with the result pending: %+v, started %v", ack, fx.started)
+	}
+	hb, _ := ag.Tick(testEpoch)
+	ag.HeartbeatReplied(testEpoch, hb.Seq, HeartbeatReply{Acked: []Lease{{"t1", 1}}})
+	if ag.PendingResults() != 0 {
+		t.Fatal("result not forgotten on its ack")
+	}
+	ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "finished") || len(fx.started) != 1 {
+		t.Fatalf("redelivery after the ack: %+v, started %v", ack, fx.started)
+	}
+}

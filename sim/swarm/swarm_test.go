@@ -417,6 +417,12 @@ func TestRegressionOneExecution(t *testing.T) {
 		// the next attempt elsewhere; a duplicate of the refused one came
 		// later, after a reply renewed the lease, and was taken.
 		{"2:31 duplicate of a refused assignment", "seed=17722929720659767824,agents=14,zones=1,smallzones=0,slots=1,active=236s,tasks=180,taskmax=16s,timeout=30,attempts=1,taskfaultmax=10,faults=flap:22+slow:18+cut-off:49+cp-restart:44+cp-crash:40+duplicate:34+reorder:48+poison:41+agent-result-resent:52+ack-delayed:46+heartbeat-late:23"},
+		// A duplicate of an assignment whose attempt had run here and
+		// whose result the cp had acknowledged (and requeued meanwhile)
+		// ran it again beside the next attempt.
+		{"4:1941 duplicate of a finished assignment", "seed=8616423058465563125,agents=4,zones=1,smallzones=0,slots=4,active=162s,tasks=510,taskmax=1s,timeout=14,attempts=4,taskfaultmax=10,faults=duplicate:29+reorder:37+read-only:31+purge:33+agent-wedged:16+agent-result-held:30+ack-delayed:38+heartbeat-late:31"},
+		// Passes since the same fix (not classified further).
+		{"4:748", "seed=12416102307247839986,agents=17,zones=2,smallzones=1,slots=4,active=124s,tasks=1671,taskmax=1s,timeout=5,attempts=4,taskfaultmax=10,faults=flap:37+zone-outage:60+zone-failing:38+cp-crash:40+duplicate:59+reorder:46+small-queue:52+agent-result-resent:50+ack-delayed:33"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

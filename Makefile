@@ -57,9 +57,11 @@ bench-api:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/fluxctl/ ./cp/
 
 # The 2-minute soak: a real cp with 1,000 agent clients on loopback, one zone
-# cut off and restored; a 15-second version runs in `make test`.
+# cut off and restored; then LongCut, the same fleet with a zone cut longer
+# than the heartbeat timeout plus the loss grace (about 1.5 minutes). A
+# 15-second version runs in `make test`.
 soak:
-	$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 15m ./soak/ -args -soak
+	$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 20m ./soak/ -args -soak
 
 # Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
 FUZZTIME ?= 60s

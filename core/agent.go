@@ -77,6 +77,8 @@ const (
 type AgentStats struct {
 	Accepted, Rejected, Succeeded, Failed, TimedOut, Cancelled, ResultsDropped uint64
 	HeartbeatsSent, HeartbeatsAcked                                            uint64
+	// Fenced counts attempts the agent stopped because its lease ran out.
+	Fenced uint64
 }
 
 type execution struct {
@@ -100,6 +102,34 @@ type Agent struct {
 	rtt      time.Duration
 	stopping bool
 	stats    AgentStats
+	// lease is what the cp named (zero: none); leaseFrom is when the agent
+	// sent the latest heartbeat the cp replied to. Past leaseFrom+lease the
+	// agent fences itself: it stops its attempts and takes no new one.
+	lease     time.Duration
+	leaseFrom time.Time
+	// done holds the latest attempts the agent is through with (at most
+	// agentDoneMax, oldest first in doneOrder), each with why: refused
+	// (the cp requeues an attempt on its refusal) or finished with its
+	// result acknowledged (the cp has applied it). A duplicate of such an
+	// assignment delivered later is refused, never run.
+	done      map[Lease]string
+	doneOrder []Lease
+}
+
+// agentDoneMax bounds the attempts an agent remembers it is through with.
+const agentDoneMax = 1024
+
+// remember records that the agent is through with l (why).
+func (ag *Agent) remember(l Lease, why string) {
+	if _, ok := ag.done[l]; ok {
+		return
+	}
+	if len(ag.doneOrder) >= agentDoneMax {
+		delete(ag.done, ag.doneOrder[0])
+		ag.doneOrder = slices.Delete(ag.doneOrder, 0, 1)
+	}
+	ag.done[l] = why
+	ag.doneOrder = append(ag.doneOrder, l)
 }
 
 // NewAgent returns an agent that runs work through exec.
@@ -110,7 +140,8 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 	if exec == nil {
 		failf("agent: nil executor")
 	}
-	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true}, nil
+	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true,
+		done: map[Lease]string{}}, nil
 }
 
 // ID is the agent's id.
@@ -142,14 +173,30 @@ func (ag *Agent) PendingResults() int { return len(ag.pending) }
 // Assign takes an assignment from the cp and answers it.
 func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 	ack := AssignAck{AgentID: ag.cfg.ID, TaskID: as.TaskID, Attempt: as.Attempt, HeartbeatSeq: ag.seq}
+	l := Lease{TaskID: as.TaskID, Attempt: as.Attempt}
 	reject := func(reason string) AssignAck {
 		ag.stats.Rejected++
 		ack.Reason = reason
+		ag.remember(l, "refused before")
 		return ack
 	}
 	busy := func(reason string) AssignAck {
 		ack.Retryable = true
 		return reject(reason)
+	}
+	if as.Incarnation != 0 && as.Incarnation != ag.cfg.Incarnation {
+		// Meant for an earlier process of this agent: the cp requeues such
+		// an attempt once it hears of the restart, perhaps already has.
+		return busy(fmt.Sprintf("stale: meant for incarnation %d, this is %d", as.Incarnation, ag.cfg.Incarnation))
+	}
+	if why, ok := ag.done[l]; ok {
+		// A duplicate of an assignment refused before (the cp has
+		// requeued that attempt, or will if the refusal was lost) or run
+		// to its acknowledged end.
+		ack.Retryable = true
+		ag.stats.Rejected++
+		ack.Reason = fmt.Sprintf("stale: attempt %d %s", as.Attempt, why)
+		return ack
 	}
 	if cur, ok := ag.running[as.TaskID]; ok {
 		switch {
@@ -184,6 +231,11 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		return reject(err.Error())
 	case ag.stopping:
 		return busy("agent is stopping")
+	case ag.leaseExpired(now):
+		// The assignment may be one the cp has long given up on,
+		// delivered late: only a heartbeat reply makes the agent sure of
+		// the cp again.
+		return busy("lease expired: no reply from the cp for " + now.Sub(ag.leaseFrom).String())
 	case spec.Kind == KindExec && !ag.cfg.AllowExec:
 		return reject("kind exec is not allowed on this agent (start it with -allow-exec)")
 	case len(ag.running) >= ag.cfg.Slots:
@@ -265,7 +317,14 @@ func (ag *Agent) Drained() bool {
 	return ag.stopping && len(ag.running) == 0 && len(ag.pending) == 0
 }
 
-// Tick enforces timeouts and returns the heartbeat to send now, if one is due.
+// leaseExpired reports whether the agent has gone without a reply from the
+// cp for longer than its lease.
+func (ag *Agent) leaseExpired(now time.Time) bool {
+	return ag.lease > 0 && now.Sub(ag.leaseFrom) >= ag.lease
+}
+
+// Tick enforces timeouts and the lease and returns the heartbeat to send
+// now, if one is due.
 func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 	var late []*execution
 	for _, e := range ag.running {
@@ -276,6 +335,15 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 	slices.SortFunc(late, func(a, b *execution) int { return strings.Compare(string(a.TaskID), string(b.TaskID)) })
 	for _, e := range late {
 		ag.stopExecution(now, e, OutcomeTimeout, fmt.Sprintf("timed out after %ds", e.Spec.TimeoutSeconds))
+	}
+	if ag.leaseExpired(now) && len(ag.running) > 0 {
+		// The cp may have given these attempts to others by now: stop
+		// them (reported cancelled, so the cp requeues them if it has not).
+		reason := fmt.Sprintf("lease expired: no reply from the cp for %v (lease %v)", now.Sub(ag.leaseFrom), ag.lease)
+		for _, l := range ag.Running() {
+			ag.stats.Fenced++
+			ag.stopExecution(now, ag.running[l.TaskID], OutcomeCancelled, reason)
+		}
 	}
 	due := ag.lastSent.IsZero() || now.Sub(ag.lastSent) >= ag.cfg.HeartbeatInterval
 	early := ag.urgent && len(ag.inFlight) == 0
@@ -297,6 +365,7 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 		Incarnation: ag.cfg.Incarnation, Seq: ag.seq, Running: ag.Running(), Results: slices.Clone(ag.pending),
 		RTTMillis: ag.rtt.Milliseconds(), Stopping: ag.stopping, AllowsExec: ag.cfg.AllowExec,
 		HeartbeatIntervalMillis: max(1, ag.cfg.HeartbeatInterval.Milliseconds()),
+		SelfFencing:             true,
 	}
 	if ag.cfg.FaultPoints != nil {
 		hb.Results = slices.DeleteFunc(hb.Results, func(r Result) bool {
@@ -311,6 +380,13 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 	if at, ok := ag.inFlight[seq]; ok {
 		ag.rtt = now.Sub(at)
 		delete(ag.inFlight, seq)
+		// The cp heard this heartbeat after it was sent: the lease runs
+		// from the sending (see Config.AgentLease). A reply to a heartbeat
+		// no longer tracked renews nothing.
+		if at.After(ag.leaseFrom) {
+			ag.leaseFrom = at
+		}
+		ag.lease = time.Duration(max(reply.LeaseMillis, 0)) * time.Millisecond
 	}
 	ag.stats.HeartbeatsAcked++
 	if ag.cfg.HeartbeatIntervalFromCP && reply.HeartbeatIntervalMillis > 0 {
@@ -319,8 +395,12 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 	}
 	if len(reply.Acked) > 0 {
 		ag.pending = slices.DeleteFunc(ag.pending, func(r Result) bool {
-			return slices.Contains(reply.Acked, Lease{TaskID: r.TaskID, Attempt: r.Attempt}) &&
-				!fires(ag.cfg.FaultPoints, FaultAgentResultResent, ag.cfg.ID, r.TaskID, r.Attempt)
+			l := Lease{TaskID: r.TaskID, Attempt: r.Attempt}
+			if !slices.Contains(reply.Acked, l) || fires(ag.cfg.FaultPoints, FaultAgentResultResent, ag.cfg.ID, r.TaskID, r.Attempt) {
+				return false
+			}
+			ag.remember(l, "finished here, its result acknowledged")
+			return true
 		})
 	}
 	for _, c := range reply.Cancel {
@@ -344,6 +424,11 @@ func (ag *Agent) NextWake(now time.Time) time.Time {
 	for _, e := range ag.running {
 		if !e.wedged && e.Deadline.Before(next) {
 			next = e.Deadline
+		}
+	}
+	if ag.lease > 0 && len(ag.running) > 0 {
+		if end := ag.leaseFrom.Add(ag.lease); end.Before(next) {
+			next = end
 		}
 	}
 	if next.Before(now) {

@@ -1,6 +1,9 @@
 package core
 
 import (
+	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -239,5 +242,217 @@ func TestAgentConfigValidation(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAgentLeaseFences: an agent cut off from the cp stops its attempts
+// once the lease the cp named has run out since the sending of the last
+// heartbeat the cp replied to, and takes no assignment until a reply
+// renews it; before the first lease it fences nothing.
+func TestAgentLeaseFences(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}
+	hb, _ := ag.Tick(testEpoch)
+	if !hb.SelfFencing {
+		t.Fatal("heartbeat does not say the agent fences itself")
+	}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatalf("no lease yet: %s", ack.Reason)
+	}
+	lease := 40 * time.Second
+	sent := testEpoch.Add(time.Second)
+	ag.lastSent = time.Time{}
+	hb, _ = ag.Tick(sent)
+	ag.HeartbeatReplied(sent.Add(3*time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
+	if got := ag.NextWake(sent.Add(4 * time.Second)); got.After(sent.Add(lease)) {
+		t.Fatalf("next wake %v is after the lease's end %v", got, sent.Add(lease))
+	}
+	// Cut off: heartbeats fail from here on.
+	for now := sent.Add(5 * time.Second); now.Before(sent.Add(lease)); now = now.Add(5 * time.Second) {
+		if hb, ok := ag.Tick(now); ok {
+			ag.HeartbeatFailed(now, hb.Seq)
+		}
+	}
+	if len(fx.stopped) != 0 || len(ag.Running()) != 1 {
+		t.Fatalf("stopped %v before the lease ran out", fx.stopped)
+	}
+	end := sent.Add(lease) // counted from the sending, not the reply
+	hb, _ = ag.Tick(end)
+	if !slices.Equal(fx.stopped, []Lease{{"t1", 1}}) || len(ag.Running()) != 0 || ag.Stats().Fenced != 1 {
+		t.Fatalf("at the lease's end: stopped %v running %v", fx.stopped, ag.Running())
+	}
+	if len(hb.Results) != 1 || hb.Results[0].Outcome != OutcomeCancelled || !strings.Contains(hb.Results[0].Error, "lease expired") {
+		t.Fatalf("result %+v, want cancelled: lease expired", hb.Results)
+	}
+	ack := ag.Assign(end, assignOf("t2", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "lease expired") {
+		t.Fatalf("assignment past the lease: %+v", ack)
+	}
+	ag.HeartbeatReplied(end.Add(time.Second), hb.Seq, HeartbeatReply{LeaseMillis: lease.Milliseconds()})
+	// The cp requeued t2 on the refusal: its next attempt is taken.
+	if ack := ag.Assign(end.Add(time.Second), assignOf("t2", 2, sleep)); !ack.Accepted {
+		t.Fatalf("renewed lease: %s", ack.Reason)
+	}
+}
+
+// TestAgentRefusesOtherIncarnation: an assignment the cp meant for an
+// earlier process of the agent (in flight across a restart, requeued by the
+// heartbeat that revealed the restart) is refused as stale and retryable;
+// one naming this process or none is taken.
+func TestAgentRefusesOtherIncarnation(t *testing.T) {
+	ag, fx := newTestAgent(t, func(c *AgentConfig) { c.Incarnation = 2 })
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	as := assignOf("t1", 2, sleep)
+	as.Incarnation = 1
+	if ack := ag.Assign(testEpoch, as); ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "incarnation 1") {
+		t.Fatalf("assignment for incarnation 1 reaching incarnation 2: %+v", ack)
+	}
+	if len(fx.started) != 0 {
+		t.Fatalf("started %v", fx.started)
+	}
+	for _, inc := range []uint64{2, 0} {
+		as := assignOf(TaskID(fmt.Sprint("t-inc", inc)), 1, sleep)
+		as.Incarnation = inc
+		if ack := ag.Assign(testEpoch, as); !ack.Accepted {
+			t.Fatalf("incarnation %d: %+v", inc, ack)
+		}
+	}
+}
+
+// TestAssignNamesIncarnation: the cp names the agent process it means in
+// an assignment to an agent that fences itself, and nothing to an older
+// agent (which refuses unknown fields).
+func TestAssignNamesIncarnation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.dom["a1"], h.inc["a1"] = "z1", 7
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.SelfFencing = true })
+	h.dom["a2"], h.inc["a2"] = "z2", 9
+	h.heartbeat("a2", nil)
+	h.cp.TakeOutbox()
+	spec := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	want := map[AgentID]uint64{"a1": 7, "a2": 0}
+	for _, d := range []string{"z1", "z2"} {
+		s := spec
+		s.Domain = d
+		h.submit(s)
+	}
+	got := map[AgentID]uint64{}
+	for _, o := range h.cp.TakeOutbox() {
+		if o.Assign != nil {
+			got[o.To] = o.Assign.Incarnation
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("assignments name incarnations %v, want %v", got, want)
+	}
+}
+
+// TestLateHeartbeatOfPreviousProcess: a heartbeat of the agent's previous
+// process delivered late (after the current one registered) is no restart:
+// the attempts leased to the current process stay, and its own heartbeats
+// are not taken as stale afterwards.
+func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1")
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	for range 5 {
+		h.heartbeat("a1", nil)
+	}
+	h.inc["a1"], h.seq["a1"] = 2, 0 // restarted: the attempt is lost and placed again
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+	h.heartbeat("a1", nil)
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("after the restart: %v attempt %d, want RUNNING attempt 2", got.State, got.Attempt)
+	}
+	_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 9,
+		Running: []Lease{{task.ID, 1}}})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "previous incarnation 1") {
+		t.Fatalf("late heartbeat of incarnation 1: %v, want a conflict", err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("after a late heartbeat of incarnation 1: %v attempt %d, want RUNNING attempt 2", got.State, got.Attempt)
+	}
+	h.heartbeat("a1", nil)
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
+		t.Fatalf("the current process's next heartbeat: %v attempt %d", got.State, got.Attempt)
+	}
+	if n := len(h.events(EventAgentRestarted)); n != 1 {
+		t.Fatalf("%d restarts recorded, want 1", n)
+	}
+	if a := h.cp.agents["a1"]; a.incarnation != 2 {
+		t.Fatalf("incarnation %d, want 2", a.incarnation)
+	}
+}
+
+// TestRefusalAfterAcceptanceIsStale: an assignment delivered twice, first
+// refused (lease expired) then accepted once a reply renewed the lease,
+// whose acks arrive in the other order: the refusal is a stale answer to
+// the earlier delivery and must not requeue the attempt the agent runs.
+func TestRefusalAfterAcceptanceIsStale(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1")
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Accepted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Retryable: true,
+		Reason: "lease expired: no reply from the cp for 1m"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 1 || got.AgentID != "a1" {
+		t.Fatalf("after a late refusal: %v attempt %d on %s, want RUNNING attempt 1 on a1", got.State, got.Attempt, got.AgentID)
+	}
+	if v, _ := h.cp.Agent("a1"); v.Held {
+		t.Fatal("a stale refusal held the agent")
+	}
+}
+
+// TestAgentRefusesRedeliveryOfRefused: an assignment the agent refused
+// (the cp requeues the attempt on the refusal) is refused again when a
+// duplicate of it arrives later, even if the agent could take it now.
+func TestAgentRefusesRedeliveryOfRefused(t *testing.T) {
+	ag, fx := newTestAgent(t, func(c *AgentConfig) { c.Slots = 1 })
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatal(ack.Reason)
+	}
+	if ack := ag.Assign(testEpoch, assignOf("t2", 1, sleep)); ack.Accepted || !ack.Retryable {
+		t.Fatalf("slots busy: %+v", ack)
+	}
+	ag.Cancel(testEpoch, CancelTask{TaskID: "t1", Attempt: 1})
+	ack := ag.Assign(testEpoch.Add(time.Second), assignOf("t2", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "refused") {
+		t.Fatalf("redelivery of a refused assignment: %+v", ack)
+	}
+	if ack := ag.Assign(testEpoch.Add(time.Second), assignOf("t2", 2, sleep)); !ack.Accepted {
+		t.Fatalf("the next attempt: %+v", ack)
+	}
+	if len(fx.started) != 2 {
+		t.Fatalf("started %v", fx.started)
+	}
+}
+
+// TestAgentRefusesRedeliveryOfFinished: a duplicate of an assignment whose
+// attempt finished here and whose result the cp acknowledged is refused
+// (the cp has moved on; it may run the next attempt elsewhere), not run
+// again.
+func TestAgentRefusesRedeliveryOfFinished(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 10}
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted {
+		t.Fatal(ack.Reason)
+	}
+	ag.Finished(testEpoch, Result{TaskID: "t1", Attempt: 1, Outcome: OutcomeSucceeded})
+	if ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep)); !ack.Accepted || len(fx.started) != 1 {
+		t.Fatalf("redelivery with the result pending: %+v, started %v", ack, fx.started)
+	}
+	hb, _ := ag.Tick(testEpoch)
+	ag.HeartbeatReplied(testEpoch, hb.Seq, HeartbeatReply{Acked: []Lease{{"t1", 1}}})
+	if ag.PendingResults() != 0 {
+		t.Fatal("result not forgotten on its ack")
+	}
+	ack := ag.Assign(testEpoch, assignOf("t1", 1, sleep))
+	if ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "finished") || len(fx.started) != 1 {
+		t.Fatalf("redelivery after the ack: %+v, started %v", ack, fx.started)
 	}
 }

@@ -42,9 +42,21 @@ func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (Heartb
 	if hb.HeartbeatIntervalMillis > 0 {
 		reply.HeartbeatIntervalMillis = cp.cfg.HeartbeatInterval.Milliseconds()
 	}
+	if hb.SelfFencing {
+		reply.LeaseMillis = cp.cfg.AgentLease().Milliseconds()
+	}
 	a, known, registered, err := cp.admitAgent(now, hb)
 	if err != nil {
 		return HeartbeatReply{}, err
+	}
+	if known && hb.Incarnation != a.incarnation && hb.Incarnation == a.prevIncarnation {
+		// A heartbeat of the agent's previous process, delivered after
+		// the current one registered: it says nothing of the agent now
+		// (incarnations never repeat). Taken as a restart it would requeue
+		// the attempts the current process runs; a reply to it could renew
+		// the current process's lease.
+		return HeartbeatReply{}, fmt.Errorf("%w: heartbeat of agent %s's previous incarnation %d (now %d), delivered late",
+			ErrConflict, a.id, hb.Incarnation, a.incarnation)
 	}
 	restarted, stale := detectRestart(a, known, hb)
 	reply.Registered = registered || restarted
@@ -116,7 +128,7 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 	if restarted {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentRestarted, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
-		a.incarnation, a.lastSeq = hb.Incarnation, 0
+		a.prevIncarnation, a.incarnation, a.lastSeq = a.incarnation, hb.Incarnation, 0
 	}
 	if hb.Seq > a.lastSeq {
 		a.lastSeq = hb.Seq
@@ -125,7 +137,7 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 		a.dom.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
 	}
-	a.address, a.allowsExec = hb.Address, hb.AllowsExec
+	a.address, a.allowsExec, a.selfFencing = hb.Address, hb.AllowsExec, hb.SelfFencing
 	if hb.Stopping && !a.stopping {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
 	}
@@ -211,7 +223,7 @@ func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
 
 func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord {
 	a := &agentRecord{
-		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation,
+		id: hb.AgentID, domain: hb.Domain, slots: hb.Slots, address: hb.Address, incarnation: hb.Incarnation, selfFencing: hb.SelfFencing,
 		registeredAt: now, running: make(map[TaskID]*taskRecord), quarantine: quarantine{decayed: now},
 		health: NewHealthWindow(cp.cfg.Health, cp.measuredInterval(hb), now),
 	}
@@ -286,6 +298,15 @@ func (cp *ControlPlane) applyAssignAck(now time.Time, ack AssignAck) error {
 		cp.stats.StaleIgnored++
 		cp.record(Event{Kind: EventTask, Type: EventTaskStaleIgnored, TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
 			Actor: ActorAgent, Reason: fmt.Sprintf("assignment ack for attempt %d, current is %d", ack.Attempt, t.Attempt)})
+		return nil
+	}
+	if !ack.Accepted && t.confirmed {
+		// The agent said it runs this attempt (an ack or a heartbeat): a
+		// refusal of it answers an earlier delivery of the assignment, its
+		// ack overtaken (the agent takes a redelivery of what it runs).
+		cp.stats.StaleIgnored++
+		cp.record(Event{Kind: EventTask, Type: EventTaskStaleIgnored, TaskID: t.ID, AgentID: ack.AgentID, Attempt: ack.Attempt,
+			Actor: ActorAgent, Reason: "refusal of attempt " + fmt.Sprint(ack.Attempt) + " after its acceptance: " + truncate(ack.Reason, 200)})
 		return nil
 	}
 	if !ack.Accepted {

@@ -195,6 +195,25 @@ func (c Config) Validate() error {
 	return c.Domains.validate()
 }
 
+// AgentLease is how long an agent may run its attempts without hearing
+// from the cp: counted on the agent's own clock from the sending of the
+// last heartbeat the cp replied to. The cp gives a silent agent's attempts
+// to others no earlier than HeartbeatTimeout + LostAfter after it received
+// that heartbeat (on its own clock; received is after sent), so an agent
+// whose lease is a tenth shorter has stopped them by then: no two attempts
+// of a task run at once unless an agent is truly lost. Only the two
+// clocks' rates matter, never their offset; the tenth covers rate skew and
+// the agent's tick and kill latency. A lease shorter than two heartbeat
+// intervals would fence agents over one lost heartbeat: then none (zero).
+func (c Config) AgentLease() time.Duration {
+	wait := c.HeartbeatTimeout + c.LostAfter
+	lease := wait - wait/10
+	if lease < 2*c.HeartbeatInterval {
+		return 0
+	}
+	return lease
+}
+
 func validTaskIDPrefix(p string) bool {
 	return p != "" && len(p) <= 32 && nameChars(p)
 }

@@ -34,6 +34,9 @@ type agentRecord struct {
 	allowsExec  bool
 	incarnation uint64
 	lastSeq     uint64
+	// prevIncarnation is the agent's process before incarnation (zero:
+	// none): a heartbeat of it is a late one from a dead process.
+	prevIncarnation uint64
 
 	// state is the agent's connectivity; stopping is kept apart from it
 	// because it is the agent's own word, not the cp's view: it holds over
@@ -48,6 +51,9 @@ type agentRecord struct {
 	// reportedInterval is the heartbeat interval the agent last reported
 	// (zero: it does not report one).
 	reportedInterval time.Duration
+	// selfFencing: the agent reported SelfFencing in its last heartbeat (it
+	// knows the fencing fields of Assign).
+	selfFencing bool
 
 	running map[TaskID]*taskRecord // attempts leased to it
 

@@ -653,10 +653,29 @@ func TestLeases(t *testing.T) {
 				t.Fatalf("counted %d", h.cp.Stats().UnknownCancelled)
 			}
 		}},
-		{"an unconfirmed assignment is requeued after AssignTimeout", func(t *testing.T, h *cpHarness) {
+		{"an unconfirmed assignment is requeued after AssignTimeout by a heartbeat without it", func(t *testing.T, h *cpHarness) {
 			h.join("z1", 1, "a1")
 			task := h.submit(spec)
 			h.advance(h.cp.Config().AssignTimeout)
+			if got := h.task(task.ID); got.State != TaskAssigned {
+				t.Fatalf("silent agent: %v, want ASSIGNED until a heartbeat says or the lease runs out", got.State)
+			}
+			h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+			if got := h.task(task.ID); got.State != TaskQueued && got.Attempt < 2 || got.Failures != 0 { // requeued (perhaps placed again)
+				t.Fatalf("%v attempt %d failures %d", got.State, got.Attempt, got.Failures)
+			}
+		}},
+		{"an unconfirmed assignment to a silent agent waits for the agent's lease", func(t *testing.T, h *cpHarness) {
+			// The agent may have taken it with its ack lost: it may run it
+			// until its lease runs out, so the cp waits past the lease.
+			h.join("z1", 1, "a1")
+			task := h.submit(spec)
+			cfg := h.cp.Config()
+			h.advance(cfg.AgentLease())
+			if got := h.task(task.ID); got.State != TaskAssigned || got.Attempt != 1 {
+				t.Fatalf("after the lease: %v attempt %d, want still ASSIGNED", got.State, got.Attempt)
+			}
+			h.advance(cfg.HeartbeatTimeout + cfg.LostAfter - cfg.AgentLease() + cfg.HeartbeatInterval)
 			if got := h.task(task.ID); got.State != TaskQueued || got.Failures != 0 {
 				t.Fatalf("%v failures %d", got.State, got.Failures)
 			}

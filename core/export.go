@@ -26,7 +26,7 @@ import (
 
 // StateFormatVersion is the version of the export format Export writes and
 // the only one Restore reads.
-const StateFormatVersion = 1
+const StateFormatVersion = 2
 
 const stateMagic = "fluxforge-core-state\n"
 
@@ -116,6 +116,7 @@ type agentExport struct {
 	Address          string
 	AllowsExec       bool
 	Incarnation      uint64
+	PrevIncarnation  uint64
 	LastSeq          uint64
 	State            agentState
 	Stopping         bool
@@ -124,6 +125,7 @@ type agentExport struct {
 	LastHeartbeat    time.Time
 	DisconnectedAt   time.Time
 	ReportedInterval time.Duration
+	SelfFencing      bool
 	Running          []TaskID // sorted
 	Health           healthExport
 	Score            HealthScore
@@ -294,9 +296,9 @@ func (cp *ControlPlane) exportState() stateV1 {
 		}
 		aq := a.quarantine
 		s.Agents[i] = agentExport{ID: a.id, Domain: a.domain, Slots: a.slots, Address: a.address, AllowsExec: a.allowsExec,
-			Incarnation: a.incarnation, LastSeq: a.lastSeq, State: a.state, Stopping: a.stopping,
+			Incarnation: a.incarnation, PrevIncarnation: a.prevIncarnation, LastSeq: a.lastSeq, State: a.state, Stopping: a.stopping,
 			RegisteredAt: a.registeredAt, ConnectedSince: a.connectedSince, LastHeartbeat: a.lastHeartbeat,
-			DisconnectedAt: a.disconnectedAt, ReportedInterval: a.reportedInterval, Running: running, Health: he, Score: a.score,
+			DisconnectedAt: a.disconnectedAt, ReportedInterval: a.reportedInterval, SelfFencing: a.selfFencing, Running: running, Health: he, Score: a.score,
 			Quarantine: quarantineExport{Active: aq.active, By: aq.by, At: aq.at, Till: aq.till, N: aq.n, Decayed: aq.decayed}}
 	}
 
@@ -503,9 +505,9 @@ func restoreV1(s *stateV1) (*ControlPlane, error) {
 			return nil, corrupt("agent %s in connectivity state %d", ae.ID, ae.State)
 		}
 		a := &agentRecord{id: ae.ID, domain: ae.Domain, dom: dom, slots: ae.Slots, address: ae.Address, allowsExec: ae.AllowsExec,
-			incarnation: ae.Incarnation, lastSeq: ae.LastSeq, state: ae.State, stopping: ae.Stopping,
+			incarnation: ae.Incarnation, prevIncarnation: ae.PrevIncarnation, lastSeq: ae.LastSeq, state: ae.State, stopping: ae.Stopping,
 			registeredAt: ae.RegisteredAt, connectedSince: ae.ConnectedSince, lastHeartbeat: ae.LastHeartbeat,
-			disconnectedAt: ae.DisconnectedAt, reportedInterval: ae.ReportedInterval,
+			disconnectedAt: ae.DisconnectedAt, reportedInterval: ae.ReportedInterval, selfFencing: ae.SelfFencing,
 			running: make(map[TaskID]*taskRecord, len(ae.Running)), score: ae.Score,
 			quarantine: quarantine{active: ae.Quarantine.Active, by: ae.Quarantine.By, at: ae.Quarantine.At,
 				till: ae.Quarantine.Till, n: ae.Quarantine.N, decayed: ae.Quarantine.Decayed}}

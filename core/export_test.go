@@ -14,11 +14,13 @@ import (
 	"pgregory.net/rapid"
 )
 
-// stateV1Layout pins the layout fingerprint of format version 1. A change of
+// stateV1Layout pins the layout fingerprint of the current format version
+// (2: agents' self_fencing, for Assign.Incarnation, and previous
+// incarnation). A change of
 // any type in an export changes it: then bump StateFormatVersion (and teach
 // Restore the old version if old exports must stay readable), and update
 // this constant.
-const stateV1Layout = "a40269eeff0bbf37"
+const stateV1Layout = "7c9d1f38693001cd"
 
 func TestStateLayoutPinned(t *testing.T) {
 	if stateV1Fingerprint != stateV1Layout {
@@ -552,8 +554,8 @@ func TestExportIsAllState(t *testing.T) {
 			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "expiredScratch", "observer", "pass"},
 		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "probe", "decision",
 			"firstAttempt", "skipPass"},
-		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",
-			"registeredAt", "connectedSince", "lastHeartbeat", "disconnectedAt", "reportedInterval", "running", "health", "score",
+		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "prevIncarnation", "state", "stopping",
+			"registeredAt", "connectedSince", "lastHeartbeat", "disconnectedAt", "reportedInterval", "selfFencing", "running", "health", "score",
 			"quarantine", "indexed", "idxFree", "idxPrev", "idxNext"},
 		"domainRecord":     {"health", "index", "agents", "disconnected", "slots", "inFlight", "probes", "quarantined", "usable", "windowOK", "windowFailed"},
 		"DomainHealth":     {"cfg", "Name", "State", "Since", "Reason", "isolations", "cooldown", "cause", "results", "probeOK", "probeFail", "isolatedBy", "Panic"},

@@ -52,6 +52,9 @@ type HeartbeatInput struct {
 	// old to report it (the cp assumes its own interval and does not send
 	// it one back, since such an agent refuses unknown reply fields).
 	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms,omitempty"`
+	// SelfFencing: the agent stops its attempts itself once it has not
+	// heard from the cp for the lease the cp names (HeartbeatReply.LeaseMillis).
+	SelfFencing bool `json:"self_fencing,omitempty"`
 }
 
 // heartbeatIntervalReportedMax bounds the interval an agent may report
@@ -108,6 +111,12 @@ type HeartbeatReply struct {
 	// report their own interval (they know the field), on every reply so a
 	// lost registering reply does not leave the agent on its default.
 	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms,omitempty"`
+	// LeaseMillis is the agent's lease (see ControlPlane.AgentLease): an
+	// agent that has had no reply to a heartbeat it sent in the last
+	// LeaseMillis (by its own clock) stops every attempt it runs and takes
+	// no new one, because the cp may by then have given them to others.
+	// Sent only to agents that report SelfFencing; zero: no lease.
+	LeaseMillis int64 `json:"lease_ms,omitempty"`
 }
 
 // Assign asks an agent to run one attempt of a task.
@@ -116,6 +125,11 @@ type Assign struct {
 	Attempt  int       `json:"attempt"`
 	Spec     TaskSpec  `json:"spec"`
 	Deadline time.Time `json:"deadline"` // the cp gives up on this attempt after it
+	// Incarnation is the agent process the cp means (zero: any): an
+	// assignment reaching a restarted agent is stale, since the heartbeat
+	// revealing the restart requeues it at once. Sent only to agents that
+	// report SelfFencing (an older agent refuses unknown fields).
+	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 
 // AssignAck is the agent's answer to an Assign.

@@ -109,7 +109,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		// deterministic order); most ticks find none.
 		ts := cp.expiredScratch[:0]
 		for _, t := range a.running {
-			if lost || !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout || a.connected() && !now.Before(cp.leaseDeadline(t)) {
+			if lost || cp.unconfirmedExpired(now, a, t) || a.connected() && !now.Before(cp.leaseDeadline(t)) {
 				ts = append(ts, t)
 			}
 		}
@@ -118,7 +118,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 			switch {
 			case lost:
 				expired = append(expired, expiry{t, false, fmt.Sprintf("agent %s lost", a.id)})
-			case !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout:
+			case cp.unconfirmedExpired(now, a, t):
 				expired = append(expired, expiry{t, false, fmt.Sprintf("assignment to %s not confirmed within %v", a.id, cp.cfg.AssignTimeout)})
 			case a.connected() && !now.Before(cp.leaseDeadline(t)):
 				// Only a connected agent can be judged stuck: a silent one
@@ -144,6 +144,17 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		}
 		cp.requeue(t, e.penalty, ActorReconcile, e.reason)
 	}
+}
+
+// unconfirmedExpired reports whether t's unconfirmed assignment to a may be
+// presumed lost on the cp's clock alone. The agent may have taken it with
+// its ack lost: a heartbeat not listing it (requeueUnreported) proves it
+// does not run it, and silence proves it only once the agent's lease (see
+// Config.AgentLease) has surely run out, HeartbeatTimeout + LostAfter after
+// the last heartbeat the cp heard.
+func (cp *ControlPlane) unconfirmedExpired(now time.Time, a *agentRecord, t *taskRecord) bool {
+	return !t.confirmed && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout &&
+		now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout+cp.cfg.LostAfter
 }
 
 func containsAgent(ids []AgentID, id AgentID) bool {

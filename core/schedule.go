@@ -217,9 +217,11 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	cp.inFlight++
 	cp.reindex(a)
 	cp.setState(t, TaskAssigned, ActorScheduler, "")
-	cp.outbox = append(cp.outbox, Outbound{To: a.id, Address: a.address, Assign: &Assign{
-		TaskID: t.ID, Attempt: t.Attempt, Spec: t.Spec, Deadline: cp.leaseDeadline(t),
-	}})
+	as := &Assign{TaskID: t.ID, Attempt: t.Attempt, Spec: t.Spec, Deadline: cp.leaseDeadline(t)}
+	if a.selfFencing {
+		as.Incarnation = a.incarnation
+	}
+	cp.outbox = append(cp.outbox, Outbound{To: a.id, Address: a.address, Assign: as})
 }
 
 // leaseDeadline is when the cp gives up on t's current attempt as stuck.

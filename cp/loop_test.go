@@ -169,9 +169,16 @@ func TestReconcileLoopOnMockClock(t *testing.T) {
 		a, _ := tc.agent("quiet")
 		return !a.Connected
 	})
-	// The never-confirmed assignment is requeued after AssignTimeout (15s)
-	// even though the agent is not yet lost: a failed delivery changes no
-	// state by itself.
+	// A failed delivery changes no state by itself: the agent may have
+	// taken the assignment, so the never-confirmed attempt stays leased
+	// past AssignTimeout (15s) until the agent's lease has surely run out,
+	// HeartbeatTimeout + LostAfter (45s) after its last heartbeat.
+	if v := tc.task(task.ID); v.State != core.TaskAssigned {
+		t.Fatalf("task %v at 16s, want ASSIGNED while the silent agent's lease may run", v.State)
+	}
+	for range 30 {
+		mock.Add(time.Second)
+	}
 	waitFor(t, 5*time.Second, "unconfirmed assignment requeued", func() bool {
 		return tc.task(task.ID).State == core.TaskQueued
 	})

@@ -852,3 +852,34 @@ var poisonSingleZone = Scenario{
 		nothingLost,
 	},
 }
+
+// cutZone is the zone cut-heartbeat-timeout cuts off.
+const cutZone = 0 // z1
+
+var cutHeartbeatTimeout = Scenario{
+	Name: "cut-heartbeat-timeout",
+	Description: "Zone z1 loses the cp for 15s, far longer than the heartbeat timeout plus the loss grace (2s + 3s, " +
+		"the soak's intervals), while it runs 8s tasks. The cp reschedules the cut agents' work elsewhere; the " +
+		"cut agents, alive and unaware, must stop theirs first: at most one attempt of a task runs at a time " +
+		"unless its agent is truly lost (invariant 11), and nothing is lost.",
+	Agents: 12, Zones: 3, Duration: 4 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		o.Core.HeartbeatInterval, o.Core.HeartbeatTimeout = 500*time.Millisecond, 2*time.Second
+		o.Core.LostAfter, o.Core.AssignTimeout = 3*time.Second, 3*time.Second
+		o.TickInterval = 100 * time.Millisecond
+		w := steady("cut", 0, 2*time.Minute, 0.5*float64(p.Agents*o.SlotsPerAgent)/8, 8*time.Second, 8*time.Second)
+		o.Workload = []sim.Workload{w}
+		o.Faults = []sim.Fault{{Kind: sim.FaultZoneOutage, Zone: sim.ZoneName(cutZone), At: 60 * time.Second, Until: 75 * time.Second}}
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the cut zone's agents are declared lost and their work moves elsewhere", Check: func(c *Context) error {
+			if len(events(c.Result, core.EventAgentLost, "")) == 0 {
+				return fmt.Errorf("no agent declared lost: the cut is not longer than the loss grace")
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+	},
+}

@@ -56,6 +56,11 @@ func (f *faultPoints) Fire(p core.FaultPoint, agent core.AgentID, task core.Task
 	}
 	s := f.s
 	s.res.FaultPointsFired[p]++
+	if p == core.FaultAgentWedged {
+		// The agent breaks its own contract (it never enforces the
+		// attempt's deadline): the attempt is exempt from InvOneExecution.
+		s.wedged[core.Lease{TaskID: task, Attempt: attempt}] = true
+	}
 	s.tr.begin(s.now, s.count, "fault_point")
 	s.tr.str("point", string(p))
 	s.tr.str("agent", string(agent))

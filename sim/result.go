@@ -193,5 +193,8 @@ const (
 	InvOperatorMode  = "7-operator-mode"
 	InvLiveness      = "8-liveness"
 	InvTimeline      = "9-timeline"
-	InvSimLimit      = "sim-events-limit"
+	// InvOneExecution: at most one attempt of a task runs on the agents at
+	// a time, unless the agent running the other is truly lost (crashed).
+	InvOneExecution = "11-one-execution"
+	InvSimLimit     = "sim-events-limit"
 )

@@ -84,8 +84,11 @@ type sim struct {
 	res Result
 	fp  *faultPoints // nil without Options.FaultPoints
 
-	wires       []*wire // free list
-	workloadSeq []int   // per workload: tasks generated
+	wires []*wire // free list
+	// live is, per task, the attempt running on an agent (InvOneExecution).
+	live        map[core.TaskID]liveExec
+	wedged      map[core.Lease]bool // attempts FaultAgentWedged fired on
+	workloadSeq []int               // per workload: tasks generated
 	lastCheck   time.Duration
 
 	// For the dispatch liveness check (checkDispatch): faults not over
@@ -106,7 +109,8 @@ func newSim(opts Options) (*sim, error) {
 		rng:  rand.New(rand.NewPCG(o.Seed, 0)),
 		t:    epoch,
 		byID: make(map[string]*simAgent, o.Agents),
-		tr:   newTracer(o.Trace, o.LastEvents),
+		live: map[core.TaskID]liveExec{}, wedged: map[core.Lease]bool{},
+		tr: newTracer(o.Trace, o.LastEvents),
 	}
 	s.res = Result{Name: o.Name, Seed: o.Seed, Refused: map[core.RefusalKind]int{}}
 	s.faultsPending, s.idleSince = len(o.Faults), -1
@@ -604,9 +608,28 @@ type simExec struct {
 	running map[core.Lease]bool
 }
 
+// liveExec is an attempt running on an agent process (incarnation inc).
+type liveExec struct {
+	agent   int
+	inc     uint64
+	attempt int
+}
+
+// running reports whether the agent process that started l still runs:
+// a crash ends its executions (the agent is truly lost).
+func (s *sim) running(l liveExec) bool {
+	a := s.agents[l.agent]
+	return a.up && a.inc == l.inc
+}
+
 func (x *simExec) Start(e core.Execution) {
 	s, a := x.s, x.a
 	l := core.Lease{TaskID: e.TaskID, Attempt: e.Attempt}
+	if prev, ok := s.live[e.TaskID]; ok && s.running(prev) && !s.wedged[core.Lease{TaskID: e.TaskID, Attempt: prev.attempt}] {
+		s.violate(InvOneExecution, fmt.Sprintf("task %s attempt %d starts on %s while attempt %d still runs on %s",
+			e.TaskID, e.Attempt, a.id, prev.attempt, s.agents[prev.agent].id))
+	}
+	s.live[e.TaskID] = liveExec{agent: a.idx, inc: a.inc, attempt: e.Attempt}
 	x.running[l] = true
 	mt := s.m.task(e.TaskID)
 	if mt != nil {
@@ -638,6 +661,14 @@ func (x *simExec) Start(e core.Execution) {
 
 func (x *simExec) Stop(task core.TaskID, attempt int) {
 	delete(x.running, core.Lease{TaskID: task, Attempt: attempt})
+	x.s.ended(x.a, task, attempt)
+}
+
+// ended forgets a's execution of the attempt in live.
+func (s *sim) ended(a *simAgent, task core.TaskID, attempt int) {
+	if l, ok := s.live[task]; ok && l.agent == a.idx && l.inc == a.inc && l.attempt == attempt {
+		delete(s.live, task)
+	}
 }
 
 func (s *sim) execDone(e event) {
@@ -650,6 +681,7 @@ func (s *sim) execDone(e event) {
 		return // stopped meanwhile
 	}
 	delete(a.exec.running, l)
+	s.ended(a, x.task, x.att)
 	s.traceEv(e, "exec_done")
 	s.tr.str("agent", a.id)
 	s.tr.str("task", string(x.task))

@@ -27,7 +27,8 @@
 // It reports throughput and the reconcile p99 from the cp's
 // flux_reconcile_duration_seconds histogram on /metrics. The test in this
 // package runs a short version in CI; go test ./soak/ -run TestSoak -soak
-// runs the full one (1,000 agents, 2 minutes).
+// runs the full one (1,000 agents, 2 minutes) and LongCut (a cut longer
+// than the heartbeat timeout plus the loss grace).
 package soak
 
 import (
@@ -82,6 +83,18 @@ func Full() Config {
 	return Config{Agents: 1000, Zones: 3, Slots: 1, Task: 4 * time.Second, Load: 0.8,
 		Duration: 2 * time.Minute, CutAt: 50 * time.Second, CutFor: 20 * time.Second, Warmup: 20 * time.Second,
 		DrainTimeout: 60 * time.Second, HeapSlackFrac: 0.5, HeapSlackBytes: 16 << 20, GoroutineSlackFrac: 0.2, GoroutineSlack: 200}
+}
+
+// LongCut is Full's fleet with 8s tasks and a 15s cut: far longer than the
+// soak's HeartbeatTimeout plus LostAfter (2s + 3s), so the cp declares the
+// cut zone's agents lost and runs their attempts elsewhere while the agents,
+// alive and unaware, still run them unless they fence themselves (their
+// lease, core.Config.AgentLease). It found tasks running twice at once.
+func LongCut() Config {
+	c := Full()
+	c.Task, c.Load = 8*time.Second, 0.5
+	c.Duration, c.CutAt, c.CutFor, c.Warmup = 60*time.Second, 20*time.Second, 15*time.Second, 20*time.Second
+	return c
 }
 
 // Short is the CI version: 100 agents, 15 seconds, a third cut for 5s.

@@ -9,19 +9,25 @@ import (
 	"go.uber.org/goleak"
 )
 
-var full = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) instead of the short one")
+var full = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) and LongCut instead of the short one")
 
-// TestSoak runs the short soak (the full one with -soak) and fails on every
-// violated check; goleak then checks that shutdown left no goroutine behind.
+// TestSoak runs the short soak (with -soak the full one and LongCut) and
+// fails on every violated check; goleak then checks that shutdown left no
+// goroutine behind.
 func TestSoak(t *testing.T) {
 	if testing.Short() && !*full {
 		t.Skip("soak: skipped with -short")
 	}
-	defer goleak.VerifyNone(t)
-	cfg := Short()
-	if *full {
-		cfg = Full()
+	if !*full {
+		runSoak(t, Short())
+		return
 	}
+	t.Run("full", func(t *testing.T) { runSoak(t, Full()) })
+	t.Run("long-cut", func(t *testing.T) { runSoak(t, LongCut()) })
+}
+
+func runSoak(t *testing.T, cfg Config) {
+	defer goleak.VerifyNone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Warmup+cfg.Duration+cfg.DrainTimeout+2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)

@@ -334,6 +334,12 @@ func TestRegressionSwarmFindings(t *testing.T) {
 		// heal; its pinned work waits its cool-down (the per-task bound),
 		// the rest of the fleet is not idled.
 		{"20261201:767 pinned work waits its zone", "seed=10620971507783870114,agents=9,zones=5,smallzones=0,slots=2,active=152s,tasks=111,taskmax=7s,timeout=34,attempts=2,taskfaultmax=10,faults=slow:82+zone-failing:35+loss:41+hang:87"},
+		// Passes since the same fix (not classified further).
+		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
+		// An assignment delivered twice, refused (lease expired) then
+		// taken, whose acks crossed: the late refusal requeued the attempt
+		// the agent ran.
+		{"1:55 refusal overtaken by acceptance", "seed=15577430929768723498,agents=23,zones=3,smallzones=0,slots=3,active=192s,tasks=2000,taskmax=4s,timeout=28,attempts=3,taskfaultmax=10,faults=zone-outage:90+duplicate:81+poison:100"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)
@@ -389,5 +395,43 @@ func TestCPCrashKind(t *testing.T) {
 	res, err := sim.Run(o)
 	if err != nil || len(res.Recoveries) < 2 {
 		t.Fatalf("%d recoveries (%v)", len(res.Recoveries), err)
+	}
+}
+
+// TestRegressionOneExecution replays swarm runs that failed invariant
+// 11-one-execution once it was checked, each named by its swarm seed and
+// index and what it found.
+func TestRegressionOneExecution(t *testing.T) {
+	for _, c := range []struct{ name, shape string }{
+		// An assignment in flight to an agent that had just restarted: the
+		// heartbeat of the new process requeued the attempt at once, and the
+		// new process then accepted it.
+		{"1:134 assignment to the previous incarnation", "seed=4876216701844143696,agents=27,zones=1,smallzones=0,slots=1,active=40s,tasks=55,taskmax=6s,timeout=27,attempts=2,taskfaultmax=10,faults=crash:76+slow:76+cut-off:64+cp-crash:37+hang:58+small-queue:64+cp-ack-dropped:70"},
+		// A heartbeat of an agent's dead process, delivered late, was taken
+		// for a restart back to it: the attempts of the live process were
+		// requeued and ran elsewhere at once.
+		{"2:91 late heartbeat of a dead process", "seed=17119994811813836568,agents=6,zones=5,smallzones=0,slots=3,active=94s,tasks=128,taskmax=7s,timeout=17,attempts=2,taskfaultmax=10,faults=crash:38+cut-off:33+cp-restart:32+loss:45+reorder:53+heartbeat-late:56"},
+		// Passes since the same fix (not classified further).
+		{"1:201 late heartbeat of a dead process", "seed=17263495050410306103,agents=33,zones=4,smallzones=0,slots=3,active=206s,tasks=567,taskmax=15s,timeout=23,attempts=2,taskfaultmax=10,faults=crash:13+flap:19+stuck:16+zone-outage:18+zone-failing:13+loss:11+duplicate:17+hang:13+read-only:15+small-queue:22+agent-wedged:19+agent-result-held:22+ack-delayed:21+heartbeat-late:18"},
+		// An agent refused an assignment (lease expired); the cp placed
+		// the next attempt elsewhere; a duplicate of the refused one came
+		// later, after a reply renewed the lease, and was taken.
+		{"2:31 duplicate of a refused assignment", "seed=17722929720659767824,agents=14,zones=1,smallzones=0,slots=1,active=236s,tasks=180,taskmax=16s,timeout=30,attempts=1,taskfaultmax=10,faults=flap:22+slow:18+cut-off:49+cp-restart:44+cp-crash:40+duplicate:34+reorder:48+poison:41+agent-result-resent:52+ack-delayed:46+heartbeat-late:23"},
+		// A duplicate of an assignment whose attempt had run here and
+		// whose result the cp had acknowledged (and requeued meanwhile)
+		// ran it again beside the next attempt.
+		{"4:1941 duplicate of a finished assignment", "seed=8616423058465563125,agents=4,zones=1,smallzones=0,slots=4,active=162s,tasks=510,taskmax=1s,timeout=14,attempts=4,taskfaultmax=10,faults=duplicate:29+reorder:37+read-only:31+purge:33+agent-wedged:16+agent-result-held:30+ack-delayed:38+heartbeat-late:31"},
+		// Passes since the same fix (not classified further).
+		{"4:748", "seed=12416102307247839986,agents=17,zones=2,smallzones=1,slots=4,active=124s,tasks=1671,taskmax=1s,timeout=5,attempts=4,taskfaultmax=10,faults=flap:37+zone-outage:60+zone-failing:38+cp-crash:40+duplicate:59+reorder:46+small-queue:52+agent-result-resent:50+ack-delayed:33"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Parse(c.shape)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := Run(s, nil); o.Failed() {
+				t.Fatalf("%s: %s", o.Failure, o.Err)
+			}
+		})
 	}
 }

@@ -4,7 +4,7 @@ PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
 
-.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak fuzz swarm
+.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak soak-long-cut fuzz swarm
 
 all: build
 
@@ -57,11 +57,16 @@ bench-api:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./cmd/fluxctl/ ./cp/
 
 # The 2-minute soak: a real cp with 1,000 agent clients on loopback, one zone
-# cut off and restored; then LongCut, the same fleet with a zone cut longer
-# than the heartbeat timeout plus the loss grace (about 1.5 minutes). A
-# 15-second version runs in `make test`.
+# cut off and restored. A 15-second version runs in `make test`.
 soak:
 	$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 20m ./soak/ -args -soak
+
+# LongCut: the same fleet with a zone cut longer than the heartbeat timeout
+# plus the loss grace (about 1.5 minutes). No task runs twice at once any
+# more; its heap check still fails (the cp's heap grows until raft's first
+# snapshot, about 80 -> 230 MiB): open in issue 11.
+soak-long-cut:
+	$(GO) test -count=1 -run '^TestSoak$$' -v -timeout 20m ./soak/ -args -soak-long-cut
 
 # Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
 FUZZTIME ?= 60s

@@ -9,21 +9,27 @@ import (
 	"go.uber.org/goleak"
 )
 
-var full = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) and LongCut instead of the short one")
+var (
+	full    = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) instead of the short one")
+	longCut = flag.Bool("soak-long-cut", false, "run LongCut (a zone cut longer than the heartbeat timeout plus the loss grace) instead of the short one")
+)
 
-// TestSoak runs the short soak (with -soak the full one and LongCut) and
-// fails on every violated check; goleak then checks that shutdown left no
-// goroutine behind.
+// TestSoak runs the short soak (with -soak the full one, with
+// -soak-long-cut LongCut) and fails on every violated check; goleak then
+// checks that shutdown left no goroutine behind.
 func TestSoak(t *testing.T) {
-	if testing.Short() && !*full {
+	if testing.Short() && !*full && !*longCut {
 		t.Skip("soak: skipped with -short")
 	}
-	if !*full {
-		runSoak(t, Short())
-		return
+	if *full {
+		t.Run("full", func(t *testing.T) { runSoak(t, Full()) })
 	}
-	t.Run("full", func(t *testing.T) { runSoak(t, Full()) })
-	t.Run("long-cut", func(t *testing.T) { runSoak(t, LongCut()) })
+	if *longCut {
+		t.Run("long-cut", func(t *testing.T) { runSoak(t, LongCut()) })
+	}
+	if !*full && !*longCut {
+		runSoak(t, Short())
+	}
 }
 
 func runSoak(t *testing.T, cfg Config) {

@@ -280,30 +280,24 @@ func (d *DomainHealth) Evaluate(now time.Time, sig DomainSignals) (DomainTransit
 		if d.isolations > 0 && now.Sub(d.Since) >= d.cfg.CooldownReset {
 			d.isolations = 0
 		}
-		switch {
-		case outageWhy != "" && !may:
+		switch cause, why := wantIsolation(outageWhy, failing, failWhy); {
+		case cause != causeNone && may:
+			return d.isolate(now, cause, why), true
+		case cause == causeOutage:
 			// A partial outage: dispatch goes on to the connected agents.
-			d.Panic = d.panicReason(sig, outageWhy)
-		case outageWhy != "":
-			return d.isolate(now, causeOutage, outageWhy), true
-		case failing && !may:
-			d.Panic = d.panicReason(sig, failWhy)
+			d.Panic = d.panicReason(sig, why)
+		case cause == causeFailures:
+			d.Panic = d.panicReason(sig, why)
 			return d.become(now, DomainThrottled, d.Panic), true
-		case failing:
-			return d.isolate(now, causeFailures, failWhy), true
 		case enough && worse && rate >= d.cfg.ThrottleRate:
 			return d.become(now, DomainThrottled, failWhy), true
 		}
 	case DomainThrottled:
-		switch {
-		case outageWhy != "" && !may:
-			d.Panic = d.panicReason(sig, outageWhy)
-		case outageWhy != "":
-			return d.isolate(now, causeOutage, outageWhy), true
-		case failing && !may:
-			d.Panic = d.panicReason(sig, failWhy)
-		case failing:
-			return d.isolate(now, causeFailures, failWhy), true
+		switch cause, why := wantIsolation(outageWhy, failing, failWhy); {
+		case cause != causeNone && may:
+			return d.isolate(now, cause, why), true
+		case cause != causeNone:
+			d.Panic = d.panicReason(sig, why)
 		case held && !may && !(enough && rate < d.cfg.RecoverRate):
 			// Released from isolation by the panic: stay throttled while
 			// it lasts, unless the domain proves healthy.
@@ -349,6 +343,18 @@ func (d *DomainHealth) probeMajority() int { return d.cfg.ProbeTasks/2 + 1 }
 // longer succeed.
 func (d *DomainHealth) probesLost() bool {
 	return len(d.probeFail) > d.cfg.ProbeTasks-d.probeMajority()
+}
+
+// wantIsolation says whether the domain's health calls for isolation, and
+// why: an outage first, then failures.
+func wantIsolation(outageWhy string, failing bool, failWhy string) (isolationCause, string) {
+	switch {
+	case outageWhy != "":
+		return causeOutage, outageWhy
+	case failing:
+		return causeFailures, failWhy
+	}
+	return causeNone, ""
 }
 
 func (d *DomainHealth) probesWhy() string {

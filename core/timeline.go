@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Event kinds on the timeline.
 const (
@@ -222,4 +225,24 @@ func (t *Timeline) Since(seq uint64, limit int) []Event {
 		out[i] = t.ring[(t.start+skip+i)%len(t.ring)]
 	}
 	return out
+}
+
+// Summary is the event in one readable line, as the simulator's timeline
+// and a replay print it: type, ids, from→to, [actor] and reason.
+func (e Event) Summary() string {
+	var b strings.Builder
+	b.WriteString(string(e.Type))
+	for _, f := range []string{string(e.TaskID), string(e.AgentID), e.Domain} {
+		if f != "" {
+			b.WriteString(" " + f)
+		}
+	}
+	if e.From != "" || e.To != "" {
+		b.WriteString(" " + e.From + "→" + e.To)
+	}
+	b.WriteString(" [" + e.Actor + "]")
+	if e.Reason != "" {
+		b.WriteString(": " + e.Reason)
+	}
+	return b.String()
 }

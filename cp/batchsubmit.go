@@ -82,8 +82,13 @@ func (s *Server) batchSubmit(w http.ResponseWriter, r *http.Request, _ httproute
 		return
 	}
 	switch n := len(body.Tasks); {
-	case n == 0:
+	case body.Tasks == nil:
 		writeError(w, http.StatusBadRequest, "bad_request", `the batch has no tasks: send {"tasks":[{...},...]}`)
+		return
+	case n == 0:
+		// An empty list is a batch of nothing: nothing to refuse, nothing
+		// to log (clients probe the route with it).
+		fnet.WriteJSON(w, http.StatusOK, BatchResponse{Results: []BatchResult{}})
 		return
 	case n > BatchTasksMax:
 		writeError(w, http.StatusBadRequest, "bad_request",

@@ -117,6 +117,14 @@ func TestBatchSubmitResults(t *testing.T) {
 func TestBatchSubmitRefusedWhole(t *testing.T) {
 	tc := startCP(t, false, func(o *Options) { o.AdminToken, o.Core.QueueCapacity = durableAdmin, 2*BatchTasksMax })
 	auth := []string{"Authorization", "Bearer " + durableAdmin}
+	// An empty list answers 200 with no results and logs nothing.
+	before := tc.debug().AppliedIndex
+	if r := tc.do("POST", "/v1/batch/tasks", `{"tasks":[]}`); r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"results":[]}` {
+		t.Fatalf("empty list: %d %s", r.Status, r.Body)
+	}
+	if after := tc.debug().AppliedIndex; after != before {
+		t.Fatalf("an empty batch moved applied_index %d → %d", before, after)
+	}
 	tooMany := `{"tasks":[` + strings.TrimSuffix(strings.Repeat(`{"kind":"sleep"},`, BatchTasksMax+1), ",") + `]}`
 	idx := tc.debug().AppliedIndex
 	for _, c := range []struct {
@@ -128,7 +136,6 @@ func TestBatchSubmitRefusedWhole(t *testing.T) {
 		{"not an object", `[{"kind":"sleep"}]`, 400, "bad_request", ""},
 		{"empty body", ``, 400, "bad_request", ""},
 		{"no tasks", `{}`, 400, "bad_request", "no tasks"},
-		{"empty list", `{"tasks":[]}`, 400, "bad_request", "no tasks"},
 		{"unknown field", `{"tasks":[{"kind":"sleep"}],"wait":true}`, 400, "bad_request", "unknown field"},
 		{"too many", tooMany, 400, "bad_request", "1001 tasks, more than 1000"},
 	} {

@@ -40,7 +40,7 @@
 //	                                "task":{...}}, {"status":200,"task":{...}} for a replay,
 //	                                or {"status":4xx/429,"error":"...","message":"..."} as a
 //	                                single submit of that task would be refused (Retry-After
-//	                                set when any task got 429). A malformed body, no tasks or
+//	                                set when any task got 429). A malformed body, a missing tasks list or
 //	                                more than 1000 (400), READ_ONLY or DRAINING (503) refuse
 //	                                the whole batch. The batch is one log entry; a key
 //	                                repeated in it creates at its first use, replays after.

@@ -50,21 +50,7 @@ func (r Report) Timeline() []string {
 		}
 		t := e.Time.Sub(sim.Epoch())
 		flush(t, true)
-		var b strings.Builder
-		fmt.Fprintf(&b, "%s  cp%d      %s", clock(t), e.Gen, e.Type)
-		for _, f := range []string{string(e.TaskID), string(e.AgentID), e.Domain} {
-			if f != "" {
-				b.WriteString(" " + f)
-			}
-		}
-		if e.From != "" || e.To != "" {
-			fmt.Fprintf(&b, " %s→%s", e.From, e.To)
-		}
-		fmt.Fprintf(&b, " [%s]", e.Actor)
-		if e.Reason != "" {
-			b.WriteString(": " + e.Reason)
-		}
-		out = append(out, b.String())
+		out = append(out, fmt.Sprintf("%s  cp%d      %s", clock(t), e.Gen, e.Summary()))
 	}
 	flush(1<<62, true)
 	return out

@@ -152,21 +152,7 @@ func readRecord(path string, stderr io.Writer) (raftlog.Record, string, error) {
 // eventLine is an event in the simulator's readable timeline style, with
 // the cp's sequence number and wall-clock time.
 func eventLine(e core.Event) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "#%-6d %s  %s", e.Seq, e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Type)
-	for _, f := range []string{string(e.TaskID), string(e.AgentID), e.Domain} {
-		if f != "" {
-			b.WriteString(" " + f)
-		}
-	}
-	if e.From != "" || e.To != "" {
-		fmt.Fprintf(&b, " %s→%s", e.From, e.To)
-	}
-	fmt.Fprintf(&b, " [%s]", e.Actor)
-	if e.Reason != "" {
-		b.WriteString(": " + e.Reason)
-	}
-	return b.String()
+	return fmt.Sprintf("#%-6d %s  %s", e.Seq, e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Summary())
 }
 
 // configField is one settable core config field.

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -59,7 +58,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// TickMax is the longest the loop sleeps between ticks.
 	TickMax time.Duration
-	// Incarnation identifies this start of the process; random when 0.
+	// Incarnation identifies this start of the process; when 0, the start
+	// time in Unix nanoseconds (incarnations grow across restarts, see
+	// core.AgentConfig.Incarnation).
 	Incarnation uint64
 	// ResultsLogMax bounds the log of reported results kept for /v1/status.
 	ResultsLogMax int
@@ -109,11 +110,7 @@ func (o *Options) setDefaults() (intervalFromCP bool, err error) {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if o.Incarnation == 0 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return false, fmt.Errorf("agent: incarnation: %w", err)
-		}
-		o.Incarnation = binary.BigEndian.Uint64(b[:]) | 1
+		o.Incarnation = nextIncarnation(time.Now())
 	}
 	switch {
 	case o.HeartbeatInterval < time.Millisecond:
@@ -240,6 +237,26 @@ func New(opts Options) (*Daemon, error) {
 
 // ID is the agent's id.
 func (d *Daemon) ID() core.AgentID { return d.opts.ID }
+
+// lastIncarnation is the last incarnation nextIncarnation gave, so daemons
+// started in one process (tests) never share one.
+var lastIncarnation atomic.Uint64
+
+// nextIncarnation is the incarnation of a daemon started at now: its Unix
+// nanoseconds (the wall clock, not Options.Clock: it orders real starts of
+// a host's processes), above any given before in this process.
+func nextIncarnation(now time.Time) uint64 {
+	inc := uint64(max(now.UnixNano(), 1))
+	for {
+		last := lastIncarnation.Load()
+		if inc <= last {
+			inc = last + 1
+		}
+		if lastIncarnation.CompareAndSwap(last, inc) {
+			return inc
+		}
+	}
+}
 
 // Incarnation is this start's incarnation.
 func (d *Daemon) Incarnation() uint64 { return d.opts.Incarnation }

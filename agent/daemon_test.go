@@ -562,12 +562,30 @@ func TestDaemonRestartReRegistersWithNewIncarnation(t *testing.T) {
 	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
 	first.stop(t)
 	second := startDaemon(t, f.srv.URL, nil)
-	if first.Incarnation() == second.Incarnation() {
-		t.Fatal("two starts share an incarnation")
+	if second.Incarnation() <= first.Incarnation() {
+		t.Fatalf("the second start's incarnation %d is not above the first's %d", second.Incarnation(), first.Incarnation())
 	}
 	waitUntil(t, 10*time.Second, "the restart to be seen", func() bool { return len(f.events(core.EventAgentRestarted)) == 1 })
 	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
 	waitUntil(t, 10*time.Second, "a task to succeed on the restarted agent", func() bool { return f.task(id).State == core.TaskSucceeded })
+}
+
+// TestNextIncarnation: a daemon's default incarnation is its start time in
+// Unix nanoseconds, and grows within a process even if the clock does not.
+func TestNextIncarnation(t *testing.T) {
+	at := time.Unix(0, int64(lastIncarnation.Load())).Add(time.Hour) // after any start so far
+	a := nextIncarnation(at)
+	if a != uint64(at.UnixNano()) {
+		t.Fatalf("incarnation %d, want the start time %d", a, at.UnixNano())
+	}
+	b := nextIncarnation(at)
+	c := nextIncarnation(at.Add(-time.Hour))
+	if !(a < b && b < c) {
+		t.Fatalf("incarnations %d, %d, %d do not grow", a, b, c)
+	}
+	if d := nextIncarnation(at.Add(time.Hour)); d != uint64(at.Add(time.Hour).UnixNano()) {
+		t.Fatalf("incarnation %d, want the start time %d", d, at.Add(time.Hour).UnixNano())
+	}
 }
 
 func TestOptionsValidation(t *testing.T) {

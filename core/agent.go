@@ -41,7 +41,10 @@ type AgentConfig struct {
 	// ResultsMax bounds finished results awaiting acknowledgement.
 	ResultsMax int
 	// Incarnation must differ on every start of the agent process, so the
-	// cp can tell a restart from a reconnect.
+	// cp can tell a restart from a reconnect, and grow from one start to
+	// the next (the daemon uses its start time): the cp refuses a
+	// heartbeat of a lower incarnation, a late one of an older process,
+	// while the current process may still run its attempts.
 	Incarnation uint64
 	// FaultPoints, when set, makes the agent misbehave on purpose at its
 	// fault points (simulator only; nil in the daemon).

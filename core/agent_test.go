@@ -366,7 +366,7 @@ func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
 	}
 	_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 9,
 		Running: []Lease{{task.ID, 1}}})
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "previous incarnation 1") {
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "older incarnation 1") {
 		t.Fatalf("late heartbeat of incarnation 1: %v, want a conflict", err)
 	}
 	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {

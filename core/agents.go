@@ -49,13 +49,13 @@ func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (Heartb
 	if err != nil {
 		return HeartbeatReply{}, err
 	}
-	if known && hb.Incarnation != a.incarnation && hb.Incarnation == a.prevIncarnation {
-		// A heartbeat of the agent's previous process, delivered after
-		// the current one registered: it says nothing of the agent now
-		// (incarnations never repeat). Taken as a restart it would requeue
-		// the attempts the current process runs; a reply to it could renew
-		// the current process's lease.
-		return HeartbeatReply{}, fmt.Errorf("%w: heartbeat of agent %s's previous incarnation %d (now %d), delivered late",
+	if known && hb.Incarnation < a.incarnation && !cp.mayRestartBack(now, a) {
+		// Incarnations are ordered (the agent daemon's is its start
+		// time): a lower one is an older process whose heartbeat the
+		// network delivered late. It says nothing of the agent now; taken
+		// as a restart it would requeue the attempts the current process
+		// runs, and a reply to it could renew the current process's lease.
+		return HeartbeatReply{}, fmt.Errorf("%w: heartbeat of agent %s's older incarnation %d (now %d), delivered late",
 			ErrConflict, a.id, hb.Incarnation, a.incarnation)
 	}
 	restarted, stale := detectRestart(a, known, hb)
@@ -99,6 +99,16 @@ func (cp *ControlPlane) admitAgent(now time.Time, hb HeartbeatInput) (a *agentRe
 	return a, true, false, nil
 }
 
+// mayRestartBack says whether a heartbeat of an incarnation lower than a's
+// may be taken as a restart: a host whose clock went backwards starts a
+// process with a lower incarnation, and it must not be locked out for good.
+// That is safe once the current process has been silent for
+// HeartbeatTimeout + LostAfter: by then its attempts go to others anyway
+// and its lease (AgentLease) has run out.
+func (cp *ControlPlane) mayRestartBack(now time.Time, a *agentRecord) bool {
+	return !a.connected() && now.Sub(a.lastHeartbeat) >= cp.cfg.HeartbeatTimeout+cp.cfg.LostAfter
+}
+
 // detectRestart compares hb with what the cp knows of a: restarted when the
 // agent's incarnation changed, stale when the heartbeat is older than one
 // already taken (a reordered or duplicated report).
@@ -128,7 +138,7 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 	if restarted {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentRestarted, AgentID: a.id, Domain: a.domain, Actor: ActorAgent,
 			Reason: fmt.Sprintf("incarnation %d → %d", a.incarnation, hb.Incarnation)})
-		a.prevIncarnation, a.incarnation, a.lastSeq = a.incarnation, hb.Incarnation, 0
+		a.incarnation, a.lastSeq = hb.Incarnation, 0
 	}
 	if hb.Seq > a.lastSeq {
 		a.lastSeq = hb.Seq

@@ -34,9 +34,6 @@ type agentRecord struct {
 	allowsExec  bool
 	incarnation uint64
 	lastSeq     uint64
-	// prevIncarnation is the agent's process before incarnation (zero:
-	// none): a heartbeat of it is a late one from a dead process.
-	prevIncarnation uint64
 
 	// state is the agent's connectivity; stopping is kept apart from it
 	// because it is the agent's own word, not the cp's view: it holds over

@@ -116,7 +116,6 @@ type agentExport struct {
 	Address          string
 	AllowsExec       bool
 	Incarnation      uint64
-	PrevIncarnation  uint64
 	LastSeq          uint64
 	State            agentState
 	Stopping         bool
@@ -296,7 +295,7 @@ func (cp *ControlPlane) exportState() stateV1 {
 		}
 		aq := a.quarantine
 		s.Agents[i] = agentExport{ID: a.id, Domain: a.domain, Slots: a.slots, Address: a.address, AllowsExec: a.allowsExec,
-			Incarnation: a.incarnation, PrevIncarnation: a.prevIncarnation, LastSeq: a.lastSeq, State: a.state, Stopping: a.stopping,
+			Incarnation: a.incarnation, LastSeq: a.lastSeq, State: a.state, Stopping: a.stopping,
 			RegisteredAt: a.registeredAt, ConnectedSince: a.connectedSince, LastHeartbeat: a.lastHeartbeat,
 			DisconnectedAt: a.disconnectedAt, ReportedInterval: a.reportedInterval, SelfFencing: a.selfFencing, Running: running, Health: he, Score: a.score,
 			Quarantine: quarantineExport{Active: aq.active, By: aq.by, At: aq.at, Till: aq.till, N: aq.n, Decayed: aq.decayed}}
@@ -505,7 +504,7 @@ func restoreV1(s *stateV1) (*ControlPlane, error) {
 			return nil, corrupt("agent %s in connectivity state %d", ae.ID, ae.State)
 		}
 		a := &agentRecord{id: ae.ID, domain: ae.Domain, dom: dom, slots: ae.Slots, address: ae.Address, allowsExec: ae.AllowsExec,
-			incarnation: ae.Incarnation, prevIncarnation: ae.PrevIncarnation, lastSeq: ae.LastSeq, state: ae.State, stopping: ae.Stopping,
+			incarnation: ae.Incarnation, lastSeq: ae.LastSeq, state: ae.State, stopping: ae.Stopping,
 			registeredAt: ae.RegisteredAt, connectedSince: ae.ConnectedSince, lastHeartbeat: ae.LastHeartbeat,
 			disconnectedAt: ae.DisconnectedAt, reportedInterval: ae.ReportedInterval, selfFencing: ae.SelfFencing,
 			running: make(map[TaskID]*taskRecord, len(ae.Running)), score: ae.Score,

@@ -15,12 +15,11 @@ import (
 )
 
 // stateV1Layout pins the layout fingerprint of the current format version
-// (2: agents' self_fencing, for Assign.Incarnation, and previous
-// incarnation). A change of
-// any type in an export changes it: then bump StateFormatVersion (and teach
-// Restore the old version if old exports must stay readable), and update
-// this constant.
-const stateV1Layout = "7c9d1f38693001cd"
+// (2: agents' self_fencing, for Assign.Incarnation). A change of any type
+// in an export changes it: then bump StateFormatVersion (and teach Restore
+// the old version if old exports must stay readable), and update this
+// constant.
+const stateV1Layout = "7eea0d569ed7cca0"
 
 func TestStateLayoutPinned(t *testing.T) {
 	if stateV1Fingerprint != stateV1Layout {
@@ -491,12 +490,15 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 		t.Fatalf("restore of a fresh control plane: %v", err)
 	}
 
-	// Another format version: the message names it and the known one.
-	other := append([]byte(stateMagic), binary.AppendUvarint(nil, StateFormatVersion+1)...)
-	other = append(other, good[len(stateMagic)+1:]...)
-	_, err = Restore(other, nil)
-	if want := fmt.Sprintf("format version %d; this core knows version %d", StateFormatVersion+1, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
-		t.Fatalf("restore of version %d: %v, want an error saying %q", StateFormatVersion+1, err, want)
+	// Another format version, newer or older (version 1, before agents'
+	// self_fencing): the message names it and the known one.
+	for _, v := range []uint64{StateFormatVersion + 1, StateFormatVersion - 1} {
+		other := append([]byte(stateMagic), binary.AppendUvarint(nil, v)...)
+		other = append(other, good[len(stateMagic)+1:]...)
+		_, err = Restore(other, nil)
+		if want := fmt.Sprintf("format version %d; this core knows version %d", v, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("restore of version %d: %v, want an error saying %q", v, err, want)
+		}
 	}
 
 	for name, data := range map[string][]byte{
@@ -554,7 +556,7 @@ func TestExportIsAllState(t *testing.T) {
 			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "expiredScratch", "observer", "pass"},
 		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "probe", "decision",
 			"firstAttempt", "skipPass"},
-		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "prevIncarnation", "state", "stopping",
+		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",
 			"registeredAt", "connectedSince", "lastHeartbeat", "disconnectedAt", "reportedInterval", "selfFencing", "running", "health", "score",
 			"quarantine", "indexed", "idxFree", "idxPrev", "idxNext"},
 		"domainRecord":     {"health", "index", "agents", "disconnected", "slots", "inFlight", "probes", "quarantined", "usable", "windowOK", "windowFailed"},

@@ -40,7 +40,7 @@ type HeartbeatInput struct {
 	Domain      string   `json:"domain"`
 	Slots       int      `json:"slots"`
 	Address     string   `json:"address,omitempty"`     // where the agent takes assignments
-	Incarnation uint64   `json:"incarnation"`           // changes when the agent restarts
+	Incarnation uint64   `json:"incarnation"`           // grows when the agent restarts (see AgentConfig.Incarnation)
 	Seq         uint64   `json:"seq"`                   // increases per heartbeat within an incarnation
 	Running     []Lease  `json:"running"`               // attempts the agent is executing
 	Results     []Result `json:"results,omitempty"`     // finished attempts not yet acknowledged

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -140,5 +141,99 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 	}
 	if opened := h.events(EventDomainOpen); len(opened) != 1 {
 		t.Errorf("domain opened %d times, want once", len(opened))
+	}
+}
+
+// TestLateHeartbeatOfOlderProcessNoLockOut: a heartbeat of an agent's
+// process older than the previous one, delivered late, is refused like one
+// of the previous process; the live process keeps its attempts and its
+// heartbeats stay welcome. Swarm 20261130 run 8554: a heartbeat of
+// incarnation 1 reached the cp after 2 and 3 registered; the cp took it for
+// a restart 3 → 1, remembered 3 as the "previous" process and refused the
+// live process 3 from then on.
+func TestLateHeartbeatOfOlderProcessNoLockOut(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1")
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	h.heartbeat("a1", nil)
+	for _, inc := range []uint64{2, 3} { // two restarts: the attempt is lost and placed again
+		h.inc["a1"], h.seq["a1"] = inc, 0
+		h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+		h.heartbeat("a1", nil)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 3 {
+		t.Fatalf("after the restarts: %v attempt %d, want RUNNING attempt 3", got.State, got.Attempt)
+	}
+	for _, inc := range []uint64{1, 2} {
+		_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: inc, Seq: 9,
+			Running: []Lease{{task.ID, int(inc)}}})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("late heartbeat of incarnation %d: %v, want a conflict", inc, err)
+		}
+	}
+	for range 3 {
+		if _, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 3, Seq: h.seq["a1"] + 1,
+			Running: []Lease{{task.ID, 3}}}); err != nil {
+			t.Fatalf("the live process's heartbeat after the late ones: %v", err)
+		}
+		h.seq["a1"]++
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 3 {
+		t.Fatalf("after the late heartbeats: %v attempt %d, want RUNNING attempt 3", got.State, got.Attempt)
+	}
+	if a := h.cp.agents["a1"]; a.incarnation != 3 {
+		t.Fatalf("incarnation %d, want 3", a.incarnation)
+	}
+	if n := len(h.events(EventAgentRestarted)); n != 2 {
+		t.Fatalf("%d restarts recorded, want 2", n)
+	}
+}
+
+// TestLowerIncarnationAfterSilenceIsRestart: incarnations are ordered (the
+// agent daemon's is its start time), but a host's clock can go backwards:
+// a lower incarnation is refused only while the current process may still
+// run its attempts. Once the current one has been silent for
+// HeartbeatTimeout + LostAfter (its attempts are given to others by then
+// anyway), the lower one is a restart, not locked out.
+func TestLowerIncarnationAfterSilenceIsRestart(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.cp.Config()
+	h.inc["a1"], h.dom["a1"] = 1000, "z1"
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Slots = 1 })
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 6000})
+	h.heartbeat("a1", nil)
+	if got := h.task(task.ID); got.State != TaskRunning {
+		t.Fatalf("task %v, want RUNNING", got.State)
+	}
+	lower := func() error {
+		_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 10, Seq: 1})
+		return err
+	}
+	if err := lower(); !errors.Is(err, ErrConflict) {
+		t.Fatalf("lower incarnation while the current is connected: %v, want a conflict", err)
+	}
+	// Silent for the heartbeat timeout: disconnected, but its attempt is
+	// still its own (a cut-off process may run it for its lease).
+	h.advance(cfg.HeartbeatTimeout + cfg.HeartbeatInterval)
+	if v, _ := h.cp.Agent("a1"); v.Connected {
+		t.Fatal("agent still connected after the heartbeat timeout")
+	}
+	if err := lower(); !errors.Is(err, ErrConflict) {
+		t.Fatalf("lower incarnation while the current's attempts are still its own: %v, want a conflict", err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 1 {
+		t.Fatalf("task %v attempt %d, want RUNNING attempt 1", got.State, got.Attempt)
+	}
+	h.advance(cfg.LostAfter)
+	if err := lower(); err != nil {
+		t.Fatalf("lower incarnation after the current was silent for HeartbeatTimeout+LostAfter: %v", err)
+	}
+	if a := h.cp.agents["a1"]; a.incarnation != 10 || !a.connected() {
+		t.Fatalf("incarnation %d connected %v, want 10 and connected", a.incarnation, a.connected())
+	}
+	h.inc["a1"], h.seq["a1"] = 10, 1
+	h.advance(time.Minute, "a1")
+	if got := h.task(task.ID); got.AgentID != "a1" || got.Attempt != 2 {
+		t.Fatalf("task %v on %s attempt %d (%s), want placed again on a1 (attempt 2)", got.State, got.AgentID, got.Attempt, got.Reason)
 	}
 }

@@ -423,6 +423,17 @@ func TestRegressionOneExecution(t *testing.T) {
 		{"4:1941 duplicate of a finished assignment", "seed=8616423058465563125,agents=4,zones=1,smallzones=0,slots=4,active=162s,tasks=510,taskmax=1s,timeout=14,attempts=4,taskfaultmax=10,faults=duplicate:29+reorder:37+read-only:31+purge:33+agent-wedged:16+agent-result-held:30+ack-delayed:38+heartbeat-late:31"},
 		// Passes since the same fix (not classified further).
 		{"4:748", "seed=12416102307247839986,agents=17,zones=2,smallzones=1,slots=4,active=124s,tasks=1671,taskmax=1s,timeout=5,attempts=4,taskfaultmax=10,faults=flap:37+zone-outage:60+zone-failing:38+cp-crash:40+duplicate:59+reorder:46+small-queue:52+agent-result-resent:50+ack-delayed:33"},
+		// A heartbeat of a process older than the previous one, delivered
+		// late, was taken for a restart back to it (the previous-process
+		// fence knew only one): the live process's attempts were requeued
+		// (1082, 3466, 8451: shrunk where the swarm could), or the live
+		// process, now taken for "previous", was refused for good and its
+		// queue never drained (8554, 8-liveness). Incarnations are ordered
+		// since.
+		{"20261130:1082 late heartbeat of an older process", "seed=4306987835072579728,agents=10,zones=1,smallzones=0,slots=1,active=10s,tasks=45,taskmax=5s,timeout=5,attempts=1,taskfaultmax=1,faults=crash:75+heartbeat-late:98"},
+		{"20261130:3466 late heartbeat of an older process", "seed=9969508211763024251,agents=28,zones=2,smallzones=0,slots=3,active=123s,tasks=644,taskmax=10s,timeout=33,attempts=3,taskfaultmax=10,faults=crash:72+zone-outage:75+cp-crash:50+ack-delayed:83+heartbeat-late:74"},
+		{"20261130:8451 late heartbeat of an older process", "seed=14648979978582138598,agents=23,zones=4,smallzones=0,slots=4,active=40s,tasks=136,taskmax=18s,timeout=23,attempts=4,taskfaultmax=10,faults=crash:31+zone-outage:15+zone-failing:24+duplicate:17+degraded:25+agent-result-held:32+heartbeat-late:25"},
+		{"20261130:8554 live process locked out", "seed=1830008306447208758,agents=1,zones=1,smallzones=0,slots=4,active=82s,tasks=145,taskmax=1s,timeout=8,attempts=4,taskfaultmax=10,faults=crash:26+flap:25+stuck:28+zone-failing:18+cp-restart:21+cp-crash:17+duplicate:26+reorder:12+hang:17+small-queue:17+agent-result-held:26+heartbeat-late:30"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

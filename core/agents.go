@@ -201,8 +201,10 @@ func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uin
 			continue
 		}
 		// A heartbeat the agent built before it accepted the attempt
-		// (seq <= ackSeq) may arrive after the ack: not a loss.
-		if restarted || t.State == TaskRunning && seq > t.ackSeq || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout {
+		// (seq <= ackSeq) may arrive after the ack, however late: it says
+		// nothing of the attempt, even once AssignTimeout has passed.
+		builtBefore := t.State == TaskRunning && seq <= t.ackSeq
+		if restarted || !builtBefore && (t.State == TaskRunning || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout) {
 			lost = append(lost, t)
 		}
 	}

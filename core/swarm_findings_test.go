@@ -237,3 +237,38 @@ func TestLowerIncarnationAfterSilenceIsRestart(t *testing.T) {
 		t.Fatalf("task %v on %s attempt %d (%s), want placed again on a1 (attempt 2)", got.State, got.AgentID, got.Attempt, got.Reason)
 	}
 }
+
+// TestLateHeartbeatBuiltBeforeAckIsNoLoss: a heartbeat the agent built
+// before it accepted an attempt (seq <= the ack's HeartbeatSeq) says
+// nothing of that attempt, however late it arrives. Swarm 20261130 run
+// 6830: heartbeat 2 of z1-a01, built just before the assignment reached the
+// agent, was held up in the network for 27s; the ack (HeartbeatSeq 2) came
+// first. Since the assignment was older than AssignTimeout when heartbeat 2
+// arrived, the cp took its silence on the attempt for a loss, requeued it
+// and ran it on another agent while z1-a01 still ran it (invariant 11).
+func TestLateHeartbeatBuiltBeforeAckIsNoLoss(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join("z1", 1, "a1") // heartbeat 1
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 120_000, TimeoutSeconds: 600})
+	if got := h.task(task.ID); got.State != TaskAssigned || got.AgentID != "a1" {
+		t.Fatalf("task %v on %s, want ASSIGNED on a1", got.State, got.AgentID)
+	}
+	// The agent built heartbeat 2 (without the attempt), then accepted.
+	late := HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 2, Running: []Lease{}}
+	if _, err := h.cp.Apply(h.now, AssignAck{AgentID: "a1", TaskID: task.ID, Attempt: 1, Accepted: true, HeartbeatSeq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	h.now = h.now.Add(2 * h.cp.Config().AssignTimeout)
+	if _, err := doHeartbeat(h.cp, h.now, late); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 1 {
+		t.Fatalf("after the late heartbeat 2: %v attempt %d (%s), want RUNNING attempt 1", got.State, got.Attempt, got.Reason)
+	}
+	// Heartbeat 3, built after the acceptance, not listing it: lost.
+	h.seq["a1"] = 2
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+	if got := h.task(task.ID); got.Attempt != 2 {
+		t.Fatalf("after heartbeat 3 without the attempt: %v attempt %d, want it placed again (attempt 2)", got.State, got.Attempt)
+	}
+}

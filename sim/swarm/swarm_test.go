@@ -434,6 +434,10 @@ func TestRegressionOneExecution(t *testing.T) {
 		{"20261130:3466 late heartbeat of an older process", "seed=9969508211763024251,agents=28,zones=2,smallzones=0,slots=3,active=123s,tasks=644,taskmax=10s,timeout=33,attempts=3,taskfaultmax=10,faults=crash:72+zone-outage:75+cp-crash:50+ack-delayed:83+heartbeat-late:74"},
 		{"20261130:8451 late heartbeat of an older process", "seed=14648979978582138598,agents=23,zones=4,smallzones=0,slots=4,active=40s,tasks=136,taskmax=18s,timeout=23,attempts=4,taskfaultmax=10,faults=crash:31+zone-outage:15+zone-failing:24+duplicate:17+degraded:25+agent-result-held:32+heartbeat-late:25"},
 		{"20261130:8554 live process locked out", "seed=1830008306447208758,agents=1,zones=1,smallzones=0,slots=4,active=82s,tasks=145,taskmax=1s,timeout=8,attempts=4,taskfaultmax=10,faults=crash:26+flap:25+stuck:28+zone-failing:18+cp-restart:21+cp-crash:17+duplicate:26+reorder:12+hang:17+small-queue:17+agent-result-held:26+heartbeat-late:30"},
+		// A heartbeat built just before the agent accepted an attempt, held
+		// up in the network past AssignTimeout, arrived after the ack: the
+		// cp took its silence on the attempt for a loss (shrunk).
+		{"20261130:6830 late heartbeat built before the ack", "seed=4406490539904219521,agents=3,zones=2,smallzones=0,slots=1,active=32s,tasks=14,taskmax=18s,timeout=29,attempts=2,taskfaultmax=10,faults=crash:26+slow:51+zone-outage:48+cut-off:28+cp-crash:29+hang:37+heartbeat-late:45"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -186,6 +187,25 @@ func TestSecondServerOnADataDirIsRefused(t *testing.T) {
 	if _, err := New(Options{Core: fastConfig(), DataDir: dir, InMemory: true}); err == nil ||
 		!strings.Contains(err.Error(), "in-memory") || !strings.Contains(err.Error(), "data dir") {
 		t.Fatalf("New with both a data dir and InMemory: %v", err)
+	}
+}
+
+// TestSnapshotOptionsReachTheLog: Options.SnapshotInterval and
+// SnapshotThreshold are the raft log's, so a busy cp can snapshot (and
+// compact its log) sooner than raft's default two minutes; bad values are
+// refused by New with the reason.
+func TestSnapshotOptionsReachTheLog(t *testing.T) {
+	dir := t.TempDir()
+	tc := startCP(t, false, func(o *Options) { o.DataDir, o.SnapshotInterval, o.SnapshotThreshold = dir, 20*time.Millisecond, 4 })
+	for i := range 8 {
+		tc.heartbeat(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Address: "http://127.0.0.1:1", Incarnation: 1, Seq: uint64(i + 1)})
+	}
+	waitFor(t, 10*time.Second, "a snapshot within the short interval", func() bool {
+		m, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "meta.json"))
+		return len(m) > 0
+	})
+	if _, err := New(Options{Core: fastConfig(), SnapshotInterval: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "SnapshotInterval") {
+		t.Fatalf("New with a 1ms snapshot interval: %v, want an error naming SnapshotInterval", err)
 	}
 }
 

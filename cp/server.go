@@ -87,6 +87,18 @@ type Options struct {
 	// HTTPClient sends to agents; a keep-alive client by default.
 	HTTPClient *http.Client
 
+	// SnapshotInterval and SnapshotThreshold tune the raft log's
+	// snapshots (cp/raftlog; zero: its defaults, 2 minutes and 8,192
+	// entries). Every SnapshotInterval (plus up to one interval of
+	// jitter) raft snapshots the state if SnapshotThreshold entries came
+	// since the last snapshot, and only a snapshot compacts the log: until
+	// then every entry stays in the log store, in memory for an in-memory
+	// cp. A busy cp with the default interval grows by the interval's
+	// entries before its first snapshot (the soak's 1,000 agents: about
+	// 150 MiB).
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+
 	// raft adjusts the log's options (tests inject store faults with it).
 	raft func(*raftlog.Options)
 }
@@ -234,7 +246,8 @@ func New(opts Options) (*Server, error) {
 			s.log.Error("timeline store failed: /timeline serves the in-memory timeline only", "error", err.Error())
 		}
 	}
-	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm}
+	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm,
+		SnapshotInterval: opts.SnapshotInterval, SnapshotThreshold: opts.SnapshotThreshold}
 	if opts.raft != nil {
 		opts.raft(&ro)
 	}

@@ -181,7 +181,7 @@ func (n *Node) open(opts Options) error {
 	)
 	if opts.InMemory {
 		mem := raft.NewInmemStore()
-		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+		logs, stable, snaps = copyingStore{mem}, mem, raft.NewInmemSnapshotStore()
 	} else {
 		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 			return fmt.Errorf("raftlog: create data dir: %w", err)

@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,6 +279,41 @@ func TestAutomaticSnapshotCompactsLogAndRestores(t *testing.T) {
 		t.Fatalf("restores = %d, want 1", restores)
 	}
 	equalStrings(t, "entries", got, entryNames(0, 40))
+}
+
+// resultFSM answers every entry with a fresh result and counts the
+// results the garbage collector freed.
+type resultFSM struct {
+	listFSM
+	freed atomic.Int64
+}
+
+type bigResult struct{ pad [1 << 10]byte }
+
+func (f *resultFSM) Apply(index uint64, entry []byte) any {
+	f.listFSM.Apply(index, entry)
+	r := &bigResult{}
+	runtime.SetFinalizer(r, func(*bigResult) { f.freed.Add(1) })
+	return r
+}
+
+// TestInMemoryLogKeepsNoResults: the in-memory log store keeps entries,
+// not the FSM's results for them: once the proposer has dropped a result,
+// it can be collected although its entry is still in the log (no snapshot
+// has compacted it).
+func TestInMemoryLogKeepsNoResults(t *testing.T) {
+	fsm := &resultFSM{}
+	n := openT(t, Options{FSM: fsm, InMemory: true})
+	const entries = 50
+	for _, e := range entryNames(0, entries) {
+		if r, _ := propose(t, n, e); r == nil {
+			t.Fatal("no result")
+		}
+	}
+	waitFor(t, "the results to be collected", func() bool {
+		runtime.GC()
+		return fsm.freed.Load() >= entries-1 // the last may still sit in raft's apply loop
+	})
 }
 
 func TestInMemoryKeepsNothingAcrossOpen(t *testing.T) {

@@ -353,6 +353,7 @@ func TestAssignNamesIncarnation(t *testing.T) {
 // are not taken as stale afterwards.
 func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
 	h := newHarness(t, nil)
+	h.selfFencing = true
 	h.join("z1", 1, "a1")
 	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
 	for range 5 {
@@ -364,7 +365,7 @@ func TestLateHeartbeatOfPreviousProcess(t *testing.T) {
 	if got := h.task(task.ID); got.State != TaskRunning || got.Attempt != 2 {
 		t.Fatalf("after the restart: %v attempt %d, want RUNNING attempt 2", got.State, got.Attempt)
 	}
-	_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 9,
+	_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 1, Seq: 9, SelfFencing: true,
 		Running: []Lease{{task.ID, 1}}})
 	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "older incarnation 1") {
 		t.Fatalf("late heartbeat of incarnation 1: %v, want a conflict", err)

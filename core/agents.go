@@ -49,12 +49,14 @@ func (cp *ControlPlane) applyHeartbeat(now time.Time, hb HeartbeatInput) (Heartb
 	if err != nil {
 		return HeartbeatReply{}, err
 	}
-	if known && hb.Incarnation < a.incarnation && !cp.mayRestartBack(now, a) {
-		// Incarnations are ordered (the agent daemon's is its start
-		// time): a lower one is an older process whose heartbeat the
-		// network delivered late. It says nothing of the agent now; taken
-		// as a restart it would requeue the attempts the current process
-		// runs, and a reply to it could renew the current process's lease.
+	if known && hb.SelfFencing && a.selfFencing && hb.Incarnation < a.incarnation && !cp.mayRestartBack(now, a) {
+		// Incarnations of self-fencing agents are ordered (the agent
+		// daemon's is its start time): a lower one is an older process
+		// whose heartbeat the network delivered late. It says nothing of
+		// the agent now; taken as a restart it would requeue the attempts
+		// the current process runs, and a reply to it could renew the
+		// current process's lease. (Older agents' incarnations are
+		// random: any change is a restart, as before.)
 		return HeartbeatReply{}, fmt.Errorf("%w: heartbeat of agent %s's older incarnation %d (now %d), delivered late",
 			ErrConflict, a.id, hb.Incarnation, a.incarnation)
 	}

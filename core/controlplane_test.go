@@ -19,6 +19,9 @@ type cpHarness struct {
 	seq map[AgentID]uint64
 	inc map[AgentID]uint64
 	dom map[AgentID]string
+	// selfFencing: the agents' heartbeats say SelfFencing (ordered
+	// incarnations, leases).
+	selfFencing bool
 }
 
 func newHarness(t *testing.T, mutate func(*Config)) *cpHarness {
@@ -48,7 +51,8 @@ func (h *cpHarness) join(domain string, slots int, ids ...AgentID) {
 func (h *cpHarness) heartbeat(id AgentID, edit func(*HeartbeatInput)) HeartbeatReply {
 	h.t.Helper()
 	h.seq[id]++
-	hb := HeartbeatInput{AgentID: id, Domain: h.dom[id], Slots: 4, Incarnation: h.inc[id], Seq: h.seq[id], AllowsExec: true}
+	hb := HeartbeatInput{AgentID: id, Domain: h.dom[id], Slots: 4, Incarnation: h.inc[id], Seq: h.seq[id], AllowsExec: true,
+		SelfFencing: h.selfFencing}
 	if v, ok := h.cp.Agent(id); ok {
 		hb.Slots = v.Slots
 		hb.Running = v.Tasks

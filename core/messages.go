@@ -54,6 +54,9 @@ type HeartbeatInput struct {
 	HeartbeatIntervalMillis int64 `json:"heartbeat_interval_ms,omitempty"`
 	// SelfFencing: the agent stops its attempts itself once it has not
 	// heard from the cp for the lease the cp names (HeartbeatReply.LeaseMillis).
+	// Such an agent's incarnations also grow from one start to the next
+	// (AgentConfig.Incarnation), so the cp refuses a late heartbeat of an
+	// older one.
 	SelfFencing bool `json:"self_fencing,omitempty"`
 }
 

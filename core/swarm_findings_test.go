@@ -153,6 +153,7 @@ func TestRetriedFailureDoesNotKeepDomainIsolated(t *testing.T) {
 // live process 3 from then on.
 func TestLateHeartbeatOfOlderProcessNoLockOut(t *testing.T) {
 	h := newHarness(t, nil)
+	h.selfFencing = true
 	h.join("z1", 1, "a1")
 	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
 	h.heartbeat("a1", nil)
@@ -166,14 +167,14 @@ func TestLateHeartbeatOfOlderProcessNoLockOut(t *testing.T) {
 	}
 	for _, inc := range []uint64{1, 2} {
 		_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: inc, Seq: 9,
-			Running: []Lease{{task.ID, int(inc)}}})
+			Running: []Lease{{task.ID, int(inc)}}, SelfFencing: true})
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("late heartbeat of incarnation %d: %v, want a conflict", inc, err)
 		}
 	}
 	for range 3 {
 		if _, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 3, Seq: h.seq["a1"] + 1,
-			Running: []Lease{{task.ID, 3}}}); err != nil {
+			Running: []Lease{{task.ID, 3}}, SelfFencing: true}); err != nil {
 			t.Fatalf("the live process's heartbeat after the late ones: %v", err)
 		}
 		h.seq["a1"]++
@@ -197,6 +198,7 @@ func TestLateHeartbeatOfOlderProcessNoLockOut(t *testing.T) {
 // anyway), the lower one is a restart, not locked out.
 func TestLowerIncarnationAfterSilenceIsRestart(t *testing.T) {
 	h := newHarness(t, nil)
+	h.selfFencing = true
 	cfg := h.cp.Config()
 	h.inc["a1"], h.dom["a1"] = 1000, "z1"
 	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Slots = 1 })
@@ -206,7 +208,7 @@ func TestLowerIncarnationAfterSilenceIsRestart(t *testing.T) {
 		t.Fatalf("task %v, want RUNNING", got.State)
 	}
 	lower := func() error {
-		_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 10, Seq: 1})
+		_, err := doHeartbeat(h.cp, h.now, HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 1, Incarnation: 10, Seq: 1, SelfFencing: true})
 		return err
 	}
 	if err := lower(); !errors.Is(err, ErrConflict) {
@@ -270,5 +272,34 @@ func TestLateHeartbeatBuiltBeforeAckIsNoLoss(t *testing.T) {
 	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
 	if got := h.task(task.ID); got.Attempt != 2 {
 		t.Fatalf("after heartbeat 3 without the attempt: %v attempt %d, want it placed again (attempt 2)", got.State, got.Attempt)
+	}
+}
+
+// TestRandomIncarnationsOfOlderAgents: an agent that does not report
+// SelfFencing predates ordered incarnations (its are random), and so does
+// the process an upgraded agent replaces: a lower incarnation from or after
+// such a process is a restart at once, as before.
+func TestRandomIncarnationsOfOlderAgents(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		before, after bool // SelfFencing of the old and the new process
+	}{
+		{"old agent restarted", false, false},
+		{"upgrade", false, true},
+		{"downgrade", true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.inc["a1"], h.dom["a1"], h.selfFencing = 1_000_000, "z1", c.before
+			h.heartbeat("a1", nil)
+			h.inc["a1"], h.seq["a1"], h.selfFencing = 7, 0, c.after
+			h.heartbeat("a1", nil) // fails the test if refused
+			if a := h.cp.agents["a1"]; a.incarnation != 7 {
+				t.Fatalf("incarnation %d, want 7", a.incarnation)
+			}
+			if n := len(h.events(EventAgentRestarted)); n != 1 {
+				t.Fatalf("%d restarts recorded, want 1", n)
+			}
+		})
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,11 +85,26 @@ func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 }
 
 // memSample is the process's heap after a GC and its goroutine count.
-func memSample() (uint64, int) {
+// With profile set, it writes the heap profile there too (go tool pprof
+// -base start.pprof end.pprof shows what grew).
+func memSample(profile string) (uint64, int, error) {
 	runtime.GC()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, 0, err
+		}
+		err = pprof.Lookup("heap").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("soak: heap profile: %w", err)
+		}
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc, runtime.NumGoroutine()
+	return ms.HeapAlloc, runtime.NumGoroutine(), nil
 }
 
 func getText(ctx context.Context, hc *http.Client, url string) (string, error) {

@@ -3,6 +3,9 @@ package soak
 import (
 	"context"
 	"flag"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,13 +15,16 @@ import (
 var (
 	full    = flag.Bool("soak", false, "run the full soak (1,000 agents, 2 minutes) instead of the short one")
 	longCut = flag.Bool("soak-long-cut", false, "run LongCut (a zone cut longer than the heartbeat timeout plus the loss grace) instead of the short one")
+	fiveK   = flag.Bool("soak-5k", false, "run LongCut5k (LongCut with 5,000 agents) instead of the short one")
+	heapDir = flag.String("soak-heap-profiles", "", "write heap profiles of the two memory samples to DIR/<test name>/start.pprof and end.pprof")
 )
 
 // TestSoak runs the short soak (with -soak the full one, with
-// -soak-long-cut LongCut) and fails on every violated check; goleak then
-// checks that shutdown left no goroutine behind.
+// -soak-long-cut LongCut, with -soak-5k LongCut5k; they combine) and fails
+// on every violated check; goleak then checks that shutdown left no
+// goroutine behind.
 func TestSoak(t *testing.T) {
-	if testing.Short() && !*full && !*longCut {
+	if testing.Short() && !*full && !*longCut && !*fiveK {
 		t.Skip("soak: skipped with -short")
 	}
 	if *full {
@@ -27,13 +33,22 @@ func TestSoak(t *testing.T) {
 	if *longCut {
 		t.Run("long-cut", func(t *testing.T) { runSoak(t, LongCut()) })
 	}
-	if !*full && !*longCut {
+	if *fiveK {
+		t.Run("long-cut-5k", func(t *testing.T) { runSoak(t, LongCut5k()) })
+	}
+	if !*full && !*longCut && !*fiveK {
 		runSoak(t, Short())
 	}
 }
 
 func runSoak(t *testing.T, cfg Config) {
 	defer goleak.VerifyNone(t)
+	if *heapDir != "" {
+		cfg.HeapProfiles = filepath.Join(*heapDir, strings.ReplaceAll(t.Name(), "/", "-"))
+		if err := os.MkdirAll(cfg.HeapProfiles, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Warmup+cfg.Duration+cfg.DrainTimeout+2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)

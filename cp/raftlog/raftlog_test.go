@@ -288,11 +288,11 @@ type resultFSM struct {
 	freed atomic.Int64
 }
 
-type bigResult struct{ pad [1 << 10]byte }
+type bigResult struct{ data []byte }
 
 func (f *resultFSM) Apply(index uint64, entry []byte) any {
 	f.listFSM.Apply(index, entry)
-	r := &bigResult{}
+	r := &bigResult{data: make([]byte, 1<<10)}
 	runtime.SetFinalizer(r, func(*bigResult) { f.freed.Add(1) })
 	return r
 }

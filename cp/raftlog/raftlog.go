@@ -457,6 +457,11 @@ func (n *Node) cleanup() error {
 			errs = append(errs, fmt.Errorf("raftlog: shutdown raft: %w", err))
 		}
 	}
+	if n.transport != nil {
+		// Closing the transport stops its listener only: the pooled
+		// connections to the other members go too, so their handlers end.
+		n.transport.CloseStreams()
+	}
 	for _, c := range n.closers {
 		if err := c.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("raftlog: close store: %w", err))

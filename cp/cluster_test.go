@@ -90,7 +90,7 @@ func (tc *testCluster) start(cn *clusterNode) {
 	}
 	s, err := New(Options{
 		Core: fastConfig(), DataDir: cn.dir, ReconcileInterval: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Cluster: ClusterOptions{NodeID: cn.id, RaftAddr: cn.raftAddr, AdvertiseURL: cn.url, Peers: tc.peers, RaftTiming: 0.2},
 	})
 	if err != nil {

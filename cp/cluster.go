@@ -606,3 +606,19 @@ func (s *Server) nodeView() NodeView {
 // waiting for them go with the leadership (the next leader resends the
 // unconfirmed assignments on taking over).
 func (s *Server) leadershipLost() {}
+
+// HandOff transfers leadership to another cp when this one leads a
+// cluster, before it shuts down: the others take over at once instead of
+// after an election timeout. A failed transfer is logged; the shutdown goes
+// on and the others elect a leader as after a crash.
+func (s *Server) HandOff() {
+	if !s.node.Clustered() || !s.node.IsLeader() {
+		return
+	}
+	if err := s.node.TransferLeadership(); err != nil {
+		s.log.Warn("leadership not handed off before shutdown: the others will elect a leader", "error", err.Error())
+		return
+	}
+	leader, _ := s.node.Leader()
+	s.log.Info("leadership handed off before shutdown", "to", leader)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -251,8 +252,15 @@ func (s *Server) proxyTo(leader string) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.metrics.forwarded.WithLabelValues("error").Inc()
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "leader_unreachable",
-				fmt.Sprintf("forwarding to the leader at %s failed: %v: retry", leader, err))
+			var op *net.OpError
+			if errors.As(err, &op) && op.Op == "dial" {
+				// Nothing reached the leader: the request did not happen.
+				writeError(w, http.StatusServiceUnavailable, "leader_unreachable",
+					fmt.Sprintf("the leader at %s cannot be reached (%v); nothing was sent: retry", leader, err))
+				return
+			}
+			writeError(w, http.StatusServiceUnavailable, "forward_failed",
+				fmt.Sprintf("forwarding to the leader at %s failed after sending (%v): the request may or may not have been applied; retry with the same idempotency key", leader, err))
 		},
 	}
 	if c.proxies == nil {

@@ -58,6 +58,8 @@ type config struct {
 	Core              core.Config
 	AdminToken        string
 	AgentToken        string
+	TokensFile        string
+	RequireReadToken  bool
 	ReconcileInterval time.Duration
 	ShutdownTimeout   time.Duration
 	DataDir           string
@@ -82,6 +84,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	queueCap := fs.Int("queue-capacity", def.QueueCapacity, "maximum QUEUED tasks; submissions beyond it get 429")
 	adminToken := fs.String("admin-token", "", "when set, /admin/*, queue purge and agent quarantine/release require Authorization: Bearer <token> (prefer FLUX_ADMIN_TOKEN)")
 	agentToken := fs.String("agent-token", "", "when set, agents must present it and the cp sends it to them (prefer FLUX_AGENT_TOKEN)")
+	tokensFile := fs.String("tokens-file", "", "named tokens, one \"name role token\" a line (roles admin, submit, read, agent; # comments), re-read on SIGHUP; with operator lines, submit and cancel need a submit token")
+	requireRead := fs.Bool("require-read-token", false, "reads (tasks, agents, snapshot, timeline, /metrics) need a read token too; /healthz and /readyz stay open")
 	hbInterval := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "heartbeat interval the cp tells agents to keep (an agent's own -heartbeat-interval overrides it); default a third of -heartbeat-timeout when only that is given")
 	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected; default 3x -heartbeat-interval when only that is given and it is not below "+def.HeartbeatTimeout.String())
 	lostAfter := fs.Duration("lost-after", def.LostAfter, "a disconnected agent's tasks are rescheduled after this")
@@ -105,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 
-	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
+	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken, TokensFile: *tokensFile, RequireReadToken: *requireRead,
 		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore,
 		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax}
 	if cfg.InMemory && cfg.Restore != "" {
@@ -193,8 +197,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
-		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
-		DataDir: cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax})
+		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
+		ReconcileInterval: cfg.ReconcileInterval,
+		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax})
 	if err != nil {
 		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
 		if errors.Is(err, raftlog.ErrDirLocked) {
@@ -228,13 +233,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ready <- ln.Addr().String()
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	status := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case err := <-serveErr:
-		logger.Error("server failed", "error", err.Error())
-		status = 1
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+			break wait
+		case err := <-serveErr:
+			logger.Error("server failed", "error", err.Error())
+			status = 1
+			break wait
+		case <-hup:
+			reload(s, logger)
+		}
 	}
 	s.BeginShutdown()
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -247,6 +262,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// reload is what SIGHUP does: re-read the tokens file. A file that does
+// not parse leaves the tokens in force (cp logs why).
+func reload(s *cp.Server, logger *slog.Logger) {
+	logger.Info("SIGHUP: reloading")
+	_ = s.ReloadTokens()
 }
 
 // defaultDataDir is -data-dir's default, relative to the working directory

@@ -337,6 +337,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
+	in.By = byName(r)
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -475,7 +476,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 	if !ok {
 		return
 	}
-	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
+	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, By: byName(r), Reason: reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -525,7 +526,7 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 	if !ok {
 		return
 	}
-	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, Reason: reason}
+	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, By: byName(r), Reason: reason}
 	var input core.Input = in
 	if !quarantine {
 		input = core.ReleaseInput(in)
@@ -594,7 +595,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		return
 	}
 	in := core.PurgeInput{All: req.All, Domain: req.Domain, OlderThan: time.Duration(req.OlderThanSeconds) * time.Second,
-		Actor: core.ActorOperator, Reason: req.Reason}
+		Actor: core.ActorOperator, By: byName(r), Reason: req.Reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -604,9 +605,10 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 
 // ModeView is the body of GET /admin/mode and the answer to POST.
 type ModeView struct {
-	Mode   core.Mode `json:"mode"`
-	SetBy  string    `json:"set_by"`
-	Reason string    `json:"reason"`
+	Mode      core.Mode `json:"mode"`
+	SetBy     string    `json:"set_by"`
+	SetByName string    `json:"set_by_name,omitempty"` // the token that set it
+	Reason    string    `json:"reason"`
 }
 
 // ModeRequest is the body of POST /admin/mode.
@@ -617,7 +619,10 @@ type ModeRequest struct {
 
 func (s *Server) getMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var v ModeView
-	s.read(func(c *core.ControlPlane) { v.Mode, v.SetBy, v.Reason = c.Mode() })
+	s.read(func(c *core.ControlPlane) {
+		v.Mode, v.SetBy, v.Reason = c.Mode()
+		v.SetByName = c.ModeSetByName()
+	})
 	fnet.WriteJSON(w, http.StatusOK, v)
 }
 
@@ -631,7 +636,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		writeCoreError(w, err)
 		return
 	}
-	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, By: byName(r), Reason: req.Reason})
 	if !ok {
 		return
 	}

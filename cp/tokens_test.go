@@ -224,3 +224,44 @@ func TestLegacyTokensKeepSubmitOpen(t *testing.T) {
 	tc.submit(`{"kind":"sleep"}`)
 	tc.mustStatus(http.StatusUnauthorized, "GET", "/admin/mode", nil)
 }
+
+// TestByInTimelineAndSnapshot: what a named token changes names it as `by`
+// on the timeline, and the snapshot names who set the mode.
+func TestByInTimelineAndSnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	writeTokens(t, path, testTokens)
+	tc := startCP(t, false, func(o *Options) { o.TokensFile = path })
+	task := tc.submit(`{"kind":"sleep","duration_ms":5}`, bearer("tok-bob-0002")...)
+	tc.mustStatus(200, "POST", "/admin/mode", `{"mode":"READ_ONLY","reason":"upgrade"}`, bearer("tok-alice-0001")...)
+	s := tc.snapshot()
+	if s.ModeSetBy != core.ActorOperator || s.ModeSetByName != "alice" {
+		t.Fatalf("snapshot: mode set by %q / %q", s.ModeSetBy, s.ModeSetByName)
+	}
+	var mv ModeView
+	tc.mustStatus(200, "GET", "/admin/mode", nil, bearer("tok-alice-0001")...).decode(t, &mv)
+	if mv.SetByName != "alice" {
+		t.Fatalf("GET /admin/mode: %+v", mv)
+	}
+	var page TimelinePage
+	tc.mustStatus(200, "GET", "/timeline?since=0&limit=1000", nil).decode(t, &page)
+	found := 0
+	for _, e := range page.Events {
+		switch {
+		case e.Type == core.EventTaskQueued && e.TaskID == task.ID:
+			if e.By != "bob" || e.Actor != core.ActorClient {
+				t.Errorf("submit event: %+v", e)
+			}
+			found++
+		case e.Type == core.EventModeChanged && e.To == string(core.ModeReadOnly):
+			if e.By != "alice" || e.Actor != core.ActorOperator {
+				t.Errorf("mode event: %+v", e)
+			}
+			found++
+		case e.By != "":
+			t.Errorf("%s names %q", e.Type, e.By)
+		}
+	}
+	if found != 2 {
+		t.Fatalf("found %d of the 2 events: %+v", found, page.Events)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 )
 
 // metrics holds the instruments the Server updates as things happen; the
@@ -62,6 +63,9 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, reason := range authRefusals {
 		m.authRefusals.WithLabelValues(reason)
+	}
+	for _, reason := range tlsconf.Reasons {
+		m.tlsHandshake.WithLabelValues(reason)
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.

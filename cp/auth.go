@@ -141,6 +141,9 @@ type tokenSet struct {
 	submitGated bool
 	// agents: some agent token exists, so the agent protocol needs one.
 	agents bool
+	// shared is the secret of the shared agent token (named "agent"), the
+	// one the cp presents to agents ("" for none).
+	shared string
 }
 
 // newTokenSet merges the single-token options and the file's tokens.
@@ -152,6 +155,9 @@ func newTokenSet(adminToken, agentToken string, file []Token) (*tokenSet, error)
 			return fmt.Errorf("the token of %s (%s) is also the token of %s (%s): each token must be unique", t.Name, t.Role, prev.Name, prev.Role)
 		}
 		ts.bySum[sum] = t
+		if t.Role == RoleAgent && t.Name == AgentTokenName {
+			ts.shared = t.Secret
+		}
 		if t.Role == RoleAgent {
 			ts.agents = true
 		} else {

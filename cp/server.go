@@ -237,6 +237,9 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.tokens.Store(ts)
+	// Agents check the shared agent token on what the cp sends them. (It
+	// is taken at start: a reload does not change what the cp sends.)
+	s.client.Token = ts.shared
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		return nil, err

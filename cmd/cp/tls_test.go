@@ -8,14 +8,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp"
 	fnet "github.com/fluxforge/fluxforge/net"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 	"github.com/fluxforge/fluxforge/net/tlsconf/tlstest"
 )
 
@@ -195,5 +199,73 @@ func TestTLSRefusals(t *testing.T) {
 	}
 	if n := c.agents(t); n != 1 {
 		t.Fatalf("%d agents after a2 registered", n)
+	}
+}
+
+// TestReloadKeepsOldFilesOnError: the SIGHUP reload takes a renewed
+// certificate (and its expiry gauge); files that do not load leave the
+// previous ones in force and say so in the log.
+func TestReloadKeepsOldFilesOnError(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "ca")
+	certFile, keyFile := ca.Issue(t, "cp-1", tlstest.Opts{NotAfter: time.Now().Add(10 * 24 * time.Hour)}).WriteCert(t, dir, "cp")
+	srv, err := tlsconf.NewServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := tlsconf.NewClient("", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	s, err := cp.New(cp.Options{InMemory: true, Logger: logger, Core: core.DefaultConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rl := &reloader{s: s, srv: srv, cli: cli, log: logger}
+	expiry := func() float64 {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, core.MetricTLSCertExpiry+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	renewed := ca.Issue(t, "cp-1", tlstest.Opts{NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+	renewed.WriteCert(t, dir, "cp")
+	rl.reload()
+	if got, want := expiry(), float64(renewed.Leaf.NotAfter.Unix()); got != want {
+		t.Fatalf("expiry after the renewal %v, want %v", got, want)
+	}
+	tlstest.Write(t, dir, "cp.key", []byte("garbage"))
+	rl.reload()
+	if !strings.Contains(logs.String(), "TLS files not reloaded") || !srv.NotAfter().Equal(renewed.Leaf.NotAfter) {
+		t.Fatalf("a bad key: NotAfter %v, log %s", srv.NotAfter(), logs.String())
+	}
+}
+
+// TestTLSFlagsValidated: -tls-cert and -tls-key go together, and
+// -tls-client-ca needs them; the errors name the flags.
+func TestTLSFlagsValidated(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-in-memory", "-tls-cert", "a.crt"}, "-tls-cert a.crt and -tls-key"},
+		{[]string{"-in-memory", "-tls-client-ca", "ca.crt"}, "-tls-client-ca ca.crt needs -tls-cert"},
+	} {
+		_, err := parseConfig(c.args, env(), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+	cfg, err := parseConfig([]string{"-in-memory"}, env("FLUX_TLS_CERT", "c", "FLUX_TLS_KEY", "k", "FLUX_TOKENS_FILE", "t", "FLUX_REQUIRE_READ_TOKEN", "true"), io.Discard)
+	if err != nil || cfg.TLSCert != "c" || cfg.TLSKey != "k" || cfg.TokensFile != "t" || !cfg.RequireReadToken {
+		t.Fatalf("from the environment: %+v %v", cfg, err)
 	}
 }

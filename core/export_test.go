@@ -14,16 +14,16 @@ import (
 	"pgregory.net/rapid"
 )
 
-// stateV1Layout pins the layout fingerprint of format version 1. A change of
+// stateV2Layout pins the layout fingerprint of format version 2. A change of
 // any type in an export changes it: then bump StateFormatVersion (and teach
 // Restore the old version if old exports must stay readable), and update
 // this constant.
-const stateV1Layout = "a40269eeff0bbf37"
+const stateV2Layout = "43f0bcfbed507d43"
 
 func TestStateLayoutPinned(t *testing.T) {
-	if stateV1Fingerprint != stateV1Layout {
+	if stateV2Fingerprint != stateV2Layout {
 		t.Fatalf("the layout of the version %d state export changed (fingerprint %s, pinned %s): bump StateFormatVersion and pin the new fingerprint",
-			StateFormatVersion, stateV1Fingerprint, stateV1Layout)
+			StateFormatVersion, stateV2Fingerprint, stateV2Layout)
 	}
 }
 
@@ -351,7 +351,7 @@ func roundTrip(tb rapid.TB, b []byte) *ControlPlane {
 // proves it covered the state it claims to.
 type exportCoverage map[string]int
 
-func (c exportCoverage) note(s stateV1) {
+func (c exportCoverage) note(s stateV2) {
 	mark := func(what string, ok bool) {
 		if ok {
 			c[what]++
@@ -493,7 +493,7 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 	other := append([]byte(stateMagic), binary.AppendUvarint(nil, StateFormatVersion+1)...)
 	other = append(other, good[len(stateMagic)+1:]...)
 	_, err = Restore(other, nil)
-	if want := fmt.Sprintf("format version %d; this core knows version %d", StateFormatVersion+1, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("format version %d; this core knows versions 1 and %d only", StateFormatVersion+1, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("restore of version %d: %v, want an error saying %q", StateFormatVersion+1, err, want)
 	}
 
@@ -549,7 +549,7 @@ func TestExportIsAllState(t *testing.T) {
 	known := map[string][]string{
 		"ControlPlane": {"cfg", "now", "tasks", "terminalIDs", "terminalOff", "taskSeq", "queue", "idem", "timeline", "agents",
 			"agentList", "domains", "domainNames", "inFlight", "mode", "queueHighSince", "queueLowSince", "paused", "pausedReason",
-			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "expiredScratch", "observer", "pass"},
+			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "by", "byActor", "expiredScratch", "observer", "pass"},
 		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "probe", "decision",
 			"firstAttempt", "skipPass"},
 		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",
@@ -579,7 +579,7 @@ func TestExportIsAllState(t *testing.T) {
 		}
 	}
 	// The export's own types hold no interface.
-	if s := stateLayout(reflect.TypeFor[stateV1]()); strings.Contains(s, "interface") {
+	if s := stateLayout(reflect.TypeFor[stateV2]()); strings.Contains(s, "interface") {
 		t.Fatalf("export layout holds an interface: %s", s)
 	}
 }

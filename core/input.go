@@ -64,6 +64,10 @@ type ApplyResult struct {
 // per-process statistics (see Stats). Inputs are taken by value; pointers to
 // inputs (as older logs' decoders made) are accepted too.
 func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
+	if by, actor := inputBy(in); by != "" {
+		cp.by, cp.byActor = by, actor
+		defer func() { cp.by, cp.byActor = "", "" }()
+	}
 	var r ApplyResult
 	var err error
 	switch v := in.(type) {
@@ -110,6 +114,26 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		err = fmt.Errorf("%w: not a control plane input (nil, or a type core does not know)", ErrInvalid)
 	}
 	return r, err
+}
+
+// inputBy is the token name an operator's or client's input carries and
+// the actor its events are recorded with ("" for inputs that name none).
+func inputBy(in Input) (by, actor string) {
+	switch v := in.(type) {
+	case SubmitInput:
+		return v.By, ActorClient
+	case CancelInput:
+		return v.By, orDefault(v.Actor, ActorClient)
+	case PurgeInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case SetModeInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case QuarantineInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case ReleaseInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	}
+	return "", ""
 }
 
 // deref returns the input a pointer input points to (nil for a nil pointer).

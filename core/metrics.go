@@ -123,6 +123,9 @@ const (
 	MetricRaftPeers                   = "flux_raft_peers"
 	MetricRaftLastContact             = "flux_raft_last_contact_seconds"
 	MetricRaftForwarded               = "flux_raft_forwarded_requests_total"
+	MetricAuthRefusals                = "flux_auth_refusals_total"
+	MetricTLSHandshakeErrors          = "flux_tls_handshake_errors_total"
+	MetricTLSCertExpiry               = "flux_tls_cert_expiry_seconds"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -199,6 +202,9 @@ func Metrics() []MetricDesc {
 		{MetricRaftPeers, MetricGauge, "Voters in the raft configuration this cp knows, itself included.", nil},
 		{MetricRaftLastContact, MetricGauge, "Seconds since a follower last heard from the leader (0 on the leader).", nil},
 		{MetricRaftForwarded, MetricCounter, "Requests a follower forwarded to the leader, by result (ok, no_leader, error).", []string{LabelResult}},
+		{MetricAuthRefusals, MetricCounter, "Requests refused for their credentials, by reason: no_token, unknown_token (401); wrong_role, wrong_agent (403); no_client_cert (401, the agent protocol with -tls-client-ca).", []string{LabelReason}},
+		{MetricTLSHandshakeErrors, MetricCounter, "TLS handshakes of the API port that failed, by reason: unknown_ca, expired, plain_http (an HTTP request to the TLS port), other.", []string{LabelReason}},
+		{MetricTLSCertExpiry, MetricGauge, "When the API port's serving certificate expires, as Unix seconds (0 without TLS); re-read on SIGHUP.", nil},
 	}
 }
 

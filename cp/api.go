@@ -46,23 +46,23 @@ func (s *Server) routes() http.Handler {
 	add := func(method, path string, auth authKind, h handle) {
 		r.Handle(method, path, s.wrap(method+" "+path, auth, h))
 	}
-	add(http.MethodPost, "/v1/tasks", authNone, s.submit)
-	add(http.MethodPost, "/v1/batch/tasks", authNone, s.batchSubmit)
-	add(http.MethodGet, "/v1/tasks", authNone, s.listTasks)
-	add(http.MethodGet, "/v1/tasks/:id", authNone, s.getTask)
-	add(http.MethodPost, "/v1/tasks/:id/cancel", authNone, s.cancelTask)
-	add(http.MethodGet, "/v1/agents", authNone, s.listAgents)
-	add(http.MethodGet, "/v1/agents/:id", authNone, s.getAgent)
+	add(http.MethodPost, "/v1/tasks", authSubmit, s.submit)
+	add(http.MethodPost, "/v1/batch/tasks", authSubmit, s.batchSubmit)
+	add(http.MethodGet, "/v1/tasks", authRead, s.listTasks)
+	add(http.MethodGet, "/v1/tasks/:id", authRead, s.getTask)
+	add(http.MethodPost, "/v1/tasks/:id/cancel", authSubmit, s.cancelTask)
+	add(http.MethodGet, "/v1/agents", authRead, s.listAgents)
+	add(http.MethodGet, "/v1/agents/:id", authRead, s.getAgent)
 	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
 	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
 	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
-	add(http.MethodGet, "/scheduler/debug/snapshot", authNone, s.snapshot)
+	add(http.MethodGet, "/scheduler/debug/snapshot", authRead, s.snapshot)
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
 	add(http.MethodPost, "/admin/mode", authAdmin, s.setMode)
 	add(http.MethodGet, "/admin/log/export", authAdmin, s.logExport)
-	add(http.MethodGet, "/timeline", authNone, s.timeline)
-	add(http.MethodGet, "/admin/raft/members", authNone, s.getMembers)
+	add(http.MethodGet, "/timeline", authRead, s.timeline)
+	add(http.MethodGet, "/admin/raft/members", authRead, s.getMembers)
 	add(http.MethodPost, "/admin/raft/members", authAdmin, s.addMember)
 	add(http.MethodDelete, "/admin/raft/members/:id", authAdmin, s.removeMember)
 	add(http.MethodPost, "/admin/raft/transfer-leadership", authAdmin, s.transferLeadership)
@@ -70,7 +70,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodGet, "/healthz", authNone, s.healthz)
 	add(http.MethodGet, "/readyz", authNone, s.readyz)
 	metricsHandler := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
-	add(http.MethodGet, "/metrics", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	add(http.MethodGet, "/metrics", authRead, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		metricsHandler.ServeHTTP(w, r)
 	})
 	r.NotFound = asHandler(s.wrap("not_found", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -84,13 +84,19 @@ func (s *Server) routes() http.Handler {
 	return r
 }
 
+// authKind is what a route requires (see authOperator and authAgent).
 type authKind int
 
 const (
-	authNone authKind = iota
-	authAdmin
-	authAgent
+	authNone   authKind = iota // open always (/healthz, /readyz)
+	authRead                   // a read token with -require-read-token
+	authSubmit                 // a submit token when the tokens file names operators
+	authAdmin                  // an admin token when any operator token exists
+	authAgent                  // the agent protocol: see authAgent
 )
+
+// authRoles maps the operator kinds to the role they need.
+var authRoles = [...]Role{authRead: RoleRead, authSubmit: RoleSubmit, authAdmin: RoleAdmin}
 
 // statusWriter remembers the status a handler wrote and, for errors, the
 // start of the body (the JSON error), so the refusal can be logged.
@@ -153,16 +159,18 @@ func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
 			s.metrics.requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		switch auth {
-		case authAdmin:
-			if !fnet.CheckToken(r, s.opts.AdminToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-admin"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "this endpoint needs Authorization: Bearer <admin token>")
+		case authRead, authSubmit, authAdmin:
+			name, err := s.authOperator(r, authRoles[auth])
+			if err != nil {
+				s.writeAuthError(w, err)
 				return
 			}
+			r = withBy(r, name)
 		case authAgent:
-			if !fnet.CheckToken(r, s.opts.AgentToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-agent"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "the agent protocol needs Authorization: Bearer <agent token>")
+			// Credentials only: the handler checks the agent id of the
+			// body with authAgent once it has read it.
+			if err := s.authAgent(r, ""); err != nil {
+				s.writeAuthError(w, err)
 				return
 			}
 		}
@@ -184,7 +192,7 @@ func (s *Server) logRefusal(r *http.Request, route string, code int, body []byte
 		s.log.Error("request failed", attrs...)
 	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge || code == http.StatusUnprocessableEntity:
 		s.log.Warn("validation error", attrs...)
-	case code == http.StatusUnauthorized:
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		s.log.Warn("unauthorized request", attrs...)
 	default:
 		s.log.Debug("request refused", attrs...)
@@ -334,6 +342,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
+	in.By = byName(r)
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -472,7 +481,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 	if !ok {
 		return
 	}
-	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
+	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, By: byName(r), Reason: reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -522,7 +531,7 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 	if !ok {
 		return
 	}
-	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, Reason: reason}
+	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, By: byName(r), Reason: reason}
 	var input core.Input = in
 	if !quarantine {
 		input = core.ReleaseInput(in)
@@ -537,6 +546,10 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var hb core.HeartbeatInput
 	if !s.decodeBody(w, r, fnet.BodyMax, false, &hb) {
+		return
+	}
+	if err := s.authAgent(r, hb.AgentID); err != nil {
+		s.writeAuthError(w, err)
 		return
 	}
 	a, ok := s.apply(w, r, hb)
@@ -590,7 +603,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		return
 	}
 	in := core.PurgeInput{All: req.All, Domain: req.Domain, OlderThan: time.Duration(req.OlderThanSeconds) * time.Second,
-		Actor: core.ActorOperator, Reason: req.Reason}
+		Actor: core.ActorOperator, By: byName(r), Reason: req.Reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -600,9 +613,10 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 
 // ModeView is the body of GET /admin/mode and the answer to POST.
 type ModeView struct {
-	Mode   core.Mode `json:"mode"`
-	SetBy  string    `json:"set_by"`
-	Reason string    `json:"reason"`
+	Mode      core.Mode `json:"mode"`
+	SetBy     string    `json:"set_by"`
+	SetByName string    `json:"set_by_name,omitempty"` // the token that set it
+	Reason    string    `json:"reason"`
 }
 
 // ModeRequest is the body of POST /admin/mode.
@@ -613,7 +627,10 @@ type ModeRequest struct {
 
 func (s *Server) getMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var v ModeView
-	s.read(func(c *core.ControlPlane) { v.Mode, v.SetBy, v.Reason = c.Mode() })
+	s.read(func(c *core.ControlPlane) {
+		v.Mode, v.SetBy, v.Reason = c.Mode()
+		v.SetByName = c.ModeSetByName()
+	})
 	fnet.WriteJSON(w, http.StatusOK, v)
 }
 
@@ -627,7 +644,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		writeCoreError(w, err)
 		return
 	}
-	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, By: byName(r), Reason: req.Reason})
 	if !ok {
 		return
 	}

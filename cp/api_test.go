@@ -304,15 +304,20 @@ func TestAuth(t *testing.T) {
 			if c.body != "" {
 				body = c.body
 			}
-			r := tc.mustStatus(http.StatusUnauthorized, c.method, c.path, body, hdr...)
-			if r.errorCode(t) != "unauthorized" {
+			// A known token of the wrong role is forbidden, not unknown.
+			status, code := http.StatusUnauthorized, "unauthorized"
+			if len(hdr) > 0 && hdr[1] == "Bearer agent-secret" {
+				status, code = http.StatusForbidden, "forbidden"
+			}
+			r := tc.mustStatus(status, c.method, c.path, body, hdr...)
+			if r.errorCode(t) != code {
 				t.Fatal(string(r.Body))
 			}
 		}
 	}
 	raw, _ := json.Marshal(hb)
 	tc.mustStatus(http.StatusUnauthorized, "POST", fnet.PathHeartbeat, raw)
-	tc.mustStatus(http.StatusUnauthorized, "POST", fnet.PathHeartbeat, raw, "Authorization", "Bearer admin-secret")
+	tc.mustStatus(http.StatusForbidden, "POST", fnet.PathHeartbeat, raw, "Authorization", "Bearer admin-secret")
 	tc.heartbeat(hb, "Authorization", "Bearer agent-secret")
 
 	auth := []string{"Authorization", "Bearer admin-secret"}

@@ -66,6 +66,21 @@
 // "Authorization: Bearer <token>"; with an agent token, so does the
 // heartbeat, and the cp sends the token on its assignments and cancels.
 //
+// Named tokens (Options.TokensFile, see ParseTokens; re-read by
+// ReloadTokens on SIGHUP) have roles admin ⊃ submit ⊃ read, and agent.
+// Admin routes need admin once any operator token exists; submit, batch
+// submit and cancel need submit once the tokens file names operators;
+// reads (tasks, agents, the snapshot, the timeline, /metrics) need read
+// only with Options.RequireReadToken. An agent-role token named by an
+// agent id speaks only for that agent, the one named "agent" for any; with
+// Options.AgentCertRequired the agent protocol also needs a verified
+// client certificate naming the agent (CN or DNS SAN). All agent routes
+// check this in one place, Server.authAgent. No or unknown credentials
+// answer 401, known ones that may not 403, with the JSON error body,
+// counted in flux_auth_refusals_total{reason}. What a named token changes
+// records its name as the events' `by` (and the snapshot's
+// mode_set_by_name).
+//
 // # Usage
 //
 //	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: core.DefaultConfig(),

@@ -242,6 +242,7 @@ func (f *fsm) applyInit(index uint64, in *initEntry) any {
 func (f *fsm) views(out *applied, in core.Input) {
 	c := f.core
 	out.Mode.Mode, out.Mode.SetBy, out.Mode.Reason = c.Mode()
+	out.Mode.SetByName = c.ModeSetByName()
 	out.QueueDepth = c.QueueDepth()
 	switch v := in.(type) {
 	case core.QuarantineInput:

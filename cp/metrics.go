@@ -11,6 +11,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 )
 
 // metrics holds the instruments the Server updates as things happen; the
@@ -31,6 +32,9 @@ type metrics struct {
 	restore          prometheus.Gauge
 	batchInputs      prometheus.Histogram
 	forwarded        *prometheus.CounterVec
+	authRefusals     *prometheus.CounterVec
+	tlsHandshake     *prometheus.CounterVec
+	tlsCertExpiry    prometheus.Gauge
 }
 
 // snapshotTaken implements fsmObserver.
@@ -54,6 +58,15 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		snapshotBytes:    prometheus.NewGauge(gaugeOpts(core.MetricLogSnapshotBytes)),
 		restore:          prometheus.NewGauge(gaugeOpts(core.MetricLogRestoreDuration)),
 		batchInputs:      prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogBatchInputs, batchBuckets))),
+		authRefusals:     prometheus.NewCounterVec(counterOpts(core.MetricAuthRefusals)),
+		tlsHandshake:     prometheus.NewCounterVec(counterOpts(core.MetricTLSHandshakeErrors)),
+		tlsCertExpiry:    prometheus.NewGauge(gaugeOpts(core.MetricTLSCertExpiry)),
+	}
+	for _, reason := range authRefusals {
+		m.authRefusals.WithLabelValues(reason)
+	}
+	for _, reason := range tlsconf.Reasons {
+		m.tlsHandshake.WithLabelValues(reason)
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.
@@ -119,7 +132,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, appends, entries, entryBytes, m.batchInputs, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
-		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
+		m.deliveries, m.deliveryDropped, m.deliveryDuration, m.authRefusals, m.tlsHandshake, m.tlsCertExpiry, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

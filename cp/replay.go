@@ -78,7 +78,7 @@ func Replay(rec raftlog.Record, opts ReplayOptions) (ReplayResult, error) {
 		if err != nil {
 			return ReplayResult{}, fmt.Errorf("cp: replay: the snapshot at index %d: %w", rec.SnapshotIndex, err)
 		}
-		if v, layout, err := core.ExportHeader(export); err == nil && (v != core.StateFormatVersion || layout != core.StateLayout()) {
+		if v, layout, err := core.ExportHeader(export); err == nil && !core.CanRestore(v, layout) {
 			return ReplayResult{}, fmt.Errorf("cp: replay: the snapshot at index %d was written by another core (state format version %d, layout %s; this build's: version %d, layout %s)",
 				rec.SnapshotIndex, v, layout, core.StateFormatVersion, core.StateLayout())
 		}

@@ -68,6 +68,17 @@ type Options struct {
 	// AgentToken, when set, is required on the agent protocol and sent to
 	// agents on every assignment and cancel.
 	AgentToken string
+	// TokensFile names the named tokens (see ParseTokens), re-read by
+	// ReloadTokens (SIGHUP). AdminToken and AgentToken are tokens named
+	// "admin" and "agent" besides. When it names operators, submit and
+	// cancel need a submit token too.
+	TokensFile string
+	// RequireReadToken closes the read routes (tasks, agents, the
+	// snapshot, the timeline, /metrics) to requests without a read token.
+	RequireReadToken bool
+	// AgentCertRequired: the agent protocol needs a verified client
+	// certificate naming the agent (CN or DNS SAN), as with -tls-client-ca.
+	AgentCertRequired bool
 
 	// ReconcileInterval is how often the reconcile loop applies core.TickInput.
 	ReconcileInterval time.Duration
@@ -207,7 +218,9 @@ type Server struct {
 	delivery *deliveryQueues
 	metrics  *metrics
 	cluster  cluster
-	handler  http.Handler
+	// tokens are the tokens in force (swapped whole by ReloadTokens).
+	tokens  atomic.Pointer[tokenSet]
+	handler http.Handler
 
 	running  atomic.Bool // Run is active: /readyz says ready
 	stopping atomic.Bool // shutdown began: /readyz says not ready
@@ -229,7 +242,14 @@ func New(opts Options) (*Server, error) {
 		delivery: newDeliveryQueues(opts.DeliveryWorkers),
 	}
 	s.batch.s = s
-	var err error
+	ts, err := s.loadTokens()
+	if err != nil {
+		return nil, fmt.Errorf("cp: %w", err)
+	}
+	s.tokens.Store(ts)
+	// Agents check the shared agent token on what the cp sends them. (It
+	// is taken at start: a reload does not change what the cp sends.)
+	s.client.Token = ts.shared
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		return nil, err

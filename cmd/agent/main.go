@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -53,6 +54,9 @@ type config struct {
 	AllowExec            bool
 	ShutdownGrace        time.Duration
 	LogLevel             slog.Level
+	TLSCA                string
+	TLSCert              string
+	TLSKey               string
 }
 
 var errUsage = envflag.ErrUsage
@@ -74,6 +78,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp; when not given, the agent adopts the cp's once registered (this default until then)")
 	fs.BoolVar(&c.AllowExec, "allow-exec", false, "run kind exec tasks (argv, no shell, PATH-only environment)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", agent.ShutdownGraceDefault, "on SIGTERM, how long running tasks may finish before they are cancelled")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA the cp's certificate must chain to (an https -cp); default the system's roots")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate naming this agent (CN or DNS SAN = -id): its client certificate to the cp, and its own port serves TLS with it; re-read on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert; re-read on SIGHUP")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
@@ -110,6 +117,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("listen"), err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return config{}, fmt.Errorf("%w: %s and %s go together: give both, or neither", errUsage, given.Describe("tls-cert"), given.Describe("tls-key"))
 	}
 	return c, nil
 }
@@ -162,6 +172,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	tlsc, err := newAgentTLS(cfg, logger)
+	if err != nil {
+		logger.Error("cannot start", "error", err.Error())
+		return 2
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
@@ -174,6 +189,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			logger.Error("cannot derive -advertise from the listening address; set it", "error", err.Error())
 			return 2
 		}
+		if tlsc != nil && tlsc.srv != nil {
+			advertise = "https://" + strings.TrimPrefix(advertise, "http://")
+		}
+	}
+	ln = tlsc.listen(ln)
+	var httpClient *http.Client
+	if tlsc != nil {
+		httpClient = tlsc.httpClient()
+		stopHUP := make(chan struct{})
+		defer close(stopHUP)
+		tlsc.reloadOnHUP(stopHUP)
 	}
 	interval := cfg.HeartbeatInterval
 	if !cfg.HeartbeatIntervalSet {
@@ -182,7 +208,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	d, err := agent.New(agent.Options{
 		ID: core.AgentID(cfg.ID), Domain: cfg.Domain, Slots: cfg.Slots, CPURL: cfg.CPURL, Advertise: advertise,
 		Token: cfg.AgentToken, HeartbeatInterval: interval, AllowExec: cfg.AllowExec,
-		ShutdownGrace: cfg.ShutdownGrace, Logger: logger,
+		ShutdownGrace: cfg.ShutdownGrace, Logger: logger, HTTPClient: httpClient,
 	})
 	if err != nil {
 		logger.Error("cannot start", "error", err.Error())

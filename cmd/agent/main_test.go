@@ -91,3 +91,16 @@ func TestAdvertiseURL(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSFlags(t *testing.T) {
+	_, err := parseConfig([]string{"-id", "a1", "-tls-cert", "a1.crt"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-tls-cert a1.crt and -tls-key") {
+		t.Fatalf("-tls-cert alone: %v", err)
+	}
+	c, err := parseConfig([]string{"-id", "a1"}, func(k string) string {
+		return map[string]string{"FLUX_TLS_CA": "ca", "FLUX_TLS_CERT": "c", "FLUX_TLS_KEY": "k"}[k]
+	}, io.Discard)
+	if err != nil || c.TLSCA != "ca" || c.TLSCert != "c" || c.TLSKey != "k" {
+		t.Fatalf("from the environment: %+v %v", c, err)
+	}
+}

@@ -35,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -49,6 +50,7 @@ import (
 	"github.com/fluxforge/fluxforge/cp"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
 	"github.com/fluxforge/fluxforge/cp/timelinestore"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 )
 
 // config is everything main needs, parsed from flags and environment.
@@ -58,6 +60,11 @@ type config struct {
 	Core              core.Config
 	AdminToken        string
 	AgentToken        string
+	TokensFile        string
+	RequireReadToken  bool
+	TLSCert           string
+	TLSKey            string
+	TLSClientCA       string
 	ReconcileInterval time.Duration
 	ShutdownTimeout   time.Duration
 	DataDir           string
@@ -83,6 +90,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	queueCap := fs.Int("queue-capacity", def.QueueCapacity, "maximum QUEUED tasks; submissions beyond it get 429")
 	adminToken := fs.String("admin-token", "", "when set, /admin/*, queue purge and agent quarantine/release require Authorization: Bearer <token> (prefer FLUX_ADMIN_TOKEN)")
 	agentToken := fs.String("agent-token", "", "when set, agents must present it and the cp sends it to them (prefer FLUX_AGENT_TOKEN)")
+	tokensFile := fs.String("tokens-file", "", "named tokens, one \"name role token\" a line (roles admin, submit, read, agent; # comments), re-read on SIGHUP; with operator lines, submit and cancel need a submit token")
+	requireRead := fs.Bool("require-read-token", false, "reads (tasks, agents, snapshot, timeline, /metrics) need a read token too; /healthz and /readyz stay open")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the API port: with -tls-key the port serves TLS 1.2+ only; re-read on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert; re-read on SIGHUP")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA of client certificates: one given is verified against it, and the agent protocol requires one whose CN or a DNS SAN is the agent id (needs -tls-cert)")
 	hbInterval := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "heartbeat interval the cp tells agents to keep (an agent's own -heartbeat-interval overrides it); default a third of -heartbeat-timeout when only that is given")
 	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected; default 3x -heartbeat-interval when only that is given and it is not below "+def.HeartbeatTimeout.String())
 	lostAfter := fs.Duration("lost-after", def.LostAfter, "a disconnected agent's tasks are rescheduled after this")
@@ -113,7 +125,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 
-	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
+	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken, TokensFile: *tokensFile, RequireReadToken: *requireRead,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSClientCA: *tlsClientCA,
 		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore,
 		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax}
 	if cfg.InMemory && cfg.Restore != "" {
@@ -127,6 +140,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		cfg.DataDir = ""
 	} else if strings.TrimSpace(cfg.DataDir) == "" {
 		return config{}, fmt.Errorf("%w: %s must name a directory", errUsage, given.Describe("data-dir"))
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return config{}, fmt.Errorf("%w: %s and %s go together: give both for TLS, or neither", errUsage, given.Describe("tls-cert"), given.Describe("tls-key"))
+	}
+	if cfg.TLSClientCA != "" && cfg.TLSCert == "" {
+		return config{}, fmt.Errorf("%w: %s needs -tls-cert and -tls-key (client certificates are a TLS matter)", errUsage, given.Describe("tls-client-ca"))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config{}, fmt.Errorf("%w: %s is not one of debug, info, warn, error", errUsage, given.Describe("log-level"))
@@ -249,9 +268,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			cfg.Cluster.NodeID = cp.DefaultNodeID(cfg.DataDir)
 		}
 	}
+	rl := &reloader{log: logger}
+	var httpClient *http.Client
+	if cfg.TLSCert != "" {
+		if rl.srv, err = tlsconf.NewServer(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err == nil {
+			// To agents: trust the CA of their certificates, present ours.
+			rl.cli, err = tlsconf.NewClient(cfg.TLSClientCA, cfg.TLSCert, cfg.TLSKey)
+		}
+		if err != nil {
+			logger.Error("cannot start", "error", err.Error())
+			return 2
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 1024, 16, 90*time.Second
+		tr.TLSClientConfig = rl.cli.Config()
+		httpClient = &http.Client{Transport: tr}
+	}
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
-		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
-		DataDir: cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
+		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
+		AgentCertRequired: cfg.TLSClientCA != "", HTTPClient: httpClient,
+		ReconcileInterval: cfg.ReconcileInterval,
+		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
 		Cluster: cfg.Cluster})
 	if err != nil {
 		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
@@ -270,7 +307,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
 		return 1
 	}
+	rl.s = s
 	srv := serve.HTTPServer(s.Handler(), logger)
+	if rl.srv != nil {
+		s.SetTLSCertExpiry(rl.srv.NotAfter())
+		ln = tlsconf.Listen(ln, rl.srv.Config())
+		srv.ErrorLog = tlsconf.ErrorLog(logger, s.TLSHandshakeError)
+	}
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := make(chan struct{})
 	go func() {
@@ -281,18 +324,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "mode", string(s.Mode()),
 		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
-		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
+		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "",
+		"tokens_file", cfg.TokensFile, "tls", cfg.TLSCert != "", "tls_client_ca", cfg.TLSClientCA != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	status := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case err := <-serveErr:
-		logger.Error("server failed", "error", err.Error())
-		status = 1
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+			break wait
+		case err := <-serveErr:
+			logger.Error("server failed", "error", err.Error())
+			status = 1
+			break wait
+		case <-hup:
+			rl.reload()
+		}
 	}
 	// A leader hands over first, so a rolling restart is no failover.
 	s.HandOff()
@@ -307,6 +361,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// reloader re-reads what SIGHUP re-reads: the tokens file, and the TLS
+// certificates and keys. Each keeps what it had when its files do not
+// load, and says why in the log; open connections and work go on.
+type reloader struct {
+	s   *cp.Server
+	srv *tlsconf.Server // nil without TLS
+	cli *tlsconf.Client
+	log *slog.Logger
+}
+
+func (r *reloader) reload() {
+	r.log.Info("SIGHUP: reloading the tokens file and the TLS files")
+	_ = r.s.ReloadTokens()
+	if r.srv == nil {
+		return
+	}
+	for _, f := range []interface{ Reload() error }{r.srv, r.cli} {
+		if err := f.Reload(); err != nil {
+			r.log.Error("TLS files not reloaded: the previous ones stay in force", "error", err.Error())
+			return
+		}
+	}
+	r.s.SetTLSCertExpiry(r.srv.NotAfter())
+	r.log.Info("TLS files reloaded", "cert_not_after", r.srv.NotAfter().UTC().Format(time.RFC3339))
 }
 
 // defaultDataDir is -data-dir's default, relative to the working directory

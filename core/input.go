@@ -104,8 +104,10 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		err = cp.applyStart(now, v)
 	case ConfigInput:
 		err = cp.applyConfig(now, v)
+	case TakeoverInput:
+		err = cp.applyTakeover(now, v)
 	case *SubmitInput, *TickInput, *CancelInput, *SetModeInput,
-		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput:
+		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput, *TakeoverInput:
 		return cp.Apply(now, deref(in))
 	default:
 		// No %T: formatting in would make every boxed input escape.
@@ -181,6 +183,10 @@ func deref(in Input) Input {
 		if v != nil {
 			return *v
 		}
+	case *TakeoverInput:
+		if v != nil {
+			return *v
+		}
 	}
 	return nil
 }
@@ -235,6 +241,8 @@ func (e Envelope) Unwrap() (Input, error) {
 		return decodeInput[StartInput](e)
 	case "config":
 		return decodeInput[ConfigInput](e)
+	case "takeover":
+		return decodeInput[TakeoverInput](e)
 	}
 	return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
 }

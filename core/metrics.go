@@ -118,6 +118,11 @@ const (
 	MetricRaftSnapshotDuration        = "flux_raft_snapshot_duration_seconds"
 	MetricRaftStateTransitions        = "flux_raft_state_transitions_total"
 	MetricRaftLeader                  = "flux_raft_leader"
+	MetricRaftTerm                    = "flux_raft_term"
+	MetricRaftCommitIndex             = "flux_raft_commit_index"
+	MetricRaftPeers                   = "flux_raft_peers"
+	MetricRaftLastContact             = "flux_raft_last_contact_seconds"
+	MetricRaftForwarded               = "flux_raft_forwarded_requests_total"
 	MetricAuthRefusals                = "flux_auth_refusals_total"
 	MetricTLSHandshakeErrors          = "flux_tls_handshake_errors_total"
 	MetricTLSCertExpiry               = "flux_tls_cert_expiry_seconds"
@@ -192,6 +197,11 @@ func Metrics() []MetricDesc {
 		{MetricRaftSnapshotDuration, MetricHistogram, "Duration of a phase of raft's snapshots: take (all), fsm_snapshot, create, persist, fsm_restore, compact_logs.", []string{"phase"}},
 		{MetricRaftStateTransitions, MetricCounter, "Transitions of the log node to a raft state (follower, candidate, leader).", []string{"state"}},
 		{MetricRaftLeader, MetricGauge, "1 while this cp's log node is the raft leader (takes writes), else 0.", nil},
+		{MetricRaftTerm, MetricGauge, "The raft term this cp's log node is in.", nil},
+		{MetricRaftCommitIndex, MetricGauge, "Raft index of the newest log entry this cp knows to be committed (flux_log_applied_index trails it while entries are applied).", nil},
+		{MetricRaftPeers, MetricGauge, "Voters in the raft configuration this cp knows, itself included.", nil},
+		{MetricRaftLastContact, MetricGauge, "Seconds since a follower last heard from the leader (0 on the leader).", nil},
+		{MetricRaftForwarded, MetricCounter, "Requests a follower forwarded to the leader, by result (ok, no_leader, error).", []string{LabelResult}},
 		{MetricAuthRefusals, MetricCounter, "Requests refused for their credentials, by reason: no_token, unknown_token (401); wrong_role, wrong_agent (403); no_client_cert (401, the agent protocol with -tls-client-ca).", []string{LabelReason}},
 		{MetricTLSHandshakeErrors, MetricCounter, "TLS handshakes of the API port that failed, by reason: unknown_ca, expired, plain_http (an HTTP request to the TLS port), other.", []string{LabelReason}},
 		{MetricTLSCertExpiry, MetricGauge, "When the API port's serving certificate expires, as Unix seconds (0 without TLS); re-read on SIGHUP.", nil},

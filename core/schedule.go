@@ -217,9 +217,14 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	cp.inFlight++
 	cp.reindex(a)
 	cp.setState(t, TaskAssigned, ActorScheduler, "")
-	cp.outbox = append(cp.outbox, Outbound{To: a.id, Address: a.address, Assign: &Assign{
+	cp.outbox = append(cp.outbox, cp.assignMessage(a, t))
+}
+
+// assignMessage is the assignment of t's current attempt to a.
+func (cp *ControlPlane) assignMessage(a *agentRecord, t *taskRecord) Outbound {
+	return Outbound{To: a.id, Address: a.address, Assign: &Assign{
 		TaskID: t.ID, Attempt: t.Attempt, Spec: t.Spec, Deadline: cp.leaseDeadline(t),
-	}})
+	}}
 }
 
 // leaseDeadline is when the cp gives up on t's current attempt as stuck.

@@ -84,7 +84,7 @@ func EventTypes() []EventType {
 		EventAgentLost, EventAgentForgotten, EventAgentQuarantined, EventAgentReleased,
 		EventDomainOpen, EventDomainThrottled, EventDomainIsolated, EventDomainProbing, EventDomainPanic,
 		EventModeChanged, EventSchedulerReschedulingPaused, EventSchedulerReschedulingResumed, EventQueuePurged,
-		EventConfigChanged}
+		EventConfigChanged, EventLeaderTakeover}
 }
 
 // taskEventTypes names the timeline event of entering each task state.

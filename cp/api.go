@@ -62,6 +62,11 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodPost, "/admin/mode", authAdmin, s.setMode)
 	add(http.MethodGet, "/admin/log/export", authAdmin, s.logExport)
 	add(http.MethodGet, "/timeline", authRead, s.timeline)
+	add(http.MethodGet, "/admin/raft/members", authRead, s.getMembers)
+	add(http.MethodPost, "/admin/raft/members", authAdmin, s.addMember)
+	add(http.MethodDelete, "/admin/raft/members/:id", authAdmin, s.removeMember)
+	add(http.MethodPost, "/admin/raft/transfer-leadership", authAdmin, s.transferLeadership)
+	add(http.MethodPost, "/admin/raft/announce", authAdmin, s.announceMember)
 	add(http.MethodGet, "/healthz", authNone, s.healthz)
 	add(http.MethodGet, "/readyz", authNone, s.readyz)
 	metricsHandler := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
@@ -563,7 +568,10 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, v)
+	fnet.WriteJSON(w, http.StatusOK, struct {
+		DebugView
+		NodeView
+	}{v, s.nodeView()})
 }
 
 // PurgeRequest is the body of POST /scheduler/queue/purge: exactly one
@@ -731,12 +739,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, http.StatusServiceUnavailable, "not_running", "the reconcile loop is not running")
 	case s.notDurable.Load() != nil:
 		writeError(w, http.StatusServiceUnavailable, "not_durable", "the last write to the log failed: "+*s.notDurable.Load())
-	case !s.node.IsLeader():
+	case s.node.Clustered() && s.leaderURL() == "":
+		writeError(w, http.StatusServiceUnavailable, "no_leader", "this cp knows no leader to serve the API with (an election is under way, or no quorum)")
+	case !s.node.Clustered() && !s.node.IsLeader():
 		writeError(w, http.StatusServiceUnavailable, "not_leader", "this control plane does not lead its log now (it re-elects itself after a failed write)")
 	default:
-		var mode core.Mode
-		s.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
-		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(mode)})
+		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(s.Mode()), "role": string(s.node.Role())})
 	}
 }
 

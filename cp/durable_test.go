@@ -307,15 +307,15 @@ func TestLogEntryVersion(t *testing.T) {
 	if a := f.Apply(1, init).(applied); a.Err != nil {
 		t.Fatal(a.Err)
 	}
-	a := f.Apply(2, []byte(`{"v":3,"env":{"kind":"tick"}}`)).(applied)
-	if a.Err == nil || !strings.Contains(a.Err.Error(), "log entry 2 has format version 3; this cp knows versions 1 and 2 only") {
-		t.Fatalf("entry of version 3: %v", a.Err)
+	a := f.Apply(2, []byte(`{"v":4,"env":{"kind":"tick"}}`)).(applied)
+	if a.Err == nil || !strings.Contains(a.Err.Error(), "log entry 2 has format version 4; this cp knows versions 1 to 3 only") {
+		t.Fatalf("entry of version 4: %v", a.Err)
 	}
 	if f.err() == nil {
 		t.Fatal("the FSM goes on after an entry it could not apply")
 	}
 	for _, bad := range []string{`not json`, `{"v":1}`, `{"v":1,"env":{"kind":"nope","at":"2026-01-01T00:00:00Z"}}`,
-		`{"v":2}`, `{"v":2,"batch":[]}`, `{"v":2,"env":{"kind":"tick","at":"2026-01-01T00:00:00Z"}}`, `{"v":1,"batch":[{"kind":"tick","at":"2026-01-01T00:00:00Z"}]}`} {
+		`{"v":2}`, `{"v":2,"batch":[]}`, `{"v":2,"env":{"kind":"tick","at":"2026-01-01T00:00:00Z"}}`, `{"v":1,"batch":[{"kind":"tick","at":"2026-01-01T00:00:00Z"}]}`, `{"v":3}`, `{"v":3,"member":{"id":"a b","api_url":"http://h:1"}}`, `{"v":3,"member":{"id":"cp1","api_url":"ftp://h"}}`} {
 		g := newFSM(nil, nil)
 		g.Apply(1, init)
 		if a := g.Apply(2, []byte(bad)).(applied); a.Err == nil || g.err() == nil {

@@ -26,18 +26,24 @@ import (
 // version 2 so that a cp that knows version 1 only refuses it by name
 // instead of misreading it; an entry of one input is still written as
 // version 1, so a log without batches stays readable by such a cp.
+//
+// Version 3 holds a member: a cp of a replicated cluster publishing its
+// API URL (see cluster.go). It is not a core input: which cp answers where
+// is not scheduling state, and a replay skips it.
 const (
-	entryFormatVersion      = 1
-	entryBatchFormatVersion = 2
+	entryFormatVersion       = 1
+	entryBatchFormatVersion  = 2
+	entryMemberFormatVersion = 3
 )
 
 // logEntry is one log entry: exactly one of Init, Env (version 1) and
 // Batch (version 2) is set.
 type logEntry struct {
-	V     int             `json:"v"`
-	Init  *initEntry      `json:"init,omitempty"`
-	Env   *core.Envelope  `json:"env,omitempty"`
-	Batch []core.Envelope `json:"batch,omitempty"`
+	V      int             `json:"v"`
+	Init   *initEntry      `json:"init,omitempty"`
+	Env    *core.Envelope  `json:"env,omitempty"`
+	Batch  []core.Envelope `json:"batch,omitempty"`
+	Member *MemberInfo     `json:"member,omitempty"`
 }
 
 // initEntry creates the core: the first entry of a new data dir. The config
@@ -76,12 +82,19 @@ func decodeEntry(index uint64, data []byte) (logEntry, error) {
 			return logEntry{}, fmt.Errorf("cp: log entry %d must hold exactly one of init and env", index)
 		}
 	case entryBatchFormatVersion:
-		if e.Init != nil || e.Env != nil || len(e.Batch) == 0 {
+		if e.Init != nil || e.Env != nil || len(e.Batch) == 0 || e.Member != nil {
 			return logEntry{}, fmt.Errorf("cp: log entry %d (a batch) must hold a non-empty batch only", index)
 		}
+	case entryMemberFormatVersion:
+		if e.Init != nil || e.Env != nil || e.Batch != nil || e.Member == nil {
+			return logEntry{}, fmt.Errorf("cp: log entry %d (a member) must hold a member only", index)
+		}
+		if err := e.Member.validate(); err != nil {
+			return logEntry{}, fmt.Errorf("cp: log entry %d: %w", index, err)
+		}
 	default:
-		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows versions %d and %d only (a newer or other cp wrote it)",
-			index, e.V, entryFormatVersion, entryBatchFormatVersion)
+		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows versions %d to %d only (a newer or other cp wrote it)",
+			index, e.V, entryFormatVersion, entryMemberFormatVersion)
 	}
 	return e, nil
 }
@@ -122,6 +135,8 @@ type fsm struct {
 	events []core.Event       // recorded during the current Apply
 	sink   leaderSink
 	broken error // an entry that could not be applied: the state is not the log's
+	// members are the API URLs the cps of a cluster published, by id.
+	members []MemberInfo
 
 	hashMu    sync.Mutex
 	hashIndex uint64
@@ -160,6 +175,10 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 	}
 	if e.Init != nil {
 		return f.applyInit(index, e.Init)
+	}
+	if e.Member != nil {
+		f.members = setMember(f.members, *e.Member)
+		return applied{}
 	}
 	if f.core == nil {
 		f.broken = fmt.Errorf("cp: log entry %d comes before the log's init entry", index)
@@ -246,7 +265,8 @@ func (f *fsm) flush() {
 }
 
 // Snapshot implements raftlog.FSM: the core's export (empty before the init
-// entry).
+// entry), in a cluster container when members published their URLs (see
+// encodeSnapshot).
 func (f *fsm) Snapshot() ([]byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -257,6 +277,10 @@ func (f *fsm) Snapshot() ([]byte, error) {
 	b, err := f.core.Export()
 	if err != nil {
 		return nil, fmt.Errorf("cp: export the state: %w", err)
+	}
+	b, err = encodeSnapshot(b, f.members)
+	if err != nil {
+		return nil, err
 	}
 	if f.obs != nil {
 		f.obs.snapshotTaken(time.Since(start), len(b))
@@ -277,6 +301,11 @@ func (f *fsm) Restore(r io.Reader) error {
 		f.attach(nil)
 		return nil
 	}
+	data, members, err := decodeSnapshot(data)
+	if err != nil {
+		return err
+	}
+	f.members = members
 	c, err := core.Restore(data, f.faults)
 	if err != nil {
 		return fmt.Errorf("cp: restore the state from a snapshot: %w", err)

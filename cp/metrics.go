@@ -31,6 +31,7 @@ type metrics struct {
 	snapshotBytes    prometheus.Gauge
 	restore          prometheus.Gauge
 	batchInputs      prometheus.Histogram
+	forwarded        *prometheus.CounterVec
 	authRefusals     *prometheus.CounterVec
 	tlsHandshake     *prometheus.CounterVec
 	tlsCertExpiry    prometheus.Gauge
@@ -109,7 +110,23 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}
 		return 0
 	})
-	for _, c := range append(raftMetrics().collectors(), leader) {
+	raftGauge := func(name string, f func(raftlog.RaftStats) float64) prometheus.Collector {
+		d := metricDesc(name, core.MetricGauge)
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: d.Name, Help: d.Help}, func() float64 {
+			if s.node == nil {
+				return 0
+			}
+			return f(s.node.Stats())
+		})
+	}
+	m.forwarded = prometheus.NewCounterVec(counterOpts(core.MetricRaftForwarded))
+	raftGauges := []prometheus.Collector{leader, m.forwarded,
+		raftGauge(core.MetricRaftTerm, func(st raftlog.RaftStats) float64 { return float64(st.Term) }),
+		raftGauge(core.MetricRaftCommitIndex, func(st raftlog.RaftStats) float64 { return float64(st.CommitIndex) }),
+		raftGauge(core.MetricRaftPeers, func(st raftlog.RaftStats) float64 { return float64(st.Peers) }),
+		raftGauge(core.MetricRaftLastContact, func(st raftlog.RaftStats) float64 { return st.LastContact.Seconds() }),
+	}
+	for _, c := range append(raftMetrics().collectors(), raftGauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -98,6 +98,10 @@ type Options struct {
 	// HTTPClient sends to agents; a keep-alive client by default.
 	HTTPClient *http.Client
 
+	// Cluster makes this cp one member of a replicated cluster (see
+	// cluster.go); the zero value is a single cp.
+	Cluster ClusterOptions
+
 	// raft adjusts the log's options (tests inject store faults with it).
 	raft func(*raftlog.Options)
 }
@@ -183,8 +187,13 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("cp: DeliveryQueuePerAgentMax %d must be in [1,DeliveryQueueMax]", o.DeliveryQueuePerAgentMax)
 	case o.DeliveryTimeout <= 0:
 		return fmt.Errorf("cp: DeliveryTimeout %v must be > 0", o.DeliveryTimeout)
+	case o.Cluster.clustered() && o.DataDir == "":
+		return errors.New("cp: a cluster member (-raft-addr) needs a data dir: -in-memory is for a single cp")
 	}
-	return nil
+	if o.Cluster.ForwardTimeout == 0 {
+		o.Cluster.ForwardTimeout = 90 * time.Second
+	}
+	return o.Cluster.validate()
 }
 
 // Server is the control-plane daemon. Create it with New, serve Handler, and
@@ -208,6 +217,7 @@ type Server struct {
 
 	delivery *deliveryQueues
 	metrics  *metrics
+	cluster  cluster
 	// tokens are the tokens in force (swapped whole by ReloadTokens).
 	tokens  atomic.Pointer[tokenSet]
 	handler http.Handler
@@ -254,7 +264,11 @@ func New(opts Options) (*Server, error) {
 			s.log.Error("timeline store failed: /timeline serves the in-memory timeline only", "error", err.Error())
 		}
 	}
-	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm}
+	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm, NodeID: opts.Cluster.NodeID}
+	if c := opts.Cluster; c.clustered() {
+		ro.Cluster = raftlog.ClusterOptions{BindAddr: c.RaftAddr, Advertise: c.RaftAdvertise, Peers: c.Peers,
+			Recover: c.Recover, Timing: c.RaftTiming}
+	}
 	if opts.raft != nil {
 		opts.raft(&ro)
 	}
@@ -267,11 +281,19 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.metrics.restore.Set(time.Since(start).Seconds())
-	if err := s.start(); err != nil {
+	if s.node.Clustered() {
+		// A member catches up by replication and acts as leader only once
+		// elected (runCluster); it checks what it replayed now.
+		if err := s.fsm.err(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.fsm.syncIndex(s.node.AppliedIndex())
+	} else if err := s.start(); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	s.handler = s.routes()
+	s.handler = s.clusterHandler(s.routes())
 	return s, nil
 }
 
@@ -284,11 +306,18 @@ func (s *Server) start() error {
 		return err
 	}
 	s.fsm.syncIndex(s.node.AppliedIndex())
-	// One node is always the leader once Open returns. With followers, only
-	// the leader would install the sink (send the outbox, log events) and
-	// run the reconcile loop.
+	// A single node is always the leader once Open returns. In a cluster,
+	// only the leader installs the sink (sends the outbox, logs events) and
+	// runs the reconcile loop: see establishLeadership.
 	s.fsm.setSink(s.leaderSink)
-	ctx := context.Background()
+	return s.writeStartEntries(context.Background())
+}
+
+// writeStartEntries writes the config of a new log (or the flags' config
+// where it differs from the persisted one) and this start's task id
+// prefix: what a single cp does at start and a cluster's leader when
+// elected.
+func (s *Server) writeStartEntries(ctx context.Context) error {
 	var persisted *core.Config
 	s.fsm.read(func(c *core.ControlPlane) {
 		if c != nil {
@@ -410,7 +439,11 @@ func (s *Server) proposeAll(ctx context.Context, ins []core.Input) ([]applied, e
 // Mode is the scheduler's current mode (the persisted one after a restart).
 func (s *Server) Mode() core.Mode {
 	var m core.Mode
-	s.read(func(c *core.ControlPlane) { m, _, _ = c.Mode() })
+	s.read(func(c *core.ControlPlane) {
+		if c != nil {
+			m, _, _ = c.Mode()
+		}
+	})
 	return m
 }
 
@@ -430,12 +463,29 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 	s.startDelivery(ctx)
+	if s.node.Clustered() {
+		clusterDone := make(chan struct{})
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			defer close(clusterDone)
+			s.runCluster(cctx)
+		}()
+		defer func() {
+			cancel()
+			<-clusterDone
+		}()
+	}
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
 	var queueCap int
-	s.read(func(c *core.ControlPlane) { queueCap = c.Config().QueueCapacity })
+	s.read(func(c *core.ControlPlane) {
+		if c != nil {
+			queueCap = c.Config().QueueCapacity
+		}
+	})
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
-		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
+		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex(),
+		"node_id", s.opts.Cluster.nodeID(), "role", string(s.node.Role()))
 	for {
 		select {
 		case <-ctx.Done():
@@ -456,7 +506,7 @@ func (s *Server) BeginShutdown() { s.stopping.Store(true) }
 // Reconcile runs one reconcile pass now (the loop calls it every
 // ReconcileInterval) through the log and records its wall-clock duration.
 func (s *Server) Reconcile() {
-	if !s.node.IsLeader() {
+	if !s.node.IsLeader() || s.node.Clustered() && !s.cluster.leading.Load() {
 		return
 	}
 	start := time.Now()

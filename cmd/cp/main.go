@@ -72,6 +72,7 @@ type config struct {
 	Restore           string
 	TimelineRetention time.Duration
 	TimelineEventsMax int
+	Cluster           cp.ClusterOptions
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -108,6 +109,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	restore := fs.String("restore", "", "start a new, empty -data-dir from this export file (fluxctl log export > FILE); refused if the data dir is not empty")
 	tlRetention := fs.Duration("timeline-retention", timelinestore.DefaultRetention, "/timeline pages over the events of this long (kept on disk under the data dir), or the last -timeline-events-max events, whichever are fewer")
 	tlMax := fs.Int("timeline-events-max", timelinestore.DefaultEventsMax, "most events kept on disk for /timeline (see -timeline-retention)")
+	nodeID := fs.String("node-id", "", "this cp's id in its cluster; default the id its data dir was first started with, else the hostname (a later mismatch is a start-up error)")
+	raftAddr := fs.String("raft-addr", "", "host:port raft listens on for the other cps; without it the cp is a single node with no raft network (it cannot grow)")
+	raftAdvertise := fs.String("raft-advertise", "", "host:port the other cps reach this one's raft at (default -raft-addr when it names a host)")
+	advertise := fs.String("advertise", "", "the API URL other cps and agents use for this cp (default http://<host of -listen, or the hostname>:<port>)")
+	peers := fs.String("peers", "", "raft addresses of the initial voters, the same list on every cp: 'cp1=host:port,cp2=host:port,cp3=host:port'; a cp with an empty data dir whose -node-id is listed bootstraps the cluster with it")
+	recoverCluster := fs.Bool("recover", false, "rebuild a cluster that lost its quorum for good from this node's data, as exactly -peers (the surviving nodes; see deploy/README.md), then run")
+	raftTiming := fs.Float64("raft-timing", 1, "scale raft's timeouts (heartbeat 1s, election 1s, leader lease 500ms) by this factor; below 1 only for tests")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -184,7 +192,53 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cfg.Core = c
+	if cfg.Cluster, err = clusterConfig(given, cfg, *nodeID, *raftAddr, *raftAdvertise, *advertise, *peers, *recoverCluster, *raftTiming); err != nil {
+		return config{}, err
+	}
 	return cfg, nil
+}
+
+// clusterConfig resolves the cluster flags; every error names the flag as
+// the user gave it.
+func clusterConfig(given envflag.Origins, cfg config, nodeID, raftAddr, raftAdvertise, advertise, peers string, recoverCluster bool, timing float64) (cp.ClusterOptions, error) {
+	c := cp.ClusterOptions{NodeID: strings.TrimSpace(nodeID), RaftAddr: raftAddr, RaftAdvertise: raftAdvertise, Recover: recoverCluster, RaftTiming: timing}
+	if c.NodeID == "" && cfg.Restore == "" {
+		c.NodeID = cp.DefaultNodeID(cfg.DataDir) // after -restore: the restored dir's, in run
+	}
+	if timing <= 0 || timing > 100 {
+		return c, fmt.Errorf("%w: %s must be above 0 and at most 100", errUsage, given.Describe("raft-timing"))
+	}
+	if peers != "" {
+		ps, err := raftlog.ParsePeers(peers)
+		if err != nil {
+			return c, fmt.Errorf("%w: %s: %v", errUsage, given.Describe("peers"), err)
+		}
+		c.Peers = ps
+	}
+	if advertise == "" {
+		host, port, _ := net.SplitHostPort(cfg.Listen)
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			if h, err := os.Hostname(); err == nil && h != "" {
+				host = h
+			} else {
+				host = "127.0.0.1"
+			}
+		}
+		advertise = "http://" + net.JoinHostPort(host, port)
+	} else if !strings.Contains(advertise, "://") {
+		return c, fmt.Errorf("%w: %s must be a URL such as http://cp1.example:8080", errUsage, given.Describe("advertise"))
+	}
+	c.AdvertiseURL = strings.TrimRight(advertise, "/")
+	switch {
+	case (len(c.Peers) > 0 || c.Recover) && c.RaftAddr == "":
+		return c, fmt.Errorf("%w: %s and -recover need -raft-addr", errUsage, given.Describe("peers"))
+	case cfg.InMemory && c.RaftAddr != "":
+		return c, fmt.Errorf("%w: %s needs a data dir, not %s", errUsage, given.Describe("raft-addr"), given.Describe("in-memory"))
+	}
+	if c.RaftAddr == "" {
+		c.AdvertiseURL = "" // a single node: nobody forwards to it
+	}
+	return c, nil
 }
 
 func main() {
@@ -210,6 +264,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if code := restoreDataDir(cfg, logger); code != 0 {
 			return code
 		}
+		if cfg.Cluster.NodeID == "" {
+			cfg.Cluster.NodeID = cp.DefaultNodeID(cfg.DataDir)
+		}
 	}
 	rl := &reloader{log: logger}
 	var httpClient *http.Client
@@ -231,7 +288,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
 		AgentCertRequired: cfg.TLSClientCA != "", HTTPClient: httpClient,
 		ReconcileInterval: cfg.ReconcileInterval,
-		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax})
+		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
+		Cluster: cfg.Cluster})
 	if err != nil {
 		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
 		if errors.Is(err, raftlog.ErrDirLocked) {
@@ -290,6 +348,8 @@ wait:
 			rl.reload()
 		}
 	}
+	// A leader hands over first, so a rolling restart is no failover.
+	s.HandOff()
 	s.BeginShutdown()
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

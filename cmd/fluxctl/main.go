@@ -85,6 +85,8 @@ Commands:
   purge                         cancel queued tasks: -all | -domain D | -older-than DURATION
   timeline                      audit events [-since SEQ -limit N | -tail N]
   log export [-since 30m]       the log export (newest snapshot at or before the start, the entries after it) to stdout: backup, replay
+  raft members | add ID ADDR | remove ID | transfer
+                                the cps of a cluster: list, add a voter, remove one, move leadership
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
 
 Common flags (before or after the command): -cp URL, -o table|json, and for
@@ -230,6 +232,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.bench(args)
 	case "log":
 		return c.log(args)
+	case "raft":
+		return c.raft(args)
 	case "help":
 		fmt.Fprint(c.stdout, usage)
 		return nil

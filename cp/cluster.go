@@ -199,8 +199,34 @@ func (s *Server) clusterHandler(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "no_state", "this cp has not received the cluster's state yet: retry, or ask the leader")
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
+			s.notLeader(w)
+			return
+		}
 		s.forward(w, r)
 	})
+}
+
+// NotLeaderError is the body a follower answers the agent protocol with:
+// agents talk to the leader itself (a forwarded request would lose the
+// agent's own TLS identity), so they switch to LeaderURL.
+type NotLeaderError struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	LeaderURL string `json:"leader_url,omitempty"`
+}
+
+func (s *Server) notLeader(w http.ResponseWriter) {
+	lu := s.leaderURL()
+	msg := fmt.Sprintf("cp %s is not the leader", s.opts.Cluster.nodeID())
+	if lu == "" {
+		msg += " and knows no leader: retry"
+	} else {
+		msg += ": talk to the leader at " + lu
+		w.Header().Set(HeaderLeader, lu)
+	}
+	w.Header().Set("Retry-After", "1")
+	fnet.WriteJSON(w, http.StatusServiceUnavailable, NotLeaderError{Error: "not_leader", Message: msg, LeaderURL: lu})
 }
 
 // forward sends r to the leader and copies its answer back.

@@ -223,6 +223,12 @@ func TestClusterForwardsAndFailsOver(t *testing.T) {
 		}
 		ids = append(ids, tv.ID)
 	}
+	// The agent protocol is the leader's own: a follower names it.
+	var nle NotLeaderError
+	code, raw, _ := rawCall(http.DefaultClient, "POST", f.url+"/v1/agent/heartbeat", `{}`)
+	if code != http.StatusServiceUnavailable || jsonInto(raw, &nle) != nil || nle.Error != "not_leader" || nle.LeaderURL != l.url {
+		t.Fatalf("heartbeat to a follower: %d %s", code, raw)
+	}
 	var got TaskView
 	if code, _ := doJSON(t, "GET", f.url+"/v1/tasks/"+string(ids[0]), "", &got); code != 200 || got.ID != ids[0] {
 		t.Fatalf("read through follower: %d %+v", code, got)

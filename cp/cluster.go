@@ -64,6 +64,9 @@ type ClusterOptions struct {
 	// ForwardTimeout bounds a request forwarded to the leader (a held
 	// agent poll included). Default 90s.
 	ForwardTimeout time.Duration
+	// RaftTLS, when set, carries raft between the cps over TLS: each
+	// presents a certificate naming its node id and checks the others'.
+	RaftTLS *raftlog.TLSConfigs
 }
 
 func (c *ClusterOptions) clustered() bool { return c.RaftAddr != "" }

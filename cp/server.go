@@ -267,7 +267,7 @@ func New(opts Options) (*Server, error) {
 	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm, NodeID: opts.Cluster.NodeID}
 	if c := opts.Cluster; c.clustered() {
 		ro.Cluster = raftlog.ClusterOptions{BindAddr: c.RaftAddr, Advertise: c.RaftAdvertise, Peers: c.Peers,
-			Recover: c.Recover, Timing: c.RaftTiming}
+			Recover: c.Recover, Timing: c.RaftTiming, TLS: c.RaftTLS}
 	}
 	if opts.raft != nil {
 		opts.raft(&ro)

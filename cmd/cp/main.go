@@ -283,6 +283,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 1024, 16, 90*time.Second
 		tr.TLSClientConfig = rl.cli.Config()
 		httpClient = &http.Client{Transport: tr}
+		if cfg.Cluster.RaftAddr != "" {
+			if cfg.TLSClientCA == "" {
+				logger.Error("cannot start: raft over TLS needs -tls-client-ca, the CA the cps' certificates chain to (each cp's names its -node-id)")
+				return 2
+			}
+			cfg.Cluster.RaftTLS = &raftlog.TLSConfigs{Server: rl.srv.Config, Client: rl.cli.Config}
+		}
 	}
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,

@@ -255,7 +255,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(HeaderLeader, lu)
-	s.proxyTo(lu).ServeHTTP(w, r)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Cluster.ForwardTimeout)
+	defer cancel()
+	s.proxyTo(lu).ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (s *Server) proxyTo(leader string) *httputil.ReverseProxy {

@@ -285,7 +285,9 @@ func query(w http.ResponseWriter, r *http.Request, allowed ...string) (url.Value
 		return nil, false
 	}
 	for k, vs := range q {
-		if !slices.Contains(allowed, k) {
+		// stale=true (read this cp's own copy, not the leader's) is
+		// taken by the cluster layer before the handler, on every read.
+		if !slices.Contains(allowed, k) && (k != "stale" || r.Method != http.MethodGet) {
 			writeError(w, http.StatusBadRequest, "bad_request",
 				fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
 			return nil, false
@@ -560,10 +562,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if _, ok := query(w, r); !ok {
+	q, ok := query(w, r, "fresh_hash")
+	if !ok {
 		return
 	}
-	v, err := s.fsm.debugView(s.clock.Now())
+	v, err := s.fsm.debugView(s.clock.Now(), q.Get("fresh_hash") == "true")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return

@@ -256,6 +256,10 @@ func TestClusterForwardsAndFailsOver(t *testing.T) {
 	if code, _ := doJSON(t, "GET", f.url+"/v1/tasks/"+string(ids[4])+"?stale=true", "", &got); code != 200 {
 		t.Fatalf("stale read: %d", code)
 	}
+	var list TaskList
+	if code, _ := doJSON(t, "GET", f.url+"/v1/tasks?stale=true&limit=10", "", &list); code != 200 || len(list.Tasks) != 5 {
+		t.Fatalf("stale list: %d %d tasks", code, len(list.Tasks))
+	}
 
 	// The leader dies; another takes over with every acknowledged task.
 	tc.stop(l)

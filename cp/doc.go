@@ -51,6 +51,14 @@
 //	                                heartbeat_interval_ms each agent reports
 //	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
 //	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, isolation_panic, ...)
+//	                                plus applied_index, state_hash (of state_hash_index; a costly
+//	                                state is rehashed at most every 5s unless ?fresh_hash=true),
+//	                                node_id, role, leader, members: always this cp's own view
+//	GET  /admin/raft/members        the raft configuration: id, raft_addr, api_url, voter, leader
+//	POST /admin/raft/members        admin token; {"id","raft_addr"}: add a voter
+//	DELETE /admin/raft/members/{id} admin token; remove a member
+//	POST /admin/raft/transfer-leadership   admin token; the leader hands over
+//	POST /admin/raft/announce       admin token; a follower publishes its API URL (internal)
 //	GET  /admin/mode                admin token
 //	POST /admin/mode                admin token; {"mode":"DRAINING","reason":"..."}
 //	POST /scheduler/queue/purge     admin token; {"all":true} | {"domain":"z"} |
@@ -105,6 +113,17 @@
 // tasks of one batch submit always share one entry, side by side. Snapshots are core.Export; the
 // first entry of a new data dir holds the core config, so on a restart the
 // persisted config and mode stand.
+//
+// # Clusters
+//
+// With Options.Cluster.RaftAddr, three (or five) cps share the log over a
+// network transport (TCP, or TLS naming each cp's node id): see cluster.go.
+// The leader alone proposes, reconciles, sends agents their messages and
+// logs events; a follower forwards every request to the leader (answers
+// carry Flux-Leader) except its own /healthz, /readyz, /metrics, debug
+// snapshot, GET /admin/raft/members and reads with ?stale=true, and answers
+// the agent protocol 503 not_leader with the leader's URL. Without a leader
+// writes get 503 no_leader with Retry-After.
 //
 // Tests pass clock.NewMock() and drive the reconcile loop by advancing it.
 package cp

@@ -56,6 +56,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
 	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
 	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
+	add(http.MethodPost, fnet.PathPoll, authAgent, s.poll)
 	add(http.MethodGet, "/scheduler/debug/snapshot", authNone, s.snapshot)
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
@@ -155,7 +156,7 @@ func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
 				return
 			}
 		case authAgent:
-			if !fnet.CheckToken(r, s.opts.AgentToken) {
+			if !s.authAgentRequest(r) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-agent"`)
 				writeError(w, http.StatusUnauthorized, "unauthorized", "the agent protocol needs Authorization: Bearer <agent token>")
 				return

@@ -143,3 +143,80 @@ func DecodeStatus(err error) (int, string) {
 	}
 	return http.StatusBadRequest, "bad_request"
 }
+
+// Poll sends the long poll p to the control plane and returns its reply.
+// The exchange lasts up to p.WaitMillis plus the round trip: give ctx (or
+// the client's timeout) room for it.
+func (c *HTTPClient) Poll(ctx context.Context, p PollRequest) (*PollReply, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.CPURL, "/")+PathPoll, bytes.NewReader(Encode(p)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error, Message string }
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
+	}
+	var r PollReply
+	if err := DecodeReply(resp.Body, PollReplyMax, &r); err != nil {
+		return nil, err
+	}
+	if r.Epoch == 0 {
+		return nil, fmt.Errorf("%w: poll reply without epoch", ErrBadMessage)
+	}
+	if len(r.Messages) > PollBatchMax {
+		return nil, fmt.Errorf("%w: poll reply of %d messages, at most %d", ErrBadMessage, len(r.Messages), PollBatchMax)
+	}
+	for i := range r.Messages {
+		if err := r.Messages[i].Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return &r, nil
+}
+
+// NewCPClient returns the HTTP client an agent talks to the control plane
+// at cpURL with: HTTP/2, so the long poll and the heartbeats share one TCP
+// connection (cleartext HTTP/2 with prior knowledge for http:// URLs, ALPN
+// for https://), or HTTP/1.1 only with http1 (for proxies that cannot carry
+// h2c: the poll and the heartbeats then use a connection each).
+func NewCPClient(cpURL string, http1 bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	var p http.Protocols
+	switch {
+	case http1:
+		p.SetHTTP1(true)
+	case strings.HasPrefix(cpURL, "https://"):
+		p.SetHTTP1(true) // a server without h2 still works
+		p.SetHTTP2(true)
+	default:
+		p.SetUnencryptedHTTP2(true)
+	}
+	tr.Protocols = &p
+	if !http1 {
+		tr.HTTP2 = &http.HTTP2Config{
+			// Notice a dead connection under a held poll: ping when
+			// nothing was read for a while.
+			SendPingTimeout: 15 * time.Second,
+			PingTimeout:     10 * time.Second,
+		}
+	}
+	return &http.Client{Transport: tr}
+}

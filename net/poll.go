@@ -35,6 +35,9 @@ const (
 	PollWaitMax = 60_000 // ms
 	// PollAcksMax bounds the acks one poll may carry.
 	PollAcksMax = PollBatchMax
+	// PollReplyMax bounds the bytes of a poll reply an agent reads: a full
+	// batch of assignments with argv at the core's 64 KiB bound fits.
+	PollReplyMax = 64 << 20
 )
 
 // PollRequest is an agent's long poll. Epoch and After name the last message

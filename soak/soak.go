@@ -236,7 +236,7 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 	c := &cpUnderTest{tr: http.DefaultTransport.(*http.Transport).Clone()}
 	c.tr.MaxIdleConns, c.tr.MaxIdleConnsPerHost = 256, 64 // all agents share one host:port here
 	server, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cc, AgentToken: agentToken,
-		ReconcileInterval: 100 * time.Millisecond, DeliveryTimeout: 2 * time.Second, HTTPClient: &http.Client{Transport: c.tr}})
+		ReconcileInterval: 100 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}

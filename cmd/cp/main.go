@@ -14,7 +14,8 @@
 //
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
-// reconcile loop and the delivery workers stop.
+// reconcile loop stops. Agents long-poll the cp (they dial in; the cp
+// never connects to an agent); held polls are answered empty at shutdown.
 //
 // State is durable: every change is written to a raft log in -data-dir
 // (FLUX_DATA_DIR, default fluxforge-data in the working directory) and

@@ -177,16 +177,8 @@ func (c *HTTPClient) Poll(ctx context.Context, p PollRequest) (*PollReply, error
 	if err := DecodeReply(resp.Body, PollReplyMax, &r); err != nil {
 		return nil, err
 	}
-	if r.Epoch == 0 {
-		return nil, fmt.Errorf("%w: poll reply without epoch", ErrBadMessage)
-	}
-	if len(r.Messages) > PollBatchMax {
-		return nil, fmt.Errorf("%w: poll reply of %d messages, at most %d", ErrBadMessage, len(r.Messages), PollBatchMax)
-	}
-	for i := range r.Messages {
-		if err := r.Messages[i].Validate(); err != nil {
-			return nil, err
-		}
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

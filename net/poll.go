@@ -217,3 +217,20 @@ func (m *PollMessage) Validate() error {
 	}
 	return nil
 }
+
+// Validate checks a reply's epoch, size and messages, as an agent must
+// before it takes any of them.
+func (r *PollReply) Validate() error {
+	if r.Epoch == 0 {
+		return fmt.Errorf("%w: poll reply without epoch", ErrBadMessage)
+	}
+	if len(r.Messages) > PollBatchMax {
+		return fmt.Errorf("%w: poll reply of %d messages, at most %d", ErrBadMessage, len(r.Messages), PollBatchMax)
+	}
+	for i := range r.Messages {
+		if err := r.Messages[i].Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

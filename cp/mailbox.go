@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -344,9 +345,49 @@ func (s *Server) authAgentRequest(r *http.Request) bool {
 	return fnet.CheckToken(r, s.opts.AgentToken)
 }
 
-// mailEvents drops the mailboxes of agents an entry's events forgot, lost
-// or saw restart. Called by the leader's sink before the entry's outbox.
+// voidAssign drops from agent id's mailbox the assignment of task's
+// attempt, which the core took back (requeued, failed, cancelled) before
+// the agent polled it: handed out late, it would start an attempt the cp
+// no longer stands behind.
+func (d *mailboxes) voidAssign(id core.AgentID, task core.TaskID, attempt int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.boxes[id]
+	if b == nil {
+		return
+	}
+	var seqs []uint64
+	n := b.mb.Drop(func(m fnet.PollMessage) bool {
+		void := m.Assign != nil && m.Assign.TaskID == task && m.Assign.Attempt == attempt
+		if void {
+			seqs = append(seqs, m.Seq)
+		}
+		return void
+	})
+	d.total -= n
+	if n == 0 {
+		return
+	}
+	kept := b.stamps[:0]
+	for _, st := range b.stamps {
+		if !slices.Contains(seqs, st.seq) {
+			kept = append(kept, st)
+		}
+	}
+	clear(b.stamps[len(kept):])
+	b.stamps = kept
+}
+
+// mailEvents keeps the mailboxes in step with the core: an assignment the
+// core took back goes from its mailbox; the mailbox of an agent lost or
+// restarted is emptied, of one forgotten dropped. Called by the leader's
+// sink before the entry's outbox.
 func (s *Server) mailEvents(e core.Event) {
+	if e.Kind == core.EventTask && e.AgentID != "" && e.Attempt > 0 && e.To != "" &&
+		e.To != string(core.TaskAssigned) && e.To != string(core.TaskRunning) {
+		s.mail.voidAssign(e.AgentID, e.TaskID, e.Attempt)
+		return
+	}
 	switch e.Type {
 	case core.EventAgentForgotten:
 		s.mail.forget(e.AgentID, true)

@@ -327,3 +327,38 @@ func TestMailboxForgottenWithTheAgent(t *testing.T) {
 		t.Fatalf("%d mailboxes left", n) // the healthy agents never got a message
 	}
 }
+
+// TestMailboxVoidsTakenBackAssignment: an assignment the core requeued
+// before the agent polled it leaves the mailbox, so a late poll cannot start
+// an attempt the cp no longer stands behind.
+func TestMailboxVoidsTakenBackAssignment(t *testing.T) {
+	mock := newMock()
+	tc := startCP(t, false, func(o *Options) {
+		o.Clock = mock
+		o.Core = core.DefaultConfig()
+		o.Core.AssignTimeout = 5 * time.Second
+	})
+	pollHeartbeat(tc, "a1", 1)
+	task := tc.submit(`{"kind":"sleep"}`)
+	if n := tc.s.mail.queued(); n != 1 {
+		t.Fatalf("queued %d", n)
+	}
+	for i := range 6 {
+		mock.Add(time.Second)
+		pollHeartbeat(tc, "a1", uint64(i+2)) // connected, but it never polls
+		tc.s.Reconcile()
+	}
+	v := tc.task(task.ID)
+	if len(v.Attempts) < 2 {
+		t.Fatalf("not requeued and reassigned: %+v", v)
+	}
+	r := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: 7})
+	for _, m := range r.Messages {
+		if m.Assign != nil && m.Assign.Attempt != v.Attempt {
+			t.Fatalf("stale attempt %d handed out (current %d): %+v", m.Assign.Attempt, v.Attempt, r)
+		}
+	}
+	if len(r.Messages) != 1 || r.Messages[0].Seq != 2 {
+		t.Fatalf("reply %+v", r)
+	}
+}

@@ -154,6 +154,26 @@ func (b *Mailbox) Ack(epoch, after uint64) {
 	}
 }
 
+// Drop forgets the messages held for which void reports true (an
+// assignment the core took back before the agent polled it) and returns how
+// many went. The others keep their seqs: a gap in the sequence is fine for
+// Ack, Take and the agent's Inbox.
+func (b *Mailbox) Drop(void func(PollMessage) bool) int {
+	kept := b.msgs[:0]
+	for _, m := range b.msgs {
+		if !void(m) {
+			kept = append(kept, m)
+		}
+	}
+	n := len(b.msgs) - len(kept)
+	clear(b.msgs[len(kept):])
+	b.msgs = kept
+	if len(b.msgs) == 0 {
+		b.msgs = nil
+	}
+	return n
+}
+
 // Pending reports whether a poll of epoch with cursor after has something
 // to take.
 func (b *Mailbox) Pending(epoch, after uint64) bool {

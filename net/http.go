@@ -37,30 +37,18 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("net: HTTP %d %s: %s", e.Status, e.Code, e.Msg)
 }
 
-// Do sends m and returns the reply message, if the exchange has one
-// (heartbeat → heartbeat reply, assign → assign ack; cancel has none).
+// Do sends the heartbeat m to the control plane and returns its reply.
+// Assignments and cancels travel the other way in poll replies (Poll):
+// over HTTP nothing is sent to an agent.
 func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	var (
-		url  string
-		body any
-	)
-	switch m.Kind {
-	case KindHeartbeat:
-		url, body = strings.TrimRight(c.CPURL, "/")+PathHeartbeat, m.Heartbeat
-	case KindAssign:
-		url, body = strings.TrimRight(m.Addr, "/")+PathAssign, m.Assign
-	case KindCancel:
-		url, body = strings.TrimRight(m.Addr, "/")+PathCancel, m.Cancel
-	default:
-		return nil, fmt.Errorf("%w: %s is a reply, not sent over HTTP by itself", ErrBadMessage, m.Kind)
+	if m.Kind != KindHeartbeat {
+		return nil, fmt.Errorf("%w: %s is not sent over HTTP by itself (agents poll for assignments and cancels)", ErrBadMessage, m.Kind)
 	}
-	if m.Kind != KindHeartbeat && m.Addr == "" {
-		return nil, fmt.Errorf("%w: agent %s has no address", ErrBadMessage, m.To)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(body)))
+	url := strings.TrimRight(c.CPURL, "/") + PathHeartbeat
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(m.Heartbeat)))
 	if err != nil {
 		return nil, err
 	}
@@ -82,19 +70,8 @@ func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
 		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
 	}
-	reply := &Message{From: m.To, To: m.From, Seq: m.Seq}
-	switch m.Kind {
-	case KindHeartbeat:
-		reply.Kind, reply.HeartbeatReply = KindHeartbeatReply, new(core.HeartbeatReply)
-		err = DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply)
-	case KindAssign:
-		reply.Kind, reply.AssignAck = KindAssignAck, new(core.AssignAck)
-		err = DecodeReply(resp.Body, BodyMax, reply.AssignAck)
-	default:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, nil
-	}
-	if err != nil {
+	reply := &Message{From: m.To, To: m.From, Seq: m.Seq, Kind: KindHeartbeatReply, HeartbeatReply: new(core.HeartbeatReply)}
+	if err := DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply); err != nil {
 		return nil, err
 	}
 	return reply, nil

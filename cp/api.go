@@ -539,6 +539,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !ok {
 		return
 	}
+	s.mail.noteIncarnation(hb.AgentID, hb.Incarnation)
 	fnet.WriteJSON(w, http.StatusOK, a.Result.Heartbeat)
 }
 

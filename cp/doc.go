@@ -67,7 +67,9 @@
 //	                                poll's acks go through the log, then the agent's
 //	                                mailbox answers at once or holds the request up to
 //	                                wait_ms (60s at most) until a message arrives;
-//	                                empty when the wait ends or the cp shuts down
+//	                                empty when the wait ends or the cp shuts down.
+//	                                Only a poll of the incarnation the agent last
+//	                                heartbeated with gets its messages
 //
 // With an admin token configured, the admin routes answer 401 without
 // "Authorization: Bearer <token>"; with an agent token, so do the heartbeat

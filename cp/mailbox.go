@@ -43,10 +43,14 @@ type mailboxes struct {
 }
 
 type agentBox struct {
-	mb     *fnet.Mailbox
-	pushed uint64    // messages pushed: the seq of the last one
-	handed uint64    // highest seq handed out in a reply
-	stamps []pushRec // push times of the messages not handed out yet
+	// incarnation is the agent's, as of the last heartbeat the cp took
+	// from it: a poll of another incarnation (a restarted agent that has
+	// not heartbeated yet, or a stale process) gets nothing from the box.
+	incarnation uint64
+	mb          *fnet.Mailbox
+	pushed      uint64    // messages pushed: the seq of the last one
+	handed      uint64    // highest seq handed out in a reply
+	stamps      []pushRec // push times of the messages not handed out yet
 }
 
 type pushRec struct {
@@ -121,11 +125,7 @@ func (s *Server) enqueue(m core.Outbound) {
 	ok := d.total < d.max
 	if ok {
 		if b == nil {
-			// A new epoch for every mailbox made: an agent whose mailbox
-			// was forgotten may still hold a cursor into the old one.
-			b = &agentBox{mb: fnet.NewMailbox(d.boxEpoch, d.perAgent)}
-			d.boxEpoch += 2
-			d.boxes[m.To] = b
+			b = d.newBox(m.To)
 		}
 		ok = b.mb.Push(m)
 	}
@@ -144,6 +144,28 @@ func (s *Server) enqueue(m core.Outbound) {
 		s.log.Warn("agent message dropped: mailbox full", "agent_id", string(m.To), "kind", kindOf(m),
 			"delivery_queue_max", s.opts.DeliveryQueueMax, "delivery_queue_per_agent_max", s.opts.DeliveryQueuePerAgentMax)
 	}
+}
+
+// newBox makes agent id's mailbox. Caller holds d.mu.
+func (d *mailboxes) newBox(id core.AgentID) *agentBox {
+	// A new epoch for every mailbox made: an agent whose mailbox was
+	// forgotten may still hold a cursor into the old one.
+	b := &agentBox{mb: fnet.NewMailbox(d.boxEpoch, d.perAgent)}
+	d.boxEpoch += 2
+	d.boxes[id] = b
+	return b
+}
+
+// noteIncarnation records the incarnation of a heartbeat the cp took from
+// agent id: polls of that incarnation only are answered from its mailbox.
+func (d *mailboxes) noteIncarnation(id core.AgentID, incarnation uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.boxes[id]
+	if b == nil {
+		b = d.newBox(id)
+	}
+	b.incarnation = incarnation
 }
 
 // forget drops what agent id's mailbox holds: the core lost the agent (its
@@ -170,6 +192,9 @@ func (d *mailboxes) forget(id core.AgentID, gone bool) {
 
 // take acknowledges what poll p says it processed and returns the reply
 // for it; ok is false when nothing waits (reply is then the empty answer).
+// A poll whose incarnation is not the one the agent last heartbeated with
+// gets nothing (so a restarted agent never takes its old incarnation's
+// messages, which its first heartbeat voids).
 // When nothing waits and wait is set, it also returns the channel that a
 // push for the agent closes; the caller must release it.
 func (s *Server) take(p *fnet.PollRequest, wait bool) (reply fnet.PollReply, ok bool, w *waiter) {
@@ -177,6 +202,9 @@ func (s *Server) take(p *fnet.PollRequest, wait bool) (reply fnet.PollReply, ok 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.boxes[p.AgentID]
+	if b != nil && b.incarnation != p.Incarnation {
+		b = nil // not the agent the messages are for: it waits like a stranger
+	}
 	if b != nil {
 		before := b.mb.Len()
 		b.mb.Ack(p.Epoch, p.After)

@@ -321,10 +321,11 @@ func TestMailboxForgottenWithTheAgent(t *testing.T) {
 		t.Fatal("agent not forgotten")
 	}
 	tc.s.mail.mu.Lock()
+	_, left := tc.s.mail.boxes["a1"]
 	n := len(tc.s.mail.boxes)
 	tc.s.mail.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d mailboxes left", n) // the healthy agents never got a message
+	if left || n != 4 {
+		t.Fatalf("a1's mailbox left %v, %d mailboxes (want the 4 live agents')", left, n)
 	}
 }
 
@@ -360,5 +361,29 @@ func TestMailboxVoidsTakenBackAssignment(t *testing.T) {
 	}
 	if len(r.Messages) != 1 || r.Messages[0].Seq != 2 {
 		t.Fatalf("reply %+v", r)
+	}
+}
+
+// TestPollOfAnotherIncarnationGetsNothing: a restarted agent that polls
+// before its first heartbeat, or a stale process, never takes the messages
+// meant for the incarnation the cp knows; the restart voids them.
+func TestPollOfAnotherIncarnationGetsNothing(t *testing.T) {
+	tc := startCP(t, false, func(o *Options) { o.Core.AssignTimeout = time.Hour })
+	pollHeartbeat(tc, "a1", 1) // incarnation 7
+	tc.submit(`{"kind":"sleep"}`)
+	if r := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: 8}); len(r.Messages) != 0 {
+		t.Fatalf("incarnation 8 took %+v", r)
+	}
+	if r := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: 7}); len(r.Messages) != 1 {
+		t.Fatalf("incarnation 7 got %+v", r)
+	}
+	tc.heartbeat(core.HeartbeatInput{AgentID: "a1", Domain: "z1", Slots: 4, Incarnation: 8, Seq: 1}) // restarted
+	for _, inc := range []uint64{7, 8} {
+		r := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: inc})
+		for _, m := range r.Messages {
+			if m.Assign != nil && m.Assign.Attempt == 1 {
+				t.Fatalf("incarnation %d took the old incarnation's assignment: %+v", inc, r)
+			}
+		}
 	}
 }

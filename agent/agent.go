@@ -294,6 +294,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer func() {
 		stopPoll()
 		<-pollDone
+		d.cp.HTTP.CloseIdleConnections()
 	}()
 	d.loop(ctx, func(time.Time) bool { return false })
 

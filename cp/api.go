@@ -56,6 +56,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
 	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
 	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
+	add(http.MethodPost, fnet.PathPoll, authAgent, s.poll)
 	add(http.MethodGet, "/scheduler/debug/snapshot", authRead, s.snapshot)
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
@@ -558,6 +559,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !ok {
 		return
 	}
+	s.mail.noteIncarnation(hb.AgentID, hb.Incarnation)
 	fnet.WriteJSON(w, http.StatusOK, a.Result.Heartbeat)
 }
 

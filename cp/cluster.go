@@ -67,6 +67,10 @@ type ClusterOptions struct {
 	// RaftTLS, when set, carries raft between the cps over TLS: each
 	// presents a certificate naming its node id and checks the others'.
 	RaftTLS *raftlog.TLSConfigs
+	// HTTPClient carries requests to the other cps (forwarded requests,
+	// a follower's announce); a keep-alive client by default. With TLS it
+	// must trust the CA of the cps' certificates.
+	HTTPClient *http.Client
 }
 
 func (c *ClusterOptions) clustered() bool { return c.RaftAddr != "" }
@@ -275,7 +279,7 @@ func (s *Server) proxyTo(leader string) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(headerForwarded, id)
 		},
-		Transport: s.opts.HTTPClient.Transport,
+		Transport: s.opts.Cluster.HTTPClient.Transport,
 		ModifyResponse: func(resp *http.Response) error {
 			s.metrics.forwarded.WithLabelValues("ok").Inc()
 			return nil
@@ -451,7 +455,7 @@ func (s *Server) announce(ctx context.Context) {
 	if s.opts.AdminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
 	}
-	resp, err := s.opts.HTTPClient.Do(req)
+	resp, err := s.opts.Cluster.HTTPClient.Do(req)
 	if err != nil {
 		s.log.Debug("member announce failed", "leader", lu, "error", err.Error())
 		return
@@ -644,7 +648,7 @@ func (s *Server) nodeView() NodeView {
 // leadershipLost drops what only the leader holds for agents: the messages
 // waiting for them go with the leadership (the next leader resends the
 // unconfirmed assignments on taking over).
-func (s *Server) leadershipLost() {}
+func (s *Server) leadershipLost() { s.mail.dropAll() }
 
 // HandOff transfers leadership to another cp when this one leads a
 // cluster, before it shuts down: the others take over at once instead of

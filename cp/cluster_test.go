@@ -297,10 +297,12 @@ func TestClusterForwardsAndFailsOver(t *testing.T) {
 	}
 
 	// Leadership moves on request.
-	if code, _ := doRetry(t, "POST", l.url+"/admin/raft/transfer-leadership", "", nil); code != 200 {
-		t.Fatalf("transfer: %d", code)
+	var moved map[string]string
+	if code, _ := doRetry(t, "POST", l.url+"/admin/raft/transfer-leadership", "", &moved); code != 200 || moved["from"] != nl.id || moved["leader"] == nl.id {
+		t.Fatalf("transfer: %d %v (leader was %s)", code, moved, nl.id)
 	}
-	awaitCond(t, "a leader again", func() bool { nl2 := tc.leader(); return nl2 != nil && nl2 != nl })
+	// (Under a loaded machine leadership may move on again; a leader there is.)
+	tc.awaitLeader()
 }
 
 // TestClusterNoLeaderRefusesWrites: a node alone of three (no quorum)

@@ -79,7 +79,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	}
 	queuedDesc := metricDesc(core.MetricAgentMessagesQueued, core.MetricGauge)
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: queuedDesc.Name, Help: queuedDesc.Help},
-		func() float64 { return float64(s.delivery.queued()) })
+		func() float64 { return float64(s.mail.queued()) })
 	appliedDesc := metricDesc(core.MetricLogAppliedIndex, core.MetricGauge)
 	appliedIndex := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: appliedDesc.Name, Help: appliedDesc.Help},
 		func() float64 {

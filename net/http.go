@@ -37,30 +37,18 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("net: HTTP %d %s: %s", e.Status, e.Code, e.Msg)
 }
 
-// Do sends m and returns the reply message, if the exchange has one
-// (heartbeat → heartbeat reply, assign → assign ack; cancel has none).
+// Do sends the heartbeat m to the control plane and returns its reply.
+// Assignments and cancels travel the other way in poll replies (Poll):
+// over HTTP nothing is sent to an agent.
 func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	var (
-		url  string
-		body any
-	)
-	switch m.Kind {
-	case KindHeartbeat:
-		url, body = strings.TrimRight(c.CPURL, "/")+PathHeartbeat, m.Heartbeat
-	case KindAssign:
-		url, body = strings.TrimRight(m.Addr, "/")+PathAssign, m.Assign
-	case KindCancel:
-		url, body = strings.TrimRight(m.Addr, "/")+PathCancel, m.Cancel
-	default:
-		return nil, fmt.Errorf("%w: %s is a reply, not sent over HTTP by itself", ErrBadMessage, m.Kind)
+	if m.Kind != KindHeartbeat {
+		return nil, fmt.Errorf("%w: %s is not sent over HTTP by itself (agents poll for assignments and cancels)", ErrBadMessage, m.Kind)
 	}
-	if m.Kind != KindHeartbeat && m.Addr == "" {
-		return nil, fmt.Errorf("%w: agent %s has no address", ErrBadMessage, m.To)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(body)))
+	url := strings.TrimRight(c.CPURL, "/") + PathHeartbeat
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(m.Heartbeat)))
 	if err != nil {
 		return nil, err
 	}
@@ -82,19 +70,8 @@ func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
 		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
 	}
-	reply := &Message{From: m.To, To: m.From, Seq: m.Seq}
-	switch m.Kind {
-	case KindHeartbeat:
-		reply.Kind, reply.HeartbeatReply = KindHeartbeatReply, new(core.HeartbeatReply)
-		err = DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply)
-	case KindAssign:
-		reply.Kind, reply.AssignAck = KindAssignAck, new(core.AssignAck)
-		err = DecodeReply(resp.Body, BodyMax, reply.AssignAck)
-	default:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, nil
-	}
-	if err != nil {
+	reply := &Message{From: m.To, To: m.From, Seq: m.Seq, Kind: KindHeartbeatReply, HeartbeatReply: new(core.HeartbeatReply)}
+	if err := DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply); err != nil {
 		return nil, err
 	}
 	return reply, nil
@@ -142,4 +119,73 @@ func DecodeStatus(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "too_large"
 	}
 	return http.StatusBadRequest, "bad_request"
+}
+
+// Poll sends the long poll p to the control plane and returns its reply.
+// The exchange lasts up to p.WaitMillis plus the round trip: give ctx (or
+// the client's timeout) room for it.
+func (c *HTTPClient) Poll(ctx context.Context, p PollRequest) (*PollReply, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.CPURL, "/")+PathPoll, bytes.NewReader(Encode(p)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error, Message string }
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
+	}
+	var r PollReply
+	if err := DecodeReply(resp.Body, PollReplyMax, &r); err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// NewCPClient returns the HTTP client an agent talks to the control plane
+// at cpURL with: HTTP/2, so the long poll and the heartbeats share one TCP
+// connection (cleartext HTTP/2 with prior knowledge for http:// URLs, ALPN
+// for https://), or HTTP/1.1 only with http1 (for proxies that cannot carry
+// h2c: the poll and the heartbeats then use a connection each).
+func NewCPClient(cpURL string, http1 bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	var p http.Protocols
+	switch {
+	case http1:
+		p.SetHTTP1(true)
+	case strings.HasPrefix(cpURL, "https://"):
+		p.SetHTTP1(true) // a server without h2 still works
+		p.SetHTTP2(true)
+	default:
+		p.SetUnencryptedHTTP2(true)
+	}
+	tr.Protocols = &p
+	if !http1 {
+		tr.HTTP2 = &http.HTTP2Config{
+			// Notice a dead connection under a held poll: ping when
+			// nothing was read for a while.
+			SendPingTimeout: 15 * time.Second,
+			PingTimeout:     10 * time.Second,
+		}
+	}
+	return &http.Client{Transport: tr}
 }

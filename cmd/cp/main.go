@@ -14,7 +14,8 @@
 //
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
-// reconcile loop and the delivery workers stop.
+// reconcile loop stops. Agents long-poll the cp (they dial in; the cp
+// never connects to an agent); held polls are answered empty at shutdown.
 //
 // State is durable: every change is written to a raft log in -data-dir
 // (FLUX_DATA_DIR, default fluxforge-data in the working directory) and
@@ -291,9 +292,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			cfg.Cluster.RaftTLS = &raftlog.TLSConfigs{Server: rl.srv.Config, Client: rl.cli.Config}
 		}
 	}
+	cfg.Cluster.HTTPClient = httpClient
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
-		AgentCertRequired: cfg.TLSClientCA != "", HTTPClient: httpClient,
+		AgentCertRequired: cfg.TLSClientCA != "",
 		ReconcileInterval: cfg.ReconcileInterval,
 		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
 		Cluster: cfg.Cluster})

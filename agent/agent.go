@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,12 @@ type Options struct {
 	ID     core.AgentID
 	Domain string
 	Slots  int
-	CPURL  string // base URL of the control plane, e.g. http://127.0.0.1:8080
+	// CPURL is the base URL of the control plane, e.g.
+	// http://127.0.0.1:8080, or of every cp of a cluster, comma-separated:
+	// the agent talks to the leader, learning where it is from the
+	// followers' answers, and moves to the next cp when one is unreachable
+	// (net.CPTargets).
+	CPURL string
 	// Token is the shared agent token: presented on heartbeats and polls,
 	// and required on the agent's own /v1/status. Empty disables both (with
 	// a warning at start).
@@ -143,7 +149,27 @@ func (o *Options) setDefaults() (intervalFromCP bool, err error) {
 	case o.PollWait < time.Millisecond || o.PollWait > fnet.PollWaitMax*time.Millisecond:
 		return false, fmt.Errorf("agent: poll wait %v must be in [1ms,%v]", o.PollWait, fnet.PollWaitMax*time.Millisecond)
 	}
-	return intervalFromCP, checkURL("cp URL", o.CPURL)
+	for _, u := range cpURLs(o.CPURL) {
+		if err := checkURL("cp URL", u); err != nil {
+			return false, err
+		}
+	}
+	return intervalFromCP, nil
+}
+
+// cpURLs splits a comma-separated -cp list (at least one entry: an empty
+// list is one empty URL, which checkURL refuses).
+func cpURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{""}
+	}
+	return out
 }
 
 func checkURL(what, s string) error {
@@ -208,9 +234,10 @@ func New(opts Options) (*Daemon, error) {
 		reported: map[core.Lease]bool{},
 		kick:     make(chan struct{}, 1),
 	}
-	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: opts.CPURL}
+	urls := cpURLs(opts.CPURL)
+	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: urls[0], CPs: fnet.NewCPTargets(urls)}
 	if d.cp.HTTP == nil {
-		d.cp.HTTP = fnet.NewCPClient(opts.CPURL, opts.CPHTTP1)
+		d.cp.HTTP = fnet.NewCPClient(urls[0], opts.CPHTTP1)
 	}
 	d.sleep = NewSleepExecutor(opts.Clock, d.finished)
 	execs := &Executors{Sleep: d.sleep}
@@ -472,9 +499,9 @@ func (d *Daemon) exchange(hb core.HeartbeatInput) {
 	d.metrics.heartbeats.WithLabelValues("ok").Inc()
 	d.metrics.rtt.Observe(rtt.Seconds())
 	if reply.HeartbeatReply.Registered {
-		d.log.Info("registered with cp", "cp", d.opts.CPURL, "running", len(hb.Running), "results", len(hb.Results))
+		d.log.Info("registered with cp", "cp", d.cp.CPs.Current(), "running", len(hb.Running), "results", len(hb.Results))
 	} else if !wasConnected {
-		d.log.Info("cp reachable again", "cp", d.opts.CPURL)
+		d.log.Info("cp reachable again", "cp", d.cp.CPs.Current())
 	}
 	if adopted != interval {
 		d.log.Info("heartbeat interval set by cp", "heartbeat_interval", adopted.String(), "was", interval.String())

@@ -54,7 +54,7 @@ func (d *Daemon) pollLoop(ctx context.Context) {
 		d.metrics.polls.WithLabelValues("ok").Inc()
 		if d.pollFailing {
 			d.pollFailing = false
-			d.log.Info("poll reached the cp again", "cp", d.opts.CPURL)
+			d.log.Info("poll reached the cp again", "cp", d.cp.CPs.Current())
 		}
 		if reply.Dropped > 0 {
 			d.log.Warn("cp dropped messages for this agent: its mailbox was full", "dropped", reply.Dropped)

@@ -22,6 +22,11 @@ type HTTPClient struct {
 	HTTP  *http.Client // keep-alive client; nil means a default with a 10s timeout
 	Token string       // agent token sent on every call
 	CPURL string       // base URL of the control plane, for messages To CPNode
+	// CPs, when set, are the cps of a cluster to follow (see CPTargets):
+	// each exchange goes to the current one, a follower's not_leader
+	// answer moves it to the leader named, an unreachable cp to the next.
+	// CPURL is then unused.
+	CPs *CPTargets
 }
 
 var defaultHTTP = &http.Client{Timeout: 10 * time.Second}
@@ -47,34 +52,64 @@ func (c *HTTPClient) Do(ctx context.Context, m Message) (*Message, error) {
 	if m.Kind != KindHeartbeat {
 		return nil, fmt.Errorf("%w: %s is not sent over HTTP by itself (agents poll for assignments and cancels)", ErrBadMessage, m.Kind)
 	}
-	url := strings.TrimRight(c.CPURL, "/") + PathHeartbeat
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(Encode(m.Heartbeat)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.Token != "" {
-		req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultHTTP
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.post(ctx, PathHeartbeat, Encode(m.Heartbeat))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Message string }
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
-	}
 	reply := &Message{From: m.To, To: m.From, Seq: m.Seq, Kind: KindHeartbeatReply, HeartbeatReply: new(core.HeartbeatReply)}
 	if err := DecodeReply(resp.Body, BodyMax, reply.HeartbeatReply); err != nil {
 		return nil, err
 	}
 	return reply, nil
+}
+
+// post sends body to path on the current cp and returns a 2xx response
+// (the caller closes its body), or the error: a *StatusError for another
+// status. Following a cluster (CPs set), a follower's not_leader answer
+// naming the leader sends the request there at once (one hop), and a cp
+// that cannot be reached makes the next one current for the next call.
+func (c *HTTPClient) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	for hop := 0; ; hop++ {
+		base := c.CPURL
+		if c.CPs != nil {
+			base = c.CPs.Current()
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if c.Token != "" {
+			req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if c.CPs != nil && ctx.Err() == nil {
+				c.CPs.Unreachable(base)
+			}
+			return nil, err
+		}
+		if resp.StatusCode/100 == 2 {
+			return resp, nil
+		}
+		var e struct {
+			Error     string `json:"error"`
+			Message   string `json:"message"`
+			LeaderURL string `json:"leader_url"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		resp.Body.Close()
+		if c.CPs != nil && resp.StatusCode == http.StatusServiceUnavailable && e.Error == "not_leader" &&
+			c.CPs.Redirect(base, e.LeaderURL) && hop == 0 {
+			continue
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
+	}
 }
 
 // CheckToken reports whether r carries "Authorization: Bearer <want>",
@@ -128,28 +163,11 @@ func (c *HTTPClient) Poll(ctx context.Context, p PollRequest) (*PollReply, error
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.CPURL, "/")+PathPoll, bytes.NewReader(Encode(p)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.Token != "" {
-		req.Header.Set(HeaderAuthorization, "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultHTTP
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.post(ctx, PathPoll, Encode(p))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Message string }
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-		return nil, &StatusError{Status: resp.StatusCode, Code: e.Error, Msg: e.Message}
-	}
 	var r PollReply
 	if err := DecodeReply(resp.Body, PollReplyMax, &r); err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	var c config
 	fs.StringVar(&c.Listen, "listen", ":9090", "address to serve /metrics, /healthz, /readyz and /v1/status on; none: no port at all")
-	fs.StringVar(&c.CPURL, "cp", "http://127.0.0.1:8080", "base URL of the control plane")
+	fs.StringVar(&c.CPURL, "cp", "http://127.0.0.1:8080", "base URL of the control plane, or of every cp of a cluster comma-separated (the agent follows the leader)")
 	fs.StringVar(&c.ID, "id", host, "agent id (letters, digits, '-', '_', '.'); default the hostname")
 	fs.StringVar(&c.Domain, "domain", "default", "failure domain (zone) of this agent")
 	fs.IntVar(&c.Slots, "slots", 4, "tasks run at once at most")
@@ -126,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{c.Slots >= 1 && c.Slots <= 1024, "slots", "must be between 1 and 1024"},
 		{c.HeartbeatInterval >= 10*time.Millisecond, "heartbeat-interval", "must be at least 10ms"},
 		{c.ShutdownGrace >= 0, "shutdown-grace", "must not be negative"},
-		{httpURL(c.CPURL), "cp", "must be an http(s) URL with a host"},
+		{httpURLs(c.CPURL), "cp", "must be an http(s) URL with a host, or several comma-separated"},
 	} {
 		if !ch.ok {
 			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
@@ -149,8 +149,23 @@ func reason(err error) string {
 	return strings.TrimPrefix(err.Error(), core.ErrInvalid.Error()+": ")
 }
 
-// httpURL reports whether s is an http(s) URL with a host, as agent.New
-// requires of -cp.
+// httpURLs reports whether s is a comma-separated list of http(s) URLs
+// with a host, as agent.New requires of -cp.
+func httpURLs(s string) bool {
+	n := 0
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !httpURL(u) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// httpURL reports whether s is an http(s) URL with a host.
 func httpURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""

@@ -61,8 +61,8 @@ type ClusterOptions struct {
 	Recover bool
 	// RaftTiming scales raft's timeouts (tests make it small); 0 is 1.
 	RaftTiming float64
-	// ForwardTimeout bounds a request forwarded to the leader (a held
-	// agent poll included). Default 90s.
+	// ForwardTimeout bounds a request forwarded to the leader. Default
+	// 30s.
 	ForwardTimeout time.Duration
 	// RaftTLS, when set, carries raft between the cps over TLS: each
 	// presents a certificate naming its node id and checks the others'.

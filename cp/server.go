@@ -165,7 +165,7 @@ func (o *Options) setDefaults() error {
 		return errors.New("cp: a cluster member (-raft-addr) needs a data dir: -in-memory is for a single cp")
 	}
 	if o.Cluster.ForwardTimeout == 0 {
-		o.Cluster.ForwardTimeout = 90 * time.Second
+		o.Cluster.ForwardTimeout = 30 * time.Second
 	}
 	if o.Cluster.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -379,4 +380,80 @@ func TestHAStoppedLeader(t *testing.T) {
 	h.checkAllSucceeded(acked, 60*time.Second)
 	h.checkNoOverlap()
 	t.Logf("%d submissions, %d acknowledged, all SUCCEEDED; a write went through %v after the SIGSTOP", load.sent, len(acked), took.Round(time.Millisecond))
+}
+
+// TestMeasureHA measures what three cps cost against one durable cp, in
+// one run (numbers for the issue, not assertions): submissions/s and p99
+// with `fluxctl bench -keys` (16 clients) against the single cp and against
+// the cluster's leader and a follower (forwarded); and the failover time
+// with raft's default timeouts: kill -9 of the leader five times, to the
+// first write through another cp.
+//
+//	go test ./e2e -run TestMeasureHA -measure -v -timeout 20m
+func TestMeasureHA(t *testing.T) {
+	if !*measure {
+		t.Skip("a measurement: run with -measure")
+	}
+	binaries(t)
+	fluxctl := filepath.Join(t.TempDir(), "fluxctl")
+	cmd := exec.Command("go", "build", "-o", fluxctl, "./cmd/fluxctl")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/fluxctl: %v\n%s", err, out)
+	}
+	type benchResult struct {
+		PerSecond float64 `json:"per_second"`
+		P50       float64 `json:"p50_ms"`
+		P99       float64 `json:"p99_ms"`
+	}
+	bench := func(url string, n int) benchResult {
+		t.Helper()
+		out, err := exec.Command(fluxctl, "-cp", url, "-o", "json", "bench", "-keys", "-n", fmt.Sprint(n), "-c", "16").Output()
+		if err != nil {
+			t.Fatalf("fluxctl bench: %v\n%s", err, out)
+		}
+		var r benchResult
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("fluxctl bench output %s: %v", out, err)
+		}
+		return r
+	}
+	single := newCluster(t, "-queue-capacity", "100000", "-log-level", "warn")
+	h := newHACluster(t, 3, "1")
+	l := h.awaitLeader(30 * time.Second)
+	var f *haNode
+	for _, nd := range h.nodes {
+		if nd != l {
+			f = nd
+			break
+		}
+	}
+	bench(single.cpURL, 1000)
+	bench(l.url, 1000)
+	best := map[string]benchResult{}
+	for range 2 {
+		for name, url := range map[string]string{"single": single.cpURL, "leader": l.url, "follower": f.url} {
+			r := bench(url, 5000)
+			if b, ok := best[name]; !ok || r.PerSecond > b.PerSecond {
+				best[name] = r
+			}
+		}
+	}
+	s, ld, fw := best["single"], best["leader"], best["follower"]
+	t.Logf("submissions (16 clients, best of 2): single durable cp %.0f/s p99 %.1fms; three cps via the leader %.0f/s (%.0f%%) p99 %.1fms; via a follower %.0f/s (%.0f%%) p99 %.1fms",
+		s.PerSecond, s.P99, ld.PerSecond, 100*ld.PerSecond/s.PerSecond, ld.P99, fw.PerSecond, 100*fw.PerSecond/s.PerSecond, fw.P99)
+	single.cp.terminate(t, 20*time.Second)
+
+	var took []time.Duration
+	for range 5 {
+		time.Sleep(2 * time.Second)
+		l := h.awaitLeader(60 * time.Second)
+		killed := time.Now()
+		l.p.kill()
+		took = append(took, h.writeAfter(killed, l))
+		h.startNode(l, h.peers())
+	}
+	slices.Sort(took)
+	t.Logf("failover with default raft timeouts (kill -9 of the leader to a write through another cp): p50 %v, max %v: %v",
+		took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), took)
 }

@@ -54,8 +54,8 @@ type Options struct {
 	RequestTimeout time.Duration
 
 	// PollWait is how long the cp holds an agent's poll when nothing waits
-	// for it (the agent's request times out RequestTimeout later); zero
-	// means DefaultPollWait. MailboxMax bounds the messages waiting for one
+	// for it (the agent's request times out PollSlack later); zero means
+	// DefaultPollWait. MailboxMax bounds the messages waiting for one
 	// agent (more are dropped and counted); zero means DefaultMailboxMax.
 	PollWait   time.Duration
 	MailboxMax int

@@ -20,16 +20,18 @@ import (
 //
 // Faults on the agent's connection: a poll or a reply lost on the link (or
 // in a partition) leaves the agent waiting until its request times out
-// (PollWait + RequestTimeout; a poll sent into a partition gives up after
-// RequestTimeout, as a heartbeat does), then it polls again with the same
-// cursor and gets the batch again; a reply cut mid-batch
+// (PollWait + PollSlack, as the daemon's context does), then it polls again
+// with the same cursor and gets the batch again; a reply cut mid-batch
 // (NetworkOptions.CutProbability) delivers its first k messages, which the
 // agent processes before it polls again; a poll whose cursor and acks are
 // lost (FaultBatchDuplicated) gets a batch the agent already processed,
 // which its Inbox skips; a crashed or restarted cp resets the connections of
 // the polls it held (the agents poll again after a backoff) and starts with
-// empty mailboxes of a new epoch, so the agents' next polls get everything
-// the new process has for them. A failed poll is retried after a backoff of
+// no mailboxes, each made with a new epoch, so the agents' next polls get
+// everything the new process has for them. Like the cp daemon, the cp
+// empties an agent's mailbox when the core loses the agent or sees it
+// restart (its messages were for the old process), and drops it when the
+// core forgets the agent (a new one gets a new epoch). A failed poll is retried after a backoff of
 // 100ms doubling up to the heartbeat interval, like the daemon's.
 
 const (
@@ -39,9 +41,12 @@ const (
 
 // Defaults of the poll protocol's options.
 const (
-	// DefaultPollWait is Options.PollWait's default: how long the cp holds
-	// a poll when nothing waits.
-	DefaultPollWait = 20 * time.Second
+	// DefaultPollWait is Options.PollWait's default, the agent's
+	// PollWaitDefault: how long the cp holds a poll when nothing waits.
+	DefaultPollWait = 25 * time.Second
+	// PollSlack is how much longer than its wait an agent gives a poll
+	// before it times out (the agent daemon's pollSlack).
+	PollSlack = 10 * time.Second
 	// DefaultMailboxMax is Options.MailboxMax's default, the cp's
 	// DeliveryQueuePerAgentMax default.
 	DefaultMailboxMax = 1024
@@ -59,18 +64,42 @@ type parkedPoll struct {
 	epoch, after uint64 // its cursor
 }
 
-// mailboxEpoch is the mailbox epoch of cp process generation gen: new at
-// every start of the process, nonzero, deterministic.
-func mailboxEpoch(gen int) uint64 { return uint64(gen) + 1 }
+// mailboxEpoch is the first mailbox epoch of cp process generation gen:
+// new at every start of the process, nonzero, deterministic (the daemon
+// draws it at random). Its mailboxes take gen's epochs in turn, every
+// other number, so no two of a run share one.
+func mailboxEpoch(gen int) uint64 { return uint64(gen)<<32 | 1 }
 
-// openMailboxes gives every agent an empty mailbox of the running cp
-// process's epoch: what a dead process held is gone with it.
+// openMailboxes is a cp process start: no mailboxes yet (what a dead
+// process held is gone with it), epochs from the generation's first.
 func (s *sim) openMailboxes() {
-	ep := mailboxEpoch(s.cpGen)
+	s.cpEpoch = mailboxEpoch(s.cpGen)
+	s.boxEpoch = s.cpEpoch
 	for _, a := range s.agents {
-		a.box = fnet.NewMailbox(ep, s.o.MailboxMax)
+		a.box = nil
 		a.parked = a.parked[:0]
 	}
+}
+
+// mailEvent keeps the mailboxes in step with the core's view of the agents,
+// as the cp daemon does, before the input's own messages are posted: a
+// lost or restarted agent's messages are for a process that is gone (the
+// mailbox empties, its sequence goes on); a forgotten agent's mailbox goes.
+func (s *sim) mailEvent(e core.Event) {
+	switch e.Type {
+	case core.EventAgentLost, core.EventAgentRestarted, core.EventAgentForgotten:
+	default:
+		return
+	}
+	a, ok := s.byID[string(e.AgentID)]
+	if !ok || a.box == nil {
+		return
+	}
+	if e.Type == core.EventAgentForgotten {
+		a.box = nil
+		return
+	}
+	a.box.Ack(a.box.Epoch(), ^uint64(0))
 }
 
 // post puts an outbox message into its agent's mailbox; a parked poll of
@@ -79,6 +108,10 @@ func (s *sim) post(o core.Outbound) {
 	a, ok := s.byID[string(o.To)]
 	if !ok {
 		return // no such agent: the message goes nowhere
+	}
+	if a.box == nil {
+		a.box = fnet.NewMailbox(s.boxEpoch, s.o.MailboxMax)
+		s.boxEpoch += 2
 	}
 	if !a.box.Push(o) {
 		s.res.MailboxDropped++
@@ -135,7 +168,7 @@ func (s *sim) sendPoll(a *simAgent) {
 	}
 	a.pollN++
 	n := a.pollN
-	a.poll, a.pollDeadline = n, s.now+s.o.PollWait+s.o.RequestTimeout
+	a.poll, a.pollDeadline = n, s.now+s.o.PollWait+PollSlack
 	w := s.newWire()
 	w.inc = a.inc
 	w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: kindPoll, Seq: n}
@@ -164,15 +197,11 @@ func (s *sim) sendPoll(a *simAgent) {
 		s.tr.str("cursor", "lost")
 	}
 	s.tr.end()
-	refused, cut := s.down != nil && a.cut == 0, a.cut > 0
+	refused := s.down != nil && a.cut == 0
 	if !s.send(w, a, true) {
-		switch {
-		case refused: // no process: the connection is refused at once
+		if refused { // no process: the connection is refused at once
 			s.pollFailed(a, n, "refused")
-		case cut: // no route: the connection attempt times out
-			a.pollDeadline = s.now + s.o.RequestTimeout
-			s.pollLost(a, n)
-		default:
+		} else { // lost, or no route: the request times out
 			s.pollLost(a, n)
 		}
 		return
@@ -288,10 +317,12 @@ func (s *sim) takePoll(a *simAgent, w *wire) {
 		s.afterCP()
 	}
 	pp := parkedPoll{n: w.m.Seq, inc: w.inc, epoch: p.Epoch, after: p.After}
-	a.box.Ack(p.Epoch, p.After)
-	if a.box.Pending(p.Epoch, p.After) {
-		s.answerPoll(a, pp)
-		return
+	if a.box != nil {
+		a.box.Ack(p.Epoch, p.After)
+		if a.box.Pending(p.Epoch, p.After) {
+			s.answerPoll(a, pp)
+			return
+		}
 	}
 	s.parkSeq++
 	pp.id = s.parkSeq
@@ -325,7 +356,11 @@ func (s *sim) answerPoll(a *simAgent, p parkedPoll) {
 		return // the polling process is gone, and its connection with it
 	}
 	w := s.newWire()
-	w.batch = a.box.Take(p.epoch, p.after, fnet.PollBatchMax)
+	if a.box != nil {
+		w.batch = a.box.Take(p.epoch, p.after, fnet.PollBatchMax)
+	} else {
+		w.batch = fnet.PollReply{Epoch: s.cpEpoch, Messages: []fnet.PollMessage{}}
+	}
 	w.inc = p.inc
 	w.m = fnet.Message{From: fnet.CPNode, To: a.id, Kind: kindPollReply, Seq: p.n}
 	msgs := w.batch.Messages

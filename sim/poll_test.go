@@ -29,6 +29,7 @@ func pollOptions(seed uint64) Options {
 // traceLine is the part of a trace line the poll tests read.
 type traceLine struct {
 	MS      int64  `json:"ms"`
+	N       int64  `json:"n"`
 	Ev      string `json:"ev"`
 	Agent   string `json:"agent"`
 	Task    string `json:"task"`
@@ -42,6 +43,7 @@ type traceLine struct {
 	Cut     string `json:"cut"`
 	Cursor  string `json:"cursor"`
 	Kind    string `json:"kind"`
+	Type    string `json:"type"`
 }
 
 // runPoll runs o, requires a clean run where every task succeeded, and
@@ -229,11 +231,63 @@ func TestPollCPCrashNewEpoch(t *testing.T) {
 	}
 	// Backoff: 100ms doubling, at most the heartbeat interval.
 	for _, l := range lines {
-		if l.Ev == "batch" && l.Epoch == int64(mailboxEpoch(1)) && l.New > 0 {
+		if l.Ev == "batch" && l.Epoch >= int64(mailboxEpoch(1)) && l.New > 0 {
 			return
 		}
 	}
 	t.Fatal("no batch of the restarted cp's epoch")
+}
+
+// TestPollRestartedAgentGetsNoOldMessages: messages for an agent process
+// that crashed are dropped from its mailbox once the core sees the new
+// process (or loses the agent): no reply made after that hands the new
+// process an assignment made to the old one. (A poll of the new process
+// that reaches the cp before its first heartbeat still gets them, as the
+// cp daemon's poll does: the core's fences answer those.)
+func TestPollRestartedAgentGetsNoOldMessages(t *testing.T) {
+	o := pollOptions(9)
+	o.Agents, o.Zones, o.SlotsPerAgent = 2, 1, 4
+	o.Workload[1].RatePerSecond = 2
+	o.Faults = []Fault{
+		{Kind: FaultCrash, Agents: []string{"z1-a01"}, At: 30 * time.Second, Until: 35 * time.Second},
+		{Kind: FaultCrash, Agents: []string{"z1-a01"}, At: 60 * time.Second, Until: 90 * time.Second},
+	}
+	_, lines := runPoll(t, o)
+	old := map[string]bool{}  // task/attempt assigned to z1-a01 before its last restart or loss
+	seen := map[string]bool{} // ... since then
+	replied := map[int64]int64{}
+	var forgotAt, batchFrom int64 // event numbers: the last restart or loss, the reply being taken
+	restarts, raced := 0, 0
+	for _, l := range lines {
+		if l.Agent != "z1-a01" {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d", l.Task, l.Attempt)
+		switch {
+		case l.Ev == "timeline" && l.Type == "task.assigned":
+			seen[k] = true
+		case l.Ev == "timeline" && (l.Type == "agent.restarted" || l.Type == "agent.lost"):
+			restarts++
+			forgotAt = l.N
+			for k := range seen {
+				old[k] = true
+			}
+			clear(seen)
+		case l.Ev == "poll_reply":
+			replied[l.Poll] = l.N
+		case l.Ev == "batch":
+			batchFrom = replied[l.Poll]
+		case l.Ev == "take" && l.Kind == "assign" && old[k]:
+			if batchFrom > forgotAt {
+				t.Fatalf("event %d: z1-a01 took %s from a reply made at event %d, after the cp forgot its old process at %d", l.N, k, batchFrom, forgotAt)
+			}
+			raced++
+		}
+	}
+	if restarts < 2 {
+		t.Fatalf("%d restarts or losses of z1-a01 seen, want 2", restarts)
+	}
+	t.Logf("%d old assignments reached the new process in a reply made before the cp saw it restart", raced)
 }
 
 // TestPollBackoff: failed polls back off 100ms, doubling, capped at the
@@ -322,5 +376,51 @@ func TestPollOptionsValidated(t *testing.T) {
 		if _, err := Run(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestPollMailboxFollowsAgentEvents: like the cp daemon, the sim empties an
+// agent's mailbox when the core loses it or sees it restart (its sequence
+// goes on), and drops it when the core forgets the agent (the next one has
+// a new epoch); no two mailboxes share an epoch.
+func TestPollMailboxFollowsAgentEvents(t *testing.T) {
+	s, err := newSim(pollOptions(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.agents[0]
+	post := func(task string) {
+		s.post(core.Outbound{To: core.AgentID(a.id), Assign: &core.Assign{TaskID: core.TaskID(task), Attempt: 1}})
+	}
+	post("t1")
+	post("t2")
+	ep := a.box.Epoch()
+	s.post(core.Outbound{To: core.AgentID(s.agents[1].id), Cancel: &core.CancelTask{TaskID: "t0", Attempt: 1}})
+	if other := s.agents[1].box.Epoch(); other == ep || ep == 0 {
+		t.Fatalf("epochs %d and %d", ep, other)
+	}
+	for _, typ := range []core.EventType{core.EventAgentRestarted, core.EventAgentLost} {
+		s.mailEvent(core.Event{Type: typ, AgentID: core.AgentID(a.id)})
+		if a.box.Len() != 0 || a.box.Epoch() != ep {
+			t.Fatalf("after %s: %d held, epoch %d (want 0, %d)", typ, a.box.Len(), a.box.Epoch(), ep)
+		}
+		post("t3")
+		if r := a.box.Take(ep, 2, 10); len(r.Messages) != 1 || r.Messages[0].Assign.TaskID != "t3" {
+			t.Fatalf("after %s: take %+v, want t3 after seq 2", typ, r)
+		}
+		a.box.Ack(ep, ^uint64(0))
+	}
+	s.mailEvent(core.Event{Type: core.EventAgentDisconnected, AgentID: core.AgentID(a.id)})
+	post("t4")
+	if a.box.Len() != 1 {
+		t.Fatal("a disconnection emptied the mailbox")
+	}
+	s.mailEvent(core.Event{Type: core.EventAgentForgotten, AgentID: core.AgentID(a.id)})
+	if a.box != nil {
+		t.Fatal("a forgotten agent's mailbox stayed")
+	}
+	post("t5")
+	if a.box.Epoch() == ep || a.box.Epoch() == s.agents[1].box.Epoch() {
+		t.Fatalf("new mailbox epoch %d reuses one", a.box.Epoch())
 	}
 }

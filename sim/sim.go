@@ -104,6 +104,8 @@ type sim struct {
 	arrival     time.Duration // when the last message send put on a link arrives
 	woken       []*simAgent   // agents with parked polls and new messages
 	parkSeq     uint64        // parked polls so far
+	cpEpoch     uint64        // the cp process's mailbox epoch (empty replies)
+	boxEpoch    uint64        // the next new mailbox's epoch
 	workloadSeq []int         // per workload: tasks generated
 	lastCheck   time.Duration
 
@@ -198,7 +200,10 @@ func (s *sim) attachCP(cp *core.ControlPlane, fresh bool) {
 	s.cp = cp
 	s.res.CPGenerations++
 	gen := s.cpGen
-	cp.OnEvent(func(e core.Event) { s.onTimeline(gen, e) })
+	cp.OnEvent(func(e core.Event) {
+		s.onTimeline(gen, e)
+		s.mailEvent(e)
+	})
 	if fresh {
 		for _, e := range cp.Timeline().Since(0, 0) {
 			s.onTimeline(gen, e)

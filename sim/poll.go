@@ -58,10 +58,17 @@ const (
 // parkedPoll is a poll the cp holds until a message for the agent is
 // pushed or the wait ends.
 type parkedPoll struct {
-	id           uint64 // of its evPollWaitEnd event
+	id           uint64 // its place in sim.waits
 	n            uint64 // the agent's poll number
 	inc          uint64 // the polling process's incarnation
 	epoch, after uint64 // its cursor
+}
+
+// parkedWait is a parked poll's place in the cp's wait queue.
+type parkedWait struct {
+	at   time.Duration // when its wait ends
+	id   uint64
+	node int
 }
 
 // mailboxEpoch is the first mailbox epoch of cp process generation gen:
@@ -157,6 +164,7 @@ func (s *sim) resetPolls() {
 		clear(a.parked)
 		a.parked = a.parked[:0]
 	}
+	s.waits, s.waitsHead = s.waits[:0], 0
 }
 
 // ---- the agent's side ----
@@ -327,25 +335,59 @@ func (s *sim) takePoll(a *simAgent, w *wire) {
 	s.parkSeq++
 	pp.id = s.parkSeq
 	a.parked = append(a.parked, pp)
-	wait := time.Duration(p.WaitMillis) * time.Millisecond
-	s.push(event{at: s.now + wait, kind: evPollWaitEnd, node: a.idx, gen: uint64(s.cpGen), num: pp.id})
-	if s.now+wait >= a.pollDeadline && a.inc == w.inc {
+	end := s.now + time.Duration(p.WaitMillis)*time.Millisecond
+	s.waits = append(s.waits, parkedWait{at: end, id: pp.id, node: a.idx})
+	if len(s.waits)-s.waitsHead == 1 {
+		s.push(event{at: end, kind: evPollWaitEnd, gen: uint64(s.cpGen)})
+	}
+	if end >= a.pollDeadline && a.inc == w.inc {
 		s.pollLost(a, pp.n) // the agent gives up before the wait ends
 	}
 }
 
-// pollWaitEnd answers a parked poll whose wait is over.
+// The cp's wait queue: parked polls in the order they were parked, which
+// is the order their waits end (every poll of a run asks for PollWait).
+// One timer event stands for its head; most polls are answered by a push
+// long before their wait ends, and they leave the queue without an event
+// of their own.
+
+// isParked finds parked poll id among agent node's.
+func (s *sim) isParked(node int, id uint64) (int, bool) {
+	for i, p := range s.agents[node].parked {
+		if p.id == id {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// pollWaitEnd answers the parked polls whose wait is over and sets the
+// timer for the next one still parked.
 func (s *sim) pollWaitEnd(e event) {
 	if e.gen != uint64(s.cpGen) || s.down != nil {
 		return
 	}
-	a := s.agents[e.node]
-	for i, p := range a.parked {
-		if p.id == e.num {
-			a.parked = append(a.parked[:i], a.parked[i+1:]...)
-			s.answerPoll(a, p)
-			return
+	n := s.waitsHead
+	for ; n < len(s.waits); n++ {
+		wt := s.waits[n]
+		i, ok := s.isParked(wt.node, wt.id)
+		if !ok {
+			continue // answered meanwhile
 		}
+		if wt.at > s.now {
+			break
+		}
+		a := s.agents[wt.node]
+		p := a.parked[i]
+		a.parked = append(a.parked[:i], a.parked[i+1:]...)
+		s.answerPoll(a, p)
+	}
+	s.waitsHead = n
+	if n > len(s.waits)/2 { // compact now and then: amortized O(1)
+		s.waits, s.waitsHead = s.waits[:copy(s.waits, s.waits[n:])], 0
+	}
+	if s.waitsHead < len(s.waits) {
+		s.push(event{at: s.waits[s.waitsHead].at, kind: evPollWaitEnd, gen: uint64(s.cpGen)})
 	}
 }
 
@@ -391,42 +433,42 @@ func (s *sim) answerPoll(a *simAgent, p parkedPoll) {
 	}
 }
 
-// deliverPoll is a poll or a reply at the end of the link.
+// deliverPoll is a poll or a reply at the end of the link. A reply the
+// agent takes is traced by its batch line alone.
 func (s *sim) deliverPoll(e event) {
 	w := e.msg
 	defer s.freeWire(w)
 	a := s.agents[e.node]
 	toCP := w.m.Kind == kindPoll
+	dropped := ""
+	switch {
+	case !a.up || w.inc != a.inc:
+		dropped = "agent crashed" // the process that polled is gone, with its connection
+	case a.cut > 0:
+		dropped = "partition"
+	case toCP && (e.gen != uint64(s.cpGen) || s.down != nil):
+		dropped = "cp restarted" // the connection was to a process that died meanwhile
+	case !toCP && a.poll != w.m.Seq:
+		dropped = "stale" // its request timed out, or this is a copy: nobody reads it
+	case !toCP:
+		s.takeBatch(a, w)
+		return
+	}
 	s.traceEv(e, "deliver")
 	s.tr.str("kind", string(w.m.Kind))
 	s.tr.str("from", w.m.From)
 	s.tr.str("to", w.m.To)
 	s.tr.int("poll", int64(w.m.Seq))
-	switch {
-	case !a.up || w.inc != a.inc:
-		// The agent process that polled is gone, with its connection.
-		s.tr.str("dropped", "agent crashed")
-		s.tr.end()
-	case a.cut > 0:
-		s.tr.str("dropped", "partition")
-		s.tr.end()
+	s.tr.str("dropped", dropped)
+	s.tr.end()
+	switch dropped {
+	case "":
+		s.takePoll(a, w)
+	case "partition":
 		s.pollLost(a, w.m.Seq)
-	case toCP && (e.gen != uint64(s.cpGen) || s.down != nil):
-		// The connection was to a process that died meanwhile.
-		s.tr.str("dropped", "cp restarted")
-		s.tr.end()
+	case "cp restarted":
 		if a.poll == w.m.Seq {
 			s.pollFailed(a, w.m.Seq, "connection reset")
 		}
-	case toCP:
-		s.tr.end()
-		s.takePoll(a, w)
-	case a.poll != w.m.Seq:
-		// Its request timed out, or this is a copy: nobody reads it.
-		s.tr.str("dropped", "stale")
-		s.tr.end()
-	default:
-		s.tr.end()
-		s.takeBatch(a, w)
 	}
 }

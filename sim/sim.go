@@ -104,6 +104,8 @@ type sim struct {
 	arrival     time.Duration // when the last message send put on a link arrives
 	woken       []*simAgent   // agents with parked polls and new messages
 	parkSeq     uint64        // parked polls so far
+	waits       []parkedWait  // the cp's parked polls by the end of their wait
+	waitsHead   int           // waits before it are done
 	cpEpoch     uint64        // the cp process's mailbox epoch (empty replies)
 	boxEpoch    uint64        // the next new mailbox's epoch
 	workloadSeq []int         // per workload: tasks generated

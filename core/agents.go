@@ -487,6 +487,7 @@ func (cp *ControlPlane) requeue(t *taskRecord, penalty bool, actor, reason strin
 type QuarantineInput struct {
 	AgentID AgentID `json:"agent_id"`
 	Actor   string  `json:"actor,omitempty"`
+	By      string  `json:"by,omitempty"` // the name of the token that asked
 	Reason  string  `json:"reason,omitempty"`
 }
 

@@ -116,6 +116,9 @@ func inputGens() map[string]*rapid.Generator[Input] {
 		"config": gen(func(t *rapid.T) Input {
 			return ConfigInput{Config: drawConfig(t)}
 		}),
+		"takeover": gen(func(t *rapid.T) Input {
+			return TakeoverInput{Node: rapid.SampledFrom([]string{"cp1", "cp2", "", "a b"}).Draw(t, "node")}
+		}),
 		"start": gen(func(t *rapid.T) Input {
 			return StartInput{TaskIDPrefix: rapid.SampledFrom([]string{"t-", "r1-t-", "t-1a2b3c-", "", "t/"}).Draw(t, "prefix")}
 		}),

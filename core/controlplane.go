@@ -124,10 +124,11 @@ type domainRecord struct {
 }
 
 type modeState struct {
-	Mode   Mode
-	SetBy  string
-	Reason string
-	Since  time.Time
+	Mode      Mode
+	SetBy     string
+	SetByName string // the token that set it (an operator's), if any
+	Reason    string
+	Since     time.Time
 }
 
 // ControlPlane is the control plane's state machine. See the package doc.
@@ -159,10 +160,13 @@ type ControlPlane struct {
 	blocked        map[string]Decision // per queue domain key: why its head waits
 	// retriesQueued counts, per queue domain key, queued tasks with a
 	// failure history; the rest are clean, and probes prefer them.
-	retriesQueued  map[string]int
-	outbox         []Outbound
-	stats          Stats
-	skipKeys       []string // scratch for schedule
+	retriesQueued map[string]int
+	outbox        []Outbound
+	stats         Stats
+	skipKeys      []string // scratch for schedule
+	// by and byActor: while an input naming who acted (By) is applied, its
+	// name and actor; record stamps By on the events of that actor.
+	by, byActor    string
 	expiredScratch []*taskRecord
 	observer       func(Event)
 	pass           uint64 // scheduling pass counter
@@ -223,6 +227,9 @@ func (cp *ControlPlane) advance(now time.Time) time.Time {
 
 func (cp *ControlPlane) record(e Event) {
 	e.Time = cp.now
+	if cp.by != "" && e.Actor == cp.byActor {
+		e.By = cp.by
+	}
 	e = cp.timeline.Append(e)
 	if cp.observer != nil {
 		cp.observer(e)
@@ -251,6 +258,7 @@ func (cp *ControlPlane) setState(t *taskRecord, to TaskState, actor, reason stri
 type SubmitInput struct {
 	Spec           TaskSpec `json:"spec"`
 	IdempotencyKey string   `json:"idempotency_key,omitempty"`
+	By             string   `json:"by,omitempty"` // the name of the token that submitted
 }
 
 // applySubmit validates and enqueues a task. With an idempotency key seen before
@@ -345,6 +353,7 @@ func (cp *ControlPlane) evictTasks() {
 type CancelInput struct {
 	TaskID TaskID `json:"task_id"`
 	Actor  string `json:"actor,omitempty"`
+	By     string `json:"by,omitempty"` // the name of the token that asked
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -402,6 +411,7 @@ type PurgeInput struct {
 	Domain    string        `json:"domain,omitempty"`
 	OlderThan time.Duration `json:"older_than,omitempty"`
 	Actor     string        `json:"actor,omitempty"`
+	By        string        `json:"by,omitempty"` // the name of the token that asked
 	Reason    string        `json:"reason,omitempty"`
 }
 
@@ -463,6 +473,7 @@ func (cp *ControlPlane) applyPurge(now time.Time, in PurgeInput) (int, error) {
 type SetModeInput struct {
 	Mode   Mode   `json:"mode"`
 	Actor  string `json:"actor,omitempty"`
+	By     string `json:"by,omitempty"` // the name of the token that asked
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -489,6 +500,9 @@ func (cp *ControlPlane) applySetMode(now time.Time, in SetModeInput) error {
 func (cp *ControlPlane) setMode(m Mode, actor, reason string) {
 	from := cp.mode.Mode
 	cp.mode = modeState{Mode: m, SetBy: actor, Reason: reason, Since: cp.now}
+	if actor == cp.byActor {
+		cp.mode.SetByName = cp.by
+	}
 	cp.queueHighSince, cp.queueLowSince = time.Time{}, time.Time{}
 	cp.stats.ModeChanges++
 	cp.record(Event{Kind: EventMode, Type: EventModeChanged, From: string(from), To: string(m), Actor: actor, Reason: reason})
@@ -506,6 +520,10 @@ func (cp *ControlPlane) selfProtectionMay() bool {
 func (cp *ControlPlane) Mode() (Mode, string, string) {
 	return cp.mode.Mode, cp.mode.SetBy, cp.mode.Reason
 }
+
+// ModeSetByName is the name of the token that set the mode ("" when none
+// did: config, self-protection, or an operator without a named token).
+func (cp *ControlPlane) ModeSetByName() string { return cp.mode.SetByName }
 
 // Task returns a copy of a task.
 func (cp *ControlPlane) Task(id TaskID) (Task, bool) {

@@ -791,6 +791,7 @@ func allInputs() []Input {
 		QuarantineInput{AgentID: "a1", Actor: "alice", Reason: "disk"},
 		ReleaseInput{AgentID: "a1", Actor: "alice", Reason: "fixed"},
 		TickInput{},
+		TakeoverInput{Node: "cp2"},
 		StartInput{TaskIDPrefix: "t-1a2b3c-"},
 		ConfigInput{Config: DefaultConfig()},
 	}

@@ -18,20 +18,22 @@ import (
 //
 //	"fluxforge-core-state\n" | version (uvarint) | layout fingerprint | body
 //
-// where the body is a stateV1 in the state codec (statecodec.go). The same
+// where the body is a stateV2 in the state codec (statecodec.go). The same
 // state always exports to the same bytes: maps are written in key order, and nothing depends on pointers or on memory layout.
 // Internal links (queue items and their tasks, agents' domain records and
 // running tasks, the placement index) are written as ids and rebuilt by
 // Restore. Scratch space is not state and is not written.
 
-// StateFormatVersion is the version of the export format Export writes and
-// the only one Restore reads.
+// StateFormatVersion is the version of the export format Export writes.
+// Restore reads it and version 1 (before events and the mode named the
+// token that acted, `by`, and before agents' self-fencing; see
+// export_v1.go).
 const StateFormatVersion = 2
 
 const stateMagic = "fluxforge-core-state\n"
 
-// stateV1 is the body of a version 1 export.
-type stateV1 struct {
+// stateV2 is the body of a version 2 export.
+type stateV2 struct {
 	Config   Config // FaultPoints are not state: Restore takes them
 	Now      time.Time
 	TaskSeq  uint64
@@ -198,7 +200,7 @@ type keyCountExport struct {
 	N   uint64
 }
 
-var stateV1Fingerprint = layoutFingerprint(reflect.TypeFor[stateV1]())
+var stateV2Fingerprint = layoutFingerprint(reflect.TypeFor[stateV2]())
 
 // Export encodes everything the control plane holds. The same state always
 // gives the same bytes. It changes nothing.
@@ -207,7 +209,7 @@ func (cp *ControlPlane) Export() ([]byte, error) {
 	e := &stateEncoder{buf: make([]byte, 0, 256+len(cp.tasks)*256)}
 	e.buf = append(e.buf, stateMagic...)
 	e.uvarint(StateFormatVersion)
-	e.bytes([]byte(stateV1Fingerprint))
+	e.bytes([]byte(stateV2Fingerprint))
 	if err := e.value(reflect.ValueOf(&s).Elem()); err != nil {
 		return nil, err
 	}
@@ -232,10 +234,10 @@ func exportOutcomes(w *outcomeWindow) []outcomeExport {
 	return out
 }
 
-func (cp *ControlPlane) exportState() stateV1 {
+func (cp *ControlPlane) exportState() stateV2 {
 	cfg := cp.cfg
 	cfg.FaultPoints = nil
-	s := stateV1{
+	s := stateV2{
 		Config: cfg, Now: cp.now, TaskSeq: cp.taskSeq, Pass: cp.pass, InFlight: cp.inFlight,
 		TerminalIDs: slices.Clone(cp.terminalIDs[cp.terminalOff:]),
 		Mode:        cp.mode, QueueHighSince: cp.queueHighSince, QueueLowSince: cp.queueLowSince,
@@ -343,6 +345,17 @@ func sortedMapKeys[K ~string, V any](m map[K]V) []K {
 // of another format version or layout, and one whose parts do not fit
 // together, and then returns no control plane.
 func Restore(data []byte, faults FaultPoints) (*ControlPlane, error) {
+	st, err := decodeState(data)
+	if err != nil {
+		return nil, err
+	}
+	st.Config.FaultPoints = faults
+	return restoreState(st)
+}
+
+// decodeState decodes an export of version 2, or of version 1 upgraded to
+// version 2 (events and the mode name no token).
+func decodeState(data []byte) (*stateV2, error) {
 	if !bytes.HasPrefix(data, []byte(stateMagic)) {
 		return nil, fmt.Errorf("%w: not a control plane state export (no %q header)", ErrInvalid, strings.TrimSpace(stateMagic))
 	}
@@ -351,27 +364,42 @@ func Restore(data []byte, faults FaultPoints) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if version != StateFormatVersion {
-		return nil, fmt.Errorf("%w: control plane state export has format version %d; this core knows version %d only",
+	if version != StateFormatVersion && version != 1 {
+		return nil, fmt.Errorf("%w: control plane state export has format version %d; this core knows versions 1 and %d only",
 			ErrInvalid, version, StateFormatVersion)
 	}
 	fp, err := d.bytes()
 	if err != nil {
 		return nil, err
 	}
-	if string(fp) != stateV1Fingerprint {
-		return nil, fmt.Errorf("%w: control plane state export of format version %d has layout %s, this core's is %s (a core built from other sources wrote it)",
-			ErrInvalid, version, fp, stateV1Fingerprint)
+	want := stateV2Fingerprint
+	if version == 1 {
+		want = stateV1Fingerprint
 	}
-	var s stateV1
-	if err := d.value(reflect.ValueOf(&s).Elem()); err != nil {
+	if string(fp) != want {
+		return nil, fmt.Errorf("%w: control plane state export of format version %d has layout %s, this core's is %s (a core built from other sources wrote it)",
+			ErrInvalid, version, fp, want)
+	}
+	var s stateV2
+	if version == 1 {
+		var s1 stateV1
+		if err := d.value(reflect.ValueOf(&s1).Elem()); err != nil {
+			return nil, err
+		}
+		s = s1.upgrade()
+	} else if err := d.value(reflect.ValueOf(&s).Elem()); err != nil {
 		return nil, err
 	}
 	if d.off != len(data) {
 		return nil, fmt.Errorf("%w: control plane state export has %d bytes after its end", ErrInvalid, len(data)-d.off)
 	}
-	s.Config.FaultPoints = faults
-	return restoreV1(&s)
+	return &s, nil
+}
+
+// CanRestore reports whether Restore reads exports of this format version
+// and layout fingerprint (see ExportHeader).
+func CanRestore(version uint64, layout string) bool {
+	return version == StateFormatVersion && layout == stateV2Fingerprint || version == 1 && layout == stateV1Fingerprint
 }
 
 func corrupt(format string, args ...any) error {
@@ -385,7 +413,7 @@ func restoreOutcomes(w *outcomeWindow, es []outcomeExport) {
 	}
 }
 
-func restoreV1(s *stateV1) (*ControlPlane, error) {
+func restoreState(s *stateV2) (*ControlPlane, error) {
 	cfg := s.Config
 	cp, err := NewControlPlane(cfg, s.Now)
 	if err != nil {

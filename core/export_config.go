@@ -3,7 +3,6 @@ package core
 import (
 	"bytes"
 	"fmt"
-	"reflect"
 	"strings"
 )
 
@@ -18,22 +17,15 @@ func RestoreWithConfig(data []byte, faults FaultPoints, edit func(*Config) error
 	if _, err := Restore(data, faults); err != nil { // the same checks, the same messages
 		return nil, err
 	}
-	d := &stateDecoder{buf: data, off: len(stateMagic)}
-	if _, err := d.uvarint(); err != nil {
-		return nil, err
-	}
-	if _, err := d.bytes(); err != nil {
-		return nil, err
-	}
-	var s stateV1
-	if err := d.value(reflect.ValueOf(&s).Elem()); err != nil {
+	s, err := decodeState(data)
+	if err != nil {
 		return nil, err
 	}
 	if err := edit(&s.Config); err != nil {
 		return nil, err
 	}
 	s.Config.FaultPoints = faults
-	return restoreV1(&s)
+	return restoreState(s)
 }
 
 // ExportHeader reads an export's format version and layout fingerprint
@@ -54,4 +46,4 @@ func ExportHeader(data []byte) (version uint64, layout string, err error) {
 }
 
 // StateLayout is the layout fingerprint this core writes in its exports.
-func StateLayout() string { return stateV1Fingerprint }
+func StateLayout() string { return stateV2Fingerprint }

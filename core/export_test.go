@@ -14,17 +14,17 @@ import (
 	"pgregory.net/rapid"
 )
 
-// stateV1Layout pins the layout fingerprint of the current format version
-// (2: agents' self_fencing, for Assign.Incarnation). A change of any type
-// in an export changes it: then bump StateFormatVersion (and teach Restore
-// the old version if old exports must stay readable), and update this
-// constant.
-const stateV1Layout = "7eea0d569ed7cca0"
+// stateV2Layout pins the layout fingerprint of format version 2 (agents'
+// self_fencing and Assign.Incarnation joined it before its release). A
+// change of any type in an export changes it: then bump StateFormatVersion
+// (and teach Restore the old version if old exports must stay readable),
+// and update this constant.
+const stateV2Layout = "bc5f94c77d4a1761"
 
 func TestStateLayoutPinned(t *testing.T) {
-	if stateV1Fingerprint != stateV1Layout {
+	if stateV2Fingerprint != stateV2Layout {
 		t.Fatalf("the layout of the version %d state export changed (fingerprint %s, pinned %s): bump StateFormatVersion and pin the new fingerprint",
-			StateFormatVersion, stateV1Fingerprint, stateV1Layout)
+			StateFormatVersion, stateV2Fingerprint, stateV2Layout)
 	}
 }
 
@@ -352,7 +352,7 @@ func roundTrip(tb rapid.TB, b []byte) *ControlPlane {
 // proves it covered the state it claims to.
 type exportCoverage map[string]int
 
-func (c exportCoverage) note(s stateV1) {
+func (c exportCoverage) note(s stateV2) {
 	mark := func(what string, ok bool) {
 		if ok {
 			c[what]++
@@ -490,15 +490,12 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 		t.Fatalf("restore of a fresh control plane: %v", err)
 	}
 
-	// Another format version, newer or older (version 1, before agents'
-	// self_fencing): the message names it and the known one.
-	for _, v := range []uint64{StateFormatVersion + 1, StateFormatVersion - 1} {
-		other := append([]byte(stateMagic), binary.AppendUvarint(nil, v)...)
-		other = append(other, good[len(stateMagic)+1:]...)
-		_, err = Restore(other, nil)
-		if want := fmt.Sprintf("format version %d; this core knows version %d", v, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("restore of version %d: %v, want an error saying %q", v, err, want)
-		}
+	// Another format version: the message names it and the known one.
+	other := append([]byte(stateMagic), binary.AppendUvarint(nil, StateFormatVersion+1)...)
+	other = append(other, good[len(stateMagic)+1:]...)
+	_, err = Restore(other, nil)
+	if want := fmt.Sprintf("format version %d; this core knows versions 1 and %d only", StateFormatVersion+1, StateFormatVersion); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restore of version %d: %v, want an error saying %q", StateFormatVersion+1, err, want)
 	}
 
 	for name, data := range map[string][]byte{
@@ -553,7 +550,7 @@ func TestExportIsAllState(t *testing.T) {
 	known := map[string][]string{
 		"ControlPlane": {"cfg", "now", "tasks", "terminalIDs", "terminalOff", "taskSeq", "queue", "idem", "timeline", "agents",
 			"agentList", "domains", "domainNames", "inFlight", "mode", "queueHighSince", "queueLowSince", "paused", "pausedReason",
-			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "expiredScratch", "observer", "pass"},
+			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "by", "byActor", "expiredScratch", "observer", "pass"},
 		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "probe", "decision",
 			"firstAttempt", "skipPass"},
 		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",
@@ -583,7 +580,7 @@ func TestExportIsAllState(t *testing.T) {
 		}
 	}
 	// The export's own types hold no interface.
-	if s := stateLayout(reflect.TypeFor[stateV1]()); strings.Contains(s, "interface") {
+	if s := stateLayout(reflect.TypeFor[stateV2]()); strings.Contains(s, "interface") {
 		t.Fatalf("export layout holds an interface: %s", s)
 	}
 }

@@ -64,6 +64,10 @@ type ApplyResult struct {
 // per-process statistics (see Stats). Inputs are taken by value; pointers to
 // inputs (as older logs' decoders made) are accepted too.
 func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
+	if by, actor := inputBy(in); by != "" {
+		cp.by, cp.byActor = by, actor
+		defer func() { cp.by, cp.byActor = "", "" }()
+	}
 	var r ApplyResult
 	var err error
 	switch v := in.(type) {
@@ -100,14 +104,36 @@ func (cp *ControlPlane) Apply(now time.Time, in Input) (ApplyResult, error) {
 		err = cp.applyStart(now, v)
 	case ConfigInput:
 		err = cp.applyConfig(now, v)
+	case TakeoverInput:
+		err = cp.applyTakeover(now, v)
 	case *SubmitInput, *TickInput, *CancelInput, *SetModeInput,
-		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput:
+		*PurgeInput, *QuarantineInput, *ReleaseInput, *StartInput, *ConfigInput, *TakeoverInput:
 		return cp.Apply(now, deref(in))
 	default:
 		// No %T: formatting in would make every boxed input escape.
 		err = fmt.Errorf("%w: not a control plane input (nil, or a type core does not know)", ErrInvalid)
 	}
 	return r, err
+}
+
+// inputBy is the token name an operator's or client's input carries and
+// the actor its events are recorded with ("" for inputs that name none).
+func inputBy(in Input) (by, actor string) {
+	switch v := in.(type) {
+	case SubmitInput:
+		return v.By, ActorClient
+	case CancelInput:
+		return v.By, orDefault(v.Actor, ActorClient)
+	case PurgeInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case SetModeInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case QuarantineInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	case ReleaseInput:
+		return v.By, orDefault(v.Actor, ActorOperator)
+	}
+	return "", ""
 }
 
 // deref returns the input a pointer input points to (nil for a nil pointer).
@@ -154,6 +180,10 @@ func deref(in Input) Input {
 			return *v
 		}
 	case *ConfigInput:
+		if v != nil {
+			return *v
+		}
+	case *TakeoverInput:
 		if v != nil {
 			return *v
 		}
@@ -211,6 +241,8 @@ func (e Envelope) Unwrap() (Input, error) {
 		return decodeInput[StartInput](e)
 	case "config":
 		return decodeInput[ConfigInput](e)
+	case "takeover":
+		return decodeInput[TakeoverInput](e)
 	}
 	return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
 }

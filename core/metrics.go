@@ -118,6 +118,14 @@ const (
 	MetricRaftSnapshotDuration        = "flux_raft_snapshot_duration_seconds"
 	MetricRaftStateTransitions        = "flux_raft_state_transitions_total"
 	MetricRaftLeader                  = "flux_raft_leader"
+	MetricRaftTerm                    = "flux_raft_term"
+	MetricRaftCommitIndex             = "flux_raft_commit_index"
+	MetricRaftPeers                   = "flux_raft_peers"
+	MetricRaftLastContact             = "flux_raft_last_contact_seconds"
+	MetricRaftForwarded               = "flux_raft_forwarded_requests_total"
+	MetricAuthRefusals                = "flux_auth_refusals_total"
+	MetricTLSHandshakeErrors          = "flux_tls_handshake_errors_total"
+	MetricTLSCertExpiry               = "flux_tls_cert_expiry_seconds"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -130,10 +138,10 @@ func Metrics() []MetricDesc {
 		{MetricAPIErrors, MetricCounter, "HTTP requests answered with a 4xx or 5xx status, by route and code; the error rate is this over flux_http_requests_total.", []string{LabelRoute, LabelCode}},
 		{MetricHTTPRequestDuration, MetricHistogram, "HTTP request latency by route.", []string{LabelRoute}},
 		{MetricHTTPPanics, MetricCounter, "Handler panics recovered at the request boundary (answered 500).", nil},
-		{MetricAgentMessages, MetricCounter, "Messages sent to agents, by kind (assign, cancel) and result (ok, error, rejected).", []string{LabelKind, LabelResult}},
-		{MetricAgentMessagesDropped, MetricCounter, "Messages to agents dropped because the delivery queue was full.", []string{LabelKind}},
-		{MetricAgentMessageDuration, MetricHistogram, "Round trip of one message to an agent.", []string{LabelKind}},
-		{MetricAgentMessagesQueued, MetricGauge, "Messages to agents waiting to be sent.", nil},
+		{MetricAgentMessages, MetricCounter, "Messages handed to agents in poll replies, by kind (assign, cancel) and result (ok: the first time, resent: again after a lost reply).", []string{LabelKind, LabelResult}},
+		{MetricAgentMessagesDropped, MetricCounter, "Messages to agents dropped because their mailbox (or all mailboxes) was full.", []string{LabelKind}},
+		{MetricAgentMessageDuration, MetricHistogram, "Time a message waited in its agent's mailbox until a poll took it.", []string{LabelKind}},
+		{MetricAgentMessagesQueued, MetricGauge, "Messages held in the agents' mailboxes until their polls take them.", nil},
 		{MetricQueueDepth, MetricGauge, "Tasks QUEUED now.", nil},
 		{MetricQueueCapacity, MetricGauge, "Bound of the queue; submissions beyond it are refused with 429.", nil},
 		{MetricQueueOldestTaskAge, MetricGauge, "Seconds the oldest QUEUED task has waited (0 when the queue is empty).", nil},
@@ -189,6 +197,14 @@ func Metrics() []MetricDesc {
 		{MetricRaftSnapshotDuration, MetricHistogram, "Duration of a phase of raft's snapshots: take (all), fsm_snapshot, create, persist, fsm_restore, compact_logs.", []string{"phase"}},
 		{MetricRaftStateTransitions, MetricCounter, "Transitions of the log node to a raft state (follower, candidate, leader).", []string{"state"}},
 		{MetricRaftLeader, MetricGauge, "1 while this cp's log node is the raft leader (takes writes), else 0.", nil},
+		{MetricRaftTerm, MetricGauge, "The raft term this cp's log node is in.", nil},
+		{MetricRaftCommitIndex, MetricGauge, "Raft index of the newest log entry this cp knows to be committed (flux_log_applied_index trails it while entries are applied).", nil},
+		{MetricRaftPeers, MetricGauge, "Voters in the raft configuration this cp knows, itself included.", nil},
+		{MetricRaftLastContact, MetricGauge, "Seconds since a follower last heard from the leader (0 on the leader).", nil},
+		{MetricRaftForwarded, MetricCounter, "Requests a follower forwarded to the leader, by result (ok, no_leader, error).", []string{LabelResult}},
+		{MetricAuthRefusals, MetricCounter, "Requests refused for their credentials, by reason: no_token, unknown_token (401); wrong_role, wrong_agent (403); no_client_cert (401, the agent protocol with -tls-client-ca).", []string{LabelReason}},
+		{MetricTLSHandshakeErrors, MetricCounter, "TLS handshakes of the API port that failed, by reason: unknown_ca, expired, plain_http (an HTTP request to the TLS port), other.", []string{LabelReason}},
+		{MetricTLSCertExpiry, MetricGauge, "When the API port's serving certificate expires, as Unix seconds (0 without TLS); re-read on SIGHUP.", nil},
 	}
 }
 

@@ -217,11 +217,18 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	cp.inFlight++
 	cp.reindex(a)
 	cp.setState(t, TaskAssigned, ActorScheduler, "")
+	cp.outbox = append(cp.outbox, cp.assignMessage(a, t))
+}
+
+// assignMessage is the assignment of t's current attempt to a. It names
+// a's incarnation when a fences itself (an older agent refuses unknown
+// fields), so a restarted agent refuses one meant for its previous process.
+func (cp *ControlPlane) assignMessage(a *agentRecord, t *taskRecord) Outbound {
 	as := &Assign{TaskID: t.ID, Attempt: t.Attempt, Spec: t.Spec, Deadline: cp.leaseDeadline(t)}
 	if a.selfFencing {
 		as.Incarnation = a.incarnation
 	}
-	cp.outbox = append(cp.outbox, Outbound{To: a.id, Address: a.address, Assign: as})
+	return Outbound{To: a.id, Address: a.address, Assign: as}
 }
 
 // leaseDeadline is when the cp gives up on t's current attempt as stuck.

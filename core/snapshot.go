@@ -167,6 +167,7 @@ type DebugView struct {
 	Time                 time.Time                `json:"time"`
 	Mode                 Mode                     `json:"mode"`
 	ModeSetBy            string                   `json:"mode_set_by"`
+	ModeSetByName        string                   `json:"mode_set_by_name"` // the token that set it ("" for none)
 	ModeReason           string                   `json:"mode_reason"`
 	ModeSince            time.Time                `json:"mode_since"`
 	Drained              bool                     `json:"drained"`
@@ -192,7 +193,7 @@ func (cp *ControlPlane) DebugView(now time.Time) DebugView {
 		now = cp.now
 	}
 	s := DebugView{
-		Time: now, Mode: cp.mode.Mode, ModeSetBy: cp.mode.SetBy, ModeReason: cp.mode.Reason, ModeSince: cp.mode.Since,
+		Time: now, Mode: cp.mode.Mode, ModeSetBy: cp.mode.SetBy, ModeSetByName: cp.mode.SetByName, ModeReason: cp.mode.Reason, ModeSince: cp.mode.Since,
 		ReschedulingPaused: cp.paused, PausedReason: cp.pausedReason,
 		QueueDepth: cp.queue.Len(), QueueCapacity: cp.queue.Cap(), InFlight: cp.inFlight,
 		DomainActive: map[string]int{}, DomainFailures: map[string]DomainFailure{}, AgentsByDomain: map[string]AgentCounts{},

@@ -84,7 +84,7 @@ func EventTypes() []EventType {
 		EventAgentLost, EventAgentForgotten, EventAgentQuarantined, EventAgentReleased,
 		EventDomainOpen, EventDomainThrottled, EventDomainIsolated, EventDomainProbing, EventDomainPanic,
 		EventModeChanged, EventSchedulerReschedulingPaused, EventSchedulerReschedulingResumed, EventQueuePurged,
-		EventConfigChanged}
+		EventConfigChanged, EventLeaderTakeover}
 }
 
 // taskEventTypes names the timeline event of entering each task state.
@@ -149,6 +149,7 @@ type Event struct {
 	From    string    `json:"from,omitempty"`
 	To      string    `json:"to,omitempty"`
 	Actor   string    `json:"actor"`
+	By      string    `json:"by,omitempty"` // the name of the token that acted (an operator or client input), if any
 	Reason  string    `json:"reason,omitempty"`
 	Count   int       `json:"count,omitempty"` // for bulk events (purge)
 	Cause   Cause     `json:"cause,omitempty"` // set where the type alone does not say why (agent.quarantined)

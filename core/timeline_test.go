@@ -11,7 +11,7 @@ import (
 // is unique and named after its kind, and the types of state entries are the
 // lower-cased state names the timeline has always used.
 func TestEventTypesAreOneVocabulary(t *testing.T) {
-	kinds := map[string]bool{EventTask: true, EventAgent: true, EventDomain: true, EventMode: true, EventQueue: true, EventConfig: true, "scheduler": true}
+	kinds := map[string]bool{EventTask: true, EventAgent: true, EventDomain: true, EventMode: true, EventQueue: true, EventConfig: true, EventCluster: true, "scheduler": true}
 	seen := map[EventType]bool{}
 	for _, typ := range EventTypes() {
 		if seen[typ] {

@@ -46,26 +46,32 @@ func (s *Server) routes() http.Handler {
 	add := func(method, path string, auth authKind, h handle) {
 		r.Handle(method, path, s.wrap(method+" "+path, auth, h))
 	}
-	add(http.MethodPost, "/v1/tasks", authNone, s.submit)
-	add(http.MethodPost, "/v1/batch/tasks", authNone, s.batchSubmit)
-	add(http.MethodGet, "/v1/tasks", authNone, s.listTasks)
-	add(http.MethodGet, "/v1/tasks/:id", authNone, s.getTask)
-	add(http.MethodPost, "/v1/tasks/:id/cancel", authNone, s.cancelTask)
-	add(http.MethodGet, "/v1/agents", authNone, s.listAgents)
-	add(http.MethodGet, "/v1/agents/:id", authNone, s.getAgent)
+	add(http.MethodPost, "/v1/tasks", authSubmit, s.submit)
+	add(http.MethodPost, "/v1/batch/tasks", authSubmit, s.batchSubmit)
+	add(http.MethodGet, "/v1/tasks", authRead, s.listTasks)
+	add(http.MethodGet, "/v1/tasks/:id", authRead, s.getTask)
+	add(http.MethodPost, "/v1/tasks/:id/cancel", authSubmit, s.cancelTask)
+	add(http.MethodGet, "/v1/agents", authRead, s.listAgents)
+	add(http.MethodGet, "/v1/agents/:id", authRead, s.getAgent)
 	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
 	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
 	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
-	add(http.MethodGet, "/scheduler/debug/snapshot", authNone, s.snapshot)
+	add(http.MethodPost, fnet.PathPoll, authAgent, s.poll)
+	add(http.MethodGet, "/scheduler/debug/snapshot", authRead, s.snapshot)
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
 	add(http.MethodPost, "/admin/mode", authAdmin, s.setMode)
 	add(http.MethodGet, "/admin/log/export", authAdmin, s.logExport)
-	add(http.MethodGet, "/timeline", authNone, s.timeline)
+	add(http.MethodGet, "/timeline", authRead, s.timeline)
+	add(http.MethodGet, "/admin/raft/members", authRead, s.getMembers)
+	add(http.MethodPost, "/admin/raft/members", authAdmin, s.addMember)
+	add(http.MethodDelete, "/admin/raft/members/:id", authAdmin, s.removeMember)
+	add(http.MethodPost, "/admin/raft/transfer-leadership", authAdmin, s.transferLeadership)
+	add(http.MethodPost, "/admin/raft/announce", authAdmin, s.announceMember)
 	add(http.MethodGet, "/healthz", authNone, s.healthz)
 	add(http.MethodGet, "/readyz", authNone, s.readyz)
 	metricsHandler := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
-	add(http.MethodGet, "/metrics", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	add(http.MethodGet, "/metrics", authRead, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		metricsHandler.ServeHTTP(w, r)
 	})
 	r.NotFound = asHandler(s.wrap("not_found", authNone, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -79,13 +85,19 @@ func (s *Server) routes() http.Handler {
 	return r
 }
 
+// authKind is what a route requires (see authOperator and authAgent).
 type authKind int
 
 const (
-	authNone authKind = iota
-	authAdmin
-	authAgent
+	authNone   authKind = iota // open always (/healthz, /readyz)
+	authRead                   // a read token with -require-read-token
+	authSubmit                 // a submit token when the tokens file names operators
+	authAdmin                  // an admin token when any operator token exists
+	authAgent                  // the agent protocol: see authAgent
 )
+
+// authRoles maps the operator kinds to the role they need.
+var authRoles = [...]Role{authRead: RoleRead, authSubmit: RoleSubmit, authAdmin: RoleAdmin}
 
 // statusWriter remembers the status a handler wrote and, for errors, the
 // start of the body (the JSON error), so the refusal can be logged.
@@ -148,16 +160,18 @@ func (s *Server) wrap(route string, auth authKind, h handle) httprouter.Handle {
 			s.metrics.requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		switch auth {
-		case authAdmin:
-			if !fnet.CheckToken(r, s.opts.AdminToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-admin"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "this endpoint needs Authorization: Bearer <admin token>")
+		case authRead, authSubmit, authAdmin:
+			name, err := s.authOperator(r, authRoles[auth])
+			if err != nil {
+				s.writeAuthError(w, err)
 				return
 			}
+			r = withBy(r, name)
 		case authAgent:
-			if !fnet.CheckToken(r, s.opts.AgentToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="fluxforge-agent"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "the agent protocol needs Authorization: Bearer <agent token>")
+			// Credentials only: the handler checks the agent id of the
+			// body with authAgent once it has read it.
+			if err := s.authAgent(r, ""); err != nil {
+				s.writeAuthError(w, err)
 				return
 			}
 		}
@@ -179,7 +193,7 @@ func (s *Server) logRefusal(r *http.Request, route string, code int, body []byte
 		s.log.Error("request failed", attrs...)
 	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge || code == http.StatusUnprocessableEntity:
 		s.log.Warn("validation error", attrs...)
-	case code == http.StatusUnauthorized:
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		s.log.Warn("unauthorized request", attrs...)
 	default:
 		s.log.Debug("request refused", attrs...)
@@ -272,7 +286,9 @@ func query(w http.ResponseWriter, r *http.Request, allowed ...string) (url.Value
 		return nil, false
 	}
 	for k, vs := range q {
-		if !slices.Contains(allowed, k) {
+		// stale=true (read this cp's own copy, not the leader's) is
+		// taken by the cluster layer before the handler, on every read.
+		if !slices.Contains(allowed, k) && (k != "stale" || r.Method != http.MethodGet) {
 			writeError(w, http.StatusBadRequest, "bad_request",
 				fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
 			return nil, false
@@ -329,6 +345,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
+	in.By = byName(r)
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -467,7 +484,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 	if !ok {
 		return
 	}
-	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, Reason: reason}
+	in := core.CancelInput{TaskID: core.TaskID(p.ByName("id")), Actor: core.ActorClient, By: byName(r), Reason: reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -517,7 +534,7 @@ func (s *Server) quarantineOrRelease(w http.ResponseWriter, r *http.Request, p h
 	if !ok {
 		return
 	}
-	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, Reason: reason}
+	in := core.QuarantineInput{AgentID: core.AgentID(p.ByName("id")), Actor: core.ActorOperator, By: byName(r), Reason: reason}
 	var input core.Input = in
 	if !quarantine {
 		input = core.ReleaseInput(in)
@@ -534,23 +551,32 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !s.decodeBody(w, r, fnet.BodyMax, false, &hb) {
 		return
 	}
+	if err := s.authAgent(r, hb.AgentID); err != nil {
+		s.writeAuthError(w, err)
+		return
+	}
 	a, ok := s.apply(w, r, hb)
 	if !ok {
 		return
 	}
+	s.mail.noteIncarnation(hb.AgentID, hb.Incarnation)
 	fnet.WriteJSON(w, http.StatusOK, a.Result.Heartbeat)
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if _, ok := query(w, r); !ok {
+	q, ok := query(w, r, "fresh_hash")
+	if !ok {
 		return
 	}
-	v, err := s.fsm.debugView(s.clock.Now())
+	v, err := s.fsm.debugView(s.clock.Now(), q.Get("fresh_hash") == "true")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, v)
+	fnet.WriteJSON(w, http.StatusOK, struct {
+		DebugView
+		NodeView
+	}{v, s.nodeView()})
 }
 
 // PurgeRequest is the body of POST /scheduler/queue/purge: exactly one
@@ -582,7 +608,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		return
 	}
 	in := core.PurgeInput{All: req.All, Domain: req.Domain, OlderThan: time.Duration(req.OlderThanSeconds) * time.Second,
-		Actor: core.ActorOperator, Reason: req.Reason}
+		Actor: core.ActorOperator, By: byName(r), Reason: req.Reason}
 	a, ok := s.apply(w, r, in)
 	if !ok {
 		return
@@ -592,9 +618,10 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 
 // ModeView is the body of GET /admin/mode and the answer to POST.
 type ModeView struct {
-	Mode   core.Mode `json:"mode"`
-	SetBy  string    `json:"set_by"`
-	Reason string    `json:"reason"`
+	Mode      core.Mode `json:"mode"`
+	SetBy     string    `json:"set_by"`
+	SetByName string    `json:"set_by_name,omitempty"` // the token that set it
+	Reason    string    `json:"reason"`
 }
 
 // ModeRequest is the body of POST /admin/mode.
@@ -605,7 +632,10 @@ type ModeRequest struct {
 
 func (s *Server) getMode(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var v ModeView
-	s.read(func(c *core.ControlPlane) { v.Mode, v.SetBy, v.Reason = c.Mode() })
+	s.read(func(c *core.ControlPlane) {
+		v.Mode, v.SetBy, v.Reason = c.Mode()
+		v.SetByName = c.ModeSetByName()
+	})
 	fnet.WriteJSON(w, http.StatusOK, v)
 }
 
@@ -619,7 +649,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		writeCoreError(w, err)
 		return
 	}
-	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, Reason: req.Reason})
+	a, ok := s.apply(w, r, core.SetModeInput{Mode: mode, Actor: core.ActorOperator, By: byName(r), Reason: req.Reason})
 	if !ok {
 		return
 	}
@@ -714,12 +744,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, http.StatusServiceUnavailable, "not_running", "the reconcile loop is not running")
 	case s.notDurable.Load() != nil:
 		writeError(w, http.StatusServiceUnavailable, "not_durable", "the last write to the log failed: "+*s.notDurable.Load())
-	case !s.node.IsLeader():
+	case s.node.Clustered() && s.leaderURL() == "":
+		writeError(w, http.StatusServiceUnavailable, "no_leader", "this cp knows no leader to serve the API with (an election is under way, or no quorum)")
+	case !s.node.Clustered() && !s.node.IsLeader():
 		writeError(w, http.StatusServiceUnavailable, "not_leader", "this control plane does not lead its log now (it re-elects itself after a failed write)")
 	default:
-		var mode core.Mode
-		s.read(func(c *core.ControlPlane) { mode, _, _ = c.Mode() })
-		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(mode)})
+		fnet.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "mode": string(s.Mode()), "role": string(s.node.Role())})
 	}
 }
 

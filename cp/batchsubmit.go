@@ -109,6 +109,7 @@ func (s *Server) batchSubmit(w http.ResponseWriter, r *http.Request, _ httproute
 	at := make([]int, 0, len(body.Tasks)) // the result index of each input
 	for i, raw := range body.Tasks {
 		in, aerr := s.batchTaskInput(raw)
+		in.By = byName(r)
 		if aerr != nil {
 			results[i] = BatchResult{Status: aerr.status, Error: aerr.code, Message: aerr.msg}
 			continue

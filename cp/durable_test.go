@@ -327,15 +327,15 @@ func TestLogEntryVersion(t *testing.T) {
 	if a := f.Apply(1, init).(applied); a.Err != nil {
 		t.Fatal(a.Err)
 	}
-	a := f.Apply(2, []byte(`{"v":3,"env":{"kind":"tick"}}`)).(applied)
-	if a.Err == nil || !strings.Contains(a.Err.Error(), "log entry 2 has format version 3; this cp knows versions 1 and 2 only") {
-		t.Fatalf("entry of version 3: %v", a.Err)
+	a := f.Apply(2, []byte(`{"v":4,"env":{"kind":"tick"}}`)).(applied)
+	if a.Err == nil || !strings.Contains(a.Err.Error(), "log entry 2 has format version 4; this cp knows versions 1 to 3 only") {
+		t.Fatalf("entry of version 4: %v", a.Err)
 	}
 	if f.err() == nil {
 		t.Fatal("the FSM goes on after an entry it could not apply")
 	}
 	for _, bad := range []string{`not json`, `{"v":1}`, `{"v":1,"env":{"kind":"nope","at":"2026-01-01T00:00:00Z"}}`,
-		`{"v":2}`, `{"v":2,"batch":[]}`, `{"v":2,"env":{"kind":"tick","at":"2026-01-01T00:00:00Z"}}`, `{"v":1,"batch":[{"kind":"tick","at":"2026-01-01T00:00:00Z"}]}`} {
+		`{"v":2}`, `{"v":2,"batch":[]}`, `{"v":2,"env":{"kind":"tick","at":"2026-01-01T00:00:00Z"}}`, `{"v":1,"batch":[{"kind":"tick","at":"2026-01-01T00:00:00Z"}]}`, `{"v":3}`, `{"v":3,"member":{"id":"a b","api_url":"http://h:1"}}`, `{"v":3,"member":{"id":"cp1","api_url":"ftp://h"}}`} {
 		g := newFSM(nil, nil)
 		g.Apply(1, init)
 		if a := g.Apply(2, []byte(bad)).(applied); a.Err == nil || g.err() == nil {
@@ -359,5 +359,40 @@ func TestConfigSurvivesTheLogEntry(t *testing.T) {
 	}
 	if !reflect.DeepEqual(e.Init.Config, cfg) {
 		t.Fatalf("config after the round trip differs in %v:\n%+v\nwant\n%+v", core.ConfigDiff(e.Init.Config, cfg), e.Init.Config, cfg)
+	}
+}
+
+// TestSnapshotHashIsRateLimitedWhenCostly: a state whose export is costly
+// is not hashed again for every new index (a snapshot poll would stall
+// every write behind its read lock); the view names the index its hash is
+// of, and fresh_hash forces a new one.
+func TestSnapshotHashIsRateLimitedWhenCostly(t *testing.T) {
+	f := newFSM(nil, nil)
+	init, err := encodeInit(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Apply(1, init)
+	now := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	v1, err := f.debugView(now, false)
+	if err != nil || v1.StateHashIndex != 1 || v1.AppliedIndex != 1 {
+		t.Fatalf("first view %+v %v", v1, err)
+	}
+	tick, _ := encodeEnvelope(core.Wrap(now, core.TickInput{}))
+	f.Apply(2, tick)
+	// Cheap: hashed again at the new index.
+	if v, _ := f.debugView(now, false); v.StateHashIndex != 2 {
+		t.Fatalf("cheap state not rehashed: %+v", v)
+	}
+	f.hashMu.Lock()
+	f.hashCost = time.Second // as a state of 100,000 tasks would take
+	f.hashMu.Unlock()
+	f.Apply(3, tick)
+	v, _ := f.debugView(now, false)
+	if v.AppliedIndex != 3 || v.StateHashIndex != 2 {
+		t.Fatalf("costly state rehashed at once: applied %d hash of %d", v.AppliedIndex, v.StateHashIndex)
+	}
+	if v, _ := f.debugView(now, true); v.StateHashIndex != 3 {
+		t.Fatalf("fresh_hash did not rehash: %+v", v)
 	}
 }

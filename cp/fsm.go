@@ -26,18 +26,24 @@ import (
 // version 2 so that a cp that knows version 1 only refuses it by name
 // instead of misreading it; an entry of one input is still written as
 // version 1, so a log without batches stays readable by such a cp.
+//
+// Version 3 holds a member: a cp of a replicated cluster publishing its
+// API URL (see cluster.go). It is not a core input: which cp answers where
+// is not scheduling state, and a replay skips it.
 const (
-	entryFormatVersion      = 1
-	entryBatchFormatVersion = 2
+	entryFormatVersion       = 1
+	entryBatchFormatVersion  = 2
+	entryMemberFormatVersion = 3
 )
 
 // logEntry is one log entry: exactly one of Init, Env (version 1) and
 // Batch (version 2) is set.
 type logEntry struct {
-	V     int             `json:"v"`
-	Init  *initEntry      `json:"init,omitempty"`
-	Env   *core.Envelope  `json:"env,omitempty"`
-	Batch []core.Envelope `json:"batch,omitempty"`
+	V      int             `json:"v"`
+	Init   *initEntry      `json:"init,omitempty"`
+	Env    *core.Envelope  `json:"env,omitempty"`
+	Batch  []core.Envelope `json:"batch,omitempty"`
+	Member *MemberInfo     `json:"member,omitempty"`
 }
 
 // initEntry creates the core: the first entry of a new data dir. The config
@@ -76,12 +82,19 @@ func decodeEntry(index uint64, data []byte) (logEntry, error) {
 			return logEntry{}, fmt.Errorf("cp: log entry %d must hold exactly one of init and env", index)
 		}
 	case entryBatchFormatVersion:
-		if e.Init != nil || e.Env != nil || len(e.Batch) == 0 {
+		if e.Init != nil || e.Env != nil || len(e.Batch) == 0 || e.Member != nil {
 			return logEntry{}, fmt.Errorf("cp: log entry %d (a batch) must hold a non-empty batch only", index)
 		}
+	case entryMemberFormatVersion:
+		if e.Init != nil || e.Env != nil || e.Batch != nil || e.Member == nil {
+			return logEntry{}, fmt.Errorf("cp: log entry %d (a member) must hold a member only", index)
+		}
+		if err := e.Member.validate(); err != nil {
+			return logEntry{}, fmt.Errorf("cp: log entry %d: %w", index, err)
+		}
 	default:
-		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows versions %d and %d only (a newer or other cp wrote it)",
-			index, e.V, entryFormatVersion, entryBatchFormatVersion)
+		return logEntry{}, fmt.Errorf("cp: log entry %d has format version %d; this cp knows versions %d to %d only (a newer or other cp wrote it)",
+			index, e.V, entryFormatVersion, entryMemberFormatVersion)
 	}
 	return e, nil
 }
@@ -122,11 +135,28 @@ type fsm struct {
 	events []core.Event       // recorded during the current Apply
 	sink   leaderSink
 	broken error // an entry that could not be applied: the state is not the log's
+	// members are the API URLs the cps of a cluster published, by id.
+	members []MemberInfo
 
 	hashMu    sync.Mutex
 	hashIndex uint64
 	hash      string
+	hashAt    time.Time     // when hash was computed (wall clock)
+	hashCost  time.Duration // how long that took
 }
+
+// A state hash is an export of the whole state under the read lock, which
+// holds off every write while it runs: tens of milliseconds per 10,000
+// tasks. The debug snapshot therefore recomputes it for every new applied
+// index only while that is cheap (under hashCheapCost); a costlier one at
+// most every hashMinInterval (or when asked: ?fresh_hash=true), and in
+// between the snapshot names the index its hash is of (state_hash_index).
+// Polling the snapshot under load (as load generators do, every few
+// milliseconds) must not stall the cp.
+const (
+	hashCheapCost   = 2 * time.Millisecond
+	hashMinInterval = 5 * time.Second
+)
 
 // fsmObserver receives the snapshot measurements.
 type fsmObserver interface {
@@ -160,6 +190,10 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 	}
 	if e.Init != nil {
 		return f.applyInit(index, e.Init)
+	}
+	if e.Member != nil {
+		f.members = setMember(f.members, *e.Member)
+		return applied{}
 	}
 	if f.core == nil {
 		f.broken = fmt.Errorf("cp: log entry %d comes before the log's init entry", index)
@@ -223,6 +257,7 @@ func (f *fsm) applyInit(index uint64, in *initEntry) any {
 func (f *fsm) views(out *applied, in core.Input) {
 	c := f.core
 	out.Mode.Mode, out.Mode.SetBy, out.Mode.Reason = c.Mode()
+	out.Mode.SetByName = c.ModeSetByName()
 	out.QueueDepth = c.QueueDepth()
 	switch v := in.(type) {
 	case core.QuarantineInput:
@@ -245,7 +280,8 @@ func (f *fsm) flush() {
 }
 
 // Snapshot implements raftlog.FSM: the core's export (empty before the init
-// entry).
+// entry), in a cluster container when members published their URLs (see
+// encodeSnapshot).
 func (f *fsm) Snapshot() ([]byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -256,6 +292,10 @@ func (f *fsm) Snapshot() ([]byte, error) {
 	b, err := f.core.Export()
 	if err != nil {
 		return nil, fmt.Errorf("cp: export the state: %w", err)
+	}
+	b, err = encodeSnapshot(b, f.members)
+	if err != nil {
+		return nil, err
 	}
 	if f.obs != nil {
 		f.obs.snapshotTaken(time.Since(start), len(b))
@@ -276,6 +316,11 @@ func (f *fsm) Restore(r io.Reader) error {
 		f.attach(nil)
 		return nil
 	}
+	data, members, err := decodeSnapshot(data)
+	if err != nil {
+		return err
+	}
+	f.members = members
 	c, err := core.Restore(data, f.faults)
 	if err != nil {
 		return fmt.Errorf("cp: restore the state from a snapshot: %w", err)
@@ -349,23 +394,41 @@ type DebugView struct {
 	core.DebugView
 	// AppliedIndex is the raft index of the last entry applied to the state.
 	AppliedIndex uint64 `json:"applied_index"`
-	// StateHash is the hex SHA-256 of the state's export at AppliedIndex.
-	StateHash string `json:"state_hash"`
+	// StateHash is the hex SHA-256 of the state's export at
+	// StateHashIndex: AppliedIndex itself unless the state is large and
+	// changing fast (see hashMinInterval), or fresh_hash was asked for.
+	StateHash      string `json:"state_hash"`
+	StateHashIndex uint64 `json:"state_hash_index"`
 }
 
 // debugView reads the core's snapshot at now, the applied index and the
 // state hash at that index, all under one read lock.
-func (f *fsm) debugView(now time.Time) (DebugView, error) {
+func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.core == nil {
 		return DebugView{}, errors.New("cp: no state yet")
 	}
-	h, err := f.hashLocked()
+	h, hi, err := f.hashMaybe(freshHash)
 	if err != nil {
 		return DebugView{}, err
 	}
-	return DebugView{DebugView: f.core.DebugView(now), AppliedIndex: f.index, StateHash: h}, nil
+	return DebugView{DebugView: f.core.DebugView(now), AppliedIndex: f.index, StateHash: h, StateHashIndex: hi}, nil
+}
+
+// hashMaybe returns the state hash at the applied index when it is cached,
+// cheap, due or asked for; else the last one computed and its index. The
+// caller holds f.mu (read).
+func (f *fsm) hashMaybe(fresh bool) (string, uint64, error) {
+	f.hashMu.Lock()
+	stale := f.hash != "" && f.hashIndex != f.index && f.hashCost >= hashCheapCost && time.Since(f.hashAt) < hashMinInterval
+	h, hi := f.hash, f.hashIndex
+	f.hashMu.Unlock()
+	if stale && !fresh {
+		return h, hi, nil
+	}
+	h, err := f.hashLocked()
+	return h, f.index, err
 }
 
 // appliedIndex is the raft index of the last entry applied to the state.
@@ -383,11 +446,13 @@ func (f *fsm) hashLocked() (string, error) {
 	if f.hash != "" && f.hashIndex == f.index {
 		return f.hash, nil
 	}
+	start := time.Now()
 	b, err := f.core.Export()
 	if err != nil {
 		return "", fmt.Errorf("cp: export the state: %w", err)
 	}
 	sum := sha256.Sum256(b)
 	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
+	f.hashAt, f.hashCost = time.Now(), time.Since(start)
 	return f.hash, nil
 }

@@ -20,6 +20,9 @@ func (s *Server) logEvent(c *core.ControlPlane, e core.Event) {
 	}
 	attrs := make([]slog.Attr, 0, 13)
 	attrs = append(attrs, slog.Uint64("seq", e.Seq), slog.String("type", string(e.Type)), slog.String("actor", e.Actor))
+	if e.By != "" {
+		attrs = append(attrs, slog.String("by", e.By))
+	}
 	if e.Cause != "" {
 		attrs = append(attrs, slog.String("cause", string(e.Cause)))
 	}

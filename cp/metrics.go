@@ -11,6 +11,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 )
 
 // metrics holds the instruments the Server updates as things happen; the
@@ -30,6 +31,10 @@ type metrics struct {
 	snapshotBytes    prometheus.Gauge
 	restore          prometheus.Gauge
 	batchInputs      prometheus.Histogram
+	forwarded        *prometheus.CounterVec
+	authRefusals     *prometheus.CounterVec
+	tlsHandshake     *prometheus.CounterVec
+	tlsCertExpiry    prometheus.Gauge
 }
 
 // snapshotTaken implements fsmObserver.
@@ -53,6 +58,15 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		snapshotBytes:    prometheus.NewGauge(gaugeOpts(core.MetricLogSnapshotBytes)),
 		restore:          prometheus.NewGauge(gaugeOpts(core.MetricLogRestoreDuration)),
 		batchInputs:      prometheus.NewHistogram(unlabelled(histogramOpts(core.MetricLogBatchInputs, batchBuckets))),
+		authRefusals:     prometheus.NewCounterVec(counterOpts(core.MetricAuthRefusals)),
+		tlsHandshake:     prometheus.NewCounterVec(counterOpts(core.MetricTLSHandshakeErrors)),
+		tlsCertExpiry:    prometheus.NewGauge(gaugeOpts(core.MetricTLSCertExpiry)),
+	}
+	for _, reason := range authRefusals {
+		m.authRefusals.WithLabelValues(reason)
+	}
+	for _, reason := range tlsconf.Reasons {
+		m.tlsHandshake.WithLabelValues(reason)
 	}
 	// Initialize the submission path's series so the error rate is
 	// computable (0) before the first error, as Prometheus advises.
@@ -65,7 +79,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	}
 	queuedDesc := metricDesc(core.MetricAgentMessagesQueued, core.MetricGauge)
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: queuedDesc.Name, Help: queuedDesc.Help},
-		func() float64 { return float64(s.delivery.queued()) })
+		func() float64 { return float64(s.mail.queued()) })
 	appliedDesc := metricDesc(core.MetricLogAppliedIndex, core.MetricGauge)
 	appliedIndex := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: appliedDesc.Name, Help: appliedDesc.Help},
 		func() float64 {
@@ -96,13 +110,32 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}
 		return 0
 	})
-	for _, c := range append(raftMetrics().collectors(), leader) {
+	raftGauge := func(name string, f func(raftlog.RaftStats) float64) prometheus.Collector {
+		d := metricDesc(name, core.MetricGauge)
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: d.Name, Help: d.Help}, func() float64 {
+			if s.node == nil {
+				return 0
+			}
+			return f(s.node.Stats())
+		})
+	}
+	m.forwarded = prometheus.NewCounterVec(counterOpts(core.MetricRaftForwarded))
+	for _, r := range []string{"ok", "no_leader", "error"} {
+		m.forwarded.WithLabelValues(r)
+	}
+	raftGauges := []prometheus.Collector{leader, m.forwarded,
+		raftGauge(core.MetricRaftTerm, func(st raftlog.RaftStats) float64 { return float64(st.Term) }),
+		raftGauge(core.MetricRaftCommitIndex, func(st raftlog.RaftStats) float64 { return float64(st.CommitIndex) }),
+		raftGauge(core.MetricRaftPeers, func(st raftlog.RaftStats) float64 { return float64(st.Peers) }),
+		raftGauge(core.MetricRaftLastContact, func(st raftlog.RaftStats) float64 { return st.LastContact.Seconds() }),
+	}
+	for _, c := range append(raftMetrics().collectors(), raftGauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, appends, entries, entryBytes, m.batchInputs, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
-		m.deliveries, m.deliveryDropped, m.deliveryDuration, &coreCollector{s: s}} {
+		m.deliveries, m.deliveryDropped, m.deliveryDuration, m.authRefusals, m.tlsHandshake, m.tlsCertExpiry, &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -74,7 +74,11 @@ func Replay(rec raftlog.Record, opts ReplayOptions) (ReplayResult, error) {
 		res.Events = append(res.Events, events...)
 	})
 	if rec.Snapshot != nil {
-		if v, layout, err := core.ExportHeader(rec.Snapshot); err == nil && (v != core.StateFormatVersion || layout != core.StateLayout()) {
+		export, _, err := decodeSnapshot(rec.Snapshot)
+		if err != nil {
+			return ReplayResult{}, fmt.Errorf("cp: replay: the snapshot at index %d: %w", rec.SnapshotIndex, err)
+		}
+		if v, layout, err := core.ExportHeader(export); err == nil && !core.CanRestore(v, layout) {
 			return ReplayResult{}, fmt.Errorf("cp: replay: the snapshot at index %d was written by another core (state format version %d, layout %s; this build's: version %d, layout %s)",
 				rec.SnapshotIndex, v, layout, core.StateFormatVersion, core.StateLayout())
 		}
@@ -84,7 +88,7 @@ func Replay(rec raftlog.Record, opts ReplayOptions) (ReplayResult, error) {
 			}
 		} else {
 			var orig core.Config
-			c, err := core.RestoreWithConfig(rec.Snapshot, nil, func(cfg *core.Config) error {
+			c, err := core.RestoreWithConfig(export, nil, func(cfg *core.Config) error {
 				orig = *cfg
 				return opts.Config(cfg)
 			})

@@ -17,7 +17,8 @@ import (
 
 // TestUnauthorizedChangesNothing: without the admin token no admin action
 // happens, and without the agent token no agent registers or reports; each
-// refusal is a 401 with a JSON error and leaves the state as it was. (Which
+// refusal is a 401 (no or unknown token) or 403 (a known token of another
+// role) with a JSON error and leaves the state as it was. (Which
 // routes need which token, with wrong and misplaced tokens, is TestAuth.)
 func TestUnauthorizedChangesNothing(t *testing.T) {
 	s := fuzzServer(t) // admin and agent tokens set; an agent, a running and two queued tasks
@@ -26,14 +27,14 @@ func TestUnauthorizedChangesNothing(t *testing.T) {
 		name, method, path, auth, body string
 	}{
 		{"mode without token", "POST", "/admin/mode", "", `{"mode":"DRAINING"}`},
-		{"mode with the agent token", "POST", "/admin/mode", "Bearer " + fuzzAgentToken, `{"mode":"READ_ONLY"}`},
+		{"mode with the agent token (403)", "POST", "/admin/mode", "Bearer " + fuzzAgentToken, `{"mode":"READ_ONLY"}`},
 		{"read mode without token", "GET", "/admin/mode", "", ""},
 		{"purge without token", "POST", "/scheduler/queue/purge", "", `{"all":true}`},
 		{"purge with a token prefix", "POST", "/scheduler/queue/purge", "Bearer fuzz", `{"all":true}`},
 		{"quarantine without token", "POST", "/v1/agents/a1/quarantine", "", `{"reason":"x"}`},
 		{"release with the token but no Bearer", "POST", "/v1/agents/a1/release", fuzzAdminToken, ""},
 		{"heartbeat without token", "POST", fnet.PathHeartbeat, "", `{"agent_id":"evil","domain":"z9","slots":64,"incarnation":1,"seq":1}`},
-		{"heartbeat with the admin token", "POST", fnet.PathHeartbeat, "Bearer " + fuzzAdminToken,
+		{"heartbeat with the admin token (403)", "POST", fnet.PathHeartbeat, "Bearer " + fuzzAdminToken,
 			`{"agent_id":"a1","domain":"z1","slots":1,"incarnation":7,"seq":2,"running":[],"results":[{"task_id":"t-000001","attempt":1,"outcome":"SUCCEEDED"}]}`},
 	}
 	for _, tc := range tests {
@@ -44,7 +45,11 @@ func TestUnauthorizedChangesNothing(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			s.Handler().ServeHTTP(rec, req)
-			if rec.Code != http.StatusUnauthorized || !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer ") {
+			if strings.HasSuffix(tc.name, "(403)") {
+				if rec.Code != http.StatusForbidden {
+					t.Fatalf("status %d, want 403: %s", rec.Code, rec.Body)
+				}
+			} else if rec.Code != http.StatusUnauthorized || !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer ") {
 				t.Fatalf("status %d (WWW-Authenticate %q): %s", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
 			}
 			checkFuzzResponse(t, rec)

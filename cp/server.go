@@ -17,7 +17,6 @@ import (
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
 	"github.com/fluxforge/fluxforge/cp/timelinestore"
-	fnet "github.com/fluxforge/fluxforge/net"
 )
 
 // Options configure a Server. The zero value of every field but Core has a
@@ -65,27 +64,36 @@ type Options struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /admin/*, the queue purge and agent quarantine/release.
 	AdminToken string
-	// AgentToken, when set, is required on the agent protocol and sent to
-	// agents on every assignment and cancel.
+	// AgentToken, when set, is required on the agent protocol (heartbeats
+	// and polls).
 	AgentToken string
+	// TokensFile names the named tokens (see ParseTokens), re-read by
+	// ReloadTokens (SIGHUP). AdminToken and AgentToken are tokens named
+	// "admin" and "agent" besides. When it names operators, submit and
+	// cancel need a submit token too.
+	TokensFile string
+	// RequireReadToken closes the read routes (tasks, agents, the
+	// snapshot, the timeline, /metrics) to requests without a read token.
+	RequireReadToken bool
+	// AgentCertRequired: the agent protocol needs a verified client
+	// certificate naming the agent (CN or DNS SAN), as with -tls-client-ca.
+	AgentCertRequired bool
 
 	// ReconcileInterval is how often the reconcile loop applies core.TickInput.
 	ReconcileInterval time.Duration
 	// APIBodyBytesMax bounds a request body of the public API.
 	APIBodyBytesMax int64
-	// DeliveryWorkers bounds the concurrent sends to agents (each agent's
-	// messages go one at a time, in order).
-	DeliveryWorkers int
-	// DeliveryQueuePerAgentMax bounds the messages waiting for one agent.
+	// DeliveryQueuePerAgentMax bounds the messages held in one agent's
+	// mailbox until its polls take them.
 	DeliveryQueuePerAgentMax int
-	// DeliveryQueueMax bounds messages waiting over all agents; beyond it a
-	// message is dropped and counted (the core's AssignTimeout and the
-	// agents' heartbeats recover from a lost message).
+	// DeliveryQueueMax bounds messages held over all agents' mailboxes;
+	// beyond it a message is dropped and counted (the core's AssignTimeout
+	// and the agents' heartbeats recover from a lost message).
 	DeliveryQueueMax int
-	// DeliveryTimeout bounds one send to an agent.
-	DeliveryTimeout time.Duration
-	// HTTPClient sends to agents; a keep-alive client by default.
-	HTTPClient *http.Client
+
+	// Cluster makes this cp one member of a replicated cluster (see
+	// cluster.go); the zero value is a single cp.
+	Cluster ClusterOptions
 
 	// SnapshotInterval and SnapshotThreshold tune the raft log's
 	// snapshots (cp/raftlog; zero: its defaults, 2 minutes and 8,192
@@ -107,10 +115,8 @@ type Options struct {
 const (
 	DefaultReconcileInterval = time.Second
 	DefaultAPIBodyBytesMax   = 1 << 20
-	DefaultDeliveryWorkers   = 32
 	DefaultDeliveryQueueMax  = 10_000
 	DefaultDeliveryPerAgent  = 1024
-	DefaultDeliveryTimeout   = 5 * time.Second
 )
 
 func (o *Options) setDefaults() error {
@@ -146,24 +152,11 @@ func (o *Options) setDefaults() error {
 	if o.APIBodyBytesMax == 0 {
 		o.APIBodyBytesMax = DefaultAPIBodyBytesMax
 	}
-	if o.DeliveryWorkers == 0 {
-		o.DeliveryWorkers = DefaultDeliveryWorkers
-	}
 	if o.DeliveryQueueMax == 0 {
 		o.DeliveryQueueMax = DefaultDeliveryQueueMax
 	}
 	if o.DeliveryQueuePerAgentMax == 0 {
 		o.DeliveryQueuePerAgentMax = min(DefaultDeliveryPerAgent, o.DeliveryQueueMax)
-	}
-	if o.DeliveryTimeout == 0 {
-		o.DeliveryTimeout = DefaultDeliveryTimeout
-	}
-	if o.HTTPClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns = 1024
-		tr.MaxIdleConnsPerHost = 16
-		tr.IdleConnTimeout = 90 * time.Second
-		o.HTTPClient = &http.Client{Transport: tr}
 	}
 	switch {
 	case o.InMemory && o.DataDir != "":
@@ -176,25 +169,30 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("cp: ReconcileInterval %v must be >= 1ms", o.ReconcileInterval)
 	case o.APIBodyBytesMax < 1024:
 		return fmt.Errorf("cp: APIBodyBytesMax %d must be >= 1024", o.APIBodyBytesMax)
-	case o.DeliveryWorkers < 1 || o.DeliveryWorkers > 4096:
-		return fmt.Errorf("cp: DeliveryWorkers %d must be in [1,4096]", o.DeliveryWorkers)
 	case o.DeliveryQueueMax < 1:
 		return fmt.Errorf("cp: DeliveryQueueMax %d must be >= 1", o.DeliveryQueueMax)
 	case o.DeliveryQueuePerAgentMax < 1 || o.DeliveryQueuePerAgentMax > o.DeliveryQueueMax:
 		return fmt.Errorf("cp: DeliveryQueuePerAgentMax %d must be in [1,DeliveryQueueMax]", o.DeliveryQueuePerAgentMax)
-	case o.DeliveryTimeout <= 0:
-		return fmt.Errorf("cp: DeliveryTimeout %v must be > 0", o.DeliveryTimeout)
+	case o.Cluster.clustered() && o.DataDir == "":
+		return errors.New("cp: a cluster member (-raft-addr) needs a data dir: -in-memory is for a single cp")
 	}
-	return nil
+	if o.Cluster.ForwardTimeout == 0 {
+		o.Cluster.ForwardTimeout = 30 * time.Second
+	}
+	if o.Cluster.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		o.Cluster.HTTPClient = &http.Client{Transport: tr}
+	}
+	return o.Cluster.validate()
 }
 
 // Server is the control-plane daemon. Create it with New, serve Handler, and
 // call Run for the background loops.
 type Server struct {
-	opts   Options
-	clock  clock.Clock
-	log    *slog.Logger
-	client *fnet.HTTPClient
+	opts  Options
+	clock clock.Clock
+	log   *slog.Logger
 
 	// fsm is the core as the state machine of the log node: every change
 	// goes through propose, reads through fsm.read.
@@ -207,9 +205,12 @@ type Server struct {
 	// one entry (group commit).
 	batch batcher
 
-	delivery *deliveryQueues
-	metrics  *metrics
-	handler  http.Handler
+	mail    *mailboxes // the agents' mailboxes, taken by their polls
+	metrics *metrics
+	cluster cluster
+	// tokens are the tokens in force (swapped whole by ReloadTokens).
+	tokens  atomic.Pointer[tokenSet]
+	handler http.Handler
 
 	running  atomic.Bool // Run is active: /readyz says ready
 	stopping atomic.Bool // shutdown began: /readyz says not ready
@@ -223,15 +224,22 @@ func New(opts Options) (*Server, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	epoch, err := newEpoch()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		opts:     opts,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		client:   &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
-		delivery: newDeliveryQueues(opts.DeliveryWorkers),
+		opts:  opts,
+		clock: opts.Clock,
+		log:   opts.Logger,
+		mail:  newMailboxes(epoch, opts.DeliveryQueuePerAgentMax, opts.DeliveryQueueMax),
 	}
 	s.batch.s = s
-	var err error
+	ts, err := s.loadTokens()
+	if err != nil {
+		return nil, fmt.Errorf("cp: %w", err)
+	}
+	s.tokens.Store(ts)
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -246,8 +254,12 @@ func New(opts Options) (*Server, error) {
 			s.log.Error("timeline store failed: /timeline serves the in-memory timeline only", "error", err.Error())
 		}
 	}
-	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm,
+	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm, NodeID: opts.Cluster.NodeID,
 		SnapshotInterval: opts.SnapshotInterval, SnapshotThreshold: opts.SnapshotThreshold}
+	if c := opts.Cluster; c.clustered() {
+		ro.Cluster = raftlog.ClusterOptions{BindAddr: c.RaftAddr, Advertise: c.RaftAdvertise, Peers: c.Peers,
+			Recover: c.Recover, Timing: c.RaftTiming, TLS: c.RaftTLS}
+	}
 	if opts.raft != nil {
 		opts.raft(&ro)
 	}
@@ -260,11 +272,19 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.metrics.restore.Set(time.Since(start).Seconds())
-	if err := s.start(); err != nil {
+	if s.node.Clustered() {
+		// A member catches up by replication and acts as leader only once
+		// elected (runCluster); it checks what it replayed now.
+		if err := s.fsm.err(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.fsm.syncIndex(s.node.AppliedIndex())
+	} else if err := s.start(); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	s.handler = s.routes()
+	s.handler = s.clusterHandler(s.routes())
 	return s, nil
 }
 
@@ -277,11 +297,18 @@ func (s *Server) start() error {
 		return err
 	}
 	s.fsm.syncIndex(s.node.AppliedIndex())
-	// One node is always the leader once Open returns. With followers, only
-	// the leader would install the sink (send the outbox, log events) and
-	// run the reconcile loop.
+	// A single node is always the leader once Open returns. In a cluster,
+	// only the leader installs the sink (sends the outbox, logs events) and
+	// runs the reconcile loop: see establishLeadership.
 	s.fsm.setSink(s.leaderSink)
-	ctx := context.Background()
+	return s.writeStartEntries(context.Background())
+}
+
+// writeStartEntries writes the config of a new log (or the flags' config
+// where it differs from the persisted one) and this start's task id
+// prefix: what a single cp does at start and a cluster's leader when
+// elected.
+func (s *Server) writeStartEntries(ctx context.Context) error {
 	var persisted *core.Config
 	s.fsm.read(func(c *core.ControlPlane) {
 		if c != nil {
@@ -349,11 +376,12 @@ func (s *Server) applyFlagsConfig(ctx context.Context, persisted core.Config) er
 	return nil
 }
 
-// leaderSink logs the events of an applied entry and hands its messages to
-// delivery, in log order (called under the FSM's lock).
+// leaderSink logs the events of an applied entry and puts its messages into
+// the agents' mailboxes, in log order (called under the FSM's lock).
 func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []core.Outbound) {
 	for _, e := range events {
 		s.logEvent(c, e)
+		s.mailEvents(e)
 	}
 	for _, m := range outbox {
 		s.enqueue(m)
@@ -403,7 +431,11 @@ func (s *Server) proposeAll(ctx context.Context, ins []core.Input) ([]applied, e
 // Mode is the scheduler's current mode (the persisted one after a restart).
 func (s *Server) Mode() core.Mode {
 	var m core.Mode
-	s.read(func(c *core.ControlPlane) { m, _, _ = c.Mode() })
+	s.read(func(c *core.ControlPlane) {
+		if c != nil {
+			m, _, _ = c.Mode()
+		}
+	})
 	return m
 }
 
@@ -413,27 +445,45 @@ func (s *Server) read(fn func(c *core.ControlPlane)) { s.fsm.read(fn) }
 // Handler is the HTTP API, the agent protocol and /metrics.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run starts the reconcile loop and the delivery of messages to agents and
-// blocks until ctx is done; then it stops them and returns once every
-// goroutine it started has exited. Messages still waiting are not sent: the
-// core's timeouts and the agents' heartbeats recover from that.
+// Run starts the reconcile loop and blocks until ctx is done; then it
+// answers the agents' held polls and returns. Messages still in the
+// mailboxes are not sent: the core's timeouts and the agents' heartbeats
+// recover from that.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("cp: Run called twice")
 	}
 	defer s.running.Store(false)
-	s.startDelivery(ctx)
+	if !s.stopping.Load() {
+		s.mail.restart()
+	}
+	if s.node.Clustered() {
+		clusterDone := make(chan struct{})
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			defer close(clusterDone)
+			s.runCluster(cctx)
+		}()
+		defer func() {
+			cancel()
+			<-clusterDone
+		}()
+	}
 	ticker := s.clock.Ticker(s.opts.ReconcileInterval)
 	defer ticker.Stop()
 	var queueCap int
-	s.read(func(c *core.ControlPlane) { queueCap = c.Config().QueueCapacity })
+	s.read(func(c *core.ControlPlane) {
+		if c != nil {
+			queueCap = c.Config().QueueCapacity
+		}
+	})
 	s.log.Info("control plane running", "reconcile_interval", s.opts.ReconcileInterval.String(),
-		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex())
+		"queue_capacity", queueCap, "mode", string(s.Mode()), "applied_index", s.node.AppliedIndex(),
+		"node_id", s.opts.Cluster.nodeID(), "role", string(s.node.Role()))
 	for {
 		select {
 		case <-ctx.Done():
-			s.stopDelivery()
-			s.opts.HTTPClient.CloseIdleConnections()
+			s.mail.stop()
 			s.log.Info("control plane stopped")
 			return nil
 		case <-ticker.C:
@@ -443,13 +493,17 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // BeginShutdown makes /readyz report not ready, so load balancers stop
-// sending traffic while in-flight requests finish.
-func (s *Server) BeginShutdown() { s.stopping.Store(true) }
+// sending traffic while in-flight requests finish, and answers the agents'
+// held polls (empty) so they do not hold up the server's shutdown.
+func (s *Server) BeginShutdown() {
+	s.stopping.Store(true)
+	s.mail.stop()
+}
 
 // Reconcile runs one reconcile pass now (the loop calls it every
 // ReconcileInterval) through the log and records its wall-clock duration.
 func (s *Server) Reconcile() {
-	if !s.node.IsLeader() {
+	if !s.node.IsLeader() || s.node.Clustered() && !s.cluster.leading.Load() {
 		return
 	}
 	start := time.Now()

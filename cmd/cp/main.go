@@ -14,7 +14,8 @@
 //
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
-// reconcile loop and the delivery workers stop.
+// reconcile loop stops. Agents long-poll the cp (they dial in; the cp
+// never connects to an agent); held polls are answered empty at shutdown.
 //
 // State is durable: every change is written to a raft log in -data-dir
 // (FLUX_DATA_DIR, default fluxforge-data in the working directory) and
@@ -35,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -49,6 +51,7 @@ import (
 	"github.com/fluxforge/fluxforge/cp"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
 	"github.com/fluxforge/fluxforge/cp/timelinestore"
+	"github.com/fluxforge/fluxforge/net/tlsconf"
 )
 
 // config is everything main needs, parsed from flags and environment.
@@ -58,6 +61,11 @@ type config struct {
 	Core              core.Config
 	AdminToken        string
 	AgentToken        string
+	TokensFile        string
+	RequireReadToken  bool
+	TLSCert           string
+	TLSKey            string
+	TLSClientCA       string
 	ReconcileInterval time.Duration
 	ShutdownTimeout   time.Duration
 	DataDir           string
@@ -65,6 +73,7 @@ type config struct {
 	Restore           string
 	TimelineRetention time.Duration
 	TimelineEventsMax int
+	Cluster           cp.ClusterOptions
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -82,6 +91,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	queueCap := fs.Int("queue-capacity", def.QueueCapacity, "maximum QUEUED tasks; submissions beyond it get 429")
 	adminToken := fs.String("admin-token", "", "when set, /admin/*, queue purge and agent quarantine/release require Authorization: Bearer <token> (prefer FLUX_ADMIN_TOKEN)")
 	agentToken := fs.String("agent-token", "", "when set, agents must present it and the cp sends it to them (prefer FLUX_AGENT_TOKEN)")
+	tokensFile := fs.String("tokens-file", "", "named tokens, one \"name role token\" a line (roles admin, submit, read, agent; # comments), re-read on SIGHUP; with operator lines, submit and cancel need a submit token")
+	requireRead := fs.Bool("require-read-token", false, "reads (tasks, agents, snapshot, timeline, /metrics) need a read token too; /healthz and /readyz stay open")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the API port: with -tls-key the port serves TLS 1.2+ only; re-read on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert; re-read on SIGHUP")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA of client certificates: one given is verified against it, and the agent protocol requires one whose CN or a DNS SAN is the agent id (needs -tls-cert)")
 	hbInterval := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "heartbeat interval the cp tells agents to keep (an agent's own -heartbeat-interval overrides it); default a third of -heartbeat-timeout when only that is given")
 	hbTimeout := fs.Duration("heartbeat-timeout", def.HeartbeatTimeout, "an agent silent this long is disconnected; default 3x -heartbeat-interval when only that is given and it is not below "+def.HeartbeatTimeout.String())
 	lostAfter := fs.Duration("lost-after", def.LostAfter, "a disconnected agent's tasks are rescheduled after this")
@@ -96,6 +110,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	restore := fs.String("restore", "", "start a new, empty -data-dir from this export file (fluxctl log export > FILE); refused if the data dir is not empty")
 	tlRetention := fs.Duration("timeline-retention", timelinestore.DefaultRetention, "/timeline pages over the events of this long (kept on disk under the data dir), or the last -timeline-events-max events, whichever are fewer")
 	tlMax := fs.Int("timeline-events-max", timelinestore.DefaultEventsMax, "most events kept on disk for /timeline (see -timeline-retention)")
+	nodeID := fs.String("node-id", "", "this cp's id in its cluster; default the id its data dir was first started with, else the hostname (a later mismatch is a start-up error)")
+	raftAddr := fs.String("raft-addr", "", "host:port raft listens on for the other cps; without it the cp is a single node with no raft network (it cannot grow)")
+	raftAdvertise := fs.String("raft-advertise", "", "host:port the other cps reach this one's raft at (default -raft-addr when it names a host)")
+	advertise := fs.String("advertise", "", "the API URL other cps and agents use for this cp (default http://<host of -listen, or the hostname>:<port>)")
+	peers := fs.String("peers", "", "raft addresses of the initial voters, the same list on every cp: 'cp1=host:port,cp2=host:port,cp3=host:port'; a cp with an empty data dir whose -node-id is listed bootstraps the cluster with it")
+	recoverCluster := fs.Bool("recover", false, "rebuild a cluster that lost its quorum for good from this node's data, as exactly -peers (the surviving nodes; see deploy/README.md), then run")
+	raftTiming := fs.Float64("raft-timing", 1, "scale raft's timeouts (heartbeat 1s, election 1s, leader lease 500ms) by this factor; below 1 only for tests")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -105,7 +126,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 
-	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken,
+	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken, TokensFile: *tokensFile, RequireReadToken: *requireRead,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSClientCA: *tlsClientCA,
 		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore,
 		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax}
 	if cfg.InMemory && cfg.Restore != "" {
@@ -119,6 +141,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		cfg.DataDir = ""
 	} else if strings.TrimSpace(cfg.DataDir) == "" {
 		return config{}, fmt.Errorf("%w: %s must name a directory", errUsage, given.Describe("data-dir"))
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return config{}, fmt.Errorf("%w: %s and %s go together: give both for TLS, or neither", errUsage, given.Describe("tls-cert"), given.Describe("tls-key"))
+	}
+	if cfg.TLSClientCA != "" && cfg.TLSCert == "" {
+		return config{}, fmt.Errorf("%w: %s needs -tls-cert and -tls-key (client certificates are a TLS matter)", errUsage, given.Describe("tls-client-ca"))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config{}, fmt.Errorf("%w: %s is not one of debug, info, warn, error", errUsage, given.Describe("log-level"))
@@ -165,7 +193,53 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cfg.Core = c
+	if cfg.Cluster, err = clusterConfig(given, cfg, *nodeID, *raftAddr, *raftAdvertise, *advertise, *peers, *recoverCluster, *raftTiming); err != nil {
+		return config{}, err
+	}
 	return cfg, nil
+}
+
+// clusterConfig resolves the cluster flags; every error names the flag as
+// the user gave it.
+func clusterConfig(given envflag.Origins, cfg config, nodeID, raftAddr, raftAdvertise, advertise, peers string, recoverCluster bool, timing float64) (cp.ClusterOptions, error) {
+	c := cp.ClusterOptions{NodeID: strings.TrimSpace(nodeID), RaftAddr: raftAddr, RaftAdvertise: raftAdvertise, Recover: recoverCluster, RaftTiming: timing}
+	if c.NodeID == "" && cfg.Restore == "" {
+		c.NodeID = cp.DefaultNodeID(cfg.DataDir) // after -restore: the restored dir's, in run
+	}
+	if timing <= 0 || timing > 100 {
+		return c, fmt.Errorf("%w: %s must be above 0 and at most 100", errUsage, given.Describe("raft-timing"))
+	}
+	if peers != "" {
+		ps, err := raftlog.ParsePeers(peers)
+		if err != nil {
+			return c, fmt.Errorf("%w: %s: %v", errUsage, given.Describe("peers"), err)
+		}
+		c.Peers = ps
+	}
+	if advertise == "" {
+		host, port, _ := net.SplitHostPort(cfg.Listen)
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			if h, err := os.Hostname(); err == nil && h != "" {
+				host = h
+			} else {
+				host = "127.0.0.1"
+			}
+		}
+		advertise = "http://" + net.JoinHostPort(host, port)
+	} else if !strings.Contains(advertise, "://") {
+		return c, fmt.Errorf("%w: %s must be a URL such as http://cp1.example:8080", errUsage, given.Describe("advertise"))
+	}
+	c.AdvertiseURL = strings.TrimRight(advertise, "/")
+	switch {
+	case (len(c.Peers) > 0 || c.Recover) && c.RaftAddr == "":
+		return c, fmt.Errorf("%w: %s and -recover need -raft-addr", errUsage, given.Describe("peers"))
+	case cfg.InMemory && c.RaftAddr != "":
+		return c, fmt.Errorf("%w: %s needs a data dir, not %s", errUsage, given.Describe("raft-addr"), given.Describe("in-memory"))
+	}
+	if c.RaftAddr == "" {
+		c.AdvertiseURL = "" // a single node: nobody forwards to it
+	}
+	return c, nil
 }
 
 func main() {
@@ -191,10 +265,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if code := restoreDataDir(cfg, logger); code != 0 {
 			return code
 		}
+		if cfg.Cluster.NodeID == "" {
+			cfg.Cluster.NodeID = cp.DefaultNodeID(cfg.DataDir)
+		}
 	}
+	rl := &reloader{log: logger}
+	var httpClient *http.Client
+	if cfg.TLSCert != "" {
+		if rl.srv, err = tlsconf.NewServer(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err == nil {
+			// To agents: trust the CA of their certificates, present ours.
+			rl.cli, err = tlsconf.NewClient(cfg.TLSClientCA, cfg.TLSCert, cfg.TLSKey)
+		}
+		if err != nil {
+			logger.Error("cannot start", "error", err.Error())
+			return 2
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 1024, 16, 90*time.Second
+		tr.TLSClientConfig = rl.cli.Config()
+		httpClient = &http.Client{Transport: tr}
+		if cfg.Cluster.RaftAddr != "" {
+			if cfg.TLSClientCA == "" {
+				logger.Error("cannot start: raft over TLS needs -tls-client-ca, the CA the cps' certificates chain to (each cp's names its -node-id)")
+				return 2
+			}
+			cfg.Cluster.RaftTLS = &raftlog.TLSConfigs{Server: rl.srv.Config, Client: rl.cli.Config}
+		}
+	}
+	cfg.Cluster.HTTPClient = httpClient
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
-		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, ReconcileInterval: cfg.ReconcileInterval,
-		DataDir: cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax})
+		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
+		AgentCertRequired: cfg.TLSClientCA != "",
+		ReconcileInterval: cfg.ReconcileInterval,
+		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
+		Cluster: cfg.Cluster})
 	if err != nil {
 		logger.Error("cannot start", "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "error", err.Error())
 		if errors.Is(err, raftlog.ErrDirLocked) {
@@ -212,7 +316,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
 		return 1
 	}
+	rl.s = s
 	srv := serve.HTTPServer(s.Handler(), logger)
+	if rl.srv != nil {
+		s.SetTLSCertExpiry(rl.srv.NotAfter())
+		ln = tlsconf.Listen(ln, rl.srv.Config())
+		srv.ErrorLog = tlsconf.ErrorLog(logger, s.TLSHandshakeError)
+	}
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	loopsDone := make(chan struct{})
 	go func() {
@@ -223,19 +333,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "in_memory", cfg.InMemory, "mode", string(s.Mode()),
 		"queue_capacity", cfg.Core.QueueCapacity, "heartbeat_interval", cfg.Core.HeartbeatInterval.String(),
-		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "")
+		"heartbeat_timeout", cfg.Core.HeartbeatTimeout.String(), "min_open_capacity", cfg.Core.Domains.MinOpenCapacity, "admin_token", cfg.AdminToken != "", "agent_token", cfg.AgentToken != "",
+		"tokens_file", cfg.TokensFile, "tls", cfg.TLSCert != "", "tls_client_ca", cfg.TLSClientCA != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	status := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case err := <-serveErr:
-		logger.Error("server failed", "error", err.Error())
-		status = 1
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+			break wait
+		case err := <-serveErr:
+			logger.Error("server failed", "error", err.Error())
+			status = 1
+			break wait
+		case <-hup:
+			rl.reload()
+		}
 	}
+	// A leader hands over first, so a rolling restart is no failover.
+	s.HandOff()
 	s.BeginShutdown()
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -247,6 +370,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// reloader re-reads what SIGHUP re-reads: the tokens file, and the TLS
+// certificates and keys. Each keeps what it had when its files do not
+// load, and says why in the log; open connections and work go on.
+type reloader struct {
+	s   *cp.Server
+	srv *tlsconf.Server // nil without TLS
+	cli *tlsconf.Client
+	log *slog.Logger
+}
+
+func (r *reloader) reload() {
+	r.log.Info("SIGHUP: reloading the tokens file and the TLS files")
+	_ = r.s.ReloadTokens()
+	if r.srv == nil {
+		return
+	}
+	for _, f := range []interface{ Reload() error }{r.srv, r.cli} {
+		if err := f.Reload(); err != nil {
+			r.log.Error("TLS files not reloaded: the previous ones stay in force", "error", err.Error())
+			return
+		}
+	}
+	r.s.SetTLSCertExpiry(r.srv.NotAfter())
+	r.log.Info("TLS files reloaded", "cert_not_after", r.srv.NotAfter().UTC().Format(time.RFC3339))
 }
 
 // defaultDataDir is -data-dir's default, relative to the working directory

@@ -324,3 +324,31 @@ func TestSecondCPOnADataDirIsRefused(t *testing.T) {
 		t.Errorf("first cp exited %d: %s", code, first.String())
 	}
 }
+
+func TestClusterFlags(t *testing.T) {
+	env := func(string) string { return "" }
+	cfg, err := parseConfig([]string{"-data-dir", t.TempDir(), "-node-id", "cp2", "-listen", "10.0.0.2:8080", "-raft-addr", "10.0.0.2:8300",
+		"-peers", "cp1=10.0.0.1:8300,cp2=10.0.0.2:8300,cp3=10.0.0.3:8300"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Cluster
+	if c.NodeID != "cp2" || c.RaftAddr != "10.0.0.2:8300" || len(c.Peers) != 3 || c.Peers[2].ID != "cp3" || c.AdvertiseURL != "http://10.0.0.2:8080" {
+		t.Fatalf("cluster config %+v", c)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-peers", "cp1=h:1"}, "-peers"},
+		{[]string{"-raft-addr", "h:1", "-peers", "cp1"}, "-peers"},
+		{[]string{"-raft-timing", "0"}, "-raft-timing"},
+		{[]string{"-advertise", "cp1:8080"}, "-advertise"},
+		{[]string{"-in-memory", "-raft-addr", "h:1"}, "-raft-addr"},
+	} {
+		_, err := parseConfig(tc.args, env, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,19 @@ func TestServerBoundsHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("a normal request after the refusals: %d", resp.StatusCode)
+	}
+}
+
+// TestBadTokensFileStopsStart: a tokens file that does not parse is a
+// start-up error (exit 2) naming the file and the line.
+func TestBadTokensFileStopsStart(t *testing.T) {
+	path := t.TempDir() + "/tokens"
+	if err := os.WriteFile(path, []byte("# ops\nalice admin tok-1\nbob superuser tok-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	code := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-in-memory", "-tokens-file", path}, env(), logs, nil)
+	if code != 2 || !strings.Contains(logs.String(), path+":3:") {
+		t.Fatalf("exit %d, want 2 with %s:3 in the log: %s", code, path, logs.String())
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -36,13 +37,15 @@ type loadOptions struct {
 	// Keys gives every submission its own Idempotency-Key (the cache is
 	// exercised as it is in production).
 	Keys bool
+	// TLS is the client config for an https URL (nil: the defaults).
+	TLS *tls.Config
 }
 
 // submitLoad fires opts.N submissions at opts.URL/v1/tasks and measures
 // latency (per request, wall clock) and throughput.
 func submitLoad(ctx context.Context, opts loadOptions) loadResult {
 	tr := &http.Transport{MaxIdleConns: opts.Concurrency, MaxIdleConnsPerHost: opts.Concurrency, MaxConnsPerHost: opts.Concurrency,
-		IdleConnTimeout: time.Minute, DisableCompression: true}
+		IdleConnTimeout: time.Minute, DisableCompression: true, TLSClientConfig: opts.TLS}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
 	url := strings.TrimRight(opts.URL, "/") + "/v1/tasks"
@@ -141,7 +144,11 @@ func (c *cli) bench(args []string) error {
 		return usagef("-n must be >= 1 and -c in [1,4096]")
 	}
 	body := fmt.Appendf(nil, `{"kind":"sleep","duration_ms":%d,"priority":%q}`, sleep.Milliseconds(), *priority)
-	res := submitLoad(context.Background(), loadOptions{URL: c.cpURL, Token: c.token, N: *n, Concurrency: *conc, Body: body, Keys: *keys})
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return err
+	}
+	res := submitLoad(context.Background(), loadOptions{URL: c.cpURL, Token: c.token, N: *n, Concurrency: *conc, Body: body, Keys: *keys, TLS: tlsCfg})
 	if c.output == "json" {
 		return writeJSON(c.stdout, map[string]any{
 			"requests": res.Requests, "elapsed_seconds": res.Elapsed.Seconds(), "per_second": res.PerSecond,

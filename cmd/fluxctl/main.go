@@ -51,9 +51,12 @@ type cli struct {
 	cpURL  string
 	output string
 	token  string
-	stdout io.Writer
-	stderr io.Writer
-	http   *http.Client
+	// TLS: --cacert, --cert, --key (FLUX_CACERT, FLUX_CERT, FLUX_KEY).
+	cacert, cert, key string
+	tlsDone           bool
+	stdout            io.Writer
+	stderr            io.Writer
+	http              *http.Client
 }
 
 // api is a client of the cp named by -cp (known only once the flags are
@@ -82,15 +85,24 @@ Commands:
   purge                         cancel queued tasks: -all | -domain D | -older-than DURATION
   timeline                      audit events [-since SEQ -limit N | -tail N]
   log export [-since 30m]       the log export (newest snapshot at or before the start, the entries after it) to stdout: backup, replay
+  raft members | add ID ADDR | remove ID | transfer
+                                the cps of a cluster: list, add a voter, remove one, move leadership
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
 
-Environment: FLUX_CP (control plane URL), FLUX_ADMIN_TOKEN (admin token).
+Common flags (before or after the command): -cp URL, -o table|json, and for
+an https -cp --cacert FILE (the CA of the cp's certificate), --cert FILE and
+--key FILE (a client certificate; with submit, whose -key is the idempotency
+key, give --key before the command or as FLUX_KEY).
+
+Environment: FLUX_CP (control plane URL), FLUX_ADMIN_TOKEN (the token sent
+as Authorization: Bearer), FLUX_CACERT, FLUX_CERT, FLUX_KEY.
 `
 
 // run executes one command and returns the exit status: 0 ok, 1 the
 // request failed, 2 usage error.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c := &cli{cpURL: "http://127.0.0.1:8080", output: "table", token: getenv("FLUX_ADMIN_TOKEN"),
+		cacert: getenv("FLUX_CACERT"), cert: getenv("FLUX_CERT"), key: getenv("FLUX_KEY"),
 		stdout: stdout, stderr: stderr, http: &http.Client{Timeout: client.DefaultTimeout}}
 	defer c.http.CloseIdleConnections()
 	if v := getenv("FLUX_CP"); v != "" {
@@ -149,6 +161,11 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 func (c *cli) common(fs *flag.FlagSet) {
 	fs.StringVar(&c.cpURL, "cp", c.cpURL, "control plane base URL (env FLUX_CP)")
 	fs.StringVar(&c.output, "o", c.output, "output: table or json")
+	fs.StringVar(&c.cacert, "cacert", c.cacert, "PEM CA the cp's certificate must chain to, for an https -cp (env FLUX_CACERT); default the system's roots")
+	fs.StringVar(&c.cert, "cert", c.cert, "PEM client certificate, for a cp that asks for one (env FLUX_CERT)")
+	if fs.Lookup("key") == nil { // submit's -key is the idempotency key: there, --key goes before the command
+		fs.StringVar(&c.key, "key", c.key, "PEM key of --cert (env FLUX_KEY)")
+	}
 }
 
 // parse parses a subcommand's flags, allowing flags and positional
@@ -181,6 +198,9 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, positional int) ([]string, 
 	if c.output != "table" && c.output != "json" {
 		return nil, usagef("-o must be table or json, not %q", c.output)
 	}
+	if err := c.useTLS(); err != nil {
+		return nil, err
+	}
 	return pos, nil
 }
 
@@ -212,6 +232,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.bench(args)
 	case "log":
 		return c.log(args)
+	case "raft":
+		return c.raft(args)
 	case "help":
 		fmt.Fprint(c.stdout, usage)
 		return nil

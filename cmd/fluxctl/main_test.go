@@ -117,6 +117,11 @@ func TestCommands(t *testing.T) {
 		{[]string{"timeline", "-since", "3", "-o", "json"}, "", 0, []string{`"events"`, `"seq": 4`}},
 		{[]string{"timeline", "-tail", "2"}, "", 0, []string{"SEQ", "task.cancelled"}},
 		{[]string{"timeline", "-tail", "2", "-since", "3"}, "", 2, []string{"-tail and -since"}},
+		{[]string{"raft", "members"}, "", 0, []string{"leader:", "node-1", "ID", "ROLE", "leader", "yes"}},
+		{[]string{"raft", "transfer"}, "tok", 1, []string{"HTTP 409 not_clustered"}},
+		{[]string{"raft", "add", "cp2", "h:1"}, "tok", 1, []string{"HTTP 409 not_clustered"}},
+		{[]string{"raft", "remove", "cp9"}, "tok", 1, []string{"HTTP 404 not_found"}},
+		{[]string{"raft", "add", "cp2"}, "tok", 2, []string{"raft members | raft add"}},
 		{[]string{"frobnicate"}, "", 2, []string{"unknown command"}},
 		{[]string{"snapshot", "-o", "yaml"}, "", 2, []string{"-o must be table or json"}},
 	}

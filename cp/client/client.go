@@ -254,3 +254,23 @@ func (c *Client) Purge(ctx context.Context, req cp.PurgeRequest) (*Response[cp.P
 func (c *Client) Timeline(ctx context.Context, since uint64, limit int) (*Response[cp.TimelinePage], error) {
 	return call[cp.TimelinePage](ctx, c, http.MethodGet, fmt.Sprintf("/timeline?since=%d&limit=%d", since, limit), nil)
 }
+
+// RaftMembers is GET /admin/raft/members.
+func (c *Client) RaftMembers(ctx context.Context) (*Response[cp.MembersView], error) {
+	return call[cp.MembersView](ctx, c, http.MethodGet, "/admin/raft/members", nil)
+}
+
+// RaftAdd is POST /admin/raft/members (admin token).
+func (c *Client) RaftAdd(ctx context.Context, id, raftAddr string) (*Response[cp.MembersView], error) {
+	return call[cp.MembersView](ctx, c, http.MethodPost, "/admin/raft/members", cp.AddMemberRequest{ID: id, RaftAddr: raftAddr})
+}
+
+// RaftRemove is DELETE /admin/raft/members/{id} (admin token).
+func (c *Client) RaftRemove(ctx context.Context, id string) (*Response[cp.MembersView], error) {
+	return call[cp.MembersView](ctx, c, http.MethodDelete, "/admin/raft/members/"+url.PathEscape(id), nil)
+}
+
+// RaftTransfer is POST /admin/raft/transfer-leadership (admin token).
+func (c *Client) RaftTransfer(ctx context.Context) (*Response[map[string]string], error) {
+	return call[map[string]string](ctx, c, http.MethodPost, "/admin/raft/transfer-leadership", nil)
+}

@@ -84,6 +84,11 @@ type Options struct {
 	// WrapLogStore, when set, wraps the log store: tests (here and in the
 	// packages built on a Node) inject log store faults with it.
 	WrapLogStore func(raft.LogStore) raft.LogStore
+
+	// Cluster makes the Node a member of a replicated cluster (see
+	// cluster.go). Zero: a single node on an in-process transport, leader
+	// as soon as it starts, which cannot grow.
+	Cluster ClusterOptions
 }
 
 func (o *Options) setDefaults() {
@@ -125,7 +130,7 @@ func (o *Options) validate() error {
 	case o.StartTimeout < 0:
 		return fmt.Errorf("raftlog: Options.StartTimeout %s is negative", o.StartTimeout)
 	}
-	return nil
+	return o.Cluster.validate(o.NodeID)
 }
 
 // Node is a single-node raft log over a data dir. Its methods are safe for
@@ -139,6 +144,13 @@ type Node struct {
 	logs    raft.LogStore      // read by Record
 	counts  *countingStore     // LogStats
 	snaps   raft.SnapshotStore // read by Record
+
+	id string
+	// transport and leaderCh are set for a member of a cluster only.
+	transport   *raft.NetworkTransport
+	leaderCh    chan bool
+	memberAddrs *memberAddrs
+	tlsLayer    *tlsLayer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -155,7 +167,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	start := time.Now()
-	n := &Node{fsm: &fsmAdapter{fsm: opts.FSM}, logger: opts.Logger}
+	n := &Node{fsm: &fsmAdapter{fsm: opts.FSM}, logger: opts.Logger, id: opts.NodeID}
 	if err := n.open(opts); err != nil {
 		n.cleanup()
 		return nil, err
@@ -211,8 +223,31 @@ func (n *Node) open(opts Options) error {
 	safeSnaps := &safeSnapshotStore{SnapshotStore: snaps, logs: logs}
 	snaps = safeSnaps
 
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
-	n.closers = append(n.closers, trans)
+	clustered := opts.Cluster.BindAddr != ""
+	if !opts.InMemory {
+		if err := checkNodeID(opts.Dir, opts.NodeID); err != nil {
+			return err
+		}
+	}
+	var (
+		addr  raft.ServerAddress
+		trans raft.Transport
+	)
+	if clustered {
+		ma := &memberAddrs{peers: opts.Cluster.Peers}
+		n.memberAddrs = ma
+		t, tl, err := newNetworkTransport(opts.Cluster, hlog.Named("transport"), ma.get)
+		if err != nil {
+			return err
+		}
+		addr, trans = t.LocalAddr(), t
+		n.closers = append(n.closers, t)
+		n.transport, n.tlsLayer = t, tl
+	} else {
+		a, t := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
+		addr, trans = a, t
+		n.closers = append(n.closers, t)
+	}
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(opts.NodeID)
@@ -220,12 +255,19 @@ func (n *Node) open(opts Options) error {
 	conf.SnapshotThreshold = opts.SnapshotThreshold
 	conf.SnapshotInterval = opts.SnapshotInterval
 	conf.TrailingLogs = opts.TrailingLogs
-	// One server: no peers to wait for, so short timeouts only shorten the
-	// election at start and the re-election after a failed log write. The
-	// leader lease never expires with one voter (it counts itself).
-	conf.HeartbeatTimeout = 100 * time.Millisecond
-	conf.ElectionTimeout = 100 * time.Millisecond
-	conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	if clustered {
+		opts.Cluster.timing(conf)
+		n.leaderCh = make(chan bool, 16)
+		conf.NotifyCh = n.leaderCh
+	} else {
+		// One server: no peers to wait for, so short timeouts only shorten
+		// the election at start and the re-election after a failed log
+		// write. The leader lease never expires with one voter (it counts
+		// itself).
+		conf.HeartbeatTimeout = 100 * time.Millisecond
+		conf.ElectionTimeout = 100 * time.Millisecond
+		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
 	if err := raft.ValidateConfig(conf); err != nil {
 		return fmt.Errorf("raftlog: %w", err)
 	}
@@ -234,10 +276,30 @@ func (n *Node) open(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("raftlog: read existing state: %w", err)
 	}
+	if opts.Cluster.Recover {
+		if !hasState {
+			return errors.New("raftlog: recover: this data dir holds no raft state to recover from")
+		}
+		cfg := opts.Cluster.configuration()
+		if err := raft.RecoverCluster(conf, n.fsm, logs, stable, snaps, trans, cfg); err != nil {
+			return fmt.Errorf("raftlog: recover the cluster: %w", err)
+		}
+		n.logger.Warn("raftlog.recovered", "servers", fmt.Sprint(cfg.Servers))
+		hasState = true
+	}
 	if !hasState {
 		cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: conf.LocalID, Address: addr}}}
-		if err := raft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
-			return fmt.Errorf("raftlog: bootstrap: %w", err)
+		bootstrap := true
+		if len(opts.Cluster.Peers) > 0 {
+			cfg = opts.Cluster.configuration()
+			// A node not among the initial voters joins later, when a
+			// member adds it (POST /admin/raft/members).
+			bootstrap = opts.Cluster.hasPeer(opts.NodeID)
+		}
+		if bootstrap {
+			if err := raft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
+				return fmt.Errorf("raftlog: bootstrap: %w", err)
+			}
 		}
 	}
 	// NewRaft restores the newest readable snapshot into the FSM.
@@ -255,6 +317,14 @@ func (n *Node) open(opts Options) error {
 	}
 	n.raft = r
 	n.logs, n.snaps = logs, snaps
+	if n.memberAddrs != nil {
+		n.memberAddrs.node.Store(n)
+	}
+	if clustered {
+		// A member of a cluster starts as a follower and catches up by
+		// replication; the cp's leader loop takes over when it is elected.
+		return nil
+	}
 	if err := n.checkMember(conf.LocalID); err != nil {
 		return err
 	}
@@ -393,6 +463,11 @@ func (n *Node) cleanup() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raftlog: shutdown raft: %w", err))
 		}
+	}
+	if n.transport != nil {
+		// Closing the transport stops its listener only: the pooled
+		// connections to the other members go too, so their handlers end.
+		n.transport.CloseStreams()
 	}
 	for _, c := range n.closers {
 		if err := c.Close(); err != nil {

@@ -479,7 +479,7 @@ func TestWrongNodeIDIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Open(Options{FSM: &listFSM{}, Dir: dir, NodeID: "b"})
-	if err == nil || !strings.Contains(err.Error(), `does not name node "b"`) {
+	if err == nil || !strings.Contains(err.Error(), `belongs to node "a", not "b"`) {
 		t.Fatalf("Open with another NodeID = %v, want a configuration error naming the node", err)
 	}
 }

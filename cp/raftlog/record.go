@@ -250,6 +250,9 @@ func Seed(dir, nodeID string, index uint64, state []byte) error {
 		return err
 	}
 	defer lock.release()
+	if err := checkNodeID(dir, nodeID); err != nil {
+		return err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, DefaultSnapshotsRetained, newHclogAdapter(slog.New(slog.DiscardHandler), ""))
 	if err != nil {
 		return fmt.Errorf("raftlog: open snapshot store in %s: %w", dir, err)

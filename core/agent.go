@@ -234,6 +234,10 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		return reject(err.Error())
 	case ag.stopping:
 		return busy("agent is stopping")
+	case as.SeqLimit != 0 && ag.seq >= as.SeqLimit:
+		// The cp takes heartbeat SeqLimit, built without this attempt, as
+		// proof that the agent does not run it and gives it to another.
+		return busy(fmt.Sprintf("stale: heartbeat %d sent without it (limit %d)", ag.seq, as.SeqLimit))
 	case ag.leaseExpired(now):
 		// The assignment may be one the cp has long given up on,
 		// delivered late: only a heartbeat reply makes the agent sure of

@@ -206,7 +206,12 @@ func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uin
 		// (seq <= ackSeq) may arrive after the ack, however late: it says
 		// nothing of the attempt, even once AssignTimeout has passed.
 		builtBefore := t.State == TaskRunning && seq <= t.ackSeq
-		if restarted || !builtBefore && (t.State == TaskRunning || now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout) {
+		// An unconfirmed attempt may still be on its way to the agent (a
+		// poll reply in flight): a heartbeat below its seqLimit may have
+		// been built before the agent took it; from seqLimit on the agent
+		// refuses it, so the heartbeat's silence is proof.
+		unsent := t.State == TaskAssigned && now.Sub(t.assignedAt) >= cp.cfg.AssignTimeout && seq >= t.seqLimit
+		if restarted || !builtBefore && (t.State == TaskRunning || unsent) {
 			lost = append(lost, t)
 		}
 	}

@@ -16,7 +16,12 @@ type taskRecord struct {
 	assignedAt time.Time
 	confirmed  bool   // the agent reported the current attempt
 	ackSeq     uint64 // heartbeats with seq <= ackSeq may predate the agent's acceptance
-	probe      bool   // dispatched as a probe into a PROBING domain
+	// seqLimit (self-fencing agents; zero: none) is Assign.SeqLimit: the
+	// agent refuses the assignment once it has sent heartbeat seqLimit,
+	// so only a heartbeat from seqLimit on that does not list the attempt
+	// proves the agent will never run it.
+	seqLimit uint64
+	probe    bool // dispatched as a probe into a PROBING domain
 	// Inline storage for the common case, so placement does not allocate:
 	// the latest decision, and the first attempt record.
 	decision     Decision

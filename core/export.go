@@ -68,6 +68,7 @@ type taskExport struct {
 	AssignedAt time.Time
 	Confirmed  bool
 	AckSeq     uint64
+	SeqLimit   uint64
 	Probe      bool
 	SkipPass   uint64
 }
@@ -254,7 +255,7 @@ func (cp *ControlPlane) exportState() stateV2 {
 	for i, id := range ids {
 		t := cp.tasks[id]
 		s.Tasks[i] = taskExport{Task: t.Task, FailedOn: t.failedOn, RejectedBy: t.rejectedBy, AssignedAt: t.assignedAt,
-			Confirmed: t.confirmed, AckSeq: t.ackSeq, Probe: t.probe, SkipPass: t.skipPass}
+			Confirmed: t.confirmed, AckSeq: t.ackSeq, SeqLimit: t.seqLimit, Probe: t.probe, SkipPass: t.skipPass}
 	}
 
 	q := cp.queue
@@ -427,7 +428,7 @@ func restoreState(s *stateV2) (*ControlPlane, error) {
 	for i := range s.Tasks {
 		te := &s.Tasks[i]
 		t := &taskRecord{Task: te.Task, failedOn: te.FailedOn, rejectedBy: te.RejectedBy, assignedAt: te.AssignedAt,
-			confirmed: te.Confirmed, ackSeq: te.AckSeq, probe: te.Probe, skipPass: te.SkipPass}
+			confirmed: te.Confirmed, ackSeq: te.AckSeq, seqLimit: te.SeqLimit, probe: te.Probe, skipPass: te.SkipPass}
 		if t.LastDecision != nil {
 			t.decision = *t.LastDecision
 			t.LastDecision = &t.decision

@@ -15,11 +15,11 @@ import (
 )
 
 // stateV2Layout pins the layout fingerprint of format version 2 (agents'
-// self_fencing and Assign.Incarnation joined it before its release). A
-// change of any type in an export changes it: then bump StateFormatVersion
-// (and teach Restore the old version if old exports must stay readable),
-// and update this constant.
-const stateV2Layout = "bc5f94c77d4a1761"
+// self_fencing, Assign.Incarnation and SeqLimit joined it before its
+// release). A change of any type in an export changes it: then bump
+// StateFormatVersion (and teach Restore the old version if old exports
+// must stay readable), and update this constant.
+const stateV2Layout = "273b4d1b9f3212ba"
 
 func TestStateLayoutPinned(t *testing.T) {
 	if stateV2Fingerprint != stateV2Layout {
@@ -551,7 +551,7 @@ func TestExportIsAllState(t *testing.T) {
 		"ControlPlane": {"cfg", "now", "tasks", "terminalIDs", "terminalOff", "taskSeq", "queue", "idem", "timeline", "agents",
 			"agentList", "domains", "domainNames", "inFlight", "mode", "queueHighSince", "queueLowSince", "paused", "pausedReason",
 			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "by", "byActor", "expiredScratch", "observer", "pass"},
-		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "probe", "decision",
+		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "seqLimit", "probe", "decision",
 			"firstAttempt", "skipPass"},
 		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",
 			"registeredAt", "connectedSince", "lastHeartbeat", "disconnectedAt", "reportedInterval", "selfFencing", "running", "health", "score",

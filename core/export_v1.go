@@ -5,7 +5,8 @@ import "time"
 // Version 1 of the state export: the layout before events and the mode
 // named the token that acted (Event.By, modeState.SetByName), agents said
 // whether they fence themselves (agentExport.SelfFencing) and assignments
-// named the agent's incarnation (Assign.Incarnation). Restore reads it into
+// named the agent's incarnation and a heartbeat limit (Assign.Incarnation,
+// Assign.SeqLimit, taskExport.SeqLimit). Restore reads it into
 // a version 2 state with those empty. The types are frozen
 // copies of the version 1 ones; the codec writes no type names, so only
 // their field layout matters, which stateV1Fingerprint pins (a test checks
@@ -21,7 +22,7 @@ type stateV1 struct {
 	Pass     uint64
 	InFlight int
 
-	Tasks       []taskExport
+	Tasks       []taskExportV1
 	TerminalIDs []TaskID
 	Queue       queueExport
 	Idempotency idemExport
@@ -40,6 +41,17 @@ type stateV1 struct {
 	RetriesQueued  []keyCountExport
 	Outbox         []outboundV1
 	Stats          Stats
+}
+
+type taskExportV1 struct {
+	Task       Task
+	FailedOn   []AgentID
+	RejectedBy []AgentID
+	AssignedAt time.Time
+	Confirmed  bool
+	AckSeq     uint64
+	Probe      bool
+	SkipPass   uint64
 }
 
 type agentExportV1 struct {
@@ -111,6 +123,11 @@ type modeStateV1 struct {
 // agent is known to fence itself and no assignment names an incarnation
 // (the next heartbeat of a self-fencing agent says so).
 func (s *stateV1) upgrade() stateV2 {
+	tasks := make([]taskExport, len(s.Tasks))
+	for i, t := range s.Tasks {
+		tasks[i] = taskExport{Task: t.Task, FailedOn: t.FailedOn, RejectedBy: t.RejectedBy, AssignedAt: t.AssignedAt,
+			Confirmed: t.Confirmed, AckSeq: t.AckSeq, Probe: t.Probe, SkipPass: t.SkipPass}
+	}
 	agents := make([]agentExport, len(s.Agents))
 	for i, a := range s.Agents {
 		agents[i] = agentExport{ID: a.ID, Domain: a.Domain, Slots: a.Slots, Address: a.Address, AllowsExec: a.AllowsExec,
@@ -133,7 +150,7 @@ func (s *stateV1) upgrade() stateV2 {
 	}
 	return stateV2{
 		Config: s.Config, Now: s.Now, TaskSeq: s.TaskSeq, Pass: s.Pass, InFlight: s.InFlight,
-		Tasks: s.Tasks, TerminalIDs: s.TerminalIDs, Queue: s.Queue, Idempotency: s.Idempotency,
+		Tasks: tasks, TerminalIDs: s.TerminalIDs, Queue: s.Queue, Idempotency: s.Idempotency,
 		Timeline: timelineExport{NextSeq: s.Timeline.NextSeq, Dropped: s.Timeline.Dropped, Events: events},
 		Agents:   agents, Domains: s.Domains,
 		Mode:           modeState{Mode: s.Mode.Mode, SetBy: s.Mode.SetBy, Reason: s.Mode.Reason, Since: s.Mode.Since},

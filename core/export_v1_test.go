@@ -16,7 +16,7 @@ import (
 func TestStateV1LayoutFrozen(t *testing.T) {
 	l := stateLayout(reflect.TypeFor[stateV1]())
 	l = strings.NewReplacer("timelineExportV1{", "timelineExport{", "eventV1{", "Event{", "modeStateV1{", "modeState{",
-		"agentExportV1{", "agentExport{", "outboundV1{", "Outbound{", "assignV1{", "Assign{").Replace(l)
+		"agentExportV1{", "agentExport{", "outboundV1{", "Outbound{", "assignV1{", "Assign{", "taskExportV1{", "taskExport{").Replace(l)
 	sum := sha256.Sum256([]byte(l))
 	if got := hex.EncodeToString(sum[:8]); got != stateV1Fingerprint {
 		t.Fatalf("the frozen version 1 types have layout %s, version 1 exports %s: they must not change", got, stateV1Fingerprint)

@@ -133,6 +133,14 @@ type Assign struct {
 	// revealing the restart requeues it at once. Sent only to agents that
 	// report SelfFencing (an older agent refuses unknown fields).
 	Incarnation uint64 `json:"incarnation,omitempty"`
+	// SeqLimit (zero: none) is the heartbeat sequence from which the cp
+	// takes a heartbeat of this incarnation that does not list the attempt
+	// as proof the agent does not run it (and, past AssignTimeout, requeues
+	// it): the agent refuses the assignment once it has sent heartbeat
+	// SeqLimit. An assignment handed out but still in flight when such a
+	// heartbeat was built would otherwise start an attempt the cp has given
+	// to another agent. Sent only to agents that report SelfFencing.
+	SeqLimit uint64 `json:"seq_limit,omitempty"`
 }
 
 // AssignAck is the agent's answer to an Assign.

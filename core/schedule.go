@@ -200,7 +200,7 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	d := a.dom
 	t.Attempt++
 	t.AgentID = a.id
-	t.assignedAt, t.confirmed, t.ackSeq = now, false, 0
+	t.assignedAt, t.confirmed, t.ackSeq, t.seqLimit = now, false, 0, cp.seqLimit(a)
 	if d.health.State == DomainProbing {
 		t.probe = true
 		d.probes++
@@ -226,9 +226,20 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 func (cp *ControlPlane) assignMessage(a *agentRecord, t *taskRecord) Outbound {
 	as := &Assign{TaskID: t.ID, Attempt: t.Attempt, Spec: t.Spec, Deadline: cp.leaseDeadline(t)}
 	if a.selfFencing {
-		as.Incarnation = a.incarnation
+		as.Incarnation, as.SeqLimit = a.incarnation, t.seqLimit
 	}
 	return Outbound{To: a.id, Address: a.address, Assign: as}
+}
+
+// seqLimit is the Assign.SeqLimit of an assignment to a sent now (zero for
+// an agent that does not fence itself): a few heartbeats beyond the latest
+// the cp has seen, as many as the agent sends in AssignTimeout plus two for
+// those in flight, so an assignment delivered in time is taken.
+func (cp *ControlPlane) seqLimit(a *agentRecord) uint64 {
+	if !a.selfFencing {
+		return 0
+	}
+	return a.lastSeq + uint64(cp.cfg.AssignTimeout/max(cp.cfg.HeartbeatInterval, time.Millisecond)) + 2
 }
 
 // leaseDeadline is when the cp gives up on t's current attempt as stuck.

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -301,5 +302,71 @@ func TestRandomIncarnationsOfOlderAgents(t *testing.T) {
 				t.Fatalf("%d restarts recorded, want 1", n)
 			}
 		})
+	}
+}
+
+// TestUnconfirmedSeqLimit: an assignment to a self-fencing agent names a
+// heartbeat limit a few heartbeats past the latest the cp has seen; a
+// heartbeat below it that does not list the unconfirmed attempt is no proof
+// of loss even past AssignTimeout (the agent may have built it before a
+// poll reply in flight handed it the assignment), one from the limit on is.
+// Swarm 1:1000 run 748 after agents dialled in: a poll reply holding the
+// assignment was in flight while the agent built a heartbeat without it;
+// the cp requeued the attempt on that heartbeat and ran it on another agent
+// while the first, taking the reply, started it too (11-one-execution).
+func TestUnconfirmedSeqLimit(t *testing.T) {
+	h := newHarness(t, nil)
+	h.selfFencing = true
+	h.join("z1", 1, "a1") // heartbeat 1
+	cfg := h.cp.Config()
+	task := h.submit(TaskSpec{Kind: KindSleep, DurationMS: 60_000, TimeoutSeconds: 600})
+	var as *Assign
+	for _, o := range h.cp.TakeOutbox() {
+		if o.Assign != nil && o.Assign.TaskID == task.ID {
+			as = o.Assign
+		}
+	}
+	limit := 1 + uint64(cfg.AssignTimeout/cfg.HeartbeatInterval) + 2
+	if as == nil || as.SeqLimit != limit {
+		t.Fatalf("assignment %+v, want SeqLimit %d", as, limit)
+	}
+	h.now = h.now.Add(2 * cfg.AssignTimeout)
+	for h.seq["a1"]+1 < limit {
+		h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil })
+		if got := h.task(task.ID); got.State != TaskAssigned || got.Attempt != 1 {
+			t.Fatalf("after heartbeat %d (below the limit): %v attempt %d, want ASSIGNED attempt 1", h.seq["a1"], got.State, got.Attempt)
+		}
+	}
+	h.heartbeat("a1", func(hb *HeartbeatInput) { hb.Running = nil }) // heartbeat limit
+	if got := h.task(task.ID); got.Attempt != 2 {
+		t.Fatalf("after heartbeat %d (the limit) without it: %v attempt %d, want it placed again (attempt 2)", h.seq["a1"], got.State, got.Attempt)
+	}
+}
+
+// TestAgentRefusesPastSeqLimit: an agent refuses (retryable) an assignment
+// once it has sent heartbeat SeqLimit, which the cp takes as proof it does
+// not run the attempt; below it, it takes it.
+func TestAgentRefusesPastSeqLimit(t *testing.T) {
+	ag, fx := newTestAgent(t, nil)
+	sleep := TaskSpec{Kind: KindSleep, DurationMS: 600_000, TimeoutSeconds: 3600}
+	now := testEpoch
+	for range 3 { // heartbeats 1..3
+		ag.lastSent = time.Time{}
+		if _, ok := ag.Tick(now); !ok {
+			t.Fatal("no heartbeat")
+		}
+	}
+	as := assignOf("t1", 1, sleep)
+	as.Incarnation, as.SeqLimit = 1, 3
+	if ack := ag.Assign(now, as); ack.Accepted || !ack.Retryable || !strings.Contains(ack.Reason, "heartbeat 3 sent without it") {
+		t.Fatalf("assignment past its limit: %+v", ack)
+	}
+	as = assignOf("t2", 1, sleep)
+	as.Incarnation, as.SeqLimit = 1, 4
+	if ack := ag.Assign(now, as); !ack.Accepted {
+		t.Fatalf("assignment below its limit: %+v", ack)
+	}
+	if len(fx.started) != 1 || fx.started[0].TaskID != "t2" {
+		t.Fatalf("started %v", fx.started)
 	}
 }

@@ -64,7 +64,7 @@ func (cp *ControlPlane) applyTakeover(now time.Time, in TakeoverInput) error {
 		}
 		sortTasks(ts)
 		for _, t := range ts {
-			t.assignedAt = now
+			t.assignedAt, t.seqLimit = now, cp.seqLimit(a)
 			cp.outbox = append(cp.outbox, cp.assignMessage(a, t))
 			resent++
 		}

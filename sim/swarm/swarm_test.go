@@ -438,6 +438,17 @@ func TestRegressionOneExecution(t *testing.T) {
 		// up in the network past AssignTimeout, arrived after the ack: the
 		// cp took its silence on the attempt for a loss (shrunk).
 		{"20261130:6830 late heartbeat built before the ack", "seed=4406490539904219521,agents=3,zones=2,smallzones=0,slots=1,active=32s,tasks=14,taskmax=18s,timeout=29,attempts=2,taskfaultmax=10,faults=crash:26+slow:51+zone-outage:48+cut-off:28+cp-crash:29+hang:37+heartbeat-late:45"},
+		// Since agents dial in (merge of main): the cp handed out an
+		// assignment the core had taken back (the sim kept it in the
+		// mailbox; the cp daemon drops it).
+		{"1:3 taken-back assignment handed out", "seed=6608376535096938364,agents=22,zones=1,smallzones=0,slots=1,active=223s,tasks=961,taskmax=1s,timeout=29,attempts=3,taskfaultmax=10,faults=crash:6+flap:7+stuck:13+zone-outage:8+cp-crash:9+loss:11+duplicate:4+batch-cut:6+hang:7+read-only:6+degraded:6+agent-wedged:13+agent-result-held:10+ack-delayed:5"},
+		// Since agents dial in: a poll reply holding an assignment was in
+		// flight while the agent built a heartbeat without it; past
+		// AssignTimeout the cp requeued the attempt on that heartbeat and
+		// placed it elsewhere, and the agent started it on taking the
+		// reply (4:748 above failed so too). Fenced by Assign.SeqLimit.
+		{"1:61 heartbeat built before a poll reply in flight", "seed=8653394840302510706,agents=3,zones=1,smallzones=0,slots=3,active=214s,tasks=192,taskmax=6s,timeout=24,attempts=2,taskfaultmax=10,faults=slow:91+cut-off:39+duplicate:65+purge:71+cp-ack-dropped:44+batch-duplicated:63"},
+		{"2:184 heartbeat built before a poll reply in flight", "seed=5387937420909509893,agents=3,zones=1,smallzones=0,slots=3,active=223s,tasks=132,taskmax=8s,timeout=38,attempts=2,taskfaultmax=10,faults=crash:11+cp-restart:23+cp-crash:24+loss:9+reorder:12+agent-result-resent:18"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Parse(c.shape)

@@ -387,3 +387,23 @@ func TestPollOfAnotherIncarnationGetsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestMailEventsVoidOnlyTakenBackAssignments: an assignment leaves its
+// agent's mailbox when the core takes its attempt back (a transition to
+// any state but ASSIGNED or RUNNING), not on the transitions that give it
+// or confirm it, nor on another attempt's.
+func TestMailEventsVoidOnlyTakenBackAssignments(t *testing.T) {
+	s := &Server{mail: newMailboxes(1, 16, 16)}
+	s.enqueue(core.Outbound{To: "a1", Assign: &core.Assign{TaskID: "t1", Attempt: 2}})
+	ev := func(attempt int, to core.TaskState) core.Event {
+		return core.Event{Kind: core.EventTask, Type: core.EventTaskQueued, TaskID: "t1", AgentID: "a1", Attempt: attempt, To: to.String()}
+	}
+	for _, e := range []core.Event{ev(2, core.TaskAssigned), ev(2, core.TaskRunning), ev(1, core.TaskQueued)} {
+		if s.mailEvents(e); s.mail.queued() != 1 {
+			t.Fatalf("after %s of attempt %d: %d held, want the assignment kept", e.To, e.Attempt, s.mail.queued())
+		}
+	}
+	if s.mailEvents(ev(2, core.TaskQueued)); s.mail.queued() != 0 {
+		t.Fatalf("after the attempt was requeued: %d held, want 0", s.mail.queued())
+	}
+}

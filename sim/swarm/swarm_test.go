@@ -441,8 +441,11 @@ func TestCPFailoverKind(t *testing.T) {
 // whatever else they draw (at a drawn intensity) all pass.
 func TestSwarmWithFailovers(t *testing.T) {
 	n := 40
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		n = 8
+	case raceEnabled:
+		n = 15
 	}
 	for i := range n {
 		s := withFailovers(Generate(12, i))

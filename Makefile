@@ -1,5 +1,6 @@
 # FluxForge make targets. `make test` is what CI runs.
 GO      ?= go
+CPS     ?= 1
 PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
@@ -38,7 +39,7 @@ sim:
 # The cp's state persists in .cluster-data between runs; rm -rf .cluster-data
 # wipes it.
 cluster:
-	$(GO) run ./cmd/cluster
+	$(GO) run ./cmd/cluster -cps $(CPS)
 
 # Swarm simulation: random fleets and fault mixes; SWARM=10000 is the nightly size.
 SWARM ?= 1000

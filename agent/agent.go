@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,20 +29,37 @@ const (
 	ResultsMaxDefault        = 1024
 	TickMaxDefault           = 100 * time.Millisecond
 	ResultsLogMaxDefault     = 10_000
+	PollWaitDefault          = 25 * time.Second
+	// pollBackoffMin is the first pause after a failed poll; it doubles up
+	// to the heartbeat interval.
+	pollBackoffMin = 100 * time.Millisecond
+	// pollSlack bounds a poll's round trip beyond the wait it asks for.
+	pollSlack = 10 * time.Second
 )
 
-// Options configure a Daemon. ID, Domain, Slots, CPURL and Advertise are
-// required; every other field has a default.
+// Options configure a Daemon. ID, Domain, Slots and CPURL are required;
+// every other field has a default.
 type Options struct {
-	ID        core.AgentID
-	Domain    string
-	Slots     int
-	CPURL     string // base URL of the control plane, e.g. http://127.0.0.1:8080
-	Advertise string // base URL the cp uses to reach this agent
-	// Token is the shared agent token: presented on heartbeats and required
-	// on every /v1 request to the agent. Empty disables the check (with a
-	// warning at start).
+	ID     core.AgentID
+	Domain string
+	Slots  int
+	// CPURL is the base URL of the control plane, e.g.
+	// http://127.0.0.1:8080, or of every cp of a cluster, comma-separated:
+	// the agent talks to the leader, learning where it is from the
+	// followers' answers, and moves to the next cp when one is unreachable
+	// (net.CPTargets).
+	CPURL string
+	// Token is the shared agent token: presented on heartbeats and polls,
+	// and required on the agent's own /v1/status. Empty disables both (with
+	// a warning at start).
 	Token string
+	// CPHTTP1 makes the agent talk HTTP/1.1 to the cp (two connections: the
+	// long poll and the heartbeats) instead of HTTP/2 over one, for proxies
+	// that cannot carry cleartext HTTP/2.
+	CPHTTP1 bool
+	// PollWait is how long the cp may hold a poll when nothing waits for
+	// the agent (PollWaitDefault; at most net.PollWaitMax).
+	PollWait time.Duration
 	// HeartbeatInterval between heartbeats; results go out at once. Zero:
 	// the agent heartbeats at the interval the cp names in its replies (the
 	// cp is the source of truth), HeartbeatIntervalDefault until told.
@@ -76,7 +94,8 @@ type Options struct {
 	// the Go and process collectors.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
-	// HTTPClient carries heartbeats; a keep-alive client when nil.
+	// HTTPClient carries heartbeats and polls; net.NewCPClient(CPURL,
+	// CPHTTP1) when nil.
 	HTTPClient *http.Client
 }
 
@@ -102,6 +121,9 @@ func (o *Options) setDefaults() (intervalFromCP bool, err error) {
 	if o.ResultsLogMax == 0 {
 		o.ResultsLogMax = ResultsLogMaxDefault
 	}
+	if o.PollWait == 0 {
+		o.PollWait = PollWaitDefault
+	}
 	if o.Clock == nil {
 		o.Clock = clock.New()
 	}
@@ -124,11 +146,30 @@ func (o *Options) setDefaults() (intervalFromCP bool, err error) {
 		return false, fmt.Errorf("agent: tick max %v is below 1ms", o.TickMax)
 	case o.ResultsLogMax < 1 || o.OutputTailBytes < 0:
 		return false, errors.New("agent: ResultsLogMax must be >= 1 and OutputTailBytes >= 0")
+	case o.PollWait < time.Millisecond || o.PollWait > fnet.PollWaitMax*time.Millisecond:
+		return false, fmt.Errorf("agent: poll wait %v must be in [1ms,%v]", o.PollWait, fnet.PollWaitMax*time.Millisecond)
 	}
-	if err := checkURL("cp URL", o.CPURL); err != nil {
-		return false, err
+	for _, u := range cpURLs(o.CPURL) {
+		if err := checkURL("cp URL", u); err != nil {
+			return false, err
+		}
 	}
-	return intervalFromCP, checkURL("advertise URL", o.Advertise)
+	return intervalFromCP, nil
+}
+
+// cpURLs splits a comma-separated -cp list (at least one entry: an empty
+// list is one empty URL, which checkURL refuses).
+func cpURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{""}
+	}
+	return out
 }
 
 func checkURL(what, s string) error {
@@ -173,6 +214,8 @@ type Daemon struct {
 	hbBusy bool                 // a heartbeat is in flight (guarded by mu)
 	hbNext *core.HeartbeatInput // built while one was in flight; sent next (guarded by mu)
 
+	pollFailing bool // the last poll failed (poll loop only)
+
 	kick chan struct{} // wakes the loop early
 
 	metrics  *metrics
@@ -191,11 +234,10 @@ func New(opts Options) (*Daemon, error) {
 		reported: map[core.Lease]bool{},
 		kick:     make(chan struct{}, 1),
 	}
-	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: opts.CPURL}
+	urls := cpURLs(opts.CPURL)
+	d.cp = &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.Token, CPURL: urls[0], CPs: fnet.NewCPTargets(urls)}
 	if d.cp.HTTP == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 4
-		d.cp.HTTP = &http.Client{Transport: tr}
+		d.cp.HTTP = fnet.NewCPClient(urls[0], opts.CPHTTP1)
 	}
 	d.sleep = NewSleepExecutor(opts.Clock, d.finished)
 	execs := &Executors{Sleep: d.sleep}
@@ -205,7 +247,7 @@ func New(opts Options) (*Daemon, error) {
 		execs.Exec = d.exec
 	}
 	ag, err := core.NewAgent(core.AgentConfig{
-		ID: opts.ID, Domain: opts.Domain, Slots: opts.Slots, Address: opts.Advertise, AllowExec: opts.AllowExec,
+		ID: opts.ID, Domain: opts.Domain, Slots: opts.Slots, AllowExec: opts.AllowExec,
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatIntervalFromCP: intervalFromCP,
 		ResultsMax: opts.ResultsMax, Incarnation: opts.Incarnation,
 	}, execs)
@@ -264,10 +306,23 @@ func (d *Daemon) wake() {
 // the package doc) and returns once it is drained or gave up.
 func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.Token == "" {
-		d.log.Warn("no agent token configured: this agent accepts assignments from anyone who can reach it; set -agent-token")
+		d.log.Warn("no agent token configured: the cp cannot tell this agent from an impostor and /v1/status is open; set -agent-token")
 	}
-	d.log.Info("agent started", "cp", d.opts.CPURL, "advertise", d.opts.Advertise, "slots", d.opts.Slots,
-		"allow_exec", d.opts.AllowExec, "incarnation", d.opts.Incarnation)
+	d.log.Info("agent started", "cp", d.opts.CPURL, "slots", d.opts.Slots,
+		"allow_exec", d.opts.AllowExec, "incarnation", d.opts.Incarnation, "cp_http1", d.opts.CPHTTP1)
+	// The poll loop runs until the drain is over: a stopping agent still
+	// takes the cp's cancels (and declines its assignments).
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		d.pollLoop(pollCtx)
+	}()
+	defer func() {
+		stopPoll()
+		<-pollDone
+		d.cp.HTTP.CloseIdleConnections()
+	}()
 	d.loop(ctx, func(time.Time) bool { return false })
 
 	now := d.clock.Now()
@@ -444,9 +499,9 @@ func (d *Daemon) exchange(hb core.HeartbeatInput) {
 	d.metrics.heartbeats.WithLabelValues("ok").Inc()
 	d.metrics.rtt.Observe(rtt.Seconds())
 	if reply.HeartbeatReply.Registered {
-		d.log.Info("registered with cp", "cp", d.opts.CPURL, "running", len(hb.Running), "results", len(hb.Results))
+		d.log.Info("registered with cp", "cp", d.cp.CPs.Current(), "running", len(hb.Running), "results", len(hb.Results))
 	} else if !wasConnected {
-		d.log.Info("cp reachable again", "cp", d.opts.CPURL)
+		d.log.Info("cp reachable again", "cp", d.cp.CPs.Current())
 	}
 	if adopted != interval {
 		d.log.Info("heartbeat interval set by cp", "heartbeat_interval", adopted.String(), "was", interval.String())
@@ -461,7 +516,6 @@ type Status struct {
 	AgentID        core.AgentID    `json:"agent_id"`
 	Domain         string          `json:"domain"`
 	Slots          int             `json:"slots"`
-	Address        string          `json:"address"`
 	Incarnation    uint64          `json:"incarnation"`
 	CPConnected    bool            `json:"cp_connected"`
 	LastError      string          `json:"last_error,omitempty"`
@@ -481,7 +535,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := Status{
-		AgentID: d.opts.ID, Domain: d.opts.Domain, Slots: d.opts.Slots, Address: d.opts.Advertise,
+		AgentID: d.opts.ID, Domain: d.opts.Domain, Slots: d.opts.Slots,
 		Incarnation: d.opts.Incarnation, CPConnected: d.connected, LastError: d.lastErr,
 		Stopping: d.stopping, Running: d.core.Running(),
 		PendingResults: d.core.PendingResults(), Stats: d.core.Stats(),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,18 +26,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const testToken = "test-token"
 
 // fakeCP is a control plane for agent tests: a real core.ControlPlane behind
-// an httptest server that answers heartbeats and delivers assignments and
-// cancels to agents over HTTP, as the cp daemon does.
+// an httptest server that answers heartbeats and long polls, holding the
+// core's messages in one net.Mailbox per agent, as the cp daemon does.
 type fakeCP struct {
-	t      *testing.T
-	srv    *httptest.Server
-	client *fnet.HTTPClient
-	wg     sync.WaitGroup
+	t   *testing.T
+	srv *httptest.Server
 
 	mu         sync.Mutex
 	cp         *core.ControlPlane
 	starts     int
 	heartbeats []core.HeartbeatInput
+	boxes      map[core.AgentID]*fnet.Mailbox
+	pushed     chan struct{} // closed (and replaced) when a message is pushed
 }
 
 func cpConfig() core.Config {
@@ -47,19 +48,28 @@ func cpConfig() core.Config {
 	return cfg
 }
 
+// newCPServer serves h as the cp does: HTTP/1.1 and cleartext HTTP/2, which
+// the agent's client speaks by default.
+func newCPServer(h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	return srv
+}
+
 func newFakeCP(t *testing.T) *fakeCP {
-	f := &fakeCP{t: t, client: &fnet.HTTPClient{Token: testToken}}
+	f := &fakeCP{t: t, pushed: make(chan struct{})}
 	f.cp = f.newCore()
-	f.srv = httptest.NewServer(http.HandlerFunc(f.handle))
-	t.Cleanup(func() {
-		f.srv.Close()
-		f.wg.Wait()
-	})
+	f.srv = newCPServer(http.HandlerFunc(f.handle))
+	t.Cleanup(f.srv.Close)
 	return f
 }
 
 func (f *fakeCP) newCore() *core.ControlPlane {
-	f.starts++ // task ids unique per start, as the cp daemon makes them
+	f.starts++ // task ids and mailbox epochs unique per start, as the cp daemon makes them
+	f.boxes = map[core.AgentID]*fnet.Mailbox{}
 	cp, err := core.NewControlPlane(cpConfig(), time.Now())
 	if err != nil {
 		f.t.Fatal(err)
@@ -71,12 +81,17 @@ func (f *fakeCP) newCore() *core.ControlPlane {
 }
 
 func (f *fakeCP) handle(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != fnet.PathHeartbeat {
-		fnet.WriteError(w, http.StatusNotFound, "not_found", r.URL.Path)
-		return
-	}
 	if !fnet.CheckToken(r, testToken) {
 		fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "token")
+		return
+	}
+	switch r.URL.Path {
+	case fnet.PathHeartbeat:
+	case fnet.PathPoll:
+		f.poll(w, r)
+		return
+	default:
+		fnet.WriteError(w, http.StatusNotFound, "not_found", r.URL.Path)
 		return
 	}
 	var hb core.HeartbeatInput
@@ -88,9 +103,8 @@ func (f *fakeCP) handle(w http.ResponseWriter, r *http.Request) {
 	f.heartbeats = append(f.heartbeats, hb)
 	res, err := f.cp.Apply(time.Now(), hb)
 	reply := res.Heartbeat
-	out := f.cp.TakeOutbox()
+	f.deliverLocked(f.cp.TakeOutbox())
 	f.mu.Unlock()
-	f.deliver(out)
 	if err != nil {
 		fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -98,25 +112,66 @@ func (f *fakeCP) handle(w http.ResponseWriter, r *http.Request) {
 	fnet.WriteJSON(w, http.StatusOK, reply)
 }
 
-// deliver sends the cp's messages to agents in the background and feeds the
-// acks back.
-func (f *fakeCP) deliver(out []core.Outbound) {
+// deliver puts the cp's messages into the agents' mailboxes and wakes
+// their polls. Caller holds f.mu.
+func (f *fakeCP) deliverLocked(out []core.Outbound) {
 	for _, o := range out {
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			reply, err := f.client.Do(ctx, fnet.Outbound(o))
-			if err != nil || reply == nil || reply.AssignAck == nil {
-				return
-			}
-			f.mu.Lock()
-			_, _ = f.cp.Apply(time.Now(), *reply.AssignAck)
-			more := f.cp.TakeOutbox()
+		b := f.boxes[o.To]
+		if b == nil {
+			b = fnet.NewMailbox(uint64(f.starts), 1024)
+			f.boxes[o.To] = b
+		}
+		b.Push(o)
+	}
+	if len(out) > 0 {
+		close(f.pushed)
+		f.pushed = make(chan struct{})
+	}
+}
+
+// poll serves a long poll: acks into the core, then the mailbox's messages
+// at once or once some arrive (or the wait ends).
+func (f *fakeCP) poll(w http.ResponseWriter, r *http.Request) {
+	var p fnet.PollRequest
+	if err := fnet.Decode(r.Body, fnet.BodyMax, &p); err != nil {
+		fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if err := p.Validate(); err != nil {
+		fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	timer := time.NewTimer(time.Duration(p.WaitMillis) * time.Millisecond)
+	defer timer.Stop()
+	f.mu.Lock()
+	for _, a := range p.Acks {
+		a.AgentID = p.AgentID
+		_, _ = f.cp.Apply(time.Now(), a)
+	}
+	f.deliverLocked(f.cp.TakeOutbox())
+	for {
+		b := f.boxes[p.AgentID]
+		if b == nil {
+			b = fnet.NewMailbox(uint64(f.starts), 1024)
+			f.boxes[p.AgentID] = b
+		}
+		b.Ack(p.Epoch, p.After)
+		if b.Pending(p.Epoch, p.After) || p.WaitMillis == 0 {
+			reply := b.Take(p.Epoch, p.After, fnet.PollBatchMax)
 			f.mu.Unlock()
-			f.deliver(more)
-		}()
+			fnet.WriteJSON(w, http.StatusOK, reply)
+			return
+		}
+		pushed := f.pushed
+		f.mu.Unlock()
+		select {
+		case <-pushed:
+		case <-timer.C:
+			p.WaitMillis = 0
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
 	}
 }
 
@@ -124,12 +179,11 @@ func (f *fakeCP) submit(spec core.TaskSpec) core.TaskID {
 	f.mu.Lock()
 	r, err := f.cp.Apply(time.Now(), core.SubmitInput{Spec: spec})
 	task := r.Task
-	out := f.cp.TakeOutbox()
+	f.deliverLocked(f.cp.TakeOutbox())
 	f.mu.Unlock()
 	if err != nil {
 		f.t.Fatalf("submit: %v", err)
 	}
-	f.deliver(out)
 	return task.ID
 }
 
@@ -176,7 +230,7 @@ func startDaemon(t *testing.T, cpURL string, mutate func(*Options)) *runningDaem
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	opts := Options{
-		ID: "agent-1", Domain: "zone-a", Slots: 4, CPURL: cpURL, Advertise: "http://" + srv.Listener.Addr().String(),
+		ID: "agent-1", Domain: "zone-a", Slots: 4, CPURL: cpURL,
 		Token: testToken, HeartbeatInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, DrainTimeout: 5 * time.Second,
 	}
 	if mutate != nil {
@@ -307,28 +361,25 @@ func TestDaemonRunsTasksFromCP(t *testing.T) {
 	}
 }
 
-func TestDaemonAuthAndBadInput(t *testing.T) {
+// TestDaemonServesNoOrders: the agent's port is read-only. Nothing there
+// assigns or cancels (the agent polls the cp for that); /v1/status needs
+// the token; errors are the JSON error body.
+func TestDaemonServesNoOrders(t *testing.T) {
 	f := newFakeCP(t)
 	d := startDaemon(t, f.srv.URL, nil)
 	assign := mustJSON(t, core.Assign{TaskID: "x1", Attempt: 1, Spec: core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}})
-	cancel := mustJSON(t, core.CancelTask{TaskID: "x1", Attempt: 1})
 	tests := []struct {
 		name, method, path, token string
 		body                      []byte
 		status                    int
 		code                      string
 	}{
-		{"assign without token", "POST", fnet.PathAssign, "", assign, 401, "unauthorized"},
-		{"assign with wrong token", "POST", fnet.PathAssign, "nope", assign, 401, "unauthorized"},
-		{"cancel without token", "POST", fnet.PathCancel, "", cancel, 401, "unauthorized"},
+		{"assign", "POST", "/v1/assign", testToken, assign, 404, "not_found"},
+		{"cancel", "POST", "/v1/cancel", testToken, assign, 404, "not_found"},
 		{"status without token", "GET", "/v1/status", "", nil, 401, "unauthorized"},
-		{"unknown field", "POST", fnet.PathAssign, testToken, []byte(`{"task_id":"x","attempt":1,"spec":{"kind":"sleep"},"evil":1}`), 400, "bad_request"},
-		{"bad type", "POST", fnet.PathAssign, testToken, []byte(`{"task_id":"x","attempt":"one"}`), 400, "bad_request"},
-		{"missing task id", "POST", fnet.PathAssign, testToken, []byte(`{"attempt":1,"spec":{"kind":"sleep"}}`), 400, "bad_request"},
-		{"trailing data", "POST", fnet.PathCancel, testToken, []byte(`{"task_id":"x","attempt":1} {}`), 400, "bad_request"},
-		{"too large", "POST", fnet.PathAssign, testToken, append([]byte(`{"task_id":"`), bytes.Repeat([]byte("a"), assignBodyMax)...), 413, "too_large"},
+		{"status with wrong token", "GET", "/v1/status", "nope", nil, 401, "unauthorized"},
 		{"unknown path", "GET", "/nope", "", nil, 404, "not_found"},
-		{"wrong method", "GET", fnet.PathAssign, testToken, nil, 405, "method_not_allowed"},
+		{"wrong method", "POST", "/v1/status", testToken, nil, 405, "method_not_allowed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -342,23 +393,53 @@ func TestDaemonAuthAndBadInput(t *testing.T) {
 	if status, _ := request(t, "GET", d.srv.URL+"/healthz", "", nil); status != 200 {
 		t.Errorf("healthz %d", status)
 	}
-	if status, body := request(t, "POST", d.srv.URL+fnet.PathCancel, testToken, cancel); status != 204 {
-		t.Errorf("cancel with token: %d %s", status, body)
+	if status, _ := request(t, "GET", d.srv.URL+"/v1/status", testToken, nil); status != 200 {
+		t.Errorf("status with token: %d", status)
 	}
 	if st := d.Status(); st.Stats.Accepted != 0 {
-		t.Errorf("an unauthorized or bad assignment was accepted: %+v", st.Stats)
+		t.Errorf("an assignment was accepted on the agent's port: %+v", st.Stats)
 	}
 }
 
+// TestDaemonTakesMalformedOrdersSafely: a poll reply's malformed messages
+// (the cp never sends them) are logged and change nothing; a well-formed
+// one in the same batch is taken and acked.
+func TestDaemonTakesMalformedOrdersSafely(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stub := &stubCP{}
+		logs := &lockedLog{}
+		d := startBubbleDaemon(t, stub, func(o *Options) { o.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
+		stub.push(core.Outbound{To: "agent-1", Assign: &core.Assign{TaskID: "", Attempt: 1, Spec: core.TaskSpec{Kind: core.KindSleep}}})
+		stub.push(core.Outbound{To: "agent-1", Cancel: &core.CancelTask{TaskID: "x", Attempt: 0}})
+		if ack := assignTo(t, stub, true, "ok", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000}); !ack.Accepted {
+			t.Fatalf("ack %+v", ack)
+		}
+		stub.mu.Lock()
+		nacks := len(stub.acks)
+		stub.mu.Unlock()
+		if nacks != 1 {
+			t.Fatalf("%d acks, want only the well-formed assignment's", nacks)
+		}
+		if st := d.Status(); len(st.Running) != 1 || st.Stats.Accepted != 1 {
+			t.Fatalf("status %+v", st)
+		}
+		for _, want := range []string{`"msg":"assignment ignored: malformed"`, `"msg":"cancel ignored: malformed"`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %s", want)
+			}
+		}
+	})
+}
+
 func TestDaemonRefusesExecUnlessAllowed(t *testing.T) {
-	f := newFakeCP(t)
-	d := startDaemon(t, f.srv.URL, nil)
-	body := mustJSON(t, core.Assign{TaskID: "x1", Attempt: 1, Spec: core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/true"}}})
-	status, resp := request(t, "POST", d.srv.URL+fnet.PathAssign, testToken, body)
-	var ack core.AssignAck
-	if err := json.Unmarshal(resp, &ack); err != nil || status != 200 || ack.Accepted || !strings.Contains(ack.Reason, "-allow-exec") {
-		t.Fatalf("got %d %s, want a rejection naming -allow-exec", status, resp)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		stub := &stubCP{}
+		startBubbleDaemon(t, stub, nil)
+		ack := assignTo(t, stub, true, "x1", core.TaskSpec{Kind: core.KindExec, Argv: []string{"/bin/true"}})
+		if ack.Accepted || !strings.Contains(ack.Reason, "-allow-exec") {
+			t.Fatalf("ack %+v, want a rejection naming -allow-exec", ack)
+		}
+	})
 }
 
 func TestDaemonRunsExecWhenAllowed(t *testing.T) {
@@ -379,14 +460,52 @@ func TestDaemonRunsExecWhenAllowed(t *testing.T) {
 }
 
 // stubCP is a control plane handler that answers every heartbeat with an
-// empty reply acknowledging its results, so tests can assign to the agent
-// directly. It serves in memory (see startBubbleDaemon).
+// empty reply acknowledging its results, and every poll with the messages
+// a test pushed, so tests can assign to the agent directly. It serves in
+// memory (see startBubbleDaemon) or on a port (newStubCP).
 type stubCP struct {
-	mu  sync.Mutex
-	hbs []core.HeartbeatInput
+	mu     sync.Mutex
+	hbs    []core.HeartbeatInput
+	box    *fnet.Mailbox
+	pushed chan struct{}
+	acks   []core.AssignAck
+	polls  int
+}
+
+func (s *stubCP) init() {
+	if s.box == nil {
+		s.box = fnet.NewMailbox(42, 1024)
+		s.pushed = make(chan struct{})
+	}
+}
+
+// push puts an assignment or cancel into the agent's mailbox.
+func (s *stubCP) push(o core.Outbound) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	s.box.Push(o)
+	close(s.pushed)
+	s.pushed = make(chan struct{})
+}
+
+// ack returns the agent's ack for task id, if a poll brought it.
+func (s *stubCP) ack(id core.TaskID) (core.AssignAck, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.acks {
+		if a.TaskID == id {
+			return a, true
+		}
+	}
+	return core.AssignAck{}, false
 }
 
 func (s *stubCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == fnet.PathPoll {
+		s.poll(w, r)
+		return
+	}
 	var hb core.HeartbeatInput
 	if err := fnet.Decode(r.Body, fnet.BodyMax, &hb); err != nil {
 		fnet.WriteError(w, 400, "bad_request", err.Error())
@@ -402,6 +521,44 @@ func (s *stubCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fnet.WriteJSON(w, 200, reply)
 }
 
+func (s *stubCP) poll(w http.ResponseWriter, r *http.Request) {
+	var p fnet.PollRequest
+	if err := fnet.Decode(r.Body, fnet.BodyMax, &p); err != nil {
+		fnet.WriteError(w, 400, "bad_request", err.Error())
+		return
+	}
+	if err := p.Validate(); err != nil {
+		fnet.WriteError(w, 400, "bad_request", err.Error())
+		return
+	}
+	timer := time.NewTimer(time.Duration(p.WaitMillis) * time.Millisecond)
+	defer timer.Stop()
+	s.mu.Lock()
+	s.init()
+	s.polls++
+	s.acks = append(s.acks, p.Acks...)
+	s.box.Ack(p.Epoch, p.After)
+	for !s.box.Pending(p.Epoch, p.After) {
+		pushed := s.pushed
+		s.mu.Unlock()
+		select {
+		case <-pushed:
+		case <-timer.C:
+			s.mu.Lock()
+			reply := s.box.Take(p.Epoch, p.After, fnet.PollBatchMax)
+			s.mu.Unlock()
+			fnet.WriteJSON(w, 200, reply)
+			return
+		case <-r.Context().Done():
+			return
+		}
+		s.mu.Lock()
+	}
+	reply := s.box.Take(p.Epoch, p.After, fnet.PollBatchMax)
+	s.mu.Unlock()
+	fnet.WriteJSON(w, 200, reply)
+}
+
 // servedStub is a stubCP on a loopback port, for tests that need real
 // sockets (remote addresses in logs) or real processes.
 type servedStub struct {
@@ -411,7 +568,7 @@ type servedStub struct {
 
 func newStubCP(t *testing.T) *servedStub {
 	s := &servedStub{stubCP: &stubCP{}}
-	s.srv = httptest.NewServer(s.stubCP)
+	s.srv = newCPServer(s.stubCP)
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -432,12 +589,21 @@ func (s *stubCP) results() (map[core.Lease]core.Result, bool) {
 	return out, stopping
 }
 
-func assignTo(t *testing.T, d *runningDaemon, id string, spec core.TaskSpec) core.AssignAck {
+// assignTo assigns task id (attempt 1) to the agent through the stub's
+// mailbox and returns the ack the agent's next poll brought. In a synctest
+// bubble (bubble) it waits for every goroutine to settle, else it polls
+// for the ack with a deadline.
+func assignTo(t *testing.T, stub *stubCP, bubble bool, id string, spec core.TaskSpec) core.AssignAck {
 	t.Helper()
-	status, resp := d.request(t, "POST", fnet.PathAssign, testToken, mustJSON(t, core.Assign{TaskID: core.TaskID(id), Attempt: 1, Spec: spec}))
-	var ack core.AssignAck
-	if err := json.Unmarshal(resp, &ack); err != nil || status != 200 {
-		t.Fatalf("assign %s: %d %s", id, status, resp)
+	stub.push(core.Outbound{To: "agent-1", Assign: &core.Assign{TaskID: core.TaskID(id), Attempt: 1, Spec: spec}})
+	if bubble {
+		synctest.Wait()
+	} else {
+		waitUntil(t, 10*time.Second, "the ack of "+id, func() bool { _, ok := stub.ack(core.TaskID(id)); return ok })
+	}
+	ack, ok := stub.ack(core.TaskID(id))
+	if !ok {
+		t.Fatalf("no ack for %s", id)
 	}
 	return ack
 }
@@ -451,7 +617,7 @@ func TestDaemonTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &stubCP{}
 		d := startBubbleDaemon(t, stub, nil)
-		if ack := assignTo(t, d, "slow", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000, TimeoutSeconds: 1}); !ack.Accepted {
+		if ack := assignTo(t, stub, true, "slow", core.TaskSpec{Kind: core.KindSleep, DurationMS: 60_000, TimeoutSeconds: 1}); !ack.Accepted {
 			t.Fatalf("ack %+v", ack)
 		}
 		time.Sleep(999 * time.Millisecond)
@@ -475,7 +641,7 @@ func TestDaemonGracefulStopFinishesRunningWork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &stubCP{}
 		d := startBubbleDaemon(t, stub, func(o *Options) { o.ShutdownGrace = time.Minute })
-		if ack := assignTo(t, d, "work", core.TaskSpec{Kind: core.KindSleep, DurationMS: 2000}); !ack.Accepted {
+		if ack := assignTo(t, stub, true, "work", core.TaskSpec{Kind: core.KindSleep, DurationMS: 2000}); !ack.Accepted {
 			t.Fatalf("ack %+v", ack)
 		}
 		d.cancel()
@@ -483,7 +649,7 @@ func TestDaemonGracefulStopFinishesRunningWork(t *testing.T) {
 		if _, stopping := stub.results(); !stopping {
 			t.Fatal("no stopping heartbeat")
 		}
-		if ack := assignTo(t, d, "late", core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
+		if ack := assignTo(t, stub, true, "late", core.TaskSpec{Kind: core.KindSleep, DurationMS: 1}); ack.Accepted || !strings.Contains(ack.Reason, "stopping") {
 			t.Errorf("a stopping agent took work: %+v", ack)
 		}
 		if status, _ := d.request(t, "GET", "/readyz", "", nil); status != 503 {
@@ -510,7 +676,7 @@ func TestDaemonShutdownGraceCancelsLeftovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stub := &stubCP{}
 		d := startBubbleDaemon(t, stub, func(o *Options) { o.ShutdownGrace = 5 * time.Second })
-		if ack := assignTo(t, d, "long", core.TaskSpec{Kind: core.KindSleep, DurationMS: 3_600_000, TimeoutSeconds: 7200}); !ack.Accepted {
+		if ack := assignTo(t, stub, true, "long", core.TaskSpec{Kind: core.KindSleep, DurationMS: 3_600_000, TimeoutSeconds: 7200}); !ack.Accepted {
 			t.Fatalf("ack %+v", ack)
 		}
 		d.cancel()
@@ -571,7 +737,7 @@ func TestDaemonRestartReRegistersWithNewIncarnation(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	base := Options{ID: "a", Domain: "z", Slots: 1, CPURL: "http://127.0.0.1:8080", Advertise: "http://127.0.0.1:9090"}
+	base := Options{ID: "a", Domain: "z", Slots: 1, CPURL: "http://127.0.0.1:8080"}
 	tests := []struct {
 		name   string
 		mutate func(*Options)
@@ -580,7 +746,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"no domain", func(o *Options) { o.Domain = "" }},
 		{"no slots", func(o *Options) { o.Slots = 0 }},
 		{"cp not a URL", func(o *Options) { o.CPURL = "127.0.0.1:8080" }},
-		{"advertise without host", func(o *Options) { o.Advertise = "http://" }},
+		{"cp without host", func(o *Options) { o.CPURL = "http://" }},
+		{"poll wait too long", func(o *Options) { o.PollWait = time.Hour }},
 		{"negative grace", func(o *Options) { o.ShutdownGrace = -time.Second }},
 	}
 	if _, err := New(base); err != nil {
@@ -642,6 +809,69 @@ func TestDaemonQueuesHeartbeatBuiltWhileOneIsInFlight(t *testing.T) {
 		synctest.Wait() // no time passes: the queued heartbeat goes out at once
 		if got := sent(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 			t.Errorf("heartbeat seqs %v, want [1 2] without waiting for an interval", got)
+		}
+	})
+}
+
+// TestDaemonOverHTTP1: with CPHTTP1 the agent polls and heartbeats over
+// HTTP/1.1 and works the same.
+func TestDaemonOverHTTP1(t *testing.T) {
+	f := newFakeCP(t)
+	var protos sync.Map
+	h := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		h.ServeHTTP(w, r)
+	})
+	startDaemon(t, f.srv.URL, func(o *Options) { o.CPHTTP1 = true })
+	waitUntil(t, 10*time.Second, "registration", func() bool { return len(f.events(core.EventAgentRegistered)) == 1 })
+	id := f.submit(core.TaskSpec{Kind: core.KindSleep, DurationMS: 5})
+	waitUntil(t, 10*time.Second, "the task to succeed", func() bool { return f.task(id).State == core.TaskSucceeded })
+	_, h1 := protos.Load("HTTP/1.1")
+	_, h2 := protos.Load("HTTP/2.0")
+	if !h1 || h2 {
+		t.Fatalf("protocols seen: HTTP/1.1 %v, HTTP/2.0 %v", h1, h2)
+	}
+}
+
+// TestDaemonPollBacksOff: while the cp refuses polls the agent backs off
+// 100ms, doubling up to its heartbeat interval, and warns once.
+func TestDaemonPollBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var at []time.Time
+		stub := &stubCP{}
+		cp := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == fnet.PathPoll {
+				mu.Lock()
+				at = append(at, time.Now())
+				mu.Unlock()
+				fnet.WriteError(w, http.StatusServiceUnavailable, "not_durable", "try later")
+				return
+			}
+			stub.ServeHTTP(w, r)
+		})
+		logs := &lockedLog{}
+		start := time.Now()
+		startBubbleDaemon(t, cp, func(o *Options) {
+			o.HeartbeatInterval = time.Second
+			o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+		})
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		got := make([]time.Duration, len(at))
+		for i, a := range at {
+			got[i] = a.Sub(start)
+		}
+		mu.Unlock()
+		ms := time.Millisecond
+		want := []time.Duration{0, 100 * ms, 300 * ms, 700 * ms, 1500 * ms, 2500 * ms, 3500 * ms}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("polls at %v, want %v", got, want)
+		}
+		if n := strings.Count(logs.String(), `"msg":"poll failed: cp unreachable"`); n != 1 {
+			t.Fatalf("%d unreachable warnings, want 1", n)
 		}
 	})
 }

@@ -1,11 +1,12 @@
 // Package agent is the FluxForge agent daemon: it wraps the agent's
 // deterministic state machine (core.Agent) with a clock, executors, a
-// heartbeat loop to the control plane and an HTTP server for the cp's
-// assignments and cancels.
+// heartbeat loop and a long-poll loop to the control plane, and a read-only
+// HTTP server for metrics and probes. The agent dials in: the cp never
+// connects to it.
 //
 // # Shape
 //
-// A Daemon owns one *core.Agent behind a mutex. Three kinds of goroutine
+// A Daemon owns one *core.Agent behind a mutex. Four kinds of goroutine
 // drive it:
 //
 //   - the loop (Run): calls core.Agent.Tick whenever core.Agent.NextWake says
@@ -14,17 +15,26 @@
 //     its own (at most one in flight) and its reply (or failure) is fed back
 //     (the reply names the cp's heartbeat interval, which the agent adopts
 //     unless Options.HeartbeatInterval is set);
-//   - the HTTP handlers (Handler): POST /v1/assign and POST /v1/cancel from
-//     the cp, GET /metrics, /healthz, /readyz and /v1/status;
+//   - the poll loop (poll.go): long-polls net.PathPoll with its net.Inbox
+//     cursor and the acks of the last batch, hands each new assignment and
+//     cancel to the core, wakes the loop and polls again at once; on error
+//     it backs off (100ms doubling up to the heartbeat interval). A
+//     finished task's result goes out in a heartbeat at once, the cp
+//     schedules on it, and the held poll returns the next assignment: no
+//     timer in between. Poll and heartbeats share one HTTP/2 connection
+//     (Options.CPHTTP1: HTTP/1.1, two connections);
+//   - the HTTP handlers (Handler, optional: the command's -listen none
+//     serves none): GET /metrics, /healthz, /readyz and /v1/status;
 //   - the executors: a sleep timer or an exec process per attempt, reporting
 //     their end through core.Agent.Finished.
 //
 // # Security
 //
-// An agent accepts assignments only from its cp: every /v1 request must carry
-// "Authorization: Bearer <agent token>", the same shared token the agent
-// presents on its heartbeats. Without a configured token the agent accepts
-// anyone's assignments, which is fit for a laptop only; Run logs a warning.
+// An agent takes assignments only from the cp it polls, over the connection
+// it opened; it presents the agent token on every heartbeat and poll, and
+// /v1/status requires it too. Without a configured token the cp cannot tell
+// the agent from an impostor, which is fit for a laptop only; Run logs a
+// warning.
 // Kind exec is refused unless AllowExec is set; exec tasks run argv without a
 // shell, in a process group of their own, with PATH as their only
 // environment variable.

@@ -1,16 +1,17 @@
 package agent
 
-// Fuzz target for the bodies the cp sends an agent (assign and cancel): each
-// input goes through the real Handler of a fresh Daemon (not running: its
-// clock is a mock, so a sleep it accepts never fires) that already runs one
-// attempt. The contract:
+// Fuzz target for the messages the cp sends an agent in a poll reply
+// (assign and cancel): each input is one message of a reply, decoded and
+// validated as the agent's poll does, then taken by a fresh Daemon (not
+// running: its clock is a mock, so a sleep it accepts never fires) that
+// already runs one attempt. The contract:
 //
-//   - no panic and no 5xx;
-//   - assign answers 200 with an AssignAck, cancel 204; a refusal is a 4xx
-//     with the JSON error {"error","message"}, both non-empty;
-//   - a 4xx changes nothing, and neither does an assignment the agent
-//     declines (ack.accepted false) beyond its rejection counter;
-//   - without the token every call is 401.
+//   - no panic;
+//   - a reply that does not decode or validate changes nothing;
+//   - a cancel is never acked; an assignment is acked, by this agent, with
+//     an ack the next poll may carry, or ignored (malformed) with no change;
+//   - an assignment the agent declines (ack.accepted false) has a reason
+//     and changes nothing beyond its rejection counter.
 //
 // Exec is not allowed here: a fuzzer must never start processes. Run it for a
 // minute with
@@ -20,8 +21,6 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -38,7 +37,7 @@ func fuzzDaemon(t *testing.T) *Daemon {
 	mock := clock.NewMock()
 	mock.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
-	d, err := New(Options{ID: "fuzz-agent", Domain: "z1", Slots: 2, CPURL: "http://127.0.0.1:1", Advertise: "http://127.0.0.1:2",
+	d, err := New(Options{ID: "fuzz-agent", Domain: "z1", Slots: 2, CPURL: "http://127.0.0.1:1",
 		Token: testToken, Clock: mock, Registerer: reg, Gatherer: reg, Incarnation: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -98,58 +97,58 @@ func FuzzAgentProtocol(f *testing.F) {
 	}
 	f.Add(false, []byte(`{"task_id":"t-2","attempt":1,"spec":{"kind":"sleep","duration_ms":5}}`), false)
 	f.Add(true, []byte(`{"task_id":"t-1","attempt":2}`), false)
-	f.Fuzz(func(t *testing.T, cancel bool, body []byte, token bool) {
+	f.Fuzz(func(t *testing.T, cancel bool, body []byte, _ bool) {
+		// The body is one message of a poll reply from the cp: the agent
+		// takes it only if the reply decodes strictly and validates (as
+		// net.HTTPClient.Poll checks), and then acks an assignment.
 		d := fuzzDaemon(t)
 		before := d.fuzzAgentState()
-		path := fnet.PathAssign
+		field := "assign"
 		if cancel {
-			path = fnet.PathCancel
+			field = "cancel"
 		}
-		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
-		if token {
-			req.Header.Set("Authorization", "Bearer "+testToken)
+		raw := append([]byte(`{"epoch":1,"messages":[{"seq":1,"`+field+`":`), body...)
+		raw = append(raw, "}]}"...)
+		var reply fnet.PollReply
+		err := fnet.DecodeReply(bytes.NewReader(raw), fnet.PollReplyMax, &reply)
+		if err == nil {
+			err = reply.Validate()
 		}
-		rec := httptest.NewRecorder()
-		d.Handler().ServeHTTP(rec, req)
-
-		switch {
-		case !token && rec.Code != http.StatusUnauthorized:
-			t.Fatalf("%s without the token answered %d", path, rec.Code)
-		case rec.Code >= 400 && rec.Code < 500:
-			var e map[string]any
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
-				t.Fatalf("%d with a body that is not JSON: %q", rec.Code, rec.Body)
-			}
-			code, _ := e["error"].(string)
-			msg, _ := e["message"].(string)
-			if len(e) != 2 || code == "" || msg == "" {
-				t.Fatalf("%d: error body is not {\"error\",\"message\"}: %q", rec.Code, rec.Body)
-			}
+		if err != nil {
 			if after := d.fuzzAgentState(); after != before {
-				t.Fatalf("refused %d %s changed the agent:\nbefore %s\nafter  %s", rec.Code, rec.Body, before, after)
+				t.Fatalf("refused reply changed the agent")
 			}
-		case cancel && rec.Code == http.StatusNoContent:
-		case !cancel && rec.Code == http.StatusOK:
-			var ack core.AssignAck
-			if err := fnet.Decode(bytes.NewReader(rec.Body.Bytes()), fnet.BodyMax, &ack); err != nil {
-				t.Fatalf("assign ack does not decode strictly: %v: %s", err, rec.Body)
+			return
+		}
+		var in fnet.Inbox
+		acks := d.take(in.Accept(reply))
+		switch {
+		case cancel && len(acks) != 0:
+			t.Fatalf("a cancel was acked: %+v", acks)
+		case cancel:
+		case len(acks) == 0:
+			if after := d.fuzzAgentState(); after != before {
+				t.Fatalf("ignored assignment changed the agent:\nbefore %s\nafter  %s", before, after)
 			}
+		default:
+			ack := acks[0]
 			if ack.AgentID != "fuzz-agent" {
 				t.Fatalf("ack from %q", ack.AgentID)
 			}
+			if err := (&fnet.PollRequest{AgentID: "fuzz-agent", Acks: acks}).Validate(); err != nil {
+				t.Fatalf("the ack would make the next poll invalid: %v", err)
+			}
 			if !ack.Accepted {
 				if ack.Reason == "" {
-					t.Fatalf("declined without a reason: %s", rec.Body)
+					t.Fatalf("declined without a reason: %+v", ack)
 				}
 				if after := d.fuzzAgentState(); after != before {
 					t.Fatalf("declined assignment changed the agent:\nbefore %s\nafter  %s", before, after)
 				}
 			}
-			if st := d.Status(); len(st.Running) > 2 {
-				t.Fatalf("more attempts running than slots: %+v", st.Running)
-			}
-		default:
-			t.Fatalf("%s answered %d: %s", path, rec.Code, rec.Body)
+		}
+		if st := d.Status(); len(st.Running) > 2 {
+			t.Fatalf("more attempts running than slots: %+v", st.Running)
 		}
 	})
 }

@@ -12,27 +12,15 @@ import (
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
-// Bounds on request bodies the agent accepts.
-const (
-	// assignBodyMax: an Assign carries one task spec, whose argv core bounds
-	// to 64 KiB.
-	assignBodyMax = 1 << 20
-	cancelBodyMax = 16 << 10
-	taskIDMax     = 256
-)
-
-// Handler serves the agent's HTTP API:
+// Handler serves the agent's local HTTP API (read-only: the agent takes its
+// assignments and cancels by polling the cp, never on this port):
 //
-//	POST /v1/assign   body core.Assign → core.AssignAck (agent token required)
-//	POST /v1/cancel   body core.CancelTask → 204 (agent token required)
 //	GET  /v1/status   the agent's Status (agent token required)
 //	GET  /metrics     Prometheus metrics
 //	GET  /healthz     200 while the process serves
 //	GET  /readyz      200 when the cp answers heartbeats and the agent is not stopping
 func (d *Daemon) Handler() http.Handler {
 	r := httprouter.New()
-	r.POST(fnet.PathAssign, d.authorized(d.handleAssign))
-	r.POST(fnet.PathCancel, d.authorized(d.handleCancel))
 	r.GET("/v1/status", d.authorized(d.handleStatus))
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(d.gatherer, promhttp.HandlerOpts{}))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
@@ -52,8 +40,7 @@ func (d *Daemon) Handler() http.Handler {
 	return r
 }
 
-// authorized requires the agent token: an agent takes orders from its cp
-// only.
+// authorized requires the agent token.
 func (d *Daemon) authorized(h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		if !fnet.CheckToken(r, d.opts.Token) {
@@ -64,66 +51,6 @@ func (d *Daemon) authorized(h httprouter.Handle) httprouter.Handle {
 		}
 		h(w, r, p)
 	}
-}
-
-// decode reads r's JSON body into v: a body declared (Content-Length)
-// larger than max is refused before any of it is read, one of unknown
-// length once max bytes are read.
-func decode(r *http.Request, max int64, v any) error {
-	if err := fnet.CheckContentLength(r, max); err != nil {
-		return err
-	}
-	return fnet.Decode(r.Body, max, v)
-}
-
-// refuse answers a malformed order and logs it: the cp should never send one.
-func (d *Daemon) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	d.log.Warn("validation error", "path", r.URL.Path, "status", status, "error", code, "message", msg, "remote", r.RemoteAddr)
-	fnet.WriteError(w, status, code, msg)
-}
-
-func (d *Daemon) handleAssign(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var as core.Assign
-	if err := decode(r, assignBodyMax, &as); err != nil {
-		status, code := fnet.DecodeStatus(err)
-		d.refuse(w, r, status, code, err.Error())
-		return
-	}
-	if as.TaskID == "" || len(as.TaskID) > taskIDMax || as.Attempt < 1 {
-		d.refuse(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf("assign needs task_id (1-%d bytes) and attempt >= 1", taskIDMax))
-		return
-	}
-	now := d.clock.Now()
-	d.mu.Lock()
-	ack := d.core.Assign(now, as)
-	d.mu.Unlock()
-	if ack.Accepted {
-		d.log.Debug("task assigned", "task_id", string(as.TaskID), "attempt", as.Attempt, "kind", as.Spec.Kind)
-		d.wake() // its deadline may be the next wake-up
-	} else {
-		d.log.Info("assignment rejected", "task_id", string(as.TaskID), "attempt", as.Attempt, "reason", ack.Reason)
-	}
-	fnet.WriteJSON(w, http.StatusOK, ack)
-}
-
-func (d *Daemon) handleCancel(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var c core.CancelTask
-	if err := decode(r, cancelBodyMax, &c); err != nil {
-		status, code := fnet.DecodeStatus(err)
-		d.refuse(w, r, status, code, err.Error())
-		return
-	}
-	if c.TaskID == "" || len(c.TaskID) > taskIDMax || c.Attempt < 1 || len(c.Reason) > 1024 {
-		d.refuse(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf("cancel needs task_id (1-%d bytes), attempt >= 1 and a reason of at most 1024 bytes", taskIDMax))
-		return
-	}
-	now := d.clock.Now()
-	d.mu.Lock()
-	d.core.Cancel(now, c)
-	d.mu.Unlock()
-	d.log.Info("task cancelled by cp", "task_id", string(c.TaskID), "attempt", c.Attempt, "reason", c.Reason)
-	d.wake()
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
@@ -148,6 +75,7 @@ func (d *Daemon) handleReady(w http.ResponseWriter, _ *http.Request, _ httproute
 type metrics struct {
 	d            *Daemon
 	heartbeats   *prometheus.CounterVec
+	polls        *prometheus.CounterVec
 	rtt          prometheus.Histogram
 	unauthorized prometheus.Counter
 
@@ -160,6 +88,9 @@ func newMetrics(d *Daemon) *metrics {
 		d: d,
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flux_agent_heartbeats_total", Help: "Heartbeats to the cp by result (ok, error, replaced: a newer one was built while it waited).",
+		}, []string{"result"}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flux_agent_polls_total", Help: "Polls to the cp for assignments and cancels, by result (ok, error).",
 		}, []string{"result"}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "flux_agent_heartbeat_rtt_seconds", Help: "Round trip of heartbeats the cp answered.",
@@ -181,7 +112,7 @@ func newMetrics(d *Daemon) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.heartbeats, m.rtt, m.unauthorized, m} {
+	for _, c := range []prometheus.Collector{m.heartbeats, m.polls, m.rtt, m.unauthorized, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func startBubbleDaemon(t *testing.T, cp http.Handler, mutate func(*Options)) *runningDaemon {
 	t.Helper()
 	opts := Options{
-		ID: "agent-1", Domain: "zone-a", Slots: 4, CPURL: "http://cp.test", Advertise: "http://agent.test",
+		ID: "agent-1", Domain: "zone-a", Slots: 4, CPURL: "http://cp.test",
 		Token: testToken, HeartbeatInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, DrainTimeout: 5 * time.Second,
 		HTTPClient: &http.Client{Transport: handlerTransport{cp}},
 	}

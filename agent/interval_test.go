@@ -54,7 +54,7 @@ func TestDaemonHeartbeatInterval(t *testing.T) {
 // TestDaemonIntervalBeforeRegistering: until the cp answers, an agent
 // given no interval uses the default and reports it.
 func TestDaemonIntervalBeforeRegistering(t *testing.T) {
-	d, err := New(Options{ID: "a1", Domain: "z1", Slots: 1, CPURL: "http://127.0.0.1:1", Advertise: "http://127.0.0.1:2"})
+	d, err := New(Options{ID: "a1", Domain: "z1", Slots: 1, CPURL: "http://127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodPost, "/v1/agents/:id/quarantine", authAdmin, s.quarantine)
 	add(http.MethodPost, "/v1/agents/:id/release", authAdmin, s.release)
 	add(http.MethodPost, fnet.PathHeartbeat, authAgent, s.heartbeat)
+	add(http.MethodPost, fnet.PathPoll, authAgent, s.poll)
 	add(http.MethodGet, "/scheduler/debug/snapshot", authRead, s.snapshot)
 	add(http.MethodPost, "/scheduler/queue/purge", authAdmin, s.purge)
 	add(http.MethodGet, "/admin/mode", authAdmin, s.getMode)
@@ -285,7 +286,9 @@ func query(w http.ResponseWriter, r *http.Request, allowed ...string) (url.Value
 		return nil, false
 	}
 	for k, vs := range q {
-		if !slices.Contains(allowed, k) {
+		// stale=true (read this cp's own copy, not the leader's) is
+		// taken by the cluster layer before the handler, on every read.
+		if !slices.Contains(allowed, k) && (k != "stale" || r.Method != http.MethodGet) {
 			writeError(w, http.StatusBadRequest, "bad_request",
 				fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
 			return nil, false
@@ -556,14 +559,16 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !ok {
 		return
 	}
+	s.mail.noteIncarnation(hb.AgentID, hb.Incarnation)
 	fnet.WriteJSON(w, http.StatusOK, a.Result.Heartbeat)
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if _, ok := query(w, r); !ok {
+	q, ok := query(w, r, "fresh_hash")
+	if !ok {
 		return
 	}
-	v, err := s.fsm.debugView(s.clock.Now())
+	v, err := s.fsm.debugView(s.clock.Now(), q.Get("fresh_hash") == "true")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return

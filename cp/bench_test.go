@@ -13,8 +13,8 @@ import (
 )
 
 // BenchmarkEndToEnd measures tasks per second from submission to result on
-// loopback: 50 fake agents (real core.Agent state machines behind HTTP
-// servers, 4 slots each, heartbeating every 20ms) run `sleep 0` tasks
+// loopback: 50 fake agents (real core.Agent state machines that poll
+// the cp, 4 slots each, heartbeating every 20ms) run `sleep 0` tasks
 // submitted over HTTP by 16 keep-alive clients.
 //
 //	go test -run '^$' -bench EndToEnd -benchtime 1x ./cp/
@@ -23,7 +23,6 @@ func BenchmarkEndToEnd(b *testing.B) {
 	tc := startCP(b, true, func(o *Options) {
 		o.Core.QueueCapacity, o.Core.TasksMax = tasks*(b.N+1), tasks*(b.N+1)
 		o.Logger = nil
-		o.DeliveryWorkers = 64
 	})
 	for i := range agents {
 		startAgent(b, tc.url, core.AgentID(fmt.Sprintf("a%02d", i)), fmt.Sprintf("z%d", i%3), 4, "")

@@ -61,9 +61,16 @@ type ClusterOptions struct {
 	Recover bool
 	// RaftTiming scales raft's timeouts (tests make it small); 0 is 1.
 	RaftTiming float64
-	// ForwardTimeout bounds a request forwarded to the leader (a held
-	// agent poll included). Default 90s.
+	// ForwardTimeout bounds a request forwarded to the leader. Default
+	// 30s.
 	ForwardTimeout time.Duration
+	// RaftTLS, when set, carries raft between the cps over TLS: each
+	// presents a certificate naming its node id and checks the others'.
+	RaftTLS *raftlog.TLSConfigs
+	// HTTPClient carries requests to the other cps (forwarded requests,
+	// a follower's announce); a keep-alive client by default. With TLS it
+	// must trust the CA of the cps' certificates.
+	HTTPClient *http.Client
 }
 
 func (c *ClusterOptions) clustered() bool { return c.RaftAddr != "" }
@@ -199,8 +206,34 @@ func (s *Server) clusterHandler(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "no_state", "this cp has not received the cluster's state yet: retry, or ask the leader")
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
+			s.notLeader(w)
+			return
+		}
 		s.forward(w, r)
 	})
+}
+
+// NotLeaderError is the body a follower answers the agent protocol with:
+// agents talk to the leader itself (a forwarded request would lose the
+// agent's own TLS identity), so they switch to LeaderURL.
+type NotLeaderError struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	LeaderURL string `json:"leader_url,omitempty"`
+}
+
+func (s *Server) notLeader(w http.ResponseWriter) {
+	lu := s.leaderURL()
+	msg := fmt.Sprintf("cp %s is not the leader", s.opts.Cluster.nodeID())
+	if lu == "" {
+		msg += " and knows no leader: retry"
+	} else {
+		msg += ": talk to the leader at " + lu
+		w.Header().Set(HeaderLeader, lu)
+	}
+	w.Header().Set("Retry-After", "1")
+	fnet.WriteJSON(w, http.StatusServiceUnavailable, NotLeaderError{Error: "not_leader", Message: msg, LeaderURL: lu})
 }
 
 // forward sends r to the leader and copies its answer back.
@@ -226,7 +259,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(HeaderLeader, lu)
-	s.proxyTo(lu).ServeHTTP(w, r)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Cluster.ForwardTimeout)
+	defer cancel()
+	s.proxyTo(lu).ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (s *Server) proxyTo(leader string) *httputil.ReverseProxy {
@@ -244,7 +279,7 @@ func (s *Server) proxyTo(leader string) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(headerForwarded, id)
 		},
-		Transport: s.opts.HTTPClient.Transport,
+		Transport: s.opts.Cluster.HTTPClient.Transport,
 		ModifyResponse: func(resp *http.Response) error {
 			s.metrics.forwarded.WithLabelValues("ok").Inc()
 			return nil
@@ -420,7 +455,7 @@ func (s *Server) announce(ctx context.Context) {
 	if s.opts.AdminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
 	}
-	resp, err := s.opts.HTTPClient.Do(req)
+	resp, err := s.opts.Cluster.HTTPClient.Do(req)
 	if err != nil {
 		s.log.Debug("member announce failed", "leader", lu, "error", err.Error())
 		return
@@ -613,7 +648,7 @@ func (s *Server) nodeView() NodeView {
 // leadershipLost drops what only the leader holds for agents: the messages
 // waiting for them go with the leadership (the next leader resends the
 // unconfirmed assignments on taking over).
-func (s *Server) leadershipLost() {}
+func (s *Server) leadershipLost() { s.mail.dropAll() }
 
 // HandOff transfers leadership to another cp when this one leads a
 // cluster, before it shuts down: the others take over at once instead of

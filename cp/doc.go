@@ -8,13 +8,15 @@
 //     agents, the operator surfaces named by RUNBOOK.md
 //     (/scheduler/debug/snapshot, /admin/mode, /scheduler/queue/purge), the
 //     timeline, /metrics, /healthz, /readyz, and the agent protocol
-//     (net.PathHeartbeat);
+//     (net.PathHeartbeat, net.PathPoll);
 //   - a reconcile loop that applies core.TickInput every ReconcileInterval on the
 //     injected benbjohnson/clock Clock and times it into
 //     flux_reconcile_duration_seconds;
-//   - a bounded pool of delivery workers that take the core's outbox after
-//     every call and send each Assign or Cancel to its agent over
-//     net.HTTPClient, feeding assignment acks back into the core;
+//   - one net.Mailbox per agent (mailbox.go) that holds the core's outbox
+//     (Assign and Cancel, in order) until the agent's long poll takes it:
+//     agents dial in, the cp never opens a connection to one. A poll
+//     carries the acks of the assignments it processed, which go through
+//     the log into the core;
 //   - the Prometheus metrics, exported by a Collector that reads the core's
 //     Snapshot and Stats under the lock at scrape time, so gauges of
 //     forgotten agents disappear with them;
@@ -51,6 +53,14 @@
 //	                                heartbeat_interval_ms each agent reports
 //	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
 //	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, isolation_panic, ...)
+//	                                plus applied_index, state_hash (of state_hash_index; a costly
+//	                                state is rehashed at most every 5s unless ?fresh_hash=true),
+//	                                node_id, role, leader, members: always this cp's own view
+//	GET  /admin/raft/members        the raft configuration: id, raft_addr, api_url, voter, leader
+//	POST /admin/raft/members        admin token; {"id","raft_addr"}: add a voter
+//	DELETE /admin/raft/members/{id} admin token; remove a member
+//	POST /admin/raft/transfer-leadership   admin token; the leader hands over
+//	POST /admin/raft/announce       admin token; a follower publishes its API URL (internal)
 //	GET  /admin/mode                admin token
 //	POST /admin/mode                admin token; {"mode":"DRAINING","reason":"..."}
 //	POST /scheduler/queue/purge     admin token; {"all":true} | {"domain":"z"} |
@@ -61,10 +71,17 @@
 //	POST /v1/agent/heartbeat        agent protocol (net.PathHeartbeat), agent token;
 //	                                the reply names the cp's heartbeat_interval_ms to
 //	                                agents that report theirs
+//	POST /v1/agent/poll             agent protocol (net.PathPoll), agent token: the
+//	                                poll's acks go through the log, then the agent's
+//	                                mailbox answers at once or holds the request up to
+//	                                wait_ms (60s at most) until a message arrives;
+//	                                empty when the wait ends or the cp shuts down.
+//	                                Only a poll of the incarnation the agent last
+//	                                heartbeated with gets its messages
 //
 // With an admin token configured, the admin routes answer 401 without
-// "Authorization: Bearer <token>"; with an agent token, so does the
-// heartbeat, and the cp sends the token on its assignments and cancels.
+// "Authorization: Bearer <token>"; with an agent token, so do the heartbeat
+// and the poll.
 //
 // Named tokens (Options.TokensFile, see ParseTokens; re-read by
 // ReloadTokens on SIGHUP) have roles admin ⊃ submit ⊃ read, and agent.
@@ -86,7 +103,7 @@
 //	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: core.DefaultConfig(),
 //		DataDir: "fluxforge-data"})          // the durable log; empty: in memory
 //	defer s.Close()                           // after Run returns: releases the data dir
-//	go s.Run(ctx)                             // reconcile loop and delivery workers
+//	go s.Run(ctx)                             // reconcile loop
 //	srv := &http.Server{Addr: ":8080", Handler: s.Handler()}
 //	srv.ListenAndServe()
 //
@@ -105,6 +122,17 @@
 // tasks of one batch submit always share one entry, side by side. Snapshots are core.Export; the
 // first entry of a new data dir holds the core config, so on a restart the
 // persisted config and mode stand.
+//
+// # Clusters
+//
+// With Options.Cluster.RaftAddr, three (or five) cps share the log over a
+// network transport (TCP, or TLS naming each cp's node id): see cluster.go.
+// The leader alone proposes, reconciles, sends agents their messages and
+// logs events; a follower forwards every request to the leader (answers
+// carry Flux-Leader) except its own /healthz, /readyz, /metrics, debug
+// snapshot, GET /admin/raft/members and reads with ?stale=true, and answers
+// the agent protocol 503 not_leader with the leader's URL. Without a leader
+// writes get 503 no_leader with Retry-After.
 //
 // Tests pass clock.NewMock() and drive the reconcile loop by advancing it.
 package cp

@@ -341,3 +341,38 @@ func TestConfigSurvivesTheLogEntry(t *testing.T) {
 		t.Fatalf("config after the round trip differs in %v:\n%+v\nwant\n%+v", core.ConfigDiff(e.Init.Config, cfg), e.Init.Config, cfg)
 	}
 }
+
+// TestSnapshotHashIsRateLimitedWhenCostly: a state whose export is costly
+// is not hashed again for every new index (a snapshot poll would stall
+// every write behind its read lock); the view names the index its hash is
+// of, and fresh_hash forces a new one.
+func TestSnapshotHashIsRateLimitedWhenCostly(t *testing.T) {
+	f := newFSM(nil, nil)
+	init, err := encodeInit(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Apply(1, init)
+	now := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	v1, err := f.debugView(now, false)
+	if err != nil || v1.StateHashIndex != 1 || v1.AppliedIndex != 1 {
+		t.Fatalf("first view %+v %v", v1, err)
+	}
+	tick, _ := encodeEnvelope(core.Wrap(now, core.TickInput{}))
+	f.Apply(2, tick)
+	// Cheap: hashed again at the new index.
+	if v, _ := f.debugView(now, false); v.StateHashIndex != 2 {
+		t.Fatalf("cheap state not rehashed: %+v", v)
+	}
+	f.hashMu.Lock()
+	f.hashCost = time.Second // as a state of 100,000 tasks would take
+	f.hashMu.Unlock()
+	f.Apply(3, tick)
+	v, _ := f.debugView(now, false)
+	if v.AppliedIndex != 3 || v.StateHashIndex != 2 {
+		t.Fatalf("costly state rehashed at once: applied %d hash of %d", v.AppliedIndex, v.StateHashIndex)
+	}
+	if v, _ := f.debugView(now, true); v.StateHashIndex != 3 {
+		t.Fatalf("fresh_hash did not rehash: %+v", v)
+	}
+}

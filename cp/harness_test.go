@@ -74,7 +74,6 @@ func startCP(t testing.TB, run bool, mod func(*Options)) *testCP {
 		Core:              fastConfig(),
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ReconcileInterval: 10 * time.Millisecond,
-		DeliveryTimeout:   2 * time.Second,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -103,7 +102,6 @@ func startCP(t testing.TB, run bool, mod func(*Options)) *testCP {
 		<-done
 		srv.Close()
 		tc.client.CloseIdleConnections()
-		s.opts.HTTPClient.CloseIdleConnections()
 		if err := s.Close(); err != nil {
 			t.Error(err)
 		}
@@ -226,22 +224,24 @@ func (tc *testCP) heartbeat(hb core.HeartbeatInput, headers ...string) core.Hear
 	return rep
 }
 
-// fakeAgent is a real core.Agent behind an httptest server that takes
-// assignments and cancels, with an executor that finishes a sleep task once
-// its duration has passed (and exec tasks at once, failing if failExec).
+// fakeAgent is a real core.Agent that heartbeats to the cp and long-polls
+// it for assignments and cancels, with an executor that finishes a sleep
+// task once its duration has passed (and exec tasks at once, failing if
+// failExec).
 type fakeAgent struct {
-	t      testing.TB
-	id     core.AgentID
-	token  string
-	mu     sync.Mutex
-	ag     *core.Agent
-	exec   *fakeExec
-	srv    *httptest.Server
-	client *fnet.HTTPClient
-	cancel context.CancelFunc
-	done   chan struct{}
-	refuse atomic.Int32  // when set, every assign and cancel is answered with this HTTP status
-	hold   chan struct{} // when set, assignments wait until it is closed
+	t        testing.TB
+	id       core.AgentID
+	inc      uint64
+	token    string
+	mu       sync.Mutex
+	ag       *core.Agent
+	exec     *fakeExec
+	client   *fnet.HTTPClient
+	cancel   context.CancelFunc
+	done     chan struct{} // the heartbeat pump exited
+	pollDone chan struct{} // the poll loop exited
+	hold     chan struct{} // when set, the agent polls only once it is closed
+	polls    atomic.Int64  // polls answered
 }
 
 type fakeExec struct {
@@ -266,7 +266,8 @@ func startAgent(t testing.TB, cpURL string, id core.AgentID, domain string, slot
 	return startFakeAgent(t, cpURL, id, domain, slots, token, nil)
 }
 
-// startAgentHeld starts an agent whose assignments wait until hold is closed.
+// startAgentHeld starts an agent that takes no assignments until hold is
+// closed (it heartbeats but does not poll).
 func startAgentHeld(t testing.TB, cpURL string, id core.AgentID, domain string, slots int, hold chan struct{}) *fakeAgent {
 	t.Helper()
 	return startFakeAgent(t, cpURL, id, domain, slots, "", hold)
@@ -274,10 +275,10 @@ func startAgentHeld(t testing.TB, cpURL string, id core.AgentID, domain string, 
 
 func startFakeAgent(t testing.TB, cpURL string, id core.AgentID, domain string, slots int, token string, hold chan struct{}) *fakeAgent {
 	t.Helper()
-	fa := &fakeAgent{t: t, id: id, token: token, exec: &fakeExec{running: map[core.TaskID]fakeRun{}}, done: make(chan struct{}), hold: hold}
-	fa.srv = httptest.NewServer(http.HandlerFunc(fa.serve))
-	ag, err := core.NewAgent(core.AgentConfig{ID: id, Domain: domain, Slots: slots, Address: fa.srv.URL,
-		HeartbeatInterval: 20 * time.Millisecond, ResultsMax: 4096, Incarnation: uint64(time.Now().UnixNano())}, fa.exec)
+	fa := &fakeAgent{t: t, id: id, token: token, exec: &fakeExec{running: map[core.TaskID]fakeRun{}},
+		done: make(chan struct{}), pollDone: make(chan struct{}), hold: hold, inc: uint64(time.Now().UnixNano())}
+	ag, err := core.NewAgent(core.AgentConfig{ID: id, Domain: domain, Slots: slots,
+		HeartbeatInterval: 20 * time.Millisecond, ResultsMax: 4096, Incarnation: fa.inc}, fa.exec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +287,12 @@ func startFakeAgent(t testing.TB, cpURL string, id core.AgentID, domain string, 
 	ctx, cancel := context.WithCancel(context.Background())
 	fa.cancel = cancel
 	go fa.pump(ctx)
+	go fa.pollLoop(ctx)
 	t.Cleanup(fa.kill)
 	return fa
 }
 
-// kill stops the agent abruptly: no more heartbeats, its port closed.
+// kill stops the agent abruptly: no more heartbeats or polls.
 func (fa *fakeAgent) kill() {
 	select {
 	case <-fa.done:
@@ -299,50 +301,44 @@ func (fa *fakeAgent) kill() {
 	}
 	fa.cancel()
 	<-fa.done
-	fa.srv.CloseClientConnections()
-	fa.srv.Close()
+	<-fa.pollDone
 	fa.client.HTTP.CloseIdleConnections()
 }
 
-func (fa *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
-	if st := fa.refuse.Load(); st != 0 {
-		fnet.WriteError(w, int(st), "refused", "this agent refuses everything")
-		return
+// pollLoop long-polls the cp and hands what comes to the agent's core,
+// acknowledging assignments on the next poll.
+func (fa *fakeAgent) pollLoop(ctx context.Context) {
+	defer close(fa.pollDone)
+	if fa.hold != nil {
+		select {
+		case <-fa.hold:
+		case <-ctx.Done():
+			return
+		}
 	}
-	if !fnet.CheckToken(r, fa.token) {
-		fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "bad agent token")
-		return
-	}
-	switch r.URL.Path {
-	case fnet.PathAssign:
-		if fa.hold != nil {
+	var in fnet.Inbox
+	var acks []core.AssignAck
+	for ctx.Err() == nil {
+		reply, err := fa.client.Poll(ctx, fnet.PollRequest{AgentID: fa.id, Incarnation: fa.inc,
+			Epoch: in.Epoch, After: in.After, Acks: acks, WaitMillis: 1000})
+		if err != nil {
 			select {
-			case <-fa.hold:
-			case <-r.Context().Done():
-				return
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond): // back off, not an assertion
+			}
+			continue
+		}
+		fa.polls.Add(1)
+		acks = nil
+		fa.mu.Lock()
+		for _, m := range in.Accept(*reply) {
+			if m.Assign != nil {
+				acks = append(acks, fa.ag.Assign(time.Now(), *m.Assign))
+			} else {
+				fa.ag.Cancel(time.Now(), *m.Cancel)
 			}
 		}
-		var as core.Assign
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &as); err != nil {
-			fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		fa.mu.Lock()
-		ack := fa.ag.Assign(time.Now(), as)
 		fa.mu.Unlock()
-		fnet.WriteJSON(w, http.StatusOK, ack)
-	case fnet.PathCancel:
-		var c core.CancelTask
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &c); err != nil {
-			fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		fa.mu.Lock()
-		fa.ag.Cancel(time.Now(), c)
-		fa.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		fnet.WriteError(w, http.StatusNotFound, "not_found", r.URL.Path)
 	}
 }
 

@@ -79,7 +79,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	}
 	queuedDesc := metricDesc(core.MetricAgentMessagesQueued, core.MetricGauge)
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: queuedDesc.Name, Help: queuedDesc.Help},
-		func() float64 { return float64(s.delivery.queued()) })
+		func() float64 { return float64(s.mail.queued()) })
 	appliedDesc := metricDesc(core.MetricLogAppliedIndex, core.MetricGauge)
 	appliedIndex := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: appliedDesc.Name, Help: appliedDesc.Help},
 		func() float64 {
@@ -120,6 +120,9 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		})
 	}
 	m.forwarded = prometheus.NewCounterVec(counterOpts(core.MetricRaftForwarded))
+	for _, r := range []string{"ok", "no_leader", "error"} {
+		m.forwarded.WithLabelValues(r)
+	}
 	raftGauges := []prometheus.Collector{leader, m.forwarded,
 		raftGauge(core.MetricRaftTerm, func(st raftlog.RaftStats) float64 { return float64(st.Term) }),
 		raftGauge(core.MetricRaftCommitIndex, func(st raftlog.RaftStats) float64 { return float64(st.CommitIndex) }),

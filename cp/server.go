@@ -17,7 +17,6 @@ import (
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/cp/raftlog"
 	"github.com/fluxforge/fluxforge/cp/timelinestore"
-	fnet "github.com/fluxforge/fluxforge/net"
 )
 
 // Options configure a Server. The zero value of every field but Core has a
@@ -65,8 +64,8 @@ type Options struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /admin/*, the queue purge and agent quarantine/release.
 	AdminToken string
-	// AgentToken, when set, is required on the agent protocol and sent to
-	// agents on every assignment and cancel.
+	// AgentToken, when set, is required on the agent protocol (heartbeats
+	// and polls).
 	AgentToken string
 	// TokensFile names the named tokens (see ParseTokens), re-read by
 	// ReloadTokens (SIGHUP). AdminToken and AgentToken are tokens named
@@ -84,19 +83,13 @@ type Options struct {
 	ReconcileInterval time.Duration
 	// APIBodyBytesMax bounds a request body of the public API.
 	APIBodyBytesMax int64
-	// DeliveryWorkers bounds the concurrent sends to agents (each agent's
-	// messages go one at a time, in order).
-	DeliveryWorkers int
-	// DeliveryQueuePerAgentMax bounds the messages waiting for one agent.
+	// DeliveryQueuePerAgentMax bounds the messages held in one agent's
+	// mailbox until its polls take them.
 	DeliveryQueuePerAgentMax int
-	// DeliveryQueueMax bounds messages waiting over all agents; beyond it a
-	// message is dropped and counted (the core's AssignTimeout and the
-	// agents' heartbeats recover from a lost message).
+	// DeliveryQueueMax bounds messages held over all agents' mailboxes;
+	// beyond it a message is dropped and counted (the core's AssignTimeout
+	// and the agents' heartbeats recover from a lost message).
 	DeliveryQueueMax int
-	// DeliveryTimeout bounds one send to an agent.
-	DeliveryTimeout time.Duration
-	// HTTPClient sends to agents; a keep-alive client by default.
-	HTTPClient *http.Client
 
 	// Cluster makes this cp one member of a replicated cluster (see
 	// cluster.go); the zero value is a single cp.
@@ -110,10 +103,8 @@ type Options struct {
 const (
 	DefaultReconcileInterval = time.Second
 	DefaultAPIBodyBytesMax   = 1 << 20
-	DefaultDeliveryWorkers   = 32
 	DefaultDeliveryQueueMax  = 10_000
 	DefaultDeliveryPerAgent  = 1024
-	DefaultDeliveryTimeout   = 5 * time.Second
 )
 
 func (o *Options) setDefaults() error {
@@ -149,24 +140,11 @@ func (o *Options) setDefaults() error {
 	if o.APIBodyBytesMax == 0 {
 		o.APIBodyBytesMax = DefaultAPIBodyBytesMax
 	}
-	if o.DeliveryWorkers == 0 {
-		o.DeliveryWorkers = DefaultDeliveryWorkers
-	}
 	if o.DeliveryQueueMax == 0 {
 		o.DeliveryQueueMax = DefaultDeliveryQueueMax
 	}
 	if o.DeliveryQueuePerAgentMax == 0 {
 		o.DeliveryQueuePerAgentMax = min(DefaultDeliveryPerAgent, o.DeliveryQueueMax)
-	}
-	if o.DeliveryTimeout == 0 {
-		o.DeliveryTimeout = DefaultDeliveryTimeout
-	}
-	if o.HTTPClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns = 1024
-		tr.MaxIdleConnsPerHost = 16
-		tr.IdleConnTimeout = 90 * time.Second
-		o.HTTPClient = &http.Client{Transport: tr}
 	}
 	switch {
 	case o.InMemory && o.DataDir != "":
@@ -179,19 +157,20 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("cp: ReconcileInterval %v must be >= 1ms", o.ReconcileInterval)
 	case o.APIBodyBytesMax < 1024:
 		return fmt.Errorf("cp: APIBodyBytesMax %d must be >= 1024", o.APIBodyBytesMax)
-	case o.DeliveryWorkers < 1 || o.DeliveryWorkers > 4096:
-		return fmt.Errorf("cp: DeliveryWorkers %d must be in [1,4096]", o.DeliveryWorkers)
 	case o.DeliveryQueueMax < 1:
 		return fmt.Errorf("cp: DeliveryQueueMax %d must be >= 1", o.DeliveryQueueMax)
 	case o.DeliveryQueuePerAgentMax < 1 || o.DeliveryQueuePerAgentMax > o.DeliveryQueueMax:
 		return fmt.Errorf("cp: DeliveryQueuePerAgentMax %d must be in [1,DeliveryQueueMax]", o.DeliveryQueuePerAgentMax)
-	case o.DeliveryTimeout <= 0:
-		return fmt.Errorf("cp: DeliveryTimeout %v must be > 0", o.DeliveryTimeout)
 	case o.Cluster.clustered() && o.DataDir == "":
 		return errors.New("cp: a cluster member (-raft-addr) needs a data dir: -in-memory is for a single cp")
 	}
 	if o.Cluster.ForwardTimeout == 0 {
-		o.Cluster.ForwardTimeout = 90 * time.Second
+		o.Cluster.ForwardTimeout = 30 * time.Second
+	}
+	if o.Cluster.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		o.Cluster.HTTPClient = &http.Client{Transport: tr}
 	}
 	return o.Cluster.validate()
 }
@@ -199,10 +178,9 @@ func (o *Options) setDefaults() error {
 // Server is the control-plane daemon. Create it with New, serve Handler, and
 // call Run for the background loops.
 type Server struct {
-	opts   Options
-	clock  clock.Clock
-	log    *slog.Logger
-	client *fnet.HTTPClient
+	opts  Options
+	clock clock.Clock
+	log   *slog.Logger
 
 	// fsm is the core as the state machine of the log node: every change
 	// goes through propose, reads through fsm.read.
@@ -215,9 +193,9 @@ type Server struct {
 	// one entry (group commit).
 	batch batcher
 
-	delivery *deliveryQueues
-	metrics  *metrics
-	cluster  cluster
+	mail    *mailboxes // the agents' mailboxes, taken by their polls
+	metrics *metrics
+	cluster cluster
 	// tokens are the tokens in force (swapped whole by ReloadTokens).
 	tokens  atomic.Pointer[tokenSet]
 	handler http.Handler
@@ -234,12 +212,15 @@ func New(opts Options) (*Server, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	epoch, err := newEpoch()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		opts:     opts,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		client:   &fnet.HTTPClient{HTTP: opts.HTTPClient, Token: opts.AgentToken},
-		delivery: newDeliveryQueues(opts.DeliveryWorkers),
+		opts:  opts,
+		clock: opts.Clock,
+		log:   opts.Logger,
+		mail:  newMailboxes(epoch, opts.DeliveryQueuePerAgentMax, opts.DeliveryQueueMax),
 	}
 	s.batch.s = s
 	ts, err := s.loadTokens()
@@ -247,9 +228,6 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("cp: %w", err)
 	}
 	s.tokens.Store(ts)
-	// Agents check the shared agent token on what the cp sends them. (It
-	// is taken at start: a reload does not change what the cp sends.)
-	s.client.Token = ts.shared
 	s.metrics, err = newMetrics(s, opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -267,7 +245,7 @@ func New(opts Options) (*Server, error) {
 	ro := raftlog.Options{Dir: opts.DataDir, InMemory: opts.DataDir == "", Logger: opts.Logger, FSM: s.fsm, NodeID: opts.Cluster.NodeID}
 	if c := opts.Cluster; c.clustered() {
 		ro.Cluster = raftlog.ClusterOptions{BindAddr: c.RaftAddr, Advertise: c.RaftAdvertise, Peers: c.Peers,
-			Recover: c.Recover, Timing: c.RaftTiming}
+			Recover: c.Recover, Timing: c.RaftTiming, TLS: c.RaftTLS}
 	}
 	if opts.raft != nil {
 		opts.raft(&ro)
@@ -385,11 +363,12 @@ func (s *Server) applyFlagsConfig(ctx context.Context, persisted core.Config) er
 	return nil
 }
 
-// leaderSink logs the events of an applied entry and hands its messages to
-// delivery, in log order (called under the FSM's lock).
+// leaderSink logs the events of an applied entry and puts its messages into
+// the agents' mailboxes, in log order (called under the FSM's lock).
 func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []core.Outbound) {
 	for _, e := range events {
 		s.logEvent(c, e)
+		s.mailEvents(e)
 	}
 	for _, m := range outbox {
 		s.enqueue(m)
@@ -453,16 +432,18 @@ func (s *Server) read(fn func(c *core.ControlPlane)) { s.fsm.read(fn) }
 // Handler is the HTTP API, the agent protocol and /metrics.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run starts the reconcile loop and the delivery of messages to agents and
-// blocks until ctx is done; then it stops them and returns once every
-// goroutine it started has exited. Messages still waiting are not sent: the
-// core's timeouts and the agents' heartbeats recover from that.
+// Run starts the reconcile loop and blocks until ctx is done; then it
+// answers the agents' held polls and returns. Messages still in the
+// mailboxes are not sent: the core's timeouts and the agents' heartbeats
+// recover from that.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("cp: Run called twice")
 	}
 	defer s.running.Store(false)
-	s.startDelivery(ctx)
+	if !s.stopping.Load() {
+		s.mail.restart()
+	}
 	if s.node.Clustered() {
 		clusterDone := make(chan struct{})
 		cctx, cancel := context.WithCancel(ctx)
@@ -489,8 +470,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.stopDelivery()
-			s.opts.HTTPClient.CloseIdleConnections()
+			s.mail.stop()
 			s.log.Info("control plane stopped")
 			return nil
 		case <-ticker.C:
@@ -500,8 +480,12 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // BeginShutdown makes /readyz report not ready, so load balancers stop
-// sending traffic while in-flight requests finish.
-func (s *Server) BeginShutdown() { s.stopping.Store(true) }
+// sending traffic while in-flight requests finish, and answers the agents'
+// held polls (empty) so they do not hold up the server's shutdown.
+func (s *Server) BeginShutdown() {
+	s.stopping.Store(true)
+	s.mail.stop()
+}
 
 // Reconcile runs one reconcile pass now (the loop calls it every
 // ReconcileInterval) through the log and records its wall-clock duration.

@@ -298,9 +298,11 @@ type agentStatus struct {
 	Incarnation uint64 `json:"incarnation"`
 	CPConnected bool   `json:"cp_connected"`
 	Results     []struct {
-		TaskID  string `json:"task_id"`
-		Attempt int    `json:"attempt"`
-		Outcome string `json:"outcome"`
+		TaskID     string    `json:"task_id"`
+		Attempt    int       `json:"attempt"`
+		Outcome    string    `json:"outcome"`
+		DurationMS int64     `json:"duration_ms"`
+		ReportedAt time.Time `json:"reported_at"`
 	} `json:"results"`
 	PendingResults int `json:"pending_results"`
 }

@@ -111,7 +111,7 @@ func TestMeasureDurability(t *testing.T) {
 	}
 	snap := func() debug {
 		var d debug
-		if _, err := call("GET", c.cpURL+"/scheduler/debug/snapshot", "", nil, &d); err != nil {
+		if _, err := call("GET", c.cpURL+"/scheduler/debug/snapshot?fresh_hash=true", "", nil, &d); err != nil {
 			t.Fatal(err)
 		}
 		return d

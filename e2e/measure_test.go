@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -49,18 +48,14 @@ func measureEndToEnd(t *testing.T, name string, cpArgs ...string) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range agents {
-		srv := httptest.NewUnstartedServer(nil)
 		d, err := agent.New(agent.Options{
 			ID: core.AgentID(fmt.Sprintf("bench-%02d", i)), Domain: fmt.Sprintf("zone-%c", 'a'+i%3), Slots: 4,
-			CPURL: c.cpURL, Advertise: "http://" + srv.Listener.Addr().String(), Token: token,
+			CPURL: c.cpURL, Token: token,
 			HeartbeatInterval: time.Second, Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv.Config.Handler = d.Handler()
-		srv.Start()
-		defer srv.Close()
 		daemons = append(daemons, d)
 		wg.Add(1)
 		go func() {

@@ -32,7 +32,7 @@ func TestRealClusterReplays(t *testing.T) {
 		StateHash    string `json:"state_hash"`
 		TimelineSeq  uint64 `json:"timeline_seq"`
 	}
-	if _, err := call("GET", c.cpURL+"/scheduler/debug/snapshot", "", nil, &snap); err != nil {
+	if _, err := call("GET", c.cpURL+"/scheduler/debug/snapshot?fresh_hash=true", "", nil, &snap); err != nil {
 		t.Fatal(err)
 	}
 	if snap.AppliedIndex == 0 || len(snap.StateHash) != 64 {

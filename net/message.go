@@ -169,10 +169,9 @@ const (
 	// PathHeartbeat: agent → cp. Body core.HeartbeatInput, response
 	// core.HeartbeatReply. The first heartbeat registers the agent.
 	PathHeartbeat = "/v1/agent/heartbeat"
-	// PathAssign: cp → agent. Body core.Assign, response core.AssignAck.
-	PathAssign = "/v1/assign"
-	// PathCancel: cp → agent. Body core.CancelTask, response 204.
-	PathCancel = "/v1/cancel"
+	// Assignments and cancels reach agents in poll replies (PathPoll): the
+	// cp never connects to an agent, and the old cp → agent paths
+	// /v1/assign and /v1/cancel are gone.
 	// HeaderAgentToken carries the shared agent token in both directions as
 	// "Authorization: Bearer <token>".
 	HeaderAuthorization = "Authorization"

@@ -35,6 +35,9 @@ const (
 	PollWaitMax = 60_000 // ms
 	// PollAcksMax bounds the acks one poll may carry.
 	PollAcksMax = PollBatchMax
+	// PollReplyMax bounds the bytes of a poll reply an agent reads: a full
+	// batch of assignments with argv at the core's 64 KiB bound fits.
+	PollReplyMax = 64 << 20
 )
 
 // PollRequest is an agent's long poll. Epoch and After name the last message
@@ -151,6 +154,26 @@ func (b *Mailbox) Ack(epoch, after uint64) {
 	}
 }
 
+// Drop forgets the messages held for which void reports true (an
+// assignment the core took back before the agent polled it) and returns how
+// many went. The others keep their seqs: a gap in the sequence is fine for
+// Ack, Take and the agent's Inbox.
+func (b *Mailbox) Drop(void func(PollMessage) bool) int {
+	kept := b.msgs[:0]
+	for _, m := range b.msgs {
+		if !void(m) {
+			kept = append(kept, m)
+		}
+	}
+	n := len(b.msgs) - len(kept)
+	clear(b.msgs[len(kept):])
+	b.msgs = kept
+	if len(b.msgs) == 0 {
+		b.msgs = nil
+	}
+	return n
+}
+
 // Pending reports whether a poll of epoch with cursor after has something
 // to take.
 func (b *Mailbox) Pending(epoch, after uint64) bool {
@@ -211,6 +234,23 @@ func (m *PollMessage) Validate() error {
 	}
 	if m.Seq == 0 {
 		return fmt.Errorf("%w: poll message without seq", ErrBadMessage)
+	}
+	return nil
+}
+
+// Validate checks a reply's epoch, size and messages, as an agent must
+// before it takes any of them.
+func (r *PollReply) Validate() error {
+	if r.Epoch == 0 {
+		return fmt.Errorf("%w: poll reply without epoch", ErrBadMessage)
+	}
+	if len(r.Messages) > PollBatchMax {
+		return fmt.Errorf("%w: poll reply of %d messages, at most %d", ErrBadMessage, len(r.Messages), PollBatchMax)
+	}
+	for i := range r.Messages {
+		if err := r.Messages[i].Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

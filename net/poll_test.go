@@ -161,3 +161,29 @@ func TestMailboxExactlyOnceInOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestMailboxDropLeavesAGap: a message dropped from the middle leaves a gap
+// in the sequence that Take, Ack and the Inbox handle.
+func TestMailboxDropLeavesAGap(t *testing.T) {
+	b := NewMailbox(5, 10)
+	for _, id := range []core.TaskID{"a", "b", "c"} {
+		b.Push(core.Outbound{To: "x", Assign: &core.Assign{TaskID: id, Attempt: 1}})
+	}
+	if n := b.Drop(func(m PollMessage) bool { return m.Assign.TaskID == "b" }); n != 1 || b.Len() != 2 {
+		t.Fatalf("dropped %d, len %d", n, b.Len())
+	}
+	var in Inbox
+	r := b.Take(0, 0, 10)
+	got := in.Accept(r)
+	if len(got) != 2 || got[0].Seq != 1 || got[1].Seq != 3 || in.After != 3 {
+		t.Fatalf("accepted %+v, inbox %+v", got, in)
+	}
+	b.Ack(in.Epoch, in.After)
+	if b.Len() != 0 || b.Pending(in.Epoch, in.After) {
+		t.Fatalf("len %d after ack", b.Len())
+	}
+	b.Push(core.Outbound{To: "x", Cancel: &core.CancelTask{TaskID: "d", Attempt: 1}})
+	if r := b.Take(in.Epoch, in.After, 10); len(r.Messages) != 1 || r.Messages[0].Seq != 4 {
+		t.Fatalf("after the gap: %+v", r)
+	}
+}

@@ -208,6 +208,7 @@ func (s *sim) crashCP(i int) {
 	d.dead, d.hash, d.index = s.cp, s.cp.StateHash(), s.log.index
 	s.down = d
 	s.cpGen++ // messages to the dead process die with it
+	s.resetPolls()
 	downtime := max(f.Until-s.now, 0)
 	s.note(fmt.Sprintf("fault: cp crash (kill -9) at applied index %d, down for %v (%d in flight: %d committed, %d lost)",
 		d.index, downtime, f.InFlight, d.committed, d.lost))
@@ -262,6 +263,7 @@ func (s *sim) restartCP(i int) {
 	d := &cpDown{fault: i, crashedAt: s.now, dead: s.cp, hash: s.cp.StateHash(), index: s.log.index}
 	s.down = d
 	s.cpGen++
+	s.resetPolls()
 	s.startCP()
 }
 
@@ -297,6 +299,7 @@ func (s *sim) startCP() {
 	s.down = nil
 	s.cp = cp
 	s.attachCP(cp, false)
+	s.openMailboxes()
 	// Like the daemon, each start numbers tasks under its own prefix, an
 	// input (so a replay reproduces every id).
 	if _, err := s.apply(core.StartInput{TaskIDPrefix: fmt.Sprintf("r%d-%s", s.cpGen, s.o.Core.TaskIDPrefix)}); err != nil {

@@ -4,6 +4,15 @@
 // delays and reorders messages and can be partitioned, and it checks
 // DESIGN.md's invariants as it goes.
 //
+// Dispatch is agent-initiated, as in the daemons: the cp's outbox goes into
+// one net.Mailbox per agent, and each agent long-polls it over its own link
+// (net.Inbox on its side), carrying its assignment acks and its cursor;
+// heartbeats carry results. The network's faults hit the agent's
+// connection: polls and replies are lost, duplicated, delayed, partitioned,
+// cut mid-batch (NetworkOptions.CutProbability), resent after a timeout, or
+// answered from a lost cursor (FaultBatchDuplicated); a restarted cp resets
+// the polls it held and starts a new mailbox epoch (poll.go).
+//
 // A run is fully described by an Options value (seed, fleet, network
 // probabilities, workload, faults and operator actions) and is
 // single-threaded and self-contained: no goroutines, no package globals, no
@@ -24,7 +33,7 @@
 // fault points with a probability each: core's (a wedged agent timer, results
 // resent or held back, a cp acknowledgement dropped; core.FaultPoints) and
 // the simulator's own (late assignment acks, heartbeats arriving after their
-// request timed out), drawn from a stream of their own and counted in
+// request timed out, polls whose cursor is lost), drawn from a stream of their own and counted in
 // Result.FaultPointsFired. Options.HealAt ends these and the network's
 // misbehaviour, so liveness is owed after it: every task finishes within
 // LivenessBound, and a fleet with open capacity and queued work it could run

@@ -93,17 +93,19 @@ func (s *sim) loseLeader(i int) {
 	d.dead, d.hash, d.index = s.cp, s.cp.StateHash(), s.log.index
 	s.down = d
 	s.cpGen++ // connections to the old leader die with its leadership
+	s.resetPolls()
 	election := max(f.Until-s.now, 0)
 	s.note(fmt.Sprintf("fault: cp leader %s (epoch %d) lost at applied index %d; election for %v (%d submissions in flight: %d committed, %d lost; to the leader: %d committed, %d lost; from it: %d delivered, %d dropped)",
 		ReplicaName(s.log.leader), s.log.epoch, d.index, election, f.InFlight, d.committed, d.lost, agentCommitted, agentLost, d.sentDelivered, d.sentDropped))
 	s.push(event{at: s.now + election, kind: evCPRecover, node: i})
 }
 
-// inFlightToLeader decides the fate of every heartbeat and assignment
-// answer on its way to the leader as it is lost: it reached the leader and
-// was committed (applied; the answer, and whatever the leader would have
-// sent with it, never leaves), or it is lost. Either way its delivery finds
-// no connection. In (time, sequence) order, so the draws are the seed's.
+// inFlightToLeader decides the fate of every heartbeat and poll (with the
+// assignment answers it carries) on its way to the leader as it is lost: it
+// reached the leader and was committed (applied; the answer, and whatever
+// the leader would have sent with it, never leaves), or it is lost. Either
+// way its delivery finds no connection. In (time, sequence) order, so the
+// draws are the seed's.
 func (s *sim) inFlightToLeader() (committed, lost int) {
 	var evs []event
 	for _, k := range s.q.keys {
@@ -115,12 +117,16 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 	slices.SortFunc(evs, func(a, b event) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seq, b.seq)) })
 	for _, e := range evs {
 		a, m := s.agents[e.node], &e.msg.m
-		var in core.Input
+		var ins []core.Input
 		switch {
 		case m.Kind == fnet.KindHeartbeat && m.Heartbeat != nil:
-			in = *m.Heartbeat
+			ins = append(ins, *m.Heartbeat)
 		case m.Kind == fnet.KindAssignAck && m.AssignAck != nil:
-			in = *m.AssignAck
+			ins = append(ins, *m.AssignAck)
+		case m.Kind == kindPoll && len(e.msg.poll.Acks) > 0:
+			for _, ack := range e.msg.poll.Acks {
+				ins = append(ins, ack)
+			}
 		default:
 			continue
 		}
@@ -138,7 +144,9 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 			continue
 		}
 		committed++
-		_, _ = s.apply(in) // a refusal is committed too, and unanswered
+		for _, in := range ins {
+			_, _ = s.apply(in) // a refusal is committed too, and unanswered
+		}
 		s.dropOutbox()
 		if s.res.Violation != nil {
 			return committed, lost
@@ -148,10 +156,12 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 }
 
 // inFlightFromLeader decides the fate of every message on its way from the
-// leader to an agent as it is lost (assignments, heartbeat replies): its
-// connection dies with the leader's process or partition, so it arrives or
-// it does not. A dropped one is delivered to nobody (a generation no agent
-// has), in (time, sequence) order.
+// leader to an agent as it is lost (poll replies with their batches,
+// heartbeat replies): its connection dies with the leader's process or
+// partition, so it arrives or it does not, in (time, sequence) order. A
+// dropped heartbeat reply is delivered to nobody (a generation no agent
+// has); a dropped poll reply resets the agent's poll, which it makes again
+// after its backoff (the reply, arriving, is stale).
 func (s *sim) inFlightFromLeader() (delivered, dropped int) {
 	var keys []heapKey
 	for _, k := range s.q.keys {
@@ -168,11 +178,17 @@ func (s *sim) inFlightFromLeader() (delivered, dropped int) {
 			continue
 		}
 		dropped++
-		e.gen = ^uint64(0)
 		s.tr.begin(s.now, s.count, "leader_sent_dropped")
 		s.tr.str("kind", string(e.msg.m.Kind))
 		s.tr.str("to", e.msg.m.To)
 		s.tr.end()
+		if e.msg.m.Kind == kindPollReply {
+			if a := s.agents[e.node]; a.up && a.poll == e.msg.m.Seq {
+				s.pollFailed(a, e.msg.m.Seq, "connection reset")
+			}
+			continue
+		}
+		e.gen = ^uint64(0)
 	}
 	return delivered, dropped
 }
@@ -219,6 +235,7 @@ func (s *sim) takeOver() {
 	fo.Epoch, fo.To, fo.Skew = s.log.epoch, ReplicaName(next), s.log.skew
 	s.down = nil
 	s.attachCP(cp, false)
+	s.openMailboxes() // the old leader's are gone with it
 	before := cp.Timeline().LastSeq()
 	if _, err := s.apply(core.TakeoverInput{Node: fo.To}); err != nil {
 		panic(fmt.Sprintf("sim: takeover: %v", err)) // a valid node id: core's bug

@@ -13,20 +13,28 @@ import (
 // machines; core's are listed by core.CoreFaultPoints.
 const (
 	// FaultAckDelayed: an agent's answer to an assignment is held back by up
-	// to twice the cp's AssignTimeout, so it often arrives after the cp gave
-	// up on the assignment and moved the lease.
+	// to twice the cp's AssignTimeout (the poll carrying it travels that
+	// much longer; past the agent's request timeout the agent polls again
+	// with it), so it often arrives after the cp gave up on the assignment
+	// and moved the lease.
 	FaultAckDelayed core.FaultPoint = "ack-delayed"
 	// FaultHeartbeatLate: a heartbeat reaches the cp only after the agent's
 	// request timed out (late by up to AssignTimeout + HeartbeatTimeout), so
 	// what it reports races the reassignment of the agent's work; its reply
 	// is lost with the request.
 	FaultHeartbeatLate core.FaultPoint = "heartbeat-late"
+	// FaultBatchDuplicated: a poll's cursor and acks are lost on the way
+	// (the cp sees the cursor from before the agent's last batch), so the
+	// cp sends that batch again; the agent's Inbox skips what it already
+	// processed, and its heartbeats confirm the attempts the lost acks
+	// answered.
+	FaultBatchDuplicated core.FaultPoint = "batch-duplicated"
 )
 
 // FaultPointNames lists every fault point the simulator can turn on: core's
 // and its own, in a fixed order.
 func FaultPointNames() []core.FaultPoint {
-	return append(core.CoreFaultPoints(), FaultAckDelayed, FaultHeartbeatLate)
+	return append(core.CoreFaultPoints(), FaultAckDelayed, FaultHeartbeatLate, FaultBatchDuplicated)
 }
 
 // faultPoints decides fault points from a stream of its own, derived from

@@ -26,6 +26,9 @@ const (
 	evRestartPoll
 	evHeal
 	evCPRecover
+	evPoll        // an agent's backoff is over: it polls again
+	evPollTimeout // an agent's poll got no reply in time
+	evPollWaitEnd // a parked poll's wait is over: the cp answers it
 )
 
 // event is one scheduled occurrence. Only the fields its kind needs are set.
@@ -49,9 +52,14 @@ type wire struct {
 	m     fnet.Message
 	hb    core.HeartbeatInput
 	reply core.HeartbeatReply
-	ack   core.AssignAck
 	extra time.Duration // FaultAckDelayed: added to the latency
 	late  bool          // FaultHeartbeatLate: the sender gave up; no reply
+	// The poll protocol's payloads (kindPoll, kindPollReply); m.Seq is
+	// the agent's poll number. inc is the polling agent's incarnation.
+	poll  fnet.PollRequest
+	batch fnet.PollReply
+	inc   uint64
+	cut   bool // the connection breaks after batch's messages
 }
 
 // clone copies w into a fresh wire, repointing the embedded payloads.
@@ -62,9 +70,6 @@ func (w *wire) cloneInto(c *wire) {
 	}
 	if w.m.HeartbeatReply == &w.reply {
 		c.m.HeartbeatReply = &c.reply
-	}
-	if w.m.AssignAck == &w.ack {
-		c.m.AssignAck = &c.ack
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
 )
 
 // Epoch is virtual time zero. Every run starts here, so traces never depend
@@ -51,6 +52,13 @@ type Options struct {
 	// never comes before it is told the heartbeat failed (HTTP client
 	// timeout).
 	RequestTimeout time.Duration
+
+	// PollWait is how long the cp holds an agent's poll when nothing waits
+	// for it (the agent's request times out PollSlack later); zero means
+	// DefaultPollWait. MailboxMax bounds the messages waiting for one
+	// agent (more are dropped and counted); zero means DefaultMailboxMax.
+	PollWait   time.Duration
+	MailboxMax int
 
 	// Network shapes message delivery.
 	Network NetworkOptions
@@ -112,6 +120,9 @@ type NetworkOptions struct {
 	// later messages overtake it.
 	ReorderProbability float64
 	ReorderDelay       time.Duration
+	// CutProbability: a poll reply carrying messages breaks off after a
+	// random number of them (0..n-1): the connection is cut mid-batch.
+	CutProbability float64
 }
 
 // Workload generates task submissions between Start and End (Poisson
@@ -263,6 +274,7 @@ func DefaultNetwork() NetworkOptions {
 		DuplicateProbability: 0.002,
 		ReorderProbability:   0.01,
 		ReorderDelay:         50 * time.Millisecond,
+		CutProbability:       0.002,
 	}
 }
 
@@ -292,6 +304,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = d.RequestTimeout
+	}
+	if o.PollWait == 0 {
+		o.PollWait = DefaultPollWait
+	}
+	if o.MailboxMax == 0 {
+		o.MailboxMax = DefaultMailboxMax
 	}
 	if o.Network == (NetworkOptions{}) {
 		o.Network = d.Network
@@ -342,6 +360,10 @@ func (o Options) validate() error {
 		return bad("tick, sample and check intervals must be > 0")
 	case o.AgentHeartbeat <= 0 || o.RequestTimeout <= 0:
 		return bad("heartbeat interval and request timeout must be > 0")
+	case o.PollWait < 0 || o.PollWait > fnet.PollWaitMax*time.Millisecond || o.PollWait%time.Millisecond != 0:
+		return bad("poll wait must be whole milliseconds in (0, %dms]", fnet.PollWaitMax)
+	case o.MailboxMax < 1 || o.MailboxMax > 1<<20:
+		return bad("mailbox max must be in [1, %d]", 1<<20)
 	case o.SnapshotEveryEntries < 1:
 		return bad("snapshot interval must be >= 1 entry")
 	}
@@ -482,7 +504,7 @@ func validateNetwork(n NetworkOptions) error {
 	if n.LatencyMin < 0 || n.LatencyMean < 0 || n.LatencyMax < n.LatencyMin || n.ReorderDelay < 0 {
 		return errors.New("network latencies must be >= 0 and LatencyMax >= LatencyMin")
 	}
-	for _, p := range []float64{n.LossProbability, n.DuplicateProbability, n.ReorderProbability} {
+	for _, p := range []float64{n.LossProbability, n.DuplicateProbability, n.ReorderProbability, n.CutProbability} {
 		if p < 0 || p > 1 {
 			return errors.New("network probabilities must be in [0,1]")
 		}

@@ -32,6 +32,9 @@ type Result struct {
 	// as Submitted once a retry with its key gets it back).
 	InFlightCommitted int `json:"in_flight_committed,omitempty"`
 	InFlightLost      int `json:"in_flight_lost,omitempty"`
+	// MailboxDropped counts messages for agents dropped because the
+	// agent's mailbox was full (Options.MailboxMax).
+	MailboxDropped int `json:"mailbox_dropped,omitempty"`
 	// Final task states over every cp generation.
 	Succeeded   int `json:"succeeded"`
 	Failed      int `json:"failed"`

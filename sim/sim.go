@@ -47,6 +47,22 @@ type simAgent struct {
 	latency   time.Duration // extra one-way latency while slow
 	factor    float64       // work slowdown while slow
 	pendingHB []uint64      // heartbeats sent and not yet answered or failed (a few)
+
+	// The agent's side of the poll protocol (poll.go).
+	inbox        fnet.Inbox       // cursor: the last message processed
+	prev         fnet.Inbox       // the cursor before the last batch (FaultBatchDuplicated)
+	poll         uint64           // the outstanding poll's number, 0: none
+	pollN        uint64           // polls this incarnation sent
+	pollDeadline time.Duration    // when the outstanding poll times out
+	timeoutFor   uint64           // the poll a timeout event is pending for
+	backoff      time.Duration    // before the next poll after a failed one
+	acks         []core.AssignAck // answers no replied poll has carried yet
+	carried      int              // how many of acks the outstanding poll carries
+	ackDelay     time.Duration    // FaultAckDelayed: the next poll travels this late
+	// The cp's side: its mailbox for the agent and the polls it holds.
+	box    *fnet.Mailbox
+	parked []parkedPoll
+	woken  bool // in sim.woken
 }
 
 // pendingSubmit is a submission the workload will make (again).
@@ -84,8 +100,15 @@ type sim struct {
 	res Result
 	fp  *faultPoints // nil without Options.FaultPoints
 
-	wires       []*wire // free list
-	workloadSeq []int   // per workload: tasks generated
+	wires       []*wire       // free list
+	arrival     time.Duration // when the last message send put on a link arrives
+	woken       []*simAgent   // agents with parked polls and new messages
+	parkSeq     uint64        // parked polls so far
+	waits       []parkedWait  // the cp's parked polls by the end of their wait
+	waitsHead   int           // waits before it are done
+	cpEpoch     uint64        // the cp process's mailbox epoch (empty replies)
+	boxEpoch    uint64        // the next new mailbox's epoch
+	workloadSeq []int         // per workload: tasks generated
 	lastCheck   time.Duration
 
 	// For the dispatch liveness check (checkDispatch): faults not over
@@ -131,6 +154,7 @@ func newSim(opts Options) (*sim, error) {
 		s.agents = append(s.agents, a)
 		s.byID[id] = a
 	}
+	s.openMailboxes()
 	for _, a := range s.agents {
 		s.startAgent(a)
 	}
@@ -178,7 +202,10 @@ func (s *sim) attachCP(cp *core.ControlPlane, fresh bool) {
 	s.cp = cp
 	s.res.CPGenerations++
 	gen := s.cpGen
-	cp.OnEvent(func(e core.Event) { s.onTimeline(gen, e) })
+	cp.OnEvent(func(e core.Event) {
+		s.onTimeline(gen, e)
+		s.mailEvent(e)
+	})
 	if fresh {
 		for _, e := range cp.Timeline().Since(0, 0) {
 			s.onTimeline(gen, e)
@@ -308,6 +335,16 @@ func (s *sim) handle(e event) {
 		s.heal()
 	case evCPRecover:
 		s.startCP()
+	case evPoll:
+		if a := s.agents[e.node]; e.gen == a.inc && a.up {
+			s.sendPoll(a)
+		}
+	case evPollTimeout:
+		if a := s.agents[e.node]; e.gen == a.inc && a.up && a.poll == e.num {
+			s.pollFailed(a, e.num, "timeout")
+		}
+	case evPollWaitEnd:
+		s.pollWaitEnd(e)
 	}
 }
 
@@ -345,7 +382,10 @@ func (s *sim) startAgent(a *simAgent) {
 	}
 	a.ag, a.up, a.wakeSet = ag, true, false
 	a.pendingHB = a.pendingHB[:0]
+	a.inbox, a.prev, a.poll, a.pollN, a.timeoutFor, a.backoff = fnet.Inbox{}, fnet.Inbox{}, 0, 0, 0, 0
+	a.acks, a.carried, a.ackDelay = nil, 0, 0
 	s.reschedule(a)
+	s.sendPoll(a)
 }
 
 // hbDone forgets pending heartbeat seq and reports whether it was pending.
@@ -401,29 +441,6 @@ func (s *sim) wake(a *simAgent) {
 	s.reschedule(a)
 }
 
-// transport is the simulated network as a net.Transport: best effort,
-// asynchronous, replies come back as messages. Every message travels
-// between the cp and one agent, whose link (latency, loss, partitions,
-// random stream) it takes.
-type transport struct{ s *sim }
-
-var _ fnet.Transport = transport{}
-
-func (t transport) Send(m fnet.Message) {
-	toCP := m.To == fnet.CPNode
-	peer := m.To
-	if toCP {
-		peer = m.From
-	}
-	a, ok := t.s.byID[peer]
-	if !ok {
-		return // no such node: the message goes nowhere
-	}
-	w := t.s.newWire()
-	w.m = m
-	t.s.send(w, a, toCP)
-}
-
 func (s *sim) newWire() *wire {
 	if n := len(s.wires); n > 0 {
 		w := s.wires[n-1]
@@ -470,7 +487,8 @@ func (s *sim) send(w *wire, a *simAgent, toCP bool) bool {
 		w.cloneInto(dup)
 		s.push(event{at: s.now + s.latency(a), kind: evDeliver, node: a.idx, gen: gen, msg: dup, num: boolNum(toCP)})
 	}
-	s.push(event{at: s.now + lat, kind: evDeliver, node: a.idx, gen: gen, msg: w, num: boolNum(toCP)})
+	s.arrival = s.now + lat
+	s.push(event{at: s.arrival, kind: evDeliver, node: a.idx, gen: gen, msg: w, num: boolNum(toCP)})
 	return true
 }
 
@@ -492,6 +510,10 @@ func (s *sim) latency(a *simAgent) time.Duration {
 }
 
 func (s *sim) deliver(e event) {
+	if k := e.msg.m.Kind; k == kindPoll || k == kindPollReply {
+		s.deliverPoll(e)
+		return
+	}
 	defer s.freeWire(e.msg)
 	s.deliverMsg(e, &e.msg.m, e.msg.late)
 }
@@ -505,17 +527,6 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	s.tr.str("to", m.To)
 	if m.Seq != 0 {
 		s.tr.int("hb", int64(m.Seq))
-	}
-	switch {
-	case m.Assign != nil:
-		s.tr.str("task", string(m.Assign.TaskID))
-		s.tr.int("attempt", int64(m.Assign.Attempt))
-	case m.Cancel != nil:
-		s.tr.str("task", string(m.Cancel.TaskID))
-		s.tr.int("attempt", int64(m.Cancel.Attempt))
-	case m.AssignAck != nil:
-		s.tr.str("task", string(m.AssignAck.TaskID))
-		s.tr.int("attempt", int64(m.AssignAck.Attempt))
 	}
 	// A partition or crash that began in flight drops the message; so does
 	// a restart of the receiver (its connections are gone).
@@ -550,28 +561,10 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 			if !s.send(w, a, false) {
 				s.push(event{at: s.now + s.o.RequestTimeout, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
 			}
-		case fnet.KindAssignAck:
-			_, err := s.apply(m.AssignAck)
-			s.afterCP()
-			if err != nil {
-				s.tr.begin(s.now, s.count, "ack_refused")
-				s.tr.str("error", err.Error())
-				s.tr.end()
-			}
 		}
 		return
 	}
 	switch m.Kind {
-	case fnet.KindAssign:
-		w := s.newWire()
-		w.ack = a.ag.Assign(s.t, *m.Assign)
-		w.m = fnet.Message{From: a.id, To: fnet.CPNode, Kind: fnet.KindAssignAck, AssignAck: &w.ack}
-		if s.fire(FaultAckDelayed, a.id, m.Assign.TaskID, m.Assign.Attempt) {
-			w.extra = s.lateDelay(2 * s.o.Core.AssignTimeout)
-		}
-		s.send(w, a, true)
-	case fnet.KindCancel:
-		a.ag.Cancel(s.t, *m.Cancel)
 	case fnet.KindHeartbeatReply:
 		a.hbDone(m.Seq)
 		a.ag.HeartbeatReplied(s.t, m.Seq, *m.HeartbeatReply)
@@ -579,14 +572,16 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	s.reschedule(a)
 }
 
-// afterCP sends the control plane's outbox and checks what it produced.
+// afterCP puts the control plane's outbox into the agents' mailboxes,
+// answers the polls waiting for it, and checks what it produced.
 func (s *sim) afterCP() {
 	for _, o := range s.cp.TakeOutbox() {
 		if o.Assign != nil {
 			s.m.checkAssignMessage(o)
 		}
-		transport{s}.Send(fnet.Outbound(o))
+		s.post(o)
 	}
+	s.wakePolls()
 	if d := s.cp.QueueDepth(); d > s.res.MaxQueueDepth {
 		s.res.MaxQueueDepth = d
 	}

@@ -3,10 +3,6 @@ package soak
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,16 +40,22 @@ func (r *recorder) ended(rec *execRecord, at time.Time, ok bool) {
 	r.mu.Unlock()
 }
 
-// lightAgent is a core.Agent, a sleep executor and a heartbeat loop.
+// lightAgent is a core.Agent, a sleep executor, a heartbeat loop and a
+// poll loop, with an HTTP/2 connection of its own to the cp.
 type lightAgent struct {
-	n      int
-	zone   int
-	cut    *atomic.Bool
-	rec    *recorder
-	client *fnet.HTTPClient
-	errs   *errorLog
-	hbOK   *atomic.Uint64
-	hbSkip *atomic.Uint64
+	n        int
+	zone     int
+	cut      *atomic.Bool
+	rec      *recorder
+	client   *fnet.HTTPClient
+	errs     *errorLog
+	hbOK     *atomic.Uint64
+	hbSkip   *atomic.Uint64
+	pollOK   *atomic.Uint64
+	pollSkip *atomic.Uint64
+
+	pollMu     sync.Mutex
+	pollCancel context.CancelFunc // of the poll in flight, cut by a zone cut
 
 	mu     sync.Mutex
 	ag     *core.Agent
@@ -153,44 +155,61 @@ func (a *lightAgent) heartbeat(ctx context.Context, hb core.HeartbeatInput) {
 	a.hbOK.Add(1)
 }
 
-// serve answers the cp's assignments and cancels for this agent.
-func (a *lightAgent) serve(w http.ResponseWriter, r *http.Request, path string) {
-	if a.cut.Load() {
-		fnet.WriteError(w, http.StatusServiceUnavailable, "cut_off", "this zone is cut off")
-		return
-	}
-	if !fnet.CheckToken(r, agentToken) {
-		a.errs.add("request without the agent token")
-		fnet.WriteError(w, http.StatusUnauthorized, "unauthorized", "agent token")
-		return
-	}
-	switch path {
-	case fnet.PathAssign:
-		var as core.Assign
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &as); err != nil {
-			a.errs.add("bad assign: " + err.Error())
-			fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
+// pollLoop long-polls the cp for this agent's assignments and cancels and
+// hands them to the core, acknowledging assignments on the next poll. A cut
+// zone's polls fail (a poll in flight is cut with it); the loop retries
+// every 50ms.
+func (a *lightAgent) pollLoop(ctx context.Context) {
+	var in fnet.Inbox
+	var acks []core.AssignAck
+	for ctx.Err() == nil {
+		if a.cut.Load() {
+			a.pollSkip.Add(1)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		a.pollMu.Lock()
+		a.pollCancel = cancel
+		a.pollMu.Unlock()
+		reply, err := a.client.Poll(pctx, fnet.PollRequest{AgentID: a.ag.ID(), Incarnation: uint64(a.n + 1),
+			Epoch: in.Epoch, After: in.After, Acks: acks, WaitMillis: 10_000})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !a.cut.Load() {
+				a.errs.add(fmt.Sprintf("poll of agent %d: %v", a.n, err))
+			}
+			continue
+		}
+		a.pollOK.Add(1)
+		acks = nil
+		msgs := in.Accept(*reply)
+		if len(msgs) == 0 {
+			continue
+		}
+		now := time.Now()
 		a.mu.Lock()
-		ack := a.ag.Assign(time.Now(), as)
+		for _, m := range msgs {
+			if m.Assign != nil {
+				acks = append(acks, a.ag.Assign(now, *m.Assign))
+			} else {
+				a.ag.Cancel(now, *m.Cancel)
+			}
+		}
 		a.mu.Unlock()
 		a.wake()
-		fnet.WriteJSON(w, http.StatusOK, ack)
-	case fnet.PathCancel:
-		var c core.CancelTask
-		if err := fnet.Decode(r.Body, fnet.BodyMax, &c); err != nil {
-			a.errs.add("bad cancel: " + err.Error())
-			fnet.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		a.mu.Lock()
-		a.ag.Cancel(time.Now(), c)
-		a.mu.Unlock()
-		a.wake()
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		fnet.WriteError(w, http.StatusNotFound, "not_found", path)
+	}
+}
+
+// cutPoll breaks the poll in flight, as a partition would.
+func (a *lightAgent) cutPoll() {
+	a.pollMu.Lock()
+	defer a.pollMu.Unlock()
+	if a.pollCancel != nil {
+		a.pollCancel()
 	}
 }
 
@@ -210,77 +229,63 @@ func (e *errorLog) add(s string) {
 	}
 }
 
-// fleet is the light agents, their shared listener and their loops.
+// fleet is the light agents and their loops.
 type fleet struct {
-	agents []*lightAgent
-	rec    *recorder
-	errs   *errorLog
-	hbOK   atomic.Uint64
-	hbSkip atomic.Uint64
-	cuts   []atomic.Bool // by zone
+	agents   []*lightAgent
+	rec      *recorder
+	errs     *errorLog
+	hbOK     atomic.Uint64
+	hbSkip   atomic.Uint64
+	pollOK   atomic.Uint64
+	pollSkip atomic.Uint64
+	cuts     []atomic.Bool // by zone
 
-	srv     *http.Server
-	tr      *http.Transport
 	stopRun context.CancelFunc
-	loops   sync.WaitGroup // the agents' run loops
-	serving sync.WaitGroup // the listener
+	loops   sync.WaitGroup // the agents' run and poll loops
 }
 
-// startFleet creates cfg.Agents light agents spread over cfg.Zones, serves
-// their assignment endpoints on one loopback listener and starts their loops
-// heartbeating to cpURL.
+// startFleet creates cfg.Agents light agents spread over cfg.Zones, each
+// with its own HTTP/2 connection to cpURL (as real agents have), and starts
+// their heartbeat and poll loops.
 func startFleet(cfg Config, cc core.Config, cpURL string) (*fleet, error) {
 	f := &fleet{rec: &recorder{execs: map[core.Lease][]*execRecord{}}, errs: &errorLog{}, cuts: make([]atomic.Bool, cfg.Zones)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	base := "http://" + ln.Addr().String()
-	f.tr = http.DefaultTransport.(*http.Transport).Clone()
-	f.tr.MaxIdleConns, f.tr.MaxIdleConnsPerHost = cfg.Agents+64, cfg.Agents+64
-	hc := &http.Client{Transport: f.tr}
 	f.agents = make([]*lightAgent, cfg.Agents)
 	for i := range f.agents {
 		zone := i % cfg.Zones
 		a := &lightAgent{n: i, zone: zone, cut: &f.cuts[zone], rec: f.rec, errs: f.errs,
-			hbOK: &f.hbOK, hbSkip: &f.hbSkip, timers: map[core.Lease]*time.Timer{}, recs: map[core.Lease]*execRecord{},
+			hbOK: &f.hbOK, hbSkip: &f.hbSkip, pollOK: &f.pollOK, pollSkip: &f.pollSkip,
+			timers: map[core.Lease]*time.Timer{}, recs: map[core.Lease]*execRecord{},
 			kick:   make(chan struct{}, 1),
-			client: &fnet.HTTPClient{HTTP: hc, Token: agentToken, CPURL: cpURL}}
+			client: &fnet.HTTPClient{HTTP: fnet.NewCPClient(cpURL, false), Token: agentToken, CPURL: cpURL}}
+		var err error
 		a.ag, err = core.NewAgent(core.AgentConfig{ID: core.AgentID(fmt.Sprintf("soak-%04d", i)), Domain: fmt.Sprintf("zone-%d", zone),
-			Slots: cfg.Slots, Address: fmt.Sprintf("%s/a/%d", base, i), HeartbeatInterval: cc.HeartbeatInterval,
+			Slots: cfg.Slots, HeartbeatInterval: cc.HeartbeatInterval,
 			ResultsMax: 1024, Incarnation: uint64(i + 1)}, a)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
 		f.agents[i] = a
 	}
-	f.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, Handler: http.HandlerFunc(f.route)}
-	f.serving.Add(1)
-	go func() { defer f.serving.Done(); _ = f.srv.Serve(ln) }()
 	ctx, stop := context.WithCancel(context.Background())
 	f.stopRun = stop
 	for _, a := range f.agents {
-		f.loops.Add(1)
+		f.loops.Add(2)
 		go func() { defer f.loops.Done(); a.run(ctx) }()
+		go func() { defer f.loops.Done(); a.pollLoop(ctx) }()
 	}
 	return f, nil
 }
 
-// route hands /a/<n>/<path> to agent n.
-func (f *fleet) route(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.Path, "/a/")
-	num, path, _ := strings.Cut(rest, "/")
-	n, err := strconv.Atoi(num)
-	if !ok || err != nil || n < 0 || n >= len(f.agents) {
-		fnet.WriteError(w, http.StatusNotFound, "not_found", r.URL.Path)
-		return
+// cut cuts zone off: its agents' heartbeats and polls fail (a poll in
+// flight is broken).
+func (f *fleet) cut(zone int) {
+	f.cuts[zone].Store(true)
+	for _, a := range f.agents {
+		if a.zone == zone {
+			a.cutPoll()
+		}
 	}
-	f.agents[n].serve(w, r, "/"+path)
 }
-
-// cut cuts zone off: its agents stop heartbeating and answer the cp 503.
-func (f *fleet) cut(zone int) { f.cuts[zone].Store(true) }
 
 // restore reconnects zone and wakes its agents so they heartbeat at once.
 func (f *fleet) restore(zone int) {
@@ -292,7 +297,7 @@ func (f *fleet) restore(zone int) {
 	}
 }
 
-// stop ends the agents' loops and sleeps and closes their listener.
+// stop ends the agents' loops and sleeps and closes their connections.
 func (f *fleet) stop() {
 	f.stopRun()
 	f.loops.Wait()
@@ -303,9 +308,7 @@ func (f *fleet) stop() {
 		}
 		a.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_ = f.srv.Shutdown(ctx)
-	cancel()
-	f.serving.Wait()
-	f.tr.CloseIdleConnections()
+	for _, a := range f.agents {
+		a.client.HTTP.CloseIdleConnections()
+	}
 }

@@ -1,14 +1,14 @@
 // Package soak runs a real control plane under load on loopback: a cp.Server
 // on an ephemeral port, a fleet of light agents in this process heartbeating
-// to it and taking its assignments over real HTTP, steady submissions near
-// the fleet's capacity, and one zone cut off and restored in the middle.
+// to it and long-polling it for their assignments over real HTTP/2, steady
+// submissions near the fleet's capacity, and one zone cut off and restored
+// in the middle.
 //
 // Each light agent is a core.Agent (the agent's real decision logic) with a
 // sleep executor on timers, driven by one goroutine that ticks it and sends
-// its heartbeats; all agents serve their assignments on one shared listener,
-// multiplexed by path (the advertised address is http://127.0.0.1:P/a/<n>).
-// A cut zone stops heartbeating and answers every assignment 503, as a
-// network partition with a load balancer in front would; its running sleeps
+// its heartbeats and one that polls; each agent has its own h2c connection
+// to the cp, as real agents do. A cut zone's heartbeats and polls fail (a
+// held poll is broken), as a network partition would; its running sleeps
 // go on, and their results wait for the zone to come back.
 //
 // Run checks, at the end:
@@ -112,6 +112,8 @@ type Report struct {
 	TimelineDropped   uint64
 	HeartbeatsOK      uint64
 	HeartbeatsSkipped uint64 // not sent while cut
+	PollsOK           uint64
+	PollsSkipped      uint64 // not sent while cut
 	APIErrors         map[string]float64
 	Elapsed           time.Duration
 	Failures          []string
@@ -128,8 +130,8 @@ func (r *Report) String() string {
 		r.Agents, r.Submitted, r.Accepted, r.Refused429, r.Refused503, r.Succeeded)
 	fmt.Fprintf(&b, "executions=%d extra_executions=%d throughput=%.1f tasks/s elapsed=%v\n",
 		r.Executions, r.ExtraExecutions, r.Throughput, r.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(&b, "reconcile p99=%v over %d passes; heartbeats ok=%d skipped_while_cut=%d; timeline dropped=%d\n",
-		r.ReconcileP99, r.ReconcileCount, r.HeartbeatsOK, r.HeartbeatsSkipped, r.TimelineDropped)
+	fmt.Fprintf(&b, "reconcile p99=%v over %d passes; heartbeats ok=%d skipped_while_cut=%d; polls ok=%d skipped_while_cut=%d; timeline dropped=%d\n",
+		r.ReconcileP99, r.ReconcileCount, r.HeartbeatsOK, r.HeartbeatsSkipped, r.PollsOK, r.PollsSkipped, r.TimelineDropped)
 	fmt.Fprintf(&b, "heap start=%.1f MiB end=%.1f MiB; goroutines start=%d end=%d; api errors=%v\n",
 		float64(r.HeapStart)/(1<<20), float64(r.HeapEnd)/(1<<20), r.GoroutinesStart, r.GoroutinesEnd, r.APIErrors)
 	for _, f := range r.Failures {
@@ -221,7 +223,6 @@ func soakCoreConfig(cfg Config, rate float64) core.Config {
 type cpUnderTest struct {
 	url     string
 	srv     *http.Server
-	tr      *http.Transport // the cp's client to the agents
 	stopRun context.CancelFunc
 	bg      sync.WaitGroup
 	server  *cp.Server
@@ -233,10 +234,9 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &cpUnderTest{tr: http.DefaultTransport.(*http.Transport).Clone()}
-	c.tr.MaxIdleConns, c.tr.MaxIdleConnsPerHost = 256, 64 // all agents share one host:port here
+	c := &cpUnderTest{}
 	server, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cc, AgentToken: agentToken,
-		ReconcileInterval: 100 * time.Millisecond, DeliveryTimeout: 2 * time.Second, HTTPClient: &http.Client{Transport: c.tr}})
+		ReconcileInterval: 100 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,10 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 		return nil, err
 	}
 	c.server = server
-	c.srv = &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	c.srv = &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		Protocols: new(http.Protocols)}
+	c.srv.Protocols.SetHTTP1(true)
+	c.srv.Protocols.SetUnencryptedHTTP2(true) // the agents' one connection each
 	c.url = "http://" + ln.Addr().String()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	c.stopRun = stopRun
@@ -258,12 +261,12 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 
 // stop shuts the API down, stops the loops and waits for both.
 func (c *cpUnderTest) stop() {
+	c.server.BeginShutdown() // held polls answer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_ = c.srv.Shutdown(ctx)
 	cancel()
 	c.stopRun()
 	c.bg.Wait()
-	c.tr.CloseIdleConnections()
 	_ = c.server.Close()
 }
 
@@ -464,6 +467,7 @@ func tally(rep *Report, sub *submitters, fl *fleet, ids []core.TaskID, steady ti
 	rep.Submitted, rep.Accepted = int(sub.submitted.Load()), len(ids)
 	rep.Refused429, rep.Refused503 = int(sub.r429.Load()), int(sub.r503.Load())
 	rep.HeartbeatsOK, rep.HeartbeatsSkipped = fl.hbOK.Load(), fl.hbSkip.Load()
+	rep.PollsOK, rep.PollsSkipped = fl.pollOK.Load(), fl.pollSkip.Load()
 	rep.Throughput = float64(len(ids)) / steady.Seconds()
 }
 

@@ -1,6 +1,13 @@
 // Command agent runs a FluxForge agent: it registers with the control plane
-// by heartbeating to it, takes assignments on -listen (default :9090) and
-// runs them (kind sleep always, kind exec only with -allow-exec).
+// by heartbeating to it, long-polls it for assignments and cancels, and runs
+// them (kind sleep always, kind exec only with -allow-exec). The agent dials
+// in: the cp never connects to it, so it works behind NAT and firewalls.
+// Its poll and heartbeats share one HTTP/2 connection (cleartext h2c for an
+// http:// -cp, ALPN for https://); -cp-http1 falls back to HTTP/1.1 (two
+// connections) for proxies that cannot carry h2c.
+//
+// -listen (default :9090) serves /metrics, /healthz, /readyz and /v1/status
+// only, for scraping and probes; -listen none opens no port at all.
 //
 // Every flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN for
 // -agent-token); the flag wins. FLUX_LOG_LEVEL (debug|info|warn|error) sets
@@ -12,8 +19,12 @@
 // registers, unless -heartbeat-interval (or FLUX_HEARTBEAT_INTERVAL) is
 // given, which then wins for this agent.
 //
-// An agent accepts assignments only from its cp: set the same -agent-token
-// on both (prefer FLUX_AGENT_TOKEN: flags show in ps).
+// The cp takes heartbeats and polls only with its agent token: set the same
+// -agent-token on both (prefer FLUX_AGENT_TOKEN: flags show in ps).
+//
+// -advertise and FLUX_ADVERTISE are gone (the cp no longer pushes to
+// agents): the flag is refused with a message saying so, the variable is
+// ignored with a warning.
 package main
 
 import (
@@ -28,7 +39,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,7 +55,7 @@ type config struct {
 	ID                string
 	Domain            string
 	Slots             int
-	Advertise         string // empty: derived from the listening address
+	CPHTTP1           bool
 	AgentToken        string
 	HeartbeatInterval time.Duration
 	// HeartbeatIntervalSet: the user gave -heartbeat-interval (or its
@@ -68,13 +78,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	fs.StringVar(&c.Listen, "listen", ":9090", "address to serve assignments, /metrics, /healthz and /readyz on")
-	fs.StringVar(&c.CPURL, "cp", "http://127.0.0.1:8080", "base URL of the control plane")
+	fs.StringVar(&c.Listen, "listen", ":9090", "address to serve /metrics, /healthz, /readyz and /v1/status on; none: no port at all")
+	fs.StringVar(&c.CPURL, "cp", "http://127.0.0.1:8080", "base URL of the control plane, or of every cp of a cluster comma-separated (the agent follows the leader)")
 	fs.StringVar(&c.ID, "id", host, "agent id (letters, digits, '-', '_', '.'); default the hostname")
 	fs.StringVar(&c.Domain, "domain", "default", "failure domain (zone) of this agent")
 	fs.IntVar(&c.Slots, "slots", 4, "tasks run at once at most")
-	fs.StringVar(&c.Advertise, "advertise", "", "URL the cp uses to reach this agent; default derived from -listen (:9090 → http://127.0.0.1:9090)")
-	fs.StringVar(&c.AgentToken, "agent-token", "", "shared token: sent to the cp and required on assignments (prefer FLUX_AGENT_TOKEN)")
+	fs.BoolVar(&c.CPHTTP1, "cp-http1", false, "talk HTTP/1.1 to the cp (two connections) instead of HTTP/2 over one, for proxies that cannot carry h2c")
+	fs.StringVar(&c.AgentToken, "agent-token", "", "shared token: sent to the cp and required on /v1/status (prefer FLUX_AGENT_TOKEN)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp; when not given, the agent adopts the cp's once registered (this default until then)")
 	fs.BoolVar(&c.AllowExec, "allow-exec", false, "run kind exec tasks (argv, no shell, PATH-only environment)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", agent.ShutdownGraceDefault, "on SIGTERM, how long running tasks may finish before they are cancelled")
@@ -85,6 +95,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); strings.HasPrefix(a, "-") && name == "advertise" {
+			return config{}, fmt.Errorf("%w: -advertise is gone: agents dial in to the cp, which never connects to them; remove it", errUsage)
+		}
 	}
 	given, err := envflag.Parse(fs, args, getenv)
 	if err != nil {
@@ -108,15 +126,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{c.Slots >= 1 && c.Slots <= 1024, "slots", "must be between 1 and 1024"},
 		{c.HeartbeatInterval >= 10*time.Millisecond, "heartbeat-interval", "must be at least 10ms"},
 		{c.ShutdownGrace >= 0, "shutdown-grace", "must not be negative"},
-		{httpURL(c.CPURL), "cp", "must be an http(s) URL with a host"},
-		{c.Advertise == "" || httpURL(c.Advertise), "advertise", "must be an http(s) URL with a host"},
+		{httpURLs(c.CPURL), "cp", "must be an http(s) URL with a host, or several comma-separated"},
 	} {
 		if !ch.ok {
 			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
 		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("listen"), err)
+	if c.Listen != listenNone {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return config{}, fmt.Errorf("%w: %s is not host:port or none: %v", errUsage, given.Describe("listen"), err)
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return config{}, fmt.Errorf("%w: %s and %s go together: give both, or neither", errUsage, given.Describe("tls-cert"), given.Describe("tls-key"))
@@ -130,29 +149,30 @@ func reason(err error) string {
 	return strings.TrimPrefix(err.Error(), core.ErrInvalid.Error()+": ")
 }
 
-// httpURL reports whether s is an http(s) URL with a host, as agent.New
-// requires of -cp and -advertise.
+// httpURLs reports whether s is a comma-separated list of http(s) URLs
+// with a host, as agent.New requires of -cp.
+func httpURLs(s string) bool {
+	n := 0
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !httpURL(u) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// httpURL reports whether s is an http(s) URL with a host.
 func httpURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// advertiseURL derives the URL the cp uses to reach the agent from the
-// address it listens on: an unspecified host (":9090", "0.0.0.0:9090",
-// "[::]:9090") becomes the loopback address.
-func advertiseURL(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("port %q of %q is not usable in a URL", port, addr)
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port), nil
-}
+// listenNone as -listen opens no port.
+const listenNone = "none"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -177,23 +197,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("cannot start", "error", err.Error())
 		return 2
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
-		return 1
+	if getenv("FLUX_ADVERTISE") != "" {
+		logger.Warn("FLUX_ADVERTISE is ignored: agents dial in to the cp, which never connects to them; remove it")
 	}
-	advertise := cfg.Advertise
-	if advertise == "" {
-		// From the bound address, so -listen 127.0.0.1:0 works too.
-		if advertise, err = advertiseURL(ln.Addr().String()); err != nil {
-			logger.Error("cannot derive -advertise from the listening address; set it", "error", err.Error())
-			return 2
+	var ln net.Listener
+	if cfg.Listen != listenNone {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			logger.Error("cannot listen", "listen", cfg.Listen, "error", err.Error())
+			return 1
 		}
-		if tlsc != nil && tlsc.srv != nil {
-			advertise = "https://" + strings.TrimPrefix(advertise, "http://")
-		}
+		ln = tlsc.listen(ln)
 	}
-	ln = tlsc.listen(ln)
 	var httpClient *http.Client
 	if tlsc != nil {
 		httpClient = tlsc.httpClient()
@@ -206,18 +220,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		interval = 0 // the cp's, once registered
 	}
 	d, err := agent.New(agent.Options{
-		ID: core.AgentID(cfg.ID), Domain: cfg.Domain, Slots: cfg.Slots, CPURL: cfg.CPURL, Advertise: advertise,
+		ID: core.AgentID(cfg.ID), Domain: cfg.Domain, Slots: cfg.Slots, CPURL: cfg.CPURL, CPHTTP1: cfg.CPHTTP1,
 		Token: cfg.AgentToken, HeartbeatInterval: interval, AllowExec: cfg.AllowExec,
 		ShutdownGrace: cfg.ShutdownGrace, Logger: logger, HTTPClient: httpClient,
 	})
 	if err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
 		logger.Error("cannot start", "error", err.Error())
 		return 2
 	}
-	srv := serve.HTTPServer(d.Handler(), logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "listen", ln.Addr().String(), "advertise", advertise)
+	var srv *http.Server
+	if ln != nil {
+		srv = serve.HTTPServer(d.Handler(), logger)
+		go func() { serveErr <- srv.Serve(ln) }()
+		logger.Info("listening", "listen", ln.Addr().String())
+	} else {
+		logger.Info("no local port (-listen none): metrics and probes only through the cp")
+	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan struct{})
@@ -236,9 +258,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// server keeps serving; then the server goes.
 	stopRun()
 	<-runDone
-	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shCtx)
+	if srv != nil {
+		shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shCtx)
+	}
 	logger.Info("stopped")
 	return status
 }

@@ -20,14 +20,14 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(c config) bool {
 			return c.Listen == ":9090" && c.CPURL == "http://127.0.0.1:8080" && c.ID == host && c.Domain == "default" &&
-				c.Slots == 4 && c.Advertise == "" && c.HeartbeatInterval == 5*time.Second && !c.HeartbeatIntervalSet && !c.AllowExec &&
+				c.Slots == 4 && !c.CPHTTP1 && c.HeartbeatInterval == 5*time.Second && !c.HeartbeatIntervalSet && !c.AllowExec &&
 				c.ShutdownGrace == 30*time.Second && c.LogLevel == slog.LevelInfo
 		}, ""},
 		{"flags", []string{"-listen", "127.0.0.1:9091", "-cp", "http://cp:8080", "-id", "edge-1", "-domain", "zone-a", "-slots", "8",
-			"-advertise", "http://10.0.0.1:9091", "-agent-token", "tok", "-heartbeat-interval", "1s", "-allow-exec", "-shutdown-grace", "5s"}, nil,
+			"-cp-http1", "-agent-token", "tok", "-heartbeat-interval", "1s", "-allow-exec", "-shutdown-grace", "5s"}, nil,
 			func(c config) bool {
 				return c.Listen == "127.0.0.1:9091" && c.CPURL == "http://cp:8080" && c.ID == "edge-1" && c.Domain == "zone-a" && c.Slots == 8 &&
-					c.Advertise == "http://10.0.0.1:9091" && c.AgentToken == "tok" && c.HeartbeatInterval == time.Second && c.HeartbeatIntervalSet && c.AllowExec &&
+					c.CPHTTP1 && c.AgentToken == "tok" && c.HeartbeatInterval == time.Second && c.HeartbeatIntervalSet && c.AllowExec &&
 					c.ShutdownGrace == 5*time.Second
 			}, ""},
 		{"env twins", nil, map[string]string{"FLUX_AGENT_TOKEN": "secret", "FLUX_DOMAIN": "zone-b", "FLUX_SLOTS": "2",
@@ -49,8 +49,11 @@ func TestParseConfig(t *testing.T) {
 		{"tiny heartbeat from env", nil, map[string]string{"FLUX_HEARTBEAT_INTERVAL": "5ms"}, nil, "usage: FLUX_HEARTBEAT_INTERVAL=5ms must be at least 10ms"},
 		{"negative grace", []string{"-shutdown-grace=-1s"}, nil, nil, "usage: -shutdown-grace -1s must not be negative"},
 		{"cp not a URL", []string{"-cp", "cp:8080"}, nil, nil, "usage: -cp cp:8080 must be an http(s) URL with a host"},
-		{"advertise not a URL", nil, map[string]string{"FLUX_ADVERTISE": "10.0.0.1:9090"}, nil, "usage: FLUX_ADVERTISE=10.0.0.1:9090 must be an http(s) URL with a host"},
-		{"bad listen", []string{"-listen", "9090"}, nil, nil, "usage: -listen 9090 is not host:port"},
+		{"advertise is gone", []string{"-advertise", "http://10.0.0.1:9090"}, nil, nil, "usage: -advertise is gone: agents dial in to the cp"},
+		{"advertise= is gone", []string{"--advertise=http://10.0.0.1:9090"}, nil, nil, "usage: -advertise is gone"},
+		{"FLUX_ADVERTISE is ignored", nil, map[string]string{"FLUX_ADVERTISE": "http://10.0.0.1:9090"}, func(c config) bool { return c.Listen == ":9090" }, ""},
+		{"no port", []string{"-listen", "none"}, nil, func(c config) bool { return c.Listen == "none" }, ""},
+		{"bad listen", []string{"-listen", "9090"}, nil, nil, "usage: -listen 9090 is not host:port or none"},
 		{"stray argument", []string{"extra"}, nil, nil, "unexpected"},
 		{"unknown flag", []string{"-nope"}, nil, nil, "nope"},
 	}
@@ -67,28 +70,6 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("config %+v, err %v", c, err)
 			}
 		})
-	}
-}
-
-func TestAdvertiseURL(t *testing.T) {
-	tests := []struct{ addr, want string }{
-		{":9090", "http://127.0.0.1:9090"},
-		{"0.0.0.0:9091", "http://127.0.0.1:9091"},
-		{"[::]:9092", "http://127.0.0.1:9092"},
-		{"127.0.0.1:40000", "http://127.0.0.1:40000"},
-		{"10.1.2.3:9090", "http://10.1.2.3:9090"},
-		{"[::1]:9090", "http://[::1]:9090"},
-		{"edge-1.local:9090", "http://edge-1.local:9090"},
-	}
-	for _, tc := range tests {
-		if got, err := advertiseURL(tc.addr); err != nil || got != tc.want {
-			t.Errorf("advertiseURL(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"9090", ":0", ":http"} {
-		if got, err := advertiseURL(bad); err == nil {
-			t.Errorf("advertiseURL(%q) = %q, want an error", bad, got)
-		}
 	}
 }
 

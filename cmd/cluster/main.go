@@ -58,6 +58,8 @@ type config struct {
 	ShutdownGrace   time.Duration
 	Host            string
 	DataDir         string
+	CPs             int // control planes: 1, or 3 or 5 on one raft log
+	RaftBasePort    int
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -77,7 +79,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "FLUX_LOG_LEVEL for every process")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "agents' -shutdown-grace")
 	fs.StringVar(&c.Host, "host", "127.0.0.1", "address everything listens on")
-	fs.StringVar(&c.DataDir, "data-dir", ".cluster-data", "the cp's data dir, kept between runs (rm -rf it to start from nothing)")
+	fs.StringVar(&c.DataDir, "data-dir", ".cluster-data", "the cp's data dir, kept between runs (rm -rf it to start from nothing); with -cps N, cpK's is DATA-DIR/cpK")
+	fs.IntVar(&c.CPs, "cps", 1, "control planes: 1, or 3 (or 5) replicas on one raft log on ports -cp-port.. and raft ports -raft-base-port..")
+	fs.IntVar(&c.RaftBasePort, "raft-base-port", 8300, "raft port of cp1 with -cps > 1; cpK uses base+K-1")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -92,6 +96,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case strings.TrimSpace(c.DataDir) == "":
 		return config{}, errors.New("-data-dir names no directory")
+	case c.CPs < 1 || c.CPs > 7:
+		return config{}, errors.New("-cps must be between 1 and 7 (3 or 5 for a cluster)")
+	case c.CPPort+c.CPs-1 >= c.AgentBasePort && c.CPPort < c.AgentBasePort+c.Agents:
+		return config{}, fmt.Errorf("-cp-port %d..%d collides with the agents' ports", c.CPPort, c.CPPort+c.CPs-1)
 	case len(c.Zones) == 0:
 		return config{}, errors.New("-zones names no zone")
 	case c.Agents < 1 || c.Agents > 1000:
@@ -112,7 +120,19 @@ type child struct {
 	Env  []string // added to the inherited environment
 }
 
-func (c config) cpURL() string { return fmt.Sprintf("http://%s:%d", c.Host, c.CPPort) }
+func (c config) cpURL() string { return c.cpURLOf(0) }
+
+// cpURLOf is the API URL of cp i (0-based).
+func (c config) cpURLOf(i int) string { return fmt.Sprintf("http://%s:%d", c.Host, c.CPPort+i) }
+
+// cpURLs is every cp's URL, comma-separated: the agents' -cp.
+func (c config) cpURLs() string {
+	urls := make([]string, c.CPs)
+	for i := range urls {
+		urls[i] = c.cpURLOf(i)
+	}
+	return strings.Join(urls, ",")
+}
 
 // plan lists the processes to start, the cp first.
 func plan(c config) []child {
@@ -121,10 +141,26 @@ func plan(c config) []child {
 	if c.AdminToken != "" {
 		cpEnv = append(cpEnv, "FLUX_ADMIN_TOKEN="+c.AdminToken)
 	}
-	out := []child{{Name: "cp", Bin: c.CPBin, Args: []string{"-listen", fmt.Sprintf("%s:%d", c.Host, c.CPPort), "-data-dir", c.DataDir}, Env: cpEnv}}
+	var out []child
+	if c.CPs == 1 {
+		out = append(out, child{Name: "cp", Bin: c.CPBin, Args: []string{"-listen", fmt.Sprintf("%s:%d", c.Host, c.CPPort), "-data-dir", c.DataDir}, Env: cpEnv})
+	} else {
+		peers := make([]string, c.CPs)
+		for i := range peers {
+			peers[i] = fmt.Sprintf("cp%d=%s:%d", i+1, c.Host, c.RaftBasePort+i)
+		}
+		for i := range c.CPs {
+			id := fmt.Sprintf("cp%d", i+1)
+			out = append(out, child{Name: id, Bin: c.CPBin, Env: cpEnv, Args: []string{
+				"-listen", fmt.Sprintf("%s:%d", c.Host, c.CPPort+i), "-advertise", c.cpURLOf(i),
+				"-data-dir", filepath.Join(c.DataDir, id), "-node-id", id,
+				"-raft-addr", fmt.Sprintf("%s:%d", c.Host, c.RaftBasePort+i), "-peers", strings.Join(peers, ","),
+			}})
+		}
+	}
 	for i := range c.Agents {
 		args := []string{
-			"-listen", fmt.Sprintf("%s:%d", c.Host, c.AgentBasePort+i), "-cp", c.cpURL(),
+			"-listen", fmt.Sprintf("%s:%d", c.Host, c.AgentBasePort+i), "-cp", c.cpURLs(),
 			"-id", fmt.Sprintf("agent-%d", i+1), "-domain", c.Zones[i%len(c.Zones)],
 			"-slots", fmt.Sprint(c.Slots), "-shutdown-grace", c.ShutdownGrace.String(),
 		}
@@ -272,7 +308,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 			stopAll(procs, syscall.SIGKILL, 5*time.Second)
 		}
 		fmt.Fprintln(stderr, "cluster: stopping the cp")
-		if !stopAll(procs[:1], syscall.SIGTERM, 20*time.Second) {
+		if !stopAll(procs[:min(cfg.CPs, len(procs))], syscall.SIGTERM, 20*time.Second) {
 			status = 1
 			stopAll(procs, syscall.SIGKILL, 5*time.Second)
 		}
@@ -290,19 +326,27 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	}
 
 	children := plan(cfg)
-	cp, err := startChild(children[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "cluster: %v\n", err)
-		return 1
+	cpDone := make(chan *running, cfg.CPs)
+	for _, c := range children[:cfg.CPs] {
+		cp, err := startChild(c)
+		if err != nil {
+			fmt.Fprintf(stderr, "cluster: %v\n", err)
+			stopAll(procs, syscall.SIGKILL, 5*time.Second)
+			wg.Wait()
+			return 1
+		}
+		procs = append(procs, cp)
+		go func() { <-cp.done; cpDone <- cp }()
 	}
-	procs = append(procs, cp)
-	if !waitReady(cfg.cpURL()+"/readyz", 20*time.Second, cp.done) {
-		fmt.Fprintln(stderr, "cluster: the cp did not become ready")
-		stopAll(procs, syscall.SIGKILL, 5*time.Second)
-		wg.Wait()
-		return 1
+	for i, cp := range procs {
+		if !waitReady(cfg.cpURLOf(i)+"/readyz", 30*time.Second, cp.done) {
+			fmt.Fprintf(stderr, "cluster: %s did not become ready\n", cp.Name)
+			stopAll(procs, syscall.SIGKILL, 5*time.Second)
+			wg.Wait()
+			return 1
+		}
 	}
-	for _, c := range children[1:] {
+	for _, c := range children[cfg.CPs:] {
 		p, err := startChild(c)
 		if err != nil {
 			fmt.Fprintf(stderr, "cluster: %v\n", err)
@@ -311,13 +355,13 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		procs = append(procs, p)
 	}
 	fmt.Fprintf(stderr, "cluster: cp on %s; %d agents on ports %d..%d in %s; agent token %s\n",
-		cfg.cpURL(), cfg.Agents, cfg.AgentBasePort, cfg.AgentBasePort+cfg.Agents-1, strings.Join(cfg.Zones, ", "), cfg.AgentToken)
+		cfg.cpURLs(), cfg.Agents, cfg.AgentBasePort, cfg.AgentBasePort+cfg.Agents-1, strings.Join(cfg.Zones, ", "), cfg.AgentToken)
 	fmt.Fprintf(stderr, "cluster: try  curl %s/scheduler/debug/snapshot | jq .mode   (Ctrl-C stops the cluster)\n", cfg.cpURL())
 
 	select {
 	case <-stopReq:
-	case <-cp.done:
-		fmt.Fprintf(stderr, "cluster: the cp exited unexpectedly: %v\n", cp.err)
+	case cp := <-cpDone:
+		fmt.Fprintf(stderr, "cluster: %s exited unexpectedly: %v\n", cp.Name, cp.err)
 		return shutdown() | 1
 	}
 	return shutdown()

@@ -46,6 +46,32 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestPlanThreeCPs(t *testing.T) {
+	cfg, err := parseConfig([]string{"-cps", "3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CPBin, cfg.AgentBin, cfg.AgentToken = "/bin/cp", "/bin/agent", "tok"
+	ps := plan(cfg)
+	if len(ps) != 9 {
+		t.Fatalf("plan of %d processes, want 3 cps and 6 agents", len(ps))
+	}
+	peers := "cp1=127.0.0.1:8300,cp2=127.0.0.1:8301,cp3=127.0.0.1:8302"
+	for i := range 3 {
+		want := fmt.Sprintf("-listen 127.0.0.1:%d -advertise http://127.0.0.1:%d -data-dir .cluster-data/cp%d -node-id cp%d -raft-addr 127.0.0.1:%d -peers %s",
+			8080+i, 8080+i, i+1, i+1, 8300+i, peers)
+		if got := strings.Join(ps[i].Args, " "); ps[i].Name != fmt.Sprintf("cp%d", i+1) || got != want {
+			t.Errorf("cp%d args %q, want %q", i+1, got, want)
+		}
+	}
+	if args := strings.Join(ps[3].Args, " "); !strings.Contains(args, "-cp http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082") {
+		t.Errorf("agent args %q do not name every cp", args)
+	}
+	if _, err := parseConfig([]string{"-cps", "3", "-cp-port", "9089"}, io.Discard); err == nil {
+		t.Error("cp ports overlapping the agents' accepted")
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-zones", ","}, {"-agents", "0"}, {"-cp-port", "9093"}, {"-agent-base-port", "65535"}, {"extra"},

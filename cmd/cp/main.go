@@ -14,7 +14,8 @@
 //
 // SIGTERM or SIGINT stops it gracefully: /readyz turns 503, the listener
 // closes, in-flight requests finish (up to -shutdown-timeout), then the
-// reconcile loop and the delivery workers stop.
+// reconcile loop stops. Agents long-poll the cp (they dial in; the cp
+// never connects to an agent); held polls are answered empty at shutdown.
 //
 // State is durable: every change is written to a raft log in -data-dir
 // (FLUX_DATA_DIR, default fluxforge-data in the working directory) and
@@ -283,10 +284,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 1024, 16, 90*time.Second
 		tr.TLSClientConfig = rl.cli.Config()
 		httpClient = &http.Client{Transport: tr}
+		if cfg.Cluster.RaftAddr != "" {
+			if cfg.TLSClientCA == "" {
+				logger.Error("cannot start: raft over TLS needs -tls-client-ca, the CA the cps' certificates chain to (each cp's names its -node-id)")
+				return 2
+			}
+			cfg.Cluster.RaftTLS = &raftlog.TLSConfigs{Server: rl.srv.Config, Client: rl.cli.Config}
+		}
 	}
+	cfg.Cluster.HTTPClient = httpClient
 	s, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cfg.Core, TaskIDPrefix: startTaskIDPrefix(),
 		AdminToken: cfg.AdminToken, AgentToken: cfg.AgentToken, TokensFile: cfg.TokensFile, RequireReadToken: cfg.RequireReadToken,
-		AgentCertRequired: cfg.TLSClientCA != "", HTTPClient: httpClient,
+		AgentCertRequired: cfg.TLSClientCA != "",
 		ReconcileInterval: cfg.ReconcileInterval,
 		DataDir:           cfg.DataDir, InMemory: cfg.InMemory, TimelineRetention: cfg.TimelineRetention, TimelineEventsMax: cfg.TimelineEventsMax,
 		Cluster: cfg.Cluster})

@@ -27,7 +27,7 @@ func TestLogExportWritesAnExportFileThatReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(url + "/scheduler/debug/snapshot")
+	resp, err := http.Get(url + "/scheduler/debug/snapshot?fresh_hash=true")
 	if err != nil {
 		t.Fatal(err)
 	}

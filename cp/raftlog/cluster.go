@@ -38,9 +38,9 @@ type ClusterOptions struct {
 	// commit) by this factor; 0 is 1 (raft's defaults: 1s, 1s, 500ms,
 	// 50ms). Tests make it small.
 	Timing float64
-	// StreamLayer, when set, carries raft's connections instead of plain
-	// TCP (a TLS layer); BindAddr and Advertise are then its own business.
-	StreamLayer raft.StreamLayer
+	// TLS, when set, carries raft over TLS: each member presents a
+	// certificate naming its node id and checks the others' (see tls.go).
+	TLS *TLSConfigs
 }
 
 // Peer is one voter of the initial configuration.
@@ -84,7 +84,7 @@ func (c *ClusterOptions) validate(nodeID string) error {
 		}
 		return nil
 	}
-	if c.StreamLayer == nil {
+	{
 		if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
 			return fmt.Errorf("raftlog: raft address %q: %v", c.BindAddr, err)
 		}
@@ -138,23 +138,31 @@ func (c *ClusterOptions) timing(conf *raft.Config) {
 	conf.CommitTimeout = scale(conf.CommitTimeout)
 }
 
-func newNetworkTransport(c ClusterOptions, logger hclog.Logger) (*raft.NetworkTransport, error) {
-	if c.StreamLayer != nil {
-		return raft.NewNetworkTransportWithLogger(c.StreamLayer, 3, 10*time.Second, logger), nil
+func newNetworkTransport(c ClusterOptions, logger hclog.Logger, members func() map[string]string) (*raft.NetworkTransport, *tlsLayer, error) {
+	if c.TLS != nil {
+		adv := c.Advertise
+		if _, port, _ := net.SplitHostPort(c.BindAddr); adv == "" && port != "0" {
+			adv = c.BindAddr
+		}
+		l, err := newTLSStreamLayer(c.BindAddr, adv, *c.TLS, members)
+		if err != nil {
+			return nil, nil, err
+		}
+		return raft.NewNetworkTransportWithLogger(l, 3, 10*time.Second, logger), l, nil
 	}
 	var adv net.Addr
 	if _, port, _ := net.SplitHostPort(c.BindAddr); c.Advertise != "" || port != "0" {
 		a, err := net.ResolveTCPAddr("tcp", c.advertise())
 		if err != nil {
-			return nil, fmt.Errorf("raftlog: resolve raft advertise address %q: %w", c.advertise(), err)
+			return nil, nil, fmt.Errorf("raftlog: resolve raft advertise address %q: %w", c.advertise(), err)
 		}
 		adv = a
 	} // else: an ephemeral port (tests) advertises what the listener got
 	t, err := raft.NewTCPTransportWithLogger(c.BindAddr, adv, 3, 10*time.Second, logger)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: listen for raft on %s: %w", c.BindAddr, err)
+		return nil, nil, fmt.Errorf("raftlog: listen for raft on %s: %w", c.BindAddr, err)
 	}
-	return t, nil
+	return t, nil, nil
 }
 
 // nodeIDFile holds the node id a data dir was first started with.

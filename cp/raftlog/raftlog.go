@@ -147,8 +147,10 @@ type Node struct {
 
 	id string
 	// transport and leaderCh are set for a member of a cluster only.
-	transport *raft.NetworkTransport
-	leaderCh  chan bool
+	transport   *raft.NetworkTransport
+	leaderCh    chan bool
+	memberAddrs *memberAddrs
+	tlsLayer    *tlsLayer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -232,13 +234,15 @@ func (n *Node) open(opts Options) error {
 		trans raft.Transport
 	)
 	if clustered {
-		t, err := newNetworkTransport(opts.Cluster, hlog.Named("transport"))
+		ma := &memberAddrs{peers: opts.Cluster.Peers}
+		n.memberAddrs = ma
+		t, tl, err := newNetworkTransport(opts.Cluster, hlog.Named("transport"), ma.get)
 		if err != nil {
 			return err
 		}
 		addr, trans = t.LocalAddr(), t
 		n.closers = append(n.closers, t)
-		n.transport = t
+		n.transport, n.tlsLayer = t, tl
 	} else {
 		a, t := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
 		addr, trans = a, t
@@ -313,6 +317,9 @@ func (n *Node) open(opts Options) error {
 	}
 	n.raft = r
 	n.logs, n.snaps = logs, snaps
+	if n.memberAddrs != nil {
+		n.memberAddrs.node.Store(n)
+	}
 	if clustered {
 		// A member of a cluster starts as a follower and catches up by
 		// replication; the cp's leader loop takes over when it is elected.

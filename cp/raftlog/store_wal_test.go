@@ -1,10 +1,15 @@
 package raftlog
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // dataEnd is the offset after the last non-zero byte: raft-wal preallocates
@@ -72,5 +77,51 @@ func TestTornLogTailIsRecovered(t *testing.T) {
 			got, _ = fsm3.snapshot()
 			equalStrings(t, "entries after a second restart", got, append(entryNames(0, 19), "after-recovery"))
 		})
+	}
+}
+
+// TestTruncatedTailReopens: a follower whose log tail was cut (raft deletes
+// a conflicting suffix when a new leader's log differs, as after a leader
+// is killed) must open again. raft-wal v0.4.0 sealed the segment without
+// its index block there and panicked at the next open ("sealed segment has
+// no index block", hashicorp/raft-wal#31), which the three-cp kill test hit.
+func TestTruncatedTailReopens(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (raft.LogStore, io.Closer) {
+		t.Helper()
+		logs, _, closer, err := openDiskStores(dir, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return logs, closer
+	}
+	logs, closer := open()
+	var batch []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		batch = append(batch, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprint("e", i))})
+	}
+	if err := logs.StoreLogs(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.DeleteRange(8, 10); err != nil { // the conflicting suffix
+		t.Fatal(err)
+	}
+	if err := logs.StoreLog(&raft.Log{Index: 8, Term: 2, Type: raft.LogCommand, Data: []byte("new leader")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := closer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs, closer = open()
+	defer closer.Close()
+	var l raft.Log
+	if err := logs.GetLog(1, &l); err != nil || string(l.Data) != "e1" {
+		t.Fatalf("entry 1 after reopening: %v %q", err, l.Data)
+	}
+	if err := logs.GetLog(8, &l); err != nil || string(l.Data) != "new leader" || l.Term != 2 {
+		t.Fatalf("entry 8 after reopening: %v %q term %d", err, l.Data, l.Term)
+	}
+	if last, _ := logs.LastIndex(); last != 8 {
+		t.Fatalf("last index %d, want 8", last)
 	}
 }

@@ -177,6 +177,9 @@ func TestParseAlertRulesAndStrip(t *testing.T) {
 		AlertQueueTaskStale:              "1m0s",
 		AlertAgentFlapping:               "1m0s",
 		"FluxZoneIsolated":               "15s",
+		"FluxTLSCertExpiringSoon":        "10m0s",
+		"FluxNoLeader":                   "30s",
+		"FluxRaftApplyLagging":           "2m0s",
 	}
 	if len(parsed) != len(want) {
 		t.Fatalf("parsed %d rules, want %d: %+v", len(parsed), len(want), parsed)

@@ -47,6 +47,7 @@ const (
 	Loss        Kind = "loss"
 	Duplicate   Kind = "duplicate"
 	Reorder     Kind = "reorder"
+	BatchCut    Kind = "batch-cut" // poll replies cut mid-batch
 	Poison      Kind = "poison"
 	Hang        Kind = "hang"
 	ReadOnly    Kind = "read-only"
@@ -58,7 +59,7 @@ const (
 // Kinds lists every fault kind in a fixed order.
 func Kinds() []Kind {
 	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, CPCrash, CPFailover, Loss, Duplicate, Reorder,
-		Poison, Hang, ReadOnly, Degraded, Purge, SmallQueue}
+		BatchCut, Poison, Hang, ReadOnly, Degraded, Purge, SmallQueue}
 	for _, p := range sim.FaultPointNames() {
 		ks = append(ks, Kind(p))
 	}
@@ -378,6 +379,9 @@ func Build(s Shape) sim.Options {
 	if on(Reorder) {
 		n.ReorderProbability, n.ReorderDelay = 0.01+0.5*pct(Reorder), time.Duration(1+int(20*pct(Reorder)))*100*time.Millisecond
 	}
+	if on(BatchCut) {
+		n.CutProbability = 0.002 + 0.5*pct(BatchCut)
+	}
 	o.Network = n
 	// Everything heals when the active phase ends: the network, the fault
 	// points, and (by construction below) every scheduled fault.
@@ -483,7 +487,7 @@ func Build(s Shape) sim.Options {
 			for range events(k) {
 				o.Ops = append(o.Ops, sim.OperatorAction{At: secs(0, s.Active), Purge: &core.PurgeInput{OlderThan: secs(time.Second, 60*time.Second)}, Reason: "swarm"})
 			}
-		case Poison, Hang, Loss, Duplicate, Reorder, SmallQueue:
+		case Poison, Hang, Loss, Duplicate, Reorder, BatchCut, SmallQueue:
 			// In the workload, network and core config above.
 		default:
 			if o.FaultPoints == nil {

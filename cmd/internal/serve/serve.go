@@ -18,9 +18,18 @@ const (
 )
 
 // HTTPServer returns a server for h with the bounds above, logging server
-// errors (TLS, malformed requests) to logger at WARN.
+// errors (TLS, malformed requests) to logger at WARN. It speaks HTTP/1.1
+// and HTTP/2, cleartext (h2c with prior knowledge) included, so an agent's
+// long poll and its heartbeats share one connection. A handler that holds
+// a request longer (the cp's poll) extends its deadlines with
+// http.ResponseController.
 func HTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
 	return &http.Server{
+		Protocols:         &protos,
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,

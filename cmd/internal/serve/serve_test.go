@@ -3,8 +3,12 @@ package serve
 import (
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
+
+	fnet "github.com/fluxforge/fluxforge/net"
 )
 
 func TestHTTPServerIsBounded(t *testing.T) {
@@ -14,5 +18,79 @@ func TestHTTPServerIsBounded(t *testing.T) {
 	}
 	if srv.MaxHeaderBytes != MaxHeaderBytes || srv.ErrorLog == nil {
 		t.Fatalf("MaxHeaderBytes %d ErrorLog %v", srv.MaxHeaderBytes, srv.ErrorLog)
+	}
+}
+
+// TestOneConnectionCarriesPollAndHeartbeat: the server speaks h2c, and the
+// agent's client (net.NewCPClient) multiplexes a held request and other
+// requests over one TCP connection; with http1 it falls back to HTTP/1.1
+// and opens a second connection.
+func TestOneConnectionCarriesPollAndHeartbeat(t *testing.T) {
+	for _, http1 := range []bool{false, true} {
+		release := make(chan struct{})
+		held := make(chan struct{})
+		mux := http.NewServeMux()
+		mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+			close(held)
+			<-release
+			_, _ = io.WriteString(w, r.Proto)
+		})
+		mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
+		srv := HTTPServer(mux, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		var conns atomic.Int32
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		url := "http://" + ln.Addr().String()
+		client := fnet.NewCPClient(url, http1)
+		get := func(path string) (string, error) {
+			resp, err := client.Get(url + path)
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return string(b), err
+		}
+		holdDone := make(chan string, 1)
+		go func() {
+			p, err := get("/hold")
+			if err != nil {
+				p = err.Error()
+			}
+			holdDone <- p
+		}()
+		<-held
+		for range 3 { // heartbeats while the poll is held
+			proto, err := get("/ping")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "HTTP/2.0"
+			if http1 {
+				want = "HTTP/1.1"
+			}
+			if proto != want {
+				t.Fatalf("http1=%v: %s, want %s", http1, proto, want)
+			}
+		}
+		close(release)
+		<-holdDone
+		wantConns := int32(1)
+		if http1 {
+			wantConns = 2
+		}
+		if n := conns.Load(); n != wantConns {
+			t.Errorf("http1=%v: %d connections, want %d", http1, n, wantConns)
+		}
+		client.CloseIdleConnections()
+		_ = srv.Close()
 	}
 }

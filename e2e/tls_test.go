@@ -172,3 +172,140 @@ func metricAtLeast(hc *http.Client, cpURL, series string, min float64) bool {
 	}
 	return false
 }
+
+// TestTLSThreeCPs: three cps whose raft runs over TLS (each certificate
+// names its node id) and whose API is TLS only, and agents with their own
+// certificates and per-agent tokens that know all three, run work end to
+// end through a follower; the leader is killed and the work goes on.
+func TestTLSThreeCPs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real binaries")
+	}
+	cpBin, agentBin := binaries(t)
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "fluxforge-e2e-ca")
+	caFile := tlstest.Write(t, dir, "ca.crt", ca.PEM)
+	tokensFile := tlstest.Write(t, dir, "tokens", []byte("ops admin e2e-ops-token\na1 agent tok-a1\na2 agent tok-a2\n"))
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 16}}
+	defer hc.CloseIdleConnections()
+	getJSON := func(url string, out any) int {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == 200 && out != nil {
+			_ = json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+
+	type node struct {
+		id, url, raft, data, cert, key string
+		port                           int
+		p                              *process
+	}
+	var nodes []*node
+	var peers []string
+	for i := range 3 {
+		nd := &node{id: fmt.Sprintf("cp%d", i+1), port: freePort(t), data: t.TempDir()}
+		nd.url = fmt.Sprintf("https://127.0.0.1:%d", nd.port)
+		nd.raft = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		nd.cert, nd.key = ca.Issue(t, nd.id, tlstest.Opts{}).WriteCert(t, dir, nd.id)
+		peers = append(peers, nd.id+"="+nd.raft)
+		nodes = append(nodes, nd)
+	}
+	startNode := func(nd *node) {
+		nd.p = start(t, nd.id, cpBin, []string{"FLUX_LOG_LEVEL=info"},
+			"-listen", fmt.Sprintf("127.0.0.1:%d", nd.port), "-advertise", nd.url, "-data-dir", nd.data,
+			"-node-id", nd.id, "-raft-addr", nd.raft, "-peers", strings.Join(peers, ","), "-raft-timing", "0.3",
+			"-heartbeat-interval", "100ms", "-reconcile-interval", "100ms",
+			"-tls-cert", nd.cert, "-tls-key", nd.key, "-tls-client-ca", caFile, "-tokens-file", tokensFile)
+	}
+	for _, nd := range nodes {
+		startNode(nd)
+	}
+	leader := func() *node {
+		for _, nd := range nodes {
+			var s struct {
+				Role string `json:"role"`
+			}
+			if !nd.p.exited() && getJSON(nd.url+"/scheduler/debug/snapshot", &s) == 200 && s.Role == "leader" {
+				return nd
+			}
+		}
+		return nil
+	}
+	var l *node
+	eventually(t, 30*time.Second, "a leader over TLS raft", func() bool {
+		l = leader()
+		return l != nil && getJSON(l.url+"/readyz", nil) == 200
+	})
+	var urls []string
+	for _, nd := range nodes {
+		urls = append(urls, nd.url)
+	}
+	for _, id := range []string{"a1", "a2"} {
+		cert, key := ca.Issue(t, id, tlstest.Opts{}).WriteCert(t, dir, id)
+		start(t, id, agentBin, []string{"FLUX_LOG_LEVEL=info", "FLUX_AGENT_TOKEN=tok-" + id},
+			"-listen", "none", "-cp", strings.Join(urls, ","), "-id", id, "-domain", "zone-"+id,
+			"-slots", "4", "-heartbeat-interval", "100ms", "-tls-ca", caFile, "-tls-cert", cert, "-tls-key", key)
+	}
+	submitAll := func(n int, via func() *node) []string {
+		var ids []string
+		for i := 0; len(ids) < n; i++ {
+			nd := via()
+			b, _ := json.Marshal(map[string]any{"kind": "sleep", "duration_ms": 20})
+			req, _ := http.NewRequest("POST", nd.url+"/v1/tasks", bytes.NewReader(b))
+			req.Header.Set("Authorization", "Bearer e2e-ops-token")
+			req.Header.Set("Idempotency-Key", fmt.Sprintf("tls-ha-%d", len(ids)))
+			resp, err := hc.Do(req)
+			if err != nil {
+				continue
+			}
+			var tk struct {
+				ID string `json:"id"`
+			}
+			if resp.StatusCode/100 == 2 {
+				_ = json.NewDecoder(resp.Body).Decode(&tk)
+				ids = append(ids, tk.ID)
+			}
+			resp.Body.Close()
+			if i > 50*n {
+				t.Fatalf("only %d of %d submissions went through", len(ids), n)
+			}
+		}
+		return ids
+	}
+	succeeded := func(ids []string) {
+		eventually(t, 60*time.Second, fmt.Sprintf("%d tasks to succeed", len(ids)), func() bool {
+			l := leader()
+			if l == nil {
+				return false
+			}
+			for _, id := range ids {
+				var tk struct {
+					State string `json:"state"`
+				}
+				if getJSON(l.url+"/v1/tasks/"+id, &tk) != 200 || tk.State != "SUCCEEDED" {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	follower := func() *node {
+		for _, nd := range nodes {
+			if nd != l && !nd.p.exited() {
+				return nd
+			}
+		}
+		return nil
+	}
+	first := submitAll(20, follower)
+	succeeded(first)
+	l.p.kill()
+	second := submitAll(20, follower)
+	succeeded(append(first, second...))
+}

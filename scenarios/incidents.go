@@ -666,6 +666,101 @@ var cpCrash = Scenario{
 	},
 }
 
+// cpFailovers draws cp-failover's four leader changes from the seed: any
+// millisecond in [1m, 7m], at least 40s apart, each with an election of 1
+// to 3 seconds, two submissions in flight and a new leader whose clock is
+// up to a second off the old one's.
+func cpFailovers(p Params) []sim.Fault {
+	r := rand.New(rand.NewPCG(p.Seed, 0xfa11))
+	var out []sim.Fault
+	for len(out) < 4 {
+		at := time.Minute + time.Duration(r.IntN(360_000))*time.Millisecond
+		if slices.ContainsFunc(out, func(f sim.Fault) bool { return (f.At - at).Abs() < 40*time.Second }) {
+			continue
+		}
+		election := time.Second + time.Duration(r.IntN(2001))*time.Millisecond
+		out = append(out, sim.Fault{Kind: sim.FaultCPFailover, At: at, Until: at + election, InFlight: 2, Skew: time.Second})
+	}
+	slices.SortFunc(out, func(a, b sim.Fault) int { return int(a.At - b.At) })
+	return out
+}
+
+var cpFailover = Scenario{
+	Name: "cp-failover",
+	Description: "Steady work on a three-zone fleet while the cp runs as three replicas on one log and loses its leader " +
+		"four times at random moments: two submissions and the agents' messages in flight to the leader are ambiguous " +
+		"(committed or lost, never acknowledged), no replica leads for a 1-3s election (heartbeats and submissions fail), " +
+		"then another replica takes over from the committed prefix (same state_hash) with its clock up to a second off " +
+		"and applies the takeover (a heartbeat timeout of grace, unconfirmed assignments resent). Nothing acknowledged is " +
+		"lost, no storm (no disconnection, requeue or quarantine), no task runs twice, every task ends SUCCEEDED.",
+	Agents: 12, Zones: 3, Duration: 12 * time.Minute,
+	Build: func(p Params) sim.Options {
+		o := base(p)
+		w := steady("steady", 0, 8*time.Minute, 0.15*float64(p.Agents)/2, 5*time.Second, 20*time.Second)
+		w.IdempotentFraction = 0.5
+		o.Workload = []sim.Workload{w}
+		o.Faults = cpFailovers(p)
+		o.SnapshotEveryEntries = 300
+		// No message loss besides the failovers' (duplicates and
+		// reordering stay): a lost assignment is requeued after its
+		// AssignTimeout, and every requeue here must be the takeover's.
+		o.Network.LossProbability = 0
+		return o
+	},
+	Expect: []Expectation{
+		{Name: "the leader changes 4 times, each new leader starts from the committed prefix and records cluster.takeover", Check: func(c *Context) error {
+			r := c.Result
+			if len(r.Failovers) != 4 {
+				return fmt.Errorf("%d failovers, want 4", len(r.Failovers))
+			}
+			takeovers := events(r, core.EventLeaderTakeover, "")
+			if len(takeovers) != 4 {
+				return fmt.Errorf("%d %s events, want 4", len(takeovers), core.EventLeaderTakeover)
+			}
+			for i, fo := range r.Failovers {
+				f := c.Options.Faults[i]
+				switch {
+				case fo.LostAt != f.At || fo.At != f.Until:
+					return fmt.Errorf("failover %d: leader lost at %v, new one at %v; the fault says %v to %v", i, fo.LostAt, fo.At, f.At, f.Until)
+				case fo.Epoch != i+2 || fo.From == fo.To:
+					return fmt.Errorf("failover %d: epoch %d, %s to %s", i, fo.Epoch, fo.From, fo.To)
+				case fo.Skew.Abs() > f.Skew:
+					return fmt.Errorf("failover %d: the new leader's clock is %v off, bound %v", i, fo.Skew, f.Skew)
+				case (at(takeovers[i])-fo.At).Abs() > f.Skew || !strings.HasPrefix(takeovers[i].Reason, fo.To+" took over"):
+					// The event bears the new leader's clock.
+					return fmt.Errorf("failover %d: takeover event at %v (%s), the new leader %s took over at %v (clock %v)", i, at(takeovers[i]), takeovers[i].Reason, fo.To, fo.At, fo.Skew)
+				}
+			}
+			if n := r.InFlightCommitted + r.InFlightLost; n != 8 {
+				return fmt.Errorf("%d submissions in flight at the failovers, want 8", n)
+			}
+			return nil
+		}},
+		nothingLost, allSucceeded,
+		{Name: "no storm: no agent disconnected, lost or quarantined, no task requeued", Check: func(c *Context) error {
+			for _, typ := range []core.EventType{core.EventAgentDisconnected, core.EventAgentLost, core.EventAgentQuarantined} {
+				if es := events(c.Result, typ, ""); len(es) > 0 {
+					return fmt.Errorf("%d %s events, e.g. %s at %v: %s", len(es), typ, es[0].AgentID, clockDur(at(es[0])), es[0].Reason)
+				}
+			}
+			for _, t := range c.Result.Tasks {
+				if t.Requeues > 0 {
+					return fmt.Errorf("task %s requeued %d times (agents %v): %s", t.ID, t.Requeues, t.Agents, t.Reason)
+				}
+			}
+			return nil
+		}},
+		{Name: "no task runs twice: one attempt, one execution, one success each", Check: func(c *Context) error {
+			for _, t := range c.Result.Tasks {
+				if t.Attempt != 1 || t.Executions != 1 || t.Successes != 1 {
+					return fmt.Errorf("task %s: attempt %d, %d executions, %d successes on %v", t.ID, t.Attempt, t.Executions, t.Successes, t.Agents)
+				}
+			}
+			return nil
+		}},
+	},
+}
+
 // clockDur is d as m:ss.
 func clockDur(d time.Duration) string {
 	return fmt.Sprintf("%d:%02d", int(d.Minutes()), int(d.Seconds())%60)

@@ -76,7 +76,7 @@ type Report struct {
 }
 
 var all = []Scenario{agentFlap, stuckWorker, starvation, zoneOutage, queueSaturation, poisonTask, massDisconnect, drainRestart,
-	smallZoneFlap, poisonSingleZone, cpCrash, cutHeartbeatTimeout}
+	smallZoneFlap, poisonSingleZone, cpCrash, cpFailover, cutHeartbeatTimeout}
 
 // Names lists the scenarios in their documented order.
 func Names() []string {

@@ -36,6 +36,16 @@ type cpLog struct {
 	snap      []byte // state export at snapIndex
 	snapIndex uint64
 	entries   []logEntry // snapIndex+1 .. index
+
+	// Leadership (runs with cp-failover, sim/failover.go): the epoch (term)
+	// of the leader appending, which replica it is (1-based), its clock's
+	// offset from the agents' time, and the time of the last entry: the
+	// leader stamps an input with its clock, never before that (cp's
+	// fsm.stamp).
+	epoch  int
+	leader int
+	skew   time.Duration
+	lastAt time.Time
 }
 
 // Recovery is one cp restart or crash recovered from the log.
@@ -68,7 +78,7 @@ const InvDurable = "10-durable-recovery"
 // usesLog reports whether the run needs the cp's log: it restarts the cp.
 func (o Options) usesLog() bool {
 	for _, f := range o.Faults {
-		if f.Kind == FaultCPRestart || f.Kind == FaultCPCrash {
+		if f.Kind == FaultCPRestart || f.Kind == FaultCPCrash || f.Kind == FaultCPFailover {
 			return true
 		}
 	}
@@ -78,6 +88,7 @@ func (o Options) usesLog() bool {
 // startLog opens the log over the fresh cp's state (index 0).
 func (s *sim) startLog() {
 	s.log.on = true
+	s.log.epoch, s.log.leader = 1, 1
 	s.snapshotLog()
 }
 
@@ -97,12 +108,25 @@ func (s *sim) apply(in core.Input) (core.ApplyResult, error) {
 	case *core.AssignAck:
 		in = *v
 	}
-	s.log.entries = append(s.log.entries, logEntry{at: s.t, in: in})
-	res, err := s.cp.Apply(s.t, in)
+	at := s.log.stamp(s.t)
+	s.log.entries = append(s.log.entries, logEntry{at: at, in: in})
+	res, err := s.cp.Apply(at, in)
 	if len(s.log.entries) >= s.o.SnapshotEveryEntries {
 		s.snapshotLog()
 	}
 	return res, err
+}
+
+// stamp is the leader's time for an input applied at the agents' time t:
+// its clock, never before the last entry's time. Without a leader change it
+// is t.
+func (l *cpLog) stamp(t time.Time) time.Time {
+	at := t.Add(l.skew)
+	if at.Before(l.lastAt) {
+		at = l.lastAt
+	}
+	l.lastAt = at
+	return at
 }
 
 // snapshotLog takes a snapshot at the current index and drops the entries
@@ -143,13 +167,18 @@ type cpDown struct {
 	fault     int
 	crashedAt time.Duration
 	crash     bool
+	failover  bool               // a leader lost (cp-failover), not a process
 	dead      *core.ControlPlane // the dead process's state, to compare
 	hash      string             // its StateHash at the crash
 	index     uint64
 	committed int
 	lost      int
-	retry     []*pendingSubmit // ambiguous keyed submissions, retried after the start
-	ops       []int            // operator actions that found no cp, in order
+	// agent messages in flight to a lost leader, by fate (cp-failover)
+	agentCommitted, agentLost int
+	// messages in flight from a lost leader, by fate (cp-failover)
+	sentDelivered, sentDropped int
+	retry                      []*pendingSubmit // ambiguous keyed submissions, retried after the start
+	ops                        []int            // operator actions that found no cp, in order
 }
 
 func (d *cpDown) what() string {
@@ -242,6 +271,10 @@ func (s *sim) restartCP(i int) {
 // checks the recovery: the state is the dead process's, to the byte.
 func (s *sim) startCP() {
 	d := s.down
+	if d.failover {
+		s.takeOver()
+		return
+	}
 	cp, err := s.recoverCP()
 	if err != nil {
 		s.violate(InvDurable, fmt.Sprintf("cp cannot recover from its snapshot at index %d: %v", s.log.snapIndex, err))

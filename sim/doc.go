@@ -51,4 +51,14 @@
 // (invariant InvDurable, Result.Recoveries). A crash keeps the cp down until
 // the fault's Until (nothing reaches it), and submissions in flight at the
 // crash commit or are lost without being acknowledged.
+//
+// FaultCPFailover runs the cp as Replicas replicas on that log and loses
+// its leader: proposals in flight to it (submissions, heartbeats,
+// assignment answers) commit or are lost, messages in flight from it
+// arrive or do not, no replica leads for the election (everything that
+// needs the cp fails), and then another replica leads a new epoch from the
+// committed prefix (rebuilt from the snapshot and entries, checked against
+// the old leader's StateHash), with its clock up to Fault.Skew off the old
+// one's and never going back, and applies core.TakeoverInput first
+// (Result.Failovers).
 package sim

@@ -89,6 +89,8 @@ func (s *sim) faultStart(i int) {
 		s.maybeRestart(i)
 	case FaultCPCrash:
 		s.crashCP(i)
+	case FaultCPFailover:
+		s.loseLeader(i)
 	}
 }
 

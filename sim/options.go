@@ -78,7 +78,7 @@ type Options struct {
 	HealAt        time.Duration
 	HealedNetwork NetworkOptions
 
-	// SnapshotEveryEntries: with a cp-restart or cp-crash fault the
+	// SnapshotEveryEntries: with a cp-restart, cp-crash or cp-failover fault the
 	// simulator keeps the cp's log (every input it applies, in order) and
 	// takes a snapshot (core Export) every this many entries; a restarted
 	// cp recovers from the last snapshot plus the entries after it. Zero
@@ -185,6 +185,17 @@ const (
 	// flight at the crash: each is ambiguous, committed or lost at random,
 	// and never acknowledged.
 	FaultCPCrash FaultKind = "cp-crash"
+	// FaultCPFailover: the cp runs as replicas on one log and its leader
+	// stops at At (killed, or partitioned away from its quorum): InFlight
+	// submissions it had proposed are ambiguous (committed or lost at
+	// random, never acknowledged), and so is every heartbeat and assignment
+	// answer on its way to it. No replica leads until Until (the election:
+	// heartbeats, answers and submissions find no leader). Then another
+	// replica, whose state is the committed prefix, leads a new epoch: its
+	// clock is off the old leader's by up to Skew either way (inputs never
+	// go back in time), its outbox starts empty, and it applies
+	// core.TakeoverInput before anything else.
+	FaultCPFailover FaultKind = "cp-failover"
 )
 
 // Fault is one injected fault on virtual time.
@@ -206,9 +217,18 @@ type Fault struct {
 	Factor  float64
 	// WhenDrained: a cp restart waits for the drained snapshot.
 	WhenDrained bool
-	// InFlight: submissions in flight when the cp crashes (cp-crash).
+	// InFlight: submissions in flight when the cp crashes (cp-crash) or
+	// its leader is lost (cp-failover).
 	InFlight int
+	// Skew bounds how far a new leader's clock is from the old one's
+	// (cp-failover; at most MaxLeaderSkew). Each leader's offset from the
+	// agents' time is drawn within Skew of the previous leader's and stays
+	// within Skew of the agents' time.
+	Skew time.Duration
 }
+
+// MaxLeaderSkew bounds Fault.Skew.
+const MaxLeaderSkew = 5 * time.Second
 
 // OperatorAction is an operator command at a virtual time.
 type OperatorAction struct {
@@ -396,9 +416,12 @@ func (o Options) validate() error {
 				return bad("fault %d (cut-off) needs agents or a fraction in (0,1]", i)
 			}
 		case FaultCPRestart:
-		case FaultCPCrash:
+		case FaultCPCrash, FaultCPFailover:
 			if f.InFlight < 0 || f.InFlight > 100 {
-				return bad("fault %d (cp-crash): in-flight submissions must be in [0,100]", i)
+				return bad("fault %d (%s): in-flight submissions must be in [0,100]", i, f.Kind)
+			}
+			if f.Skew < 0 || f.Skew > MaxLeaderSkew || f.Skew != 0 && f.Kind != FaultCPFailover {
+				return bad("fault %d (%s): a clock skew is for cp-failover only, in [0,%v]", i, f.Kind, MaxLeaderSkew)
 			}
 		default:
 			return bad("fault %d: unknown kind %q", i, f.Kind)

@@ -55,6 +55,9 @@ type Result struct {
 	// many snapshots the log took (runs that restart the cp only).
 	Recoveries []Recovery `json:"recoveries,omitempty"`
 	Snapshots  int        `json:"snapshots,omitempty"`
+	// Failovers are the changes of leader of a replicated cp
+	// (cp-failover), each from the committed prefix.
+	Failovers []Failover `json:"failovers,omitempty"`
 	// HealedAt is when the last fault healed (0 without faults).
 	HealedAt time.Duration `json:"healed_at"`
 	// FaultPointsFired counts each fault point's firings.

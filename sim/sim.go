@@ -178,7 +178,7 @@ func newSim(opts Options) (*sim, error) {
 	}
 	for i, f := range o.Faults {
 		s.push(event{at: f.At, kind: evFaultStart, node: i})
-		if f.Until > 0 && f.Kind != FaultCPRestart && f.Kind != FaultCPCrash {
+		if f.Until > 0 && f.Kind != FaultCPRestart && f.Kind != FaultCPCrash && f.Kind != FaultCPFailover {
 			s.push(event{at: f.Until, kind: evFaultEnd, node: i})
 		}
 	}

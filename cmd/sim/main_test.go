@@ -61,7 +61,7 @@ func TestUnknownScenarioListsNames(t *testing.T) {
 
 func TestList(t *testing.T) {
 	code, out, _ := runCmd(t, "-list")
-	if code != 0 || strings.Count(out, "\n") != 12 || !strings.Contains(out, "\ncut-heartbeat-timeout ") || !strings.Contains(out, "\nsmall-zone-flap ") || !strings.Contains(out, "\ncp-crash ") || !strings.Contains(out, "\npoison-single-zone ") || !strings.HasPrefix(out, "agent-flap") {
+	if code != 0 || strings.Count(out, "\n") != 13 || !strings.Contains(out, "\ncut-heartbeat-timeout ") || !strings.Contains(out, "\nsmall-zone-flap ") || !strings.Contains(out, "\ncp-crash ") || !strings.Contains(out, "\ncp-failover ") || !strings.Contains(out, "\npoison-single-zone ") || !strings.HasPrefix(out, "agent-flap") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }

@@ -41,8 +41,9 @@ const (
 	ZoneOutage  Kind = "zone-outage"
 	ZoneFailing Kind = "zone-failing"
 	CutOff      Kind = "cut-off"
-	CPRestart   Kind = "cp-restart" // with the runbook's DRAINING first
-	CPCrash     Kind = "cp-crash"   // kill -9 of the cp at random moments, short downtime
+	CPRestart   Kind = "cp-restart"  // with the runbook's DRAINING first
+	CPCrash     Kind = "cp-crash"    // kill -9 of the cp at random moments, short downtime
+	CPFailover  Kind = "cp-failover" // a replicated cp loses its leader at random moments; elections of seconds
 	Loss        Kind = "loss"
 	Duplicate   Kind = "duplicate"
 	Reorder     Kind = "reorder"
@@ -57,7 +58,7 @@ const (
 
 // Kinds lists every fault kind in a fixed order.
 func Kinds() []Kind {
-	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, CPCrash, Loss, Duplicate, Reorder,
+	ks := []Kind{Crash, Flap, Stuck, Slow, ZoneOutage, ZoneFailing, CutOff, CPRestart, CPCrash, CPFailover, Loss, Duplicate, Reorder,
 		BatchCut, Poison, Hang, ReadOnly, Degraded, Purge, SmallQueue}
 	for _, p := range sim.FaultPointNames() {
 		ks = append(ks, Kind(p))
@@ -459,6 +460,18 @@ func Build(s Shape) sim.Options {
 				at := time.Duration(r.Int64N(int64(s.Active-time.Second)/int64(time.Millisecond))) * time.Millisecond
 				until := min(at+time.Duration(r.Int64N(int64(1+40*pct(k))*int64(time.Second))), s.Active)
 				o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPCrash, At: at, Until: until, InFlight: r.IntN(4)})
+			}
+		case CPFailover:
+			// Leader losses: any millisecond of the active phase, an
+			// election of 1 to 3s (up to 13s at full intensity: the
+			// takeover's grace must cover agents silent that long), up
+			// to three submissions in flight, and each new leader's
+			// clock up to a second off the old one's.
+			for range events(k) {
+				at := time.Duration(r.Int64N(int64(s.Active-time.Second)/int64(time.Millisecond))) * time.Millisecond
+				election := time.Second + time.Duration(r.Int64N(int64(2*time.Second)+int64(10*pct(k)*float64(time.Second))))
+				o.Faults = append(o.Faults, sim.Fault{Kind: sim.FaultCPFailover, At: at, Until: min(at+election, s.Active),
+					InFlight: r.IntN(4), Skew: time.Second})
 			}
 		case ReadOnly, Degraded:
 			mode := core.ModeReadOnly

@@ -461,3 +461,76 @@ func TestRegressionOneExecution(t *testing.T) {
 		})
 	}
 }
+
+// TestCPFailoverKind: cp-failover is in the draw and in shape strings; it
+// builds leader losses anywhere in the active phase (to the millisecond),
+// each with a new leader by the end of it and a clock skew of a second, and
+// a run with it takes over from the committed prefix each time (the
+// simulator checks the state_hash).
+func TestCPFailoverKind(t *testing.T) {
+	drawn := 0
+	for i := range 200 {
+		if Generate(11, i).Percent(CPFailover) > 0 {
+			drawn++
+		}
+	}
+	if drawn == 0 {
+		t.Fatal("cp-failover never drawn in 200 shapes")
+	}
+	s, err := Parse("seed=5,agents=6,zones=2,slots=2,active=90s,tasks=150,taskmax=8s,timeout=20,attempts=3,faults=cp-crash:30+cp-failover:100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Parse(s.String()); err != nil || !reflect.DeepEqual(p, s) {
+		t.Fatalf("%s parsed as %+v (%v)", s, p, err)
+	}
+	o := Build(s)
+	losses := 0
+	for _, f := range o.Faults {
+		if f.Kind != sim.FaultCPFailover {
+			continue
+		}
+		losses++
+		if f.At < 0 || f.Until < f.At || f.Until > s.Active || f.Until-f.At > 13*time.Second || f.InFlight < 0 || f.InFlight > 3 || f.Skew != time.Second {
+			t.Fatalf("leader loss %+v outside the active phase %v", f, s.Active)
+		}
+	}
+	if losses != 5 {
+		t.Fatalf("%d leader losses at intensity 100, want 5", losses)
+	}
+	if out := Run(s, nil); out.Failure != "" {
+		t.Fatalf("%s: %s", out.Failure, out.Err)
+	}
+	res, err := sim.Run(o)
+	if err != nil || len(res.Failovers) < 3 {
+		t.Fatalf("%d failovers (%v)", len(res.Failovers), err)
+	}
+}
+
+// TestSwarmWithFailovers: drawn shapes with leader losses added to
+// whatever else they draw (at a drawn intensity) all pass.
+func TestSwarmWithFailovers(t *testing.T) {
+	n := 40
+	switch {
+	case testing.Short():
+		n = 8
+	case raceEnabled:
+		n = 15
+	}
+	for i := range n {
+		s := withFailovers(Generate(12, i))
+		if o := Run(s, nil); o.Failed() {
+			t.Errorf("%s (%s): %s", s, o.Failure, o.Err)
+		}
+	}
+}
+
+// withFailovers adds cp-failover to s at an intensity drawn from its seed.
+func withFailovers(s Shape) Shape {
+	if s.Percent(CPFailover) > 0 {
+		return s
+	}
+	s.Faults = append(s.Faults, Fault{Kind: CPFailover, Percent: 1 + int(s.Seed%100)})
+	slices.SortFunc(s.Faults, func(a, b Fault) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
+	return s
+}

@@ -35,13 +35,14 @@ type haCluster struct {
 	nodes    []*haNode
 	agents   []*agentProc
 	timing   string
+	extra    []string // more cp flags
 }
 
 // newHACluster starts n cps (raft timeouts scaled by timing) and waits
 // for a leader.
-func newHACluster(t testing.TB, n int, timing string) *haCluster {
+func newHACluster(t testing.TB, n int, timing string, extra ...string) *haCluster {
 	cpBin, agentBin := binaries(t)
-	h := &haCluster{t: t, cpBin: cpBin, agentBin: agentBin, timing: timing}
+	h := &haCluster{t: t, cpBin: cpBin, agentBin: agentBin, timing: timing, extra: extra}
 	var peers []string
 	for i := range n {
 		nd := &haNode{id: fmt.Sprintf("cp%d", i+1), port: freePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
@@ -59,11 +60,12 @@ func newHACluster(t testing.TB, n int, timing string) *haCluster {
 
 func (h *haCluster) startNode(nd *haNode, peers string) {
 	h.t.Helper()
-	nd.p = start(h.t, nd.id, h.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"},
+	args := append([]string{
 		"-listen", fmt.Sprintf("127.0.0.1:%d", nd.port), "-advertise", nd.url, "-data-dir", nd.dataDir,
 		"-node-id", nd.id, "-raft-addr", nd.raftAddr, "-peers", peers, "-raft-timing", h.timing,
 		"-heartbeat-interval", "100ms", "-heartbeat-timeout", "1s", "-lost-after", "2s",
-		"-assign-timeout", "2s", "-reconcile-interval", "100ms")
+		"-assign-timeout", "2s", "-reconcile-interval", "100ms"}, h.extra...)
+	nd.p = start(h.t, nd.id, h.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"}, args...)
 }
 
 func (h *haCluster) peers() string {
@@ -402,9 +404,10 @@ func TestMeasureHA(t *testing.T) {
 		t.Fatalf("go build ./cmd/fluxctl: %v\n%s", err, out)
 	}
 	type benchResult struct {
-		PerSecond float64 `json:"per_second"`
-		P50       float64 `json:"p50_ms"`
-		P99       float64 `json:"p99_ms"`
+		PerSecond float64     `json:"per_second"`
+		P50       float64     `json:"p50_ms"`
+		P99       float64     `json:"p99_ms"`
+		Status    map[int]int `json:"status"`
 	}
 	bench := func(url string, n int) benchResult {
 		t.Helper()
@@ -416,10 +419,13 @@ func TestMeasureHA(t *testing.T) {
 		if err := json.Unmarshal(out, &r); err != nil {
 			t.Fatalf("fluxctl bench output %s: %v", out, err)
 		}
+		if r.Status[201] != n {
+			t.Fatalf("fluxctl bench against %s: statuses %v, want %d×201", url, r.Status, n)
+		}
 		return r
 	}
 	single := newCluster(t, "-queue-capacity", "100000", "-log-level", "warn")
-	h := newHACluster(t, 3, "1")
+	h := newHACluster(t, 3, "1", "-queue-capacity", "100000", "-log-level", "warn")
 	l := h.awaitLeader(30 * time.Second)
 	var f *haNode
 	for _, nd := range h.nodes {

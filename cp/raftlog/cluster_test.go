@@ -14,7 +14,7 @@ import (
 // These tests run real raft members over loopback TCP with raft's timeouts
 // scaled down; outcomes are awaited by polling with a deadline.
 
-const testTiming = 0.05 // 50ms heartbeat and election timeouts
+const testTiming = 0.3 // 300ms heartbeat and election timeouts: short, yet no spurious elections on a loaded CI machine
 
 func openMember(t *testing.T, id, dir string, peers []Peer) (*Node, *listFSM) {
 	t.Helper()

@@ -50,6 +50,7 @@ type call struct {
 type batcher struct {
 	s *Server
 
+	wg       sync.WaitGroup // the run goroutine; Server.Close waits for it
 	mu       sync.Mutex
 	pending  []*call
 	inFlight bool
@@ -88,6 +89,7 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 	b.pending = append(b.pending, c)
 	if !b.inFlight {
 		b.inFlight = true
+		b.wg.Add(1)
 		go b.run()
 	}
 	b.mu.Unlock()
@@ -101,6 +103,7 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 
 // run proposes the waiting inputs, one entry at a time, until none wait.
 func (b *batcher) run() {
+	defer b.wg.Done()
 	for {
 		b.mu.Lock()
 		batch := b.take()

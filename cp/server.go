@@ -392,6 +392,9 @@ func (s *Server) leaderSink(c *core.ControlPlane, events []core.Event, outbox []
 // has returned; requests still in flight get 503.
 func (s *Server) Close() error {
 	err := s.node.Close()
+	// Proposals still queued fail now that the log is closed: wait for the
+	// batcher to hand them their errors, so no goroutine outlives Close.
+	s.batch.wg.Wait()
 	if s.fsm.store != nil {
 		if serr := s.fsm.store.Close(); err == nil {
 			err = serr

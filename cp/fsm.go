@@ -158,9 +158,40 @@ const (
 	hashMinInterval = 5 * time.Second
 )
 
-// fsmObserver receives the snapshot measurements.
+// fsmObserver receives the snapshot measurements and how long each holder
+// of the FSM's lock held it.
 type fsmObserver interface {
 	snapshotTaken(d time.Duration, bytes int)
+	lockHeld(write bool, d time.Duration)
+}
+
+// lock takes the FSM's write lock and returns when it got it: unlock(t0)
+// releases it and reports the hold time (defer f.unlock(f.lock())).
+func (f *fsm) lock() time.Time {
+	f.mu.Lock()
+	return time.Now()
+}
+
+func (f *fsm) unlock(t0 time.Time) {
+	d := time.Since(t0)
+	f.mu.Unlock()
+	if f.obs != nil {
+		f.obs.lockHeld(true, d)
+	}
+}
+
+// rlock and runlock are lock and unlock for the read lock.
+func (f *fsm) rlock() time.Time {
+	f.mu.RLock()
+	return time.Now()
+}
+
+func (f *fsm) runlock(t0 time.Time) {
+	d := time.Since(t0)
+	f.mu.RUnlock()
+	if f.obs != nil {
+		f.obs.lockHeld(false, d)
+	}
 }
 
 func newFSM(faults core.FaultPoints, obs fsmObserver) *fsm {
@@ -177,8 +208,7 @@ func (f *fsm) attach(c *core.ControlPlane) {
 
 // Apply implements raftlog.FSM.
 func (f *fsm) Apply(index uint64, data []byte) any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock(f.lock())
 	f.index = index
 	if f.broken != nil {
 		return applied{Err: f.broken}
@@ -283,8 +313,7 @@ func (f *fsm) flush() {
 // entry), in a cluster container when members published their URLs (see
 // encodeSnapshot).
 func (f *fsm) Snapshot() ([]byte, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if f.core == nil {
 		return []byte{}, nil
 	}
@@ -310,8 +339,7 @@ func (f *fsm) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("cp: read the snapshot: %w", err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock(f.lock())
 	if len(data) == 0 {
 		f.attach(nil)
 		return nil
@@ -349,32 +377,30 @@ func (f *fsm) store0(events []core.Event) {
 
 // setSink installs (or, with nil, removes) the leader's sink.
 func (f *fsm) setSink(s leaderSink) {
-	f.mu.Lock()
+	t0 := f.lock()
 	f.sink = s
-	f.mu.Unlock()
+	f.unlock(t0)
 }
 
 // syncIndex raises the applied index to the node's after a restore (a
 // snapshot's index reaches raftlog, not the FSM).
 func (f *fsm) syncIndex(i uint64) {
-	f.mu.Lock()
+	t0 := f.lock()
 	f.index = max(f.index, i)
-	f.mu.Unlock()
+	f.unlock(t0)
 }
 
 // read runs fn on the applied state under the read lock. fn must not change
 // the core.
 func (f *fsm) read(fn func(c *core.ControlPlane)) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	fn(f.core)
 }
 
 // stamp is the time the leader gives a new input: its clock, but never
 // before the last applied input's.
 func (f *fsm) stamp(now time.Time) time.Time {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if now.Before(f.lastAt) {
 		return f.lastAt
 	}
@@ -383,8 +409,7 @@ func (f *fsm) stamp(now time.Time) time.Time {
 
 // err is why the state no longer follows the log, if it does not.
 func (f *fsm) err() error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	return f.broken
 }
 
@@ -404,8 +429,7 @@ type DebugView struct {
 // debugView reads the core's snapshot at now, the applied index and the
 // state hash at that index, all under one read lock.
 func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if f.core == nil {
 		return DebugView{}, errors.New("cp: no state yet")
 	}
@@ -433,8 +457,7 @@ func (f *fsm) hashMaybe(fresh bool) (string, uint64, error) {
 
 // appliedIndex is the raft index of the last entry applied to the state.
 func (f *fsm) appliedIndex() uint64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	return f.index
 }
 

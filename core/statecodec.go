@@ -138,12 +138,7 @@ func (e *stateEncoder) value(v reflect.Value) error {
 		return e.value(v.Elem())
 	case reflect.Struct:
 		if v.Type() == timeType {
-			b, err := v.Interface().(time.Time).MarshalBinary()
-			if err != nil {
-				return err
-			}
-			e.bytes(b)
-			return nil
+			return e.time(v)
 		}
 		idx, err := e.fields.of(v.Type())
 		if err != nil {
@@ -157,6 +152,35 @@ func (e *stateEncoder) value(v reflect.Value) error {
 	default:
 		return fmt.Errorf("state codec: cannot encode %s (%s)", v.Type(), v.Kind())
 	}
+	return nil
+}
+
+// time writes a time.Time as its MarshalBinary form with a length prefix,
+// without copying the time to the heap (an addressable one is read through
+// its address) nor allocating the form: AppendBinary writes it in place,
+// behind a one-byte length (the form is 15 or 16 bytes).
+func (e *stateEncoder) time(v reflect.Value) error {
+	var t time.Time
+	if v.CanAddr() {
+		t = *v.Addr().Interface().(*time.Time)
+	} else {
+		t = v.Interface().(time.Time)
+	}
+	at := len(e.buf)
+	b, err := t.AppendBinary(append(e.buf, 0))
+	if err != nil {
+		e.buf = e.buf[:at]
+		return err
+	}
+	n := len(b) - at - 1
+	if n < 0x80 {
+		b[at] = byte(n)
+		e.buf = b
+		return nil
+	}
+	form := slices.Clone(b[at+1:]) // a longer form needs a longer prefix
+	e.buf = b[:at]
+	e.bytes(form)
 	return nil
 }
 

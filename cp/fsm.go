@@ -133,8 +133,11 @@ type fsm struct {
 	index  uint64             // raft index of the last entry applied
 	lastAt time.Time          // time of the last applied envelope
 	events []core.Event       // recorded during the current Apply
-	sink   leaderSink
-	broken error // an entry that could not be applied: the state is not the log's
+	// toStore are the current entry's events, written to the store at its
+	// end (one write per entry, not per input).
+	toStore []core.Event
+	sink    leaderSink
+	broken  error // an entry that could not be applied: the state is not the log's
 	// members are the API URLs the cps of a cluster published, by id.
 	members []MemberInfo
 
@@ -206,17 +209,33 @@ func (f *fsm) attach(c *core.ControlPlane) {
 	}
 }
 
-// Apply implements raftlog.FSM.
+// Apply implements raftlog.FSM. The entry is decoded before the write
+// lock is taken (decoding needs no state), and its events reach the store
+// in one append at the end of the entry, still under the lock: the lock
+// covers the core's work, not JSON and not one write per input.
 func (f *fsm) Apply(index uint64, data []byte) any {
+	e, decErr := decodeEntry(index, data)
+	var ins []unwrapped
+	if decErr == nil {
+		switch {
+		case e.Env != nil:
+			ins = []unwrapped{unwrap(*e.Env)}
+		case e.Batch != nil:
+			ins = make([]unwrapped, len(e.Batch))
+			for i, env := range e.Batch {
+				ins[i] = unwrap(env)
+			}
+		}
+	}
 	defer f.unlock(f.lock())
+	defer f.storeEvents()
 	f.index = index
 	if f.broken != nil {
 		return applied{Err: f.broken}
 	}
-	e, err := decodeEntry(index, data)
-	if err != nil {
-		f.broken = err
-		return applied{Err: err}
+	if decErr != nil {
+		f.broken = decErr
+		return applied{Err: decErr}
 	}
 	if e.Init != nil {
 		return f.applyInit(index, e.Init)
@@ -230,35 +249,47 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 		return applied{Err: f.broken}
 	}
 	if e.Batch == nil {
-		return f.applyEnv(index, *e.Env)
+		return f.applyEnv(index, ins[0])
 	}
 	// A batch's result is one applied per member, in order. A member that
 	// cannot be decoded stops the state machine as a single entry would;
 	// the members before it stay applied (as entries before a bad one do).
 	out := make([]applied, len(e.Batch))
-	for i, env := range e.Batch {
+	for i, in := range ins {
 		if f.broken != nil {
 			out[i] = applied{Err: f.broken}
 			continue
 		}
-		out[i] = f.applyEnv(index, env)
+		out[i] = f.applyEnv(index, in)
 	}
 	return out
 }
 
-// applyEnv applies one input of entry index.
-func (f *fsm) applyEnv(index uint64, env core.Envelope) applied {
+// unwrapped is an envelope decoded (before the lock): its time and input,
+// or why it could not be decoded.
+type unwrapped struct {
+	at  time.Time
+	in  core.Input
+	err error
+}
+
+func unwrap(env core.Envelope) unwrapped {
 	in, err := env.Unwrap()
-	if err != nil {
-		f.broken = fmt.Errorf("cp: log entry %d: %w", index, err)
+	return unwrapped{at: env.At, in: in, err: err}
+}
+
+// applyEnv applies one input of entry index.
+func (f *fsm) applyEnv(index uint64, u unwrapped) applied {
+	if u.err != nil {
+		f.broken = fmt.Errorf("cp: log entry %d: %w", index, u.err)
 		return applied{Err: f.broken}
 	}
-	if env.At.After(f.lastAt) {
-		f.lastAt = env.At
+	if u.at.After(f.lastAt) {
+		f.lastAt = u.at
 	}
 	var out applied
-	out.Result, out.Err = f.core.Apply(env.At, in)
-	f.views(&out, in)
+	out.Result, out.Err = f.core.Apply(u.at, u.in)
+	f.views(&out, u.in)
 	f.flush()
 	return out
 }
@@ -297,10 +328,13 @@ func (f *fsm) views(out *applied, in core.Input) {
 	}
 }
 
-// flush hands the applied entry's events to the store and its events and
-// messages to the sink, if this cp leads, and clears them.
+// flush keeps the applied input's events for the store (storeEvents
+// writes them at the end of the entry), hands its events and messages to
+// the sink, if this cp leads, and clears them.
 func (f *fsm) flush() {
-	f.store0(f.events)
+	if f.store != nil {
+		f.toStore = append(f.toStore, f.events...)
+	}
 	out := f.core.TakeOutbox()
 	if f.sink != nil {
 		f.sink(f.core, f.events, out)
@@ -360,6 +394,14 @@ func (f *fsm) Restore(r io.Reader) error {
 	// from the restored ring, as far as it reaches.
 	f.store0(c.Timeline().Since(0, 0))
 	return nil
+}
+
+// storeEvents appends the current entry's events to the store, in one
+// write. The caller holds f.mu (write).
+func (f *fsm) storeEvents() {
+	f.store0(f.toStore)
+	clear(f.toStore)
+	f.toStore = f.toStore[:0]
 }
 
 // store0 appends events to the store; a failing store is reported once

@@ -134,7 +134,8 @@ type fsm struct {
 	lastAt time.Time          // time of the last applied envelope
 	events []core.Event       // recorded during the current Apply
 	// toStore are the current entry's events, written to the store at its
-	// end (one write per entry, not per input).
+	// end (one write per entry, not per input). Only the goroutine that
+	// calls Apply touches it.
 	toStore []core.Event
 	sink    leaderSink
 	broken  error // an entry that could not be applied: the state is not the log's
@@ -211,8 +212,12 @@ func (f *fsm) attach(c *core.ControlPlane) {
 
 // Apply implements raftlog.FSM. The entry is decoded before the write
 // lock is taken (decoding needs no state), and its events reach the store
-// in one append at the end of the entry, still under the lock: the lock
-// covers the core's work, not JSON and not one write per input.
+// in one append after the lock is released: the lock covers the core's
+// work, not JSON and not the store's writes. Apply runs on one goroutine
+// (raft's FSM goroutine, or a replay's), so the store still gets the
+// events in log order; readers never miss them meanwhile, since /timeline
+// serves recent events from the core's ring, the store only those the
+// ring dropped (timelinePage).
 func (f *fsm) Apply(index uint64, data []byte) any {
 	e, decErr := decodeEntry(index, data)
 	var ins []unwrapped
@@ -227,8 +232,8 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 			}
 		}
 	}
-	defer f.unlock(f.lock())
 	defer f.storeEvents()
+	defer f.unlock(f.lock())
 	f.index = index
 	if f.broken != nil {
 		return applied{Err: f.broken}
@@ -397,7 +402,7 @@ func (f *fsm) Restore(r io.Reader) error {
 }
 
 // storeEvents appends the current entry's events to the store, in one
-// write. The caller holds f.mu (write).
+// write, after Apply released the lock.
 func (f *fsm) storeEvents() {
 	f.store0(f.toStore)
 	clear(f.toStore)

@@ -205,16 +205,124 @@ var stateV2Fingerprint = layoutFingerprint(reflect.TypeFor[stateV2]())
 
 // Export encodes everything the control plane holds. The same state always
 // gives the same bytes. It changes nothing.
+//
+// The tasks, most of the state, are written one at a time as they are
+// exported (stateV2.Tasks is never built here), so an export holds no
+// second copy of them: the bytes are those of encoding exportState().
 func (cp *ControlPlane) Export() ([]byte, error) {
-	s := cp.exportState()
-	e := &stateEncoder{buf: make([]byte, 0, 256+len(cp.tasks)*256)}
+	s := cp.exportStateBut(false)
+	e := &stateEncoder{buf: make([]byte, 0, 4096+len(cp.tasks)*384+len(cp.agentList)*512)}
 	e.buf = append(e.buf, stateMagic...)
 	e.uvarint(StateFormatVersion)
 	e.bytes([]byte(stateV2Fingerprint))
-	if err := e.value(reflect.ValueOf(&s).Elem()); err != nil {
+	v := reflect.ValueOf(&s).Elem()
+	idx, err := e.fields.of(v.Type())
+	if err != nil {
 		return nil, err
 	}
+	for _, i := range idx {
+		switch i {
+		case stateV2TasksField:
+			err = cp.encodeTasks(e)
+		case stateV2IdemField:
+			err = cp.encodeIdempotency(e)
+		case stateV2TimelineField:
+			err = cp.encodeTimeline(e)
+		default:
+			err = e.value(v.Field(i))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	return e.buf, nil
+}
+
+// The fields of stateV2 Export streams (the bulk of the state).
+var (
+	stateV2TasksField    = stateV2Field("Tasks")
+	stateV2IdemField     = stateV2Field("Idempotency")
+	stateV2TimelineField = stateV2Field("Timeline")
+)
+
+func stateV2Field(name string) int {
+	f, ok := reflect.TypeFor[stateV2]().FieldByName(name)
+	if !ok || len(f.Index) != 1 {
+		panic("core: stateV2 has no field " + name)
+	}
+	return f.Index[0]
+}
+
+// encodeIdempotency writes stateV2.Idempotency (an idemExport: Evicted,
+// then Entries) as exportState builds it, one entry at a time.
+func (cp *ControlPlane) encodeIdempotency(e *stateEncoder) error {
+	e.uvarint(cp.idem.evicted)
+	live := cp.idem.order[cp.idem.head:]
+	n := 0
+	for _, x := range live {
+		if x != nil && x.live {
+			n++
+		}
+	}
+	e.uvarint(uint64(n))
+	var ie idemEntryExport
+	v := reflect.ValueOf(&ie).Elem()
+	for _, x := range live {
+		if x != nil && x.live {
+			ie = idemEntryExport{Key: x.key, Task: x.task, Spec: x.spec, ExpiresAt: x.expiresAt}
+			if err := e.value(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// encodeTimeline writes stateV2.Timeline (a timelineExport: NextSeq,
+// Dropped, then Events) from the ring itself, oldest first.
+func (cp *ControlPlane) encodeTimeline(e *stateEncoder) error {
+	tl := cp.timeline
+	e.uvarint(tl.nextSeq)
+	e.uvarint(tl.dropped)
+	e.uvarint(uint64(tl.n))
+	ring := reflect.ValueOf(tl.ring)
+	for i := range tl.n {
+		if err := e.value(ring.Index((tl.start + i) % len(tl.ring))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encodeTasks writes stateV2.Tasks as exportState builds it (by id), one
+// task at a time through one reused taskExport.
+func (cp *ControlPlane) encodeTasks(e *stateEncoder) error {
+	ids := cp.sortedTaskIDs()
+	e.uvarint(uint64(len(ids)))
+	var te taskExport
+	v := reflect.ValueOf(&te).Elem()
+	for _, id := range ids {
+		te = cp.exportTask(id)
+		if err := e.value(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (cp *ControlPlane) sortedTaskIDs() []TaskID {
+	ids := make([]TaskID, 0, len(cp.tasks))
+	for id := range cp.tasks {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (cp *ControlPlane) exportTask(id TaskID) taskExport {
+	t := cp.tasks[id]
+	return taskExport{Task: t.Task, FailedOn: t.failedOn, RejectedBy: t.rejectedBy, AssignedAt: t.assignedAt,
+		Confirmed: t.confirmed, AckSeq: t.ackSeq, SeqLimit: t.seqLimit, Probe: t.probe, SkipPass: t.skipPass}
 }
 
 // StateHash is the hex SHA-256 of the control plane's export.
@@ -235,7 +343,11 @@ func exportOutcomes(w *outcomeWindow) []outcomeExport {
 	return out
 }
 
-func (cp *ControlPlane) exportState() stateV2 {
+func (cp *ControlPlane) exportState() stateV2 { return cp.exportStateBut(true) }
+
+// exportStateBut is exportState, with the tasks, the idempotency entries
+// and the timeline only when withTasks (Export streams those).
+func (cp *ControlPlane) exportStateBut(withTasks bool) stateV2 {
 	cfg := cp.cfg
 	cfg.FaultPoints = nil
 	s := stateV2{
@@ -246,16 +358,12 @@ func (cp *ControlPlane) exportState() stateV2 {
 		Outbox: cp.outbox, Stats: cp.stats,
 	}
 
-	ids := make([]TaskID, 0, len(cp.tasks))
-	for id := range cp.tasks {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	s.Tasks = make([]taskExport, len(ids))
-	for i, id := range ids {
-		t := cp.tasks[id]
-		s.Tasks[i] = taskExport{Task: t.Task, FailedOn: t.failedOn, RejectedBy: t.rejectedBy, AssignedAt: t.assignedAt,
-			Confirmed: t.confirmed, AckSeq: t.ackSeq, SeqLimit: t.seqLimit, Probe: t.probe, SkipPass: t.skipPass}
+	if withTasks {
+		ids := cp.sortedTaskIDs()
+		s.Tasks = make([]taskExport, len(ids))
+		for i, id := range ids {
+			s.Tasks[i] = cp.exportTask(id)
+		}
 	}
 
 	q := cp.queue
@@ -270,17 +378,19 @@ func (cp *ControlPlane) exportState() stateV2 {
 		s.Queue.Domains[i] = qd
 	}
 
-	s.Idempotency.Evicted = cp.idem.evicted
-	for _, e := range cp.idem.order[cp.idem.head:] {
-		if e != nil && e.live {
-			s.Idempotency.Entries = append(s.Idempotency.Entries, idemEntryExport{Key: e.key, Task: e.task, Spec: e.spec, ExpiresAt: e.expiresAt})
+	if withTasks {
+		s.Idempotency.Evicted = cp.idem.evicted
+		for _, e := range cp.idem.order[cp.idem.head:] {
+			if e != nil && e.live {
+				s.Idempotency.Entries = append(s.Idempotency.Entries, idemEntryExport{Key: e.key, Task: e.task, Spec: e.spec, ExpiresAt: e.expiresAt})
+			}
 		}
-	}
 
-	tl := cp.timeline
-	s.Timeline = timelineExport{NextSeq: tl.nextSeq, Dropped: tl.dropped, Events: make([]Event, tl.n)}
-	for i := range tl.n {
-		s.Timeline.Events[i] = tl.ring[(tl.start+i)%len(tl.ring)]
+		tl := cp.timeline
+		s.Timeline = timelineExport{NextSeq: tl.nextSeq, Dropped: tl.dropped, Events: make([]Event, tl.n)}
+		for i := range tl.n {
+			s.Timeline.Events[i] = tl.ring[(tl.start+i)%len(tl.ring)]
+		}
 	}
 
 	s.Agents = make([]agentExport, len(cp.agentList))

@@ -589,14 +589,22 @@ func TestExportIsAllState(t *testing.T) {
 // tasks running on them and 10,000 queued, every task with an idempotency
 // key, and a full timeline.
 func exportBenchState(b *testing.B) *ControlPlane {
+	return exportBenchStateTB(b, time.Time{})
+}
+
+// exportBenchStateTB builds that state at time at (default testEpoch).
+func exportBenchStateTB(b testing.TB, at time.Time) *ControlPlane {
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.QueueCapacity, cfg.TasksMax = 10_000, 20_000
-	cp, err := NewControlPlane(cfg, testEpoch)
+	now := testEpoch
+	if !at.IsZero() {
+		now = at
+	}
+	cp, err := NewControlPlane(cfg, now)
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := testEpoch
 	for i := range 1000 {
 		in := HeartbeatInput{AgentID: AgentID(fmt.Sprintf("agent-%05d", i)), Domain: fmt.Sprintf("zone-%d", i%10), Slots: 2,
 			Address: fmt.Sprintf("http://10.0.%d.%d:9090", i/256, i%256), Incarnation: 1, Seq: 1, HeartbeatIntervalMillis: 5000}

@@ -44,6 +44,7 @@ const (
 	LabelCode    = "code"
 	LabelDomain  = "domain"
 	LabelKind    = "kind"
+	LabelLock    = "lock"
 	LabelMode    = "mode"
 	LabelOutcome = "outcome"
 	LabelReason  = "reason"
@@ -126,6 +127,8 @@ const (
 	MetricAuthRefusals                = "flux_auth_refusals_total"
 	MetricTLSHandshakeErrors          = "flux_tls_handshake_errors_total"
 	MetricTLSCertExpiry               = "flux_tls_cert_expiry_seconds"
+	MetricCoreLockHold                = "flux_core_lock_hold_seconds"
+	MetricGoGCPause                   = "flux_go_gc_pause_seconds"
 )
 
 // Metrics returns the table, a fresh copy each call: the cp's HTTP and
@@ -205,6 +208,8 @@ func Metrics() []MetricDesc {
 		{MetricAuthRefusals, MetricCounter, "Requests refused for their credentials, by reason: no_token, unknown_token (401); wrong_role, wrong_agent (403); no_client_cert (401, the agent protocol with -tls-client-ca).", []string{LabelReason}},
 		{MetricTLSHandshakeErrors, MetricCounter, "TLS handshakes of the API port that failed, by reason: unknown_ca, expired, plain_http (an HTTP request to the TLS port), other.", []string{LabelReason}},
 		{MetricTLSCertExpiry, MetricGauge, "When the API port's serving certificate expires, as Unix seconds (0 without TLS); re-read on SIGHUP.", nil},
+		{MetricCoreLockHold, MetricHistogram, "How long one holder held the lock of the cp's state, by lock: write (applying a log entry, a restore), read (an API read, a scrape, a state export for a snapshot or the state hash). Every write waits for the holders before it.", []string{LabelLock}},
+		{MetricGoGCPause, MetricHistogram, "The Go runtime's stop-the-world pauses for garbage collection since start (runtime/metrics /sched/pauses/total/gc:seconds, its buckets merged into these).", nil},
 	}
 }
 

@@ -46,6 +46,7 @@ var timeType = reflect.TypeFor[time.Time]()
 type stateEncoder struct {
 	buf    []byte
 	fields fieldCache
+	encs   map[reflect.Type]encFn // writers by type (encoderOf), for one encoding
 }
 
 // fieldCache holds, per struct type, the indexes of the fields the codec
@@ -81,82 +82,202 @@ func (e *stateEncoder) bytes(b []byte) {
 	e.buf = append(e.buf, b...)
 }
 
+// value writes v.
 func (e *stateEncoder) value(v reflect.Value) error {
-	switch v.Kind() {
-	case reflect.Bool:
-		if v.Bool() {
-			e.buf = append(e.buf, 1)
-		} else {
-			e.buf = append(e.buf, 0)
-		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		e.buf = binary.AppendVarint(e.buf, v.Int())
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		e.uvarint(v.Uint())
-	case reflect.Float32, reflect.Float64:
-		e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v.Float()))
-	case reflect.String:
-		e.uvarint(uint64(v.Len()))
-		e.buf = append(e.buf, v.String()...)
-	case reflect.Slice:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			e.bytes(v.Bytes())
-			return nil
-		}
-		e.uvarint(uint64(v.Len()))
-		for i := range v.Len() {
-			if err := e.value(v.Index(i)); err != nil {
-				return err
-			}
-		}
-	case reflect.Array:
-		for i := range v.Len() {
-			if err := e.value(v.Index(i)); err != nil {
-				return err
-			}
-		}
-	case reflect.Map:
-		keys := v.MapKeys()
-		if err := sortMapKeys(v.Type(), keys); err != nil {
-			return err
-		}
-		e.uvarint(uint64(len(keys)))
-		for _, k := range keys {
-			if err := e.value(k); err != nil {
-				return err
-			}
-			if err := e.value(v.MapIndex(k)); err != nil {
-				return err
-			}
-		}
-	case reflect.Pointer:
-		if v.IsNil() {
-			e.buf = append(e.buf, 0)
-			return nil
-		}
-		e.buf = append(e.buf, 1)
-		return e.value(v.Elem())
-	case reflect.Struct:
-		if v.Type() == timeType {
-			b, err := v.Interface().(time.Time).MarshalBinary()
-			if err != nil {
-				return err
-			}
-			e.bytes(b)
-			return nil
-		}
-		idx, err := e.fields.of(v.Type())
-		if err != nil {
-			return err
-		}
-		for _, i := range idx {
-			if err := e.value(v.Field(i)); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("state codec: cannot encode %s (%s)", v.Type(), v.Kind())
+	fn, err := e.encoderOf(v.Type())
+	if err != nil {
+		return err
 	}
+	return fn(e, v)
+}
+
+// encFn writes a value of one type.
+type encFn func(e *stateEncoder, v reflect.Value) error
+
+// encoderOf returns the writer of type t, built once per encoding: the
+// kind switch, the struct fields to write and the element writers are
+// resolved per type, not per value. The bytes are those the encoding
+// described above defines (TestExportEqualsReferenceEncoding).
+func (e *stateEncoder) encoderOf(t reflect.Type) (encFn, error) {
+	if fn, ok := e.encs[t]; ok {
+		return fn, nil
+	}
+	if e.encs == nil {
+		e.encs = map[reflect.Type]encFn{}
+	}
+	// A recursive type finds this indirection while its writer is built.
+	var built encFn
+	e.encs[t] = func(e *stateEncoder, v reflect.Value) error { return built(e, v) }
+	fn, err := e.buildEncoder(t)
+	if err != nil {
+		delete(e.encs, t)
+		return nil, err
+	}
+	built = fn
+	e.encs[t] = fn
+	return fn, nil
+}
+
+func (e *stateEncoder) buildEncoder(t reflect.Type) (encFn, error) {
+	switch t.Kind() {
+	case reflect.Bool:
+		return func(e *stateEncoder, v reflect.Value) error {
+			if v.Bool() {
+				e.buf = append(e.buf, 1)
+			} else {
+				e.buf = append(e.buf, 0)
+			}
+			return nil
+		}, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return func(e *stateEncoder, v reflect.Value) error {
+			e.buf = binary.AppendVarint(e.buf, v.Int())
+			return nil
+		}, nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return func(e *stateEncoder, v reflect.Value) error {
+			e.uvarint(v.Uint())
+			return nil
+		}, nil
+	case reflect.Float32, reflect.Float64:
+		return func(e *stateEncoder, v reflect.Value) error {
+			e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v.Float()))
+			return nil
+		}, nil
+	case reflect.String:
+		return func(e *stateEncoder, v reflect.Value) error {
+			s := v.String()
+			e.uvarint(uint64(len(s)))
+			e.buf = append(e.buf, s...)
+			return nil
+		}, nil
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return func(e *stateEncoder, v reflect.Value) error {
+				e.bytes(v.Bytes())
+				return nil
+			}, nil
+		}
+		elem, err := e.encoderOf(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(e *stateEncoder, v reflect.Value) error {
+			n := v.Len()
+			e.uvarint(uint64(n))
+			for i := range n {
+				if err := elem(e, v.Index(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	case reflect.Array:
+		elem, err := e.encoderOf(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(e *stateEncoder, v reflect.Value) error {
+			for i := range v.Len() {
+				if err := elem(e, v.Index(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	case reflect.Map:
+		if err := sortMapKeys(t, nil); err != nil {
+			return nil, err
+		}
+		key, err := e.encoderOf(t.Key())
+		if err != nil {
+			return nil, err
+		}
+		elem, err := e.encoderOf(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(e *stateEncoder, v reflect.Value) error {
+			keys := v.MapKeys()
+			if err := sortMapKeys(t, keys); err != nil {
+				return err
+			}
+			e.uvarint(uint64(len(keys)))
+			for _, k := range keys {
+				if err := key(e, k); err != nil {
+					return err
+				}
+				if err := elem(e, v.MapIndex(k)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	case reflect.Pointer:
+		elem, err := e.encoderOf(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(e *stateEncoder, v reflect.Value) error {
+			if v.IsNil() {
+				e.buf = append(e.buf, 0)
+				return nil
+			}
+			e.buf = append(e.buf, 1)
+			return elem(e, v.Elem())
+		}, nil
+	case reflect.Struct:
+		if t == timeType {
+			return (*stateEncoder).time, nil
+		}
+		idx, err := e.fields.of(t)
+		if err != nil {
+			return nil, err
+		}
+		fns := make([]encFn, len(idx))
+		for j, i := range idx {
+			if fns[j], err = e.encoderOf(t.Field(i).Type); err != nil {
+				return nil, err
+			}
+		}
+		return func(e *stateEncoder, v reflect.Value) error {
+			for j, i := range idx {
+				if err := fns[j](e, v.Field(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("state codec: cannot encode %s (%s)", t, t.Kind())
+}
+
+// time writes a time.Time as its MarshalBinary form with a length prefix,
+// without copying the time to the heap (an addressable one is read through
+// its address) nor allocating the form: AppendBinary writes it in place,
+// behind a one-byte length (the form is 15 or 16 bytes).
+func (e *stateEncoder) time(v reflect.Value) error {
+	var t time.Time
+	if v.CanAddr() {
+		t = *v.Addr().Interface().(*time.Time)
+	} else {
+		t = v.Interface().(time.Time)
+	}
+	at := len(e.buf)
+	b, err := t.AppendBinary(append(e.buf, 0))
+	if err != nil {
+		e.buf = e.buf[:at]
+		return err
+	}
+	n := len(b) - at - 1
+	if n < 0x80 {
+		b[at] = byte(n)
+		e.buf = b
+		return nil
+	}
+	form := slices.Clone(b[at+1:]) // a longer form needs a longer prefix
+	e.buf = b[:at]
+	e.bytes(form)
 	return nil
 }
 

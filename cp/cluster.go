@@ -468,8 +468,7 @@ func (s *Server) announce(ctx context.Context) {
 
 // memberList returns the members published through the log.
 func (f *fsm) memberList() []MemberInfo {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	return f.members
 }
 

@@ -133,8 +133,12 @@ type fsm struct {
 	index  uint64             // raft index of the last entry applied
 	lastAt time.Time          // time of the last applied envelope
 	events []core.Event       // recorded during the current Apply
-	sink   leaderSink
-	broken error // an entry that could not be applied: the state is not the log's
+	// toStore are the current entry's events, written to the store at its
+	// end (one write per entry, not per input). Only the goroutine that
+	// calls Apply touches it.
+	toStore []core.Event
+	sink    leaderSink
+	broken  error // an entry that could not be applied: the state is not the log's
 	// members are the API URLs the cps of a cluster published, by id.
 	members []MemberInfo
 
@@ -158,9 +162,40 @@ const (
 	hashMinInterval = 5 * time.Second
 )
 
-// fsmObserver receives the snapshot measurements.
+// fsmObserver receives the snapshot measurements and how long each holder
+// of the FSM's lock held it.
 type fsmObserver interface {
 	snapshotTaken(d time.Duration, bytes int)
+	lockHeld(write bool, d time.Duration)
+}
+
+// lock takes the FSM's write lock and returns when it got it: unlock(t0)
+// releases it and reports the hold time (defer f.unlock(f.lock())).
+func (f *fsm) lock() time.Time {
+	f.mu.Lock()
+	return time.Now()
+}
+
+func (f *fsm) unlock(t0 time.Time) {
+	d := time.Since(t0)
+	f.mu.Unlock()
+	if f.obs != nil {
+		f.obs.lockHeld(true, d)
+	}
+}
+
+// rlock and runlock are lock and unlock for the read lock.
+func (f *fsm) rlock() time.Time {
+	f.mu.RLock()
+	return time.Now()
+}
+
+func (f *fsm) runlock(t0 time.Time) {
+	d := time.Since(t0)
+	f.mu.RUnlock()
+	if f.obs != nil {
+		f.obs.lockHeld(false, d)
+	}
 }
 
 func newFSM(faults core.FaultPoints, obs fsmObserver) *fsm {
@@ -175,18 +210,37 @@ func (f *fsm) attach(c *core.ControlPlane) {
 	}
 }
 
-// Apply implements raftlog.FSM.
+// Apply implements raftlog.FSM. The entry is decoded before the write
+// lock is taken (decoding needs no state), and its events reach the store
+// in one append after the lock is released: the lock covers the core's
+// work, not JSON and not the store's writes. Apply runs on one goroutine
+// (raft's FSM goroutine, or a replay's), so the store still gets the
+// events in log order; readers never miss them meanwhile, since /timeline
+// serves recent events from the core's ring, the store only those the
+// ring dropped (timelinePage).
 func (f *fsm) Apply(index uint64, data []byte) any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	e, decErr := decodeEntry(index, data)
+	var ins []unwrapped
+	if decErr == nil {
+		switch {
+		case e.Env != nil:
+			ins = []unwrapped{unwrap(*e.Env)}
+		case e.Batch != nil:
+			ins = make([]unwrapped, len(e.Batch))
+			for i, env := range e.Batch {
+				ins[i] = unwrap(env)
+			}
+		}
+	}
+	defer f.storeEvents()
+	defer f.unlock(f.lock())
 	f.index = index
 	if f.broken != nil {
 		return applied{Err: f.broken}
 	}
-	e, err := decodeEntry(index, data)
-	if err != nil {
-		f.broken = err
-		return applied{Err: err}
+	if decErr != nil {
+		f.broken = decErr
+		return applied{Err: decErr}
 	}
 	if e.Init != nil {
 		return f.applyInit(index, e.Init)
@@ -200,35 +254,47 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 		return applied{Err: f.broken}
 	}
 	if e.Batch == nil {
-		return f.applyEnv(index, *e.Env)
+		return f.applyEnv(index, ins[0])
 	}
 	// A batch's result is one applied per member, in order. A member that
 	// cannot be decoded stops the state machine as a single entry would;
 	// the members before it stay applied (as entries before a bad one do).
 	out := make([]applied, len(e.Batch))
-	for i, env := range e.Batch {
+	for i, in := range ins {
 		if f.broken != nil {
 			out[i] = applied{Err: f.broken}
 			continue
 		}
-		out[i] = f.applyEnv(index, env)
+		out[i] = f.applyEnv(index, in)
 	}
 	return out
 }
 
-// applyEnv applies one input of entry index.
-func (f *fsm) applyEnv(index uint64, env core.Envelope) applied {
+// unwrapped is an envelope decoded (before the lock): its time and input,
+// or why it could not be decoded.
+type unwrapped struct {
+	at  time.Time
+	in  core.Input
+	err error
+}
+
+func unwrap(env core.Envelope) unwrapped {
 	in, err := env.Unwrap()
-	if err != nil {
-		f.broken = fmt.Errorf("cp: log entry %d: %w", index, err)
+	return unwrapped{at: env.At, in: in, err: err}
+}
+
+// applyEnv applies one input of entry index.
+func (f *fsm) applyEnv(index uint64, u unwrapped) applied {
+	if u.err != nil {
+		f.broken = fmt.Errorf("cp: log entry %d: %w", index, u.err)
 		return applied{Err: f.broken}
 	}
-	if env.At.After(f.lastAt) {
-		f.lastAt = env.At
+	if u.at.After(f.lastAt) {
+		f.lastAt = u.at
 	}
 	var out applied
-	out.Result, out.Err = f.core.Apply(env.At, in)
-	f.views(&out, in)
+	out.Result, out.Err = f.core.Apply(u.at, u.in)
+	f.views(&out, u.in)
 	f.flush()
 	return out
 }
@@ -267,10 +333,13 @@ func (f *fsm) views(out *applied, in core.Input) {
 	}
 }
 
-// flush hands the applied entry's events to the store and its events and
-// messages to the sink, if this cp leads, and clears them.
+// flush keeps the applied input's events for the store (storeEvents
+// writes them at the end of the entry), hands its events and messages to
+// the sink, if this cp leads, and clears them.
 func (f *fsm) flush() {
-	f.store0(f.events)
+	if f.store != nil {
+		f.toStore = append(f.toStore, f.events...)
+	}
 	out := f.core.TakeOutbox()
 	if f.sink != nil {
 		f.sink(f.core, f.events, out)
@@ -283,8 +352,7 @@ func (f *fsm) flush() {
 // entry), in a cluster container when members published their URLs (see
 // encodeSnapshot).
 func (f *fsm) Snapshot() ([]byte, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if f.core == nil {
 		return []byte{}, nil
 	}
@@ -310,8 +378,7 @@ func (f *fsm) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("cp: read the snapshot: %w", err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock(f.lock())
 	if len(data) == 0 {
 		f.attach(nil)
 		return nil
@@ -334,6 +401,14 @@ func (f *fsm) Restore(r io.Reader) error {
 	return nil
 }
 
+// storeEvents appends the current entry's events to the store, in one
+// write, after Apply released the lock.
+func (f *fsm) storeEvents() {
+	f.store0(f.toStore)
+	clear(f.toStore)
+	f.toStore = f.toStore[:0]
+}
+
 // store0 appends events to the store; a failing store is reported once
 // and the cp goes on (the store is not state: /timeline falls back to the
 // core's ring).
@@ -349,32 +424,30 @@ func (f *fsm) store0(events []core.Event) {
 
 // setSink installs (or, with nil, removes) the leader's sink.
 func (f *fsm) setSink(s leaderSink) {
-	f.mu.Lock()
+	t0 := f.lock()
 	f.sink = s
-	f.mu.Unlock()
+	f.unlock(t0)
 }
 
 // syncIndex raises the applied index to the node's after a restore (a
 // snapshot's index reaches raftlog, not the FSM).
 func (f *fsm) syncIndex(i uint64) {
-	f.mu.Lock()
+	t0 := f.lock()
 	f.index = max(f.index, i)
-	f.mu.Unlock()
+	f.unlock(t0)
 }
 
 // read runs fn on the applied state under the read lock. fn must not change
 // the core.
 func (f *fsm) read(fn func(c *core.ControlPlane)) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	fn(f.core)
 }
 
 // stamp is the time the leader gives a new input: its clock, but never
 // before the last applied input's.
 func (f *fsm) stamp(now time.Time) time.Time {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if now.Before(f.lastAt) {
 		return f.lastAt
 	}
@@ -383,8 +456,7 @@ func (f *fsm) stamp(now time.Time) time.Time {
 
 // err is why the state no longer follows the log, if it does not.
 func (f *fsm) err() error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	return f.broken
 }
 
@@ -404,8 +476,7 @@ type DebugView struct {
 // debugView reads the core's snapshot at now, the applied index and the
 // state hash at that index, all under one read lock.
 func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	if f.core == nil {
 		return DebugView{}, errors.New("cp: no state yet")
 	}
@@ -433,8 +504,7 @@ func (f *fsm) hashMaybe(fresh bool) (string, uint64, error) {
 
 // appliedIndex is the raft index of the last entry applied to the state.
 func (f *fsm) appliedIndex() uint64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	defer f.runlock(f.rlock())
 	return f.index
 }
 

@@ -3,7 +3,9 @@ package cp
 import (
 	"fmt"
 	"io/fs"
+	"math"
 	"path/filepath"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"time"
 
@@ -35,6 +37,18 @@ type metrics struct {
 	authRefusals     *prometheus.CounterVec
 	tlsHandshake     *prometheus.CounterVec
 	tlsCertExpiry    prometheus.Gauge
+	lockHold         *prometheus.HistogramVec
+	lockWrite        prometheus.Observer
+	lockRead         prometheus.Observer
+}
+
+// lockHeld implements fsmObserver.
+func (m *metrics) lockHeld(write bool, d time.Duration) {
+	if write {
+		m.lockWrite.Observe(d.Seconds())
+	} else {
+		m.lockRead.Observe(d.Seconds())
+	}
 }
 
 // snapshotTaken implements fsmObserver.
@@ -61,7 +75,9 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		authRefusals:     prometheus.NewCounterVec(counterOpts(core.MetricAuthRefusals)),
 		tlsHandshake:     prometheus.NewCounterVec(counterOpts(core.MetricTLSHandshakeErrors)),
 		tlsCertExpiry:    prometheus.NewGauge(gaugeOpts(core.MetricTLSCertExpiry)),
+		lockHold:         prometheus.NewHistogramVec(histogramOpts(core.MetricCoreLockHold, lockBuckets)),
 	}
+	m.lockWrite, m.lockRead = m.lockHold.WithLabelValues("write"), m.lockHold.WithLabelValues("read")
 	for _, reason := range authRefusals {
 		m.authRefusals.WithLabelValues(reason)
 	}
@@ -135,7 +151,8 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{queued, appliedIndex, dirBytes, appends, entries, entryBytes, m.batchInputs, m.proposal, m.snapshotDuration, m.snapshotBytes, m.restore, m.reconcile, m.requests, m.apiErrors, m.requestDuration, m.panics,
-		m.deliveries, m.deliveryDropped, m.deliveryDuration, m.authRefusals, m.tlsHandshake, m.tlsCertExpiry, &coreCollector{s: s}} {
+		m.deliveries, m.deliveryDropped, m.deliveryDuration, m.authRefusals, m.tlsHandshake, m.tlsCertExpiry, m.lockHold,
+		newGCPauseCollector(), &coreCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -148,7 +165,72 @@ var (
 	reconcileBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	batchBuckets     = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
 	requestBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
+	lockBuckets      = []float64{.000001, .0000025, .000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 )
+
+// gcPauseCollector exports the runtime's histogram of GC stop-the-world
+// pauses (runtime/metrics) as flux_go_gc_pause_seconds, read at scrape
+// time. The runtime's fine buckets are merged into lockBuckets: a runtime
+// bucket counts in the first bucket whose bound is at or above its upper
+// end; the sum is estimated from the runtime buckets' midpoints.
+type gcPauseCollector struct{ desc *prometheus.Desc }
+
+const gcPauseMetric = "/sched/pauses/total/gc:seconds"
+
+func newGCPauseCollector() *gcPauseCollector {
+	d := metricDesc(core.MetricGoGCPause, core.MetricHistogram)
+	return &gcPauseCollector{desc: prometheus.NewDesc(d.Name, d.Help, d.Labels, nil)}
+}
+
+func (c *gcPauseCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *gcPauseCollector) Collect(ch chan<- prometheus.Metric) {
+	sample := []rtmetrics.Sample{{Name: gcPauseMetric}}
+	rtmetrics.Read(sample)
+	if sample[0].Value.Kind() != rtmetrics.KindFloat64Histogram {
+		return
+	}
+	count, sum, buckets := mergeRuntimeHistogram(sample[0].Value.Float64Histogram(), lockBuckets)
+	ch <- prometheus.MustNewConstHistogram(c.desc, count, sum, buckets)
+}
+
+// mergeRuntimeHistogram converts a runtime/metrics histogram to a
+// Prometheus one with the given upper bounds (cumulative counts).
+func mergeRuntimeHistogram(h *rtmetrics.Float64Histogram, bounds []float64) (uint64, float64, map[float64]uint64) {
+	var count uint64
+	var sum float64
+	per := make([]uint64, len(bounds))
+	for i, n := range h.Counts {
+		if n == 0 {
+			continue
+		}
+		lo, hi := h.Buckets[i], h.Buckets[i+1]
+		count += n
+		mid := hi
+		switch {
+		case math.IsInf(lo, -1):
+			mid = hi
+		case math.IsInf(hi, 1):
+			mid = lo
+		default:
+			mid = (lo + hi) / 2
+		}
+		sum += mid * float64(n)
+		for j, b := range bounds {
+			if hi <= b {
+				per[j] += n
+				break
+			}
+		}
+	}
+	out := make(map[float64]uint64, len(bounds))
+	var cum uint64
+	for j, b := range bounds {
+		cum += per[j]
+		out[b] = cum
+	}
+	return count, sum, out
+}
 
 // metricDesc returns core's table entry for name, which must be there with
 // type typ: every metric the cp exports is in that one table, which the

@@ -1,7 +1,11 @@
 package cp
 
 import (
+	"maps"
+	"math"
 	"regexp"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"testing"
 
@@ -90,5 +94,47 @@ func TestLogAndRaftMetrics(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(body) {
 			t.Errorf("/metrics lacks %s", re)
 		}
+	}
+}
+
+// TestLockHoldAndGCPauseMetrics: /metrics reports how long the state's
+// lock was held, for writes (each applied entry) and reads (each reader),
+// and the runtime's GC pauses.
+func TestLockHoldAndGCPauseMetrics(t *testing.T) {
+	tc := startCP(t, false, nil)
+	tc.submit(`{"kind":"sleep"}`)
+	tc.snapshot()
+	runtime.GC()
+	body := string(tc.mustStatus(200, "GET", "/metrics", nil).Body)
+	for _, re := range []string{
+		`(?m)^flux_core_lock_hold_seconds_count\{lock="write"\} [1-9]`,
+		`(?m)^flux_core_lock_hold_seconds_count\{lock="read"\} [1-9]`,
+		`(?m)^flux_core_lock_hold_seconds_bucket\{lock="write",le="\+Inf"\} [1-9]`,
+		`(?m)^flux_go_gc_pause_seconds_count [1-9]`,
+		`(?m)^flux_go_gc_pause_seconds_bucket\{le="1"\} [1-9]`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("/metrics lacks %s", re)
+		}
+	}
+}
+
+// TestMergeRuntimeHistogram: a runtime bucket counts in the first bound at
+// or above its upper end; counts are cumulative; beyond the last bound only
+// the total holds it.
+func TestMergeRuntimeHistogram(t *testing.T) {
+	h := &rtmetrics.Float64Histogram{
+		Buckets: []float64{math.Inf(-1), 0, 0.5, 1, 2, math.Inf(1)},
+		Counts:  []uint64{0, 3, 2, 1, 4},
+	}
+	count, sum, b := mergeRuntimeHistogram(h, []float64{0.5, 1, 5})
+	if count != 10 {
+		t.Errorf("count %d, want 10", count)
+	}
+	if want := map[float64]uint64{0.5: 3, 1: 5, 5: 6}; !maps.Equal(b, want) {
+		t.Errorf("buckets %v, want %v", b, want)
+	}
+	if want := 3*0.25 + 2*0.75 + 1*1.5 + 4*2.0; math.Abs(sum-want) > 1e-9 {
+		t.Errorf("sum %v, want %v", sum, want)
 	}
 }

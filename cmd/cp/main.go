@@ -25,6 +25,12 @@
 // restart the persisted config and mode stand and differing flags are logged
 // as warnings. -in-memory runs the same log in memory (nothing survives a
 // restart). A second cp on the same data dir is refused at start.
+//
+// -pprof ADDR (off by default) serves Go's net/http/pprof profiles
+// (/debug/pprof/...) on a listener of its own at ADDR, never on the API
+// port: for profiling a cp under load, e.g. -pprof 127.0.0.1:6060 and
+// go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=10.
+// Profiles expose the process's internals; bind it to loopback.
 package main
 
 import (
@@ -37,6 +43,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -74,6 +81,7 @@ type config struct {
 	TimelineRetention time.Duration
 	TimelineEventsMax int
 	Cluster           cp.ClusterOptions
+	PprofAddr         string // "" off
 }
 
 // errUsage marks a configuration error: exit status 2.
@@ -117,6 +125,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	peers := fs.String("peers", "", "raft addresses of the initial voters, the same list on every cp: 'cp1=host:port,cp2=host:port,cp3=host:port'; a cp with an empty data dir whose -node-id is listed bootstraps the cluster with it")
 	recoverCluster := fs.Bool("recover", false, "rebuild a cluster that lost its quorum for good from this node's data, as exactly -peers (the surviving nodes; see deploy/README.md), then run")
 	raftTiming := fs.Float64("raft-timing", 1, "scale raft's timeouts (heartbeat 1s, election 1s, leader lease 500ms) by this factor; below 1 only for tests")
+	pprofAddr := fs.String("pprof", "", "host:port to serve Go's profiles (/debug/pprof/) on, a listener apart from the API's; off when empty (bind it to loopback: profiles expose the process)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cp [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_QUEUE_CAPACITY); the flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -129,7 +138,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cfg := config{Listen: *listen, AdminToken: *adminToken, AgentToken: *agentToken, TokensFile: *tokensFile, RequireReadToken: *requireRead,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSClientCA: *tlsClientCA,
 		ReconcileInterval: *reconcile, ShutdownTimeout: *shutdown, DataDir: *dataDir, InMemory: *inMemory, Restore: *restore,
-		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax}
+		TimelineRetention: *tlRetention, TimelineEventsMax: *tlMax, PprofAddr: *pprofAddr}
+	if cfg.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.PprofAddr); err != nil {
+			return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("pprof"), err)
+		}
+	}
 	if cfg.InMemory && cfg.Restore != "" {
 		return config{}, fmt.Errorf("%w: %s needs a data dir, not %s", errUsage, given.Describe("restore"), given.Describe("in-memory"))
 	}
@@ -317,6 +331,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	rl.s = s
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			logger.Error("cannot listen", "pprof", cfg.PprofAddr, "error", err.Error())
+			return 1
+		}
+		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = psrv.Serve(pln) }()
+		defer psrv.Close()
+		logger.Info("serving profiles", "pprof", pln.Addr().String())
+	}
 	srv := serve.HTTPServer(s.Handler(), logger)
 	if rl.srv != nil {
 		s.SetTLSCertExpiry(rl.srv.NotAfter())
@@ -370,6 +395,18 @@ wait:
 	<-loopsDone
 	logger.Info("stopped")
 	return status
+}
+
+// pprofMux serves net/http/pprof's handlers (on -pprof's listener only:
+// the API's mux never has them).
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // reloader re-reads what SIGHUP re-reads: the tokens file, and the TLS

@@ -352,3 +352,58 @@ func TestClusterFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestPprofListener: -pprof serves the profiles on a listener of its own;
+// the API port does not serve them; a bad -pprof exits 2 naming it.
+func TestPprofListener(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	logs := &lockedBuffer{}
+	go func() {
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0", "-in-memory", "-log-level", "info"},
+			env(), logs, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d: %s", code, logs.String())
+	}
+	var line struct{ Msg, Pprof string }
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"serving profiles"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line.Pprof == "" {
+		t.Fatalf("no serving profiles line:\n%s", logs.String())
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	get := func(url string) int {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("http://" + line.Pprof + "/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("pprof listener: /debug/pprof/cmdline %d", code)
+	}
+	if code := get("http://" + addr + "/debug/pprof/cmdline"); code == http.StatusOK {
+		t.Errorf("the API port serves /debug/pprof/cmdline")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, logs.String())
+	}
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-pprof", "6060", "-in-memory"}, env(), &stderr, nil); code != 2 || !strings.Contains(stderr.String(), "-pprof") {
+		t.Errorf("-pprof 6060: exit %d, %s", code, stderr.String())
+	}
+}

@@ -25,7 +25,14 @@ import (
 type haNode struct {
 	id, url, raftAddr, dataDir string
 	port                       int
+	mu                         sync.Mutex // guards p: a restart replaces it while the load reads it
 	p                          *process
+}
+
+func (nd *haNode) proc() *process {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.p
 }
 
 type haCluster struct {
@@ -65,7 +72,10 @@ func (h *haCluster) startNode(nd *haNode, peers string) {
 		"-node-id", nd.id, "-raft-addr", nd.raftAddr, "-peers", peers, "-raft-timing", h.timing,
 		"-heartbeat-interval", "100ms", "-heartbeat-timeout", "1s", "-lost-after", "2s",
 		"-assign-timeout", "2s", "-reconcile-interval", "100ms"}, h.extra...)
-	nd.p = start(h.t, nd.id, h.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"}, args...)
+	p := start(h.t, nd.id, h.cpBin, []string{"FLUX_AGENT_TOKEN=" + token, "FLUX_LOG_LEVEL=info"}, args...)
+	nd.mu.Lock()
+	nd.p = p
+	nd.mu.Unlock()
 }
 
 func (h *haCluster) peers() string {
@@ -79,7 +89,7 @@ func (h *haCluster) peers() string {
 // leader is the node whose snapshot says it leads (nil when none does).
 func (h *haCluster) leader() *haNode {
 	for _, nd := range h.nodes {
-		if nd.p.exited() {
+		if nd.proc().exited() {
 			continue
 		}
 		var snap struct {
@@ -129,7 +139,7 @@ func (h *haCluster) startAgent(id, domain string) *agentProc {
 func (h *haCluster) live(r *rand.Rand) *haNode {
 	var up []*haNode
 	for _, nd := range h.nodes {
-		if !nd.p.exited() {
+		if !nd.proc().exited() {
 			up = append(up, nd)
 		}
 	}
@@ -331,7 +341,7 @@ func TestHAKillLeader(t *testing.T) {
 		time.Sleep(time.Second) // load flows under this leader
 		l := h.awaitLeader(30 * time.Second)
 		killed := time.Now()
-		l.p.kill()
+		l.proc().kill()
 		took = append(took, h.writeAfter(killed, l))
 		h.startNode(l, h.peers())
 	}
@@ -359,14 +369,14 @@ func TestHAStoppedLeader(t *testing.T) {
 	time.Sleep(time.Second)
 	l := h.awaitLeader(30 * time.Second)
 	stopped := time.Now()
-	if err := l.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := l.proc().cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	took := h.writeAfter(stopped, l)
 	var other *haNode
 	eventually(t, 30*time.Second, "another leader", func() bool { other = h.leader(); return other != nil && other != l })
 	time.Sleep(5*time.Second - time.Since(stopped))
-	if err := l.p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := l.proc().cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, l.id+" to step down", func() bool {
@@ -455,7 +465,7 @@ func TestMeasureHA(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		l := h.awaitLeader(60 * time.Second)
 		killed := time.Now()
-		l.p.kill()
+		l.proc().kill()
 		took = append(took, h.writeAfter(killed, l))
 		h.startNode(l, h.peers())
 	}

@@ -54,7 +54,7 @@
 //	POST /v1/agents/{id}/quarantine, .../release    admin token; optional {"reason"}
 //	GET  /scheduler/debug/snapshot  core.Snapshot (mode, queue_depth, domain_failures, isolation_panic, ...)
 //	                                plus applied_index, state_hash (of state_hash_index; a costly
-//	                                state is rehashed at most every 5s unless ?fresh_hash=true),
+//	                                state is rehashed only when quiet, or with ?fresh_hash=true),
 //	                                node_id, role, leader, members: always this cp's own view
 //	GET  /admin/raft/members        the raft configuration: id, raft_addr, api_url, voter, leader
 //	POST /admin/raft/members        admin token; {"id","raft_addr"}: add a voter

@@ -392,7 +392,12 @@ func TestSnapshotHashIsRateLimitedWhenCostly(t *testing.T) {
 	if v.AppliedIndex != 3 || v.StateHashIndex != 2 {
 		t.Fatalf("costly state rehashed at once: applied %d hash of %d", v.AppliedIndex, v.StateHashIndex)
 	}
-	if v, _ := f.debugView(now, true); v.StateHashIndex != 3 {
+	// Quiet (nothing applied since the last view): rehashed, no writer waits.
+	if v, _ := f.debugView(now, false); v.StateHashIndex != 3 {
+		t.Fatalf("quiet costly state not rehashed: %+v", v)
+	}
+	f.Apply(4, tick)
+	if v, _ := f.debugView(now, true); v.StateHashIndex != 4 {
 		t.Fatalf("fresh_hash did not rehash: %+v", v)
 	}
 }

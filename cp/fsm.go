@@ -145,22 +145,20 @@ type fsm struct {
 	hashMu    sync.Mutex
 	hashIndex uint64
 	hash      string
-	hashAt    time.Time     // when hash was computed (wall clock)
-	hashCost  time.Duration // how long that took
+	hashCost  time.Duration // how long computing hash took
+	viewIndex uint64        // the applied index the previous debug view saw
 }
 
 // A state hash is an export of the whole state under the read lock, which
 // holds off every write while it runs: tens of milliseconds per 10,000
 // tasks. The debug snapshot therefore recomputes it for every new applied
-// index only while that is cheap (under hashCheapCost); a costlier one at
-// most every hashMinInterval (or when asked: ?fresh_hash=true), and in
-// between the snapshot names the index its hash is of (state_hash_index).
-// Polling the snapshot under load (as load generators do, every few
-// milliseconds) must not stall the cp.
-const (
-	hashCheapCost   = 2 * time.Millisecond
-	hashMinInterval = 5 * time.Second
-)
+// index only while that is cheap (under hashCheapCost). A costlier one is
+// recomputed when the state is quiet (no entry applied since the previous
+// view: nothing waits for the lock) or when asked (?fresh_hash=true);
+// while entries keep coming the snapshot keeps the last hash and names the
+// index it is of (state_hash_index). Polling the snapshot under load (as
+// load generators do, every few milliseconds) must not stall the cp.
+const hashCheapCost = 2 * time.Millisecond
 
 // fsmObserver receives the snapshot measurements and how long each holder
 // of the FSM's lock held it.
@@ -468,7 +466,7 @@ type DebugView struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	// StateHash is the hex SHA-256 of the state's export at
 	// StateHashIndex: AppliedIndex itself unless the state is large and
-	// changing fast (see hashMinInterval), or fresh_hash was asked for.
+	// changing (see hashCheapCost), or fresh_hash was asked for.
 	StateHash      string `json:"state_hash"`
 	StateHashIndex uint64 `json:"state_hash_index"`
 }
@@ -492,7 +490,9 @@ func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
 // caller holds f.mu (read).
 func (f *fsm) hashMaybe(fresh bool) (string, uint64, error) {
 	f.hashMu.Lock()
-	stale := f.hash != "" && f.hashIndex != f.index && f.hashCost >= hashCheapCost && time.Since(f.hashAt) < hashMinInterval
+	quiet := f.viewIndex == f.index
+	f.viewIndex = f.index
+	stale := f.hash != "" && f.hashIndex != f.index && f.hashCost >= hashCheapCost && !quiet
 	h, hi := f.hash, f.hashIndex
 	f.hashMu.Unlock()
 	if stale && !fresh {
@@ -523,6 +523,6 @@ func (f *fsm) hashLocked() (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
-	f.hashAt, f.hashCost = time.Now(), time.Since(start)
+	f.hashCost = time.Since(start)
 	return f.hash, nil
 }

@@ -153,6 +153,7 @@ type Node struct {
 	tlsLayer    *tlsLayer
 
 	closed    atomic.Bool
+	closing   chan struct{} // closed when Close begins: proposals stop waiting
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -167,7 +168,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	start := time.Now()
-	n := &Node{fsm: &fsmAdapter{fsm: opts.FSM}, logger: opts.Logger, id: opts.NodeID}
+	n := &Node{fsm: &fsmAdapter{fsm: opts.FSM}, logger: opts.Logger, id: opts.NodeID, closing: make(chan struct{})}
 	if err := n.open(opts); err != nil {
 		n.cleanup()
 		return nil, err
@@ -385,16 +386,18 @@ func (n *Node) Propose(ctx context.Context, entry []byte) (result any, index uin
 		}
 	}
 	f := n.raft.Apply(entry, timeout)
-	if ctx.Done() == nil {
-		err = f.Error()
-	} else {
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("raftlog: propose: %w", ctx.Err())
-		}
+	// raft answers every future, except one committed but not yet applied
+	// when raft shuts down: it would wait forever. So a proposal stops
+	// waiting when the Node closes (or ctx ends); the goroutine left on
+	// such a future ends with the process.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("raftlog: propose: %w", ctx.Err())
+	case <-n.closing:
+		return nil, 0, ErrClosed
 	}
 	if err != nil {
 		return nil, 0, n.proposeError(ctx, err)
@@ -452,6 +455,7 @@ func (n *Node) Snapshot() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		close(n.closing)
 		n.closeErr = n.cleanup()
 	})
 	return n.closeErr

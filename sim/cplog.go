@@ -188,27 +188,45 @@ func (d *cpDown) what() string {
 	return "restart"
 }
 
+// beginDown starts the cp outage d (a crash or a lost leader): unless the
+// cp is already down (then it notes why nothing happens), the submissions
+// in flight commit or are lost. It reports whether the outage goes on (the
+// run may also have stopped on a violation).
+func (s *sim) beginDown(d *cpDown, already string) bool {
+	if s.down != nil {
+		s.note(already)
+		s.faultsPending--
+		return false
+	}
+	for range s.o.Faults[d.fault].InFlight {
+		s.inFlightSubmit(d)
+		if s.res.Violation != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// takeDown makes d the cp's outage: the process (or leader) that served
+// is recorded with its state hash and index, and everything addressed to
+// it dies with it.
+func (s *sim) takeDown(d *cpDown) {
+	d.dead, d.hash, d.index = s.cp, s.cp.StateHash(), s.log.index
+	s.down = d
+	s.cpGen++
+	s.resetPolls()
+}
+
 // crashCP kills the cp process (fault i): in-flight submissions commit or
 // are lost, everything in flight to the cp dies with its connections, and
 // it starts again at the fault's Until.
 func (s *sim) crashCP(i int) {
 	f := s.o.Faults[i]
-	if s.down != nil {
-		s.note("fault: cp crash while the cp is down: nothing more to kill")
-		s.faultsPending--
+	d := &cpDown{fault: i, crashedAt: s.now, crash: true}
+	if !s.beginDown(d, "fault: cp crash while the cp is down: nothing more to kill") {
 		return
 	}
-	d := &cpDown{fault: i, crashedAt: s.now, crash: true}
-	for range f.InFlight {
-		s.inFlightSubmit(d)
-		if s.res.Violation != nil {
-			return
-		}
-	}
-	d.dead, d.hash, d.index = s.cp, s.cp.StateHash(), s.log.index
-	s.down = d
-	s.cpGen++ // messages to the dead process die with it
-	s.resetPolls()
+	s.takeDown(d) // messages to the dead process die with it
 	downtime := max(f.Until-s.now, 0)
 	s.note(fmt.Sprintf("fault: cp crash (kill -9) at applied index %d, down for %v (%d in flight: %d committed, %d lost)",
 		d.index, downtime, f.InFlight, d.committed, d.lost))

@@ -72,17 +72,9 @@ func ReplicaName(i int) string { return fmt.Sprintf("cp%d", i) }
 // over at the fault's Until.
 func (s *sim) loseLeader(i int) {
 	f := s.o.Faults[i]
-	if s.down != nil {
-		s.note("fault: cp failover while no cp leads: nothing more to lose")
-		s.faultsPending--
-		return
-	}
 	d := &cpDown{fault: i, crashedAt: s.now, failover: true}
-	for range f.InFlight {
-		s.inFlightSubmit(d)
-		if s.res.Violation != nil {
-			return
-		}
+	if !s.beginDown(d, "fault: cp failover while no cp leads: nothing more to lose") {
+		return
 	}
 	agentCommitted, agentLost := s.inFlightToLeader()
 	if s.res.Violation != nil {
@@ -90,10 +82,7 @@ func (s *sim) loseLeader(i int) {
 	}
 	d.agentCommitted, d.agentLost = agentCommitted, agentLost
 	d.sentDelivered, d.sentDropped = s.inFlightFromLeader()
-	d.dead, d.hash, d.index = s.cp, s.cp.StateHash(), s.log.index
-	s.down = d
-	s.cpGen++ // connections to the old leader die with its leadership
-	s.resetPolls()
+	s.takeDown(d) // connections to the old leader die with its leadership
 	election := max(f.Until-s.now, 0)
 	s.note(fmt.Sprintf("fault: cp leader %s (epoch %d) lost at applied index %d; election for %v (%d submissions in flight: %d committed, %d lost; to the leader: %d committed, %d lost; from it: %d delivered, %d dropped)",
 		ReplicaName(s.log.leader), s.log.epoch, d.index, election, f.InFlight, d.committed, d.lost, agentCommitted, agentLost, d.sentDelivered, d.sentDropped))

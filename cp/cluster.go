@@ -181,6 +181,9 @@ func servedLocally(r *http.Request) bool {
 	return false
 }
 
+// statelessPaths answer without the core's state.
+var statelessPaths = map[string]bool{"/healthz": true, "/metrics": true, "/admin/raft/members": true}
+
 // clusterHandler puts the leader in front of next: on a follower every
 // request but those servedLocally goes to the leader and comes back with
 // its status and body. A single node serves everything itself.
@@ -189,9 +192,12 @@ func (s *Server) clusterHandler(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local := servedLocally(r)
-		if s.cluster.leading.Load() || local {
-			if !local || r.URL.Path == "/admin/raft/members" || r.URL.Path == "/healthz" || r.URL.Path == "/metrics" || s.hasCore() {
+		local, leading := servedLocally(r), s.cluster.leading.Load()
+		if leading || local {
+			// A leader has the state; a follower serving a local read
+			// may not have received it yet (only its health, metrics and
+			// raft's membership do without it).
+			if leading || statelessPaths[r.URL.Path] || s.hasCore() {
 				if lu := s.leaderURL(); lu != "" {
 					w.Header().Set(HeaderLeader, lu)
 				}
@@ -466,10 +472,14 @@ func (s *Server) announce(ctx context.Context) {
 	}
 }
 
-// memberList returns the members published through the log.
+// memberList returns the members published through the log, without the
+// state's lock: every request of a cluster reads it (for Flux-Leader), and
+// the slice is replaced whole (setMember copies), never changed in place.
 func (f *fsm) memberList() []MemberInfo {
-	defer f.runlock(f.rlock())
-	return f.members
+	if m := f.members.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // ---- admin API: /admin/raft ----

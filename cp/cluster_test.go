@@ -176,28 +176,16 @@ func awaitCond(t *testing.T, what string, cond func() bool) {
 
 func doJSON(t *testing.T, method, url, body string, out any, hdr ...string) (int, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	code, h, b, err := rawCall(http.DefaultClient, method, url, body, hdr...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
+	if out != nil && code/100 == 2 {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s %s: %v: %s", method, url, err, b)
 		}
 	}
-	return resp.StatusCode, resp.Header
+	return code, h
 }
 
 // TestClusterForwardsAndFailsOver: three cps on one log. A follower
@@ -225,8 +213,8 @@ func TestClusterForwardsAndFailsOver(t *testing.T) {
 	}
 	// The agent protocol is the leader's own: a follower names it.
 	var nle NotLeaderError
-	code, raw, _ := rawCall(http.DefaultClient, "POST", f.url+"/v1/agent/heartbeat", `{}`)
-	if code != http.StatusServiceUnavailable || jsonInto(raw, &nle) != nil || nle.Error != "not_leader" || nle.LeaderURL != l.url {
+	code, _, raw, _ := rawCall(http.DefaultClient, "POST", f.url+"/v1/agent/heartbeat", `{}`)
+	if code != http.StatusServiceUnavailable || json.Unmarshal(raw, &nle) != nil || nle.Error != "not_leader" || nle.LeaderURL != l.url {
 		t.Fatalf("heartbeat to a follower: %d %s", code, raw)
 	}
 	var got TaskView

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -140,7 +141,7 @@ type fsm struct {
 	sink    leaderSink
 	broken  error // an entry that could not be applied: the state is not the log's
 	// members are the API URLs the cps of a cluster published, by id.
-	members []MemberInfo
+	members atomic.Pointer[[]MemberInfo]
 
 	hashMu    sync.Mutex
 	hashIndex uint64
@@ -244,7 +245,8 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 		return f.applyInit(index, e.Init)
 	}
 	if e.Member != nil {
-		f.members = setMember(f.members, *e.Member)
+		m := setMember(f.memberList(), *e.Member)
+		f.members.Store(&m)
 		return applied{}
 	}
 	if f.core == nil {
@@ -359,7 +361,7 @@ func (f *fsm) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cp: export the state: %w", err)
 	}
-	b, err = encodeSnapshot(b, f.members)
+	b, err = encodeSnapshot(b, f.memberList())
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +387,7 @@ func (f *fsm) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	f.members = members
+	f.members.Store(&members)
 	c, err := core.Restore(data, f.faults)
 	if err != nil {
 		return fmt.Errorf("cp: restore the state from a snapshot: %w", err)

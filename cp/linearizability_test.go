@@ -306,7 +306,7 @@ func linCall(hc *http.Client, url string, in linOp) linOut {
 	case "get_mode":
 		method, path = "GET", "/admin/mode"
 	}
-	status, raw, err := rawCall(hc, method, url+path, body, hdr...)
+	status, _, raw, err := rawCall(hc, method, url+path, body, hdr...)
 	var opErr *net.OpError
 	switch {
 	case errors.As(err, &opErr) && opErr.Op == "dial":
@@ -322,22 +322,22 @@ func linCall(hc *http.Client, url string, in linOp) linOut {
 	switch in.kind {
 	case "submit", "get", "cancel":
 		var tv TaskView
-		if status/100 == 2 && jsonInto(raw, &tv) == nil {
+		if status/100 == 2 && json.Unmarshal(raw, &tv) == nil {
 			out.id, out.cancelled = tv.ID, tv.State == core.TaskCancelled
 		}
 	case "set_mode", "get_mode":
 		var mv ModeView
-		if status/100 == 2 && jsonInto(raw, &mv) == nil {
+		if status/100 == 2 && json.Unmarshal(raw, &mv) == nil {
 			out.mode = mv.Mode
 		}
 	}
 	return out
 }
 
-func rawCall(hc *http.Client, method, url, body string, hdr ...string) (int, []byte, error) {
+func rawCall(hc *http.Client, method, url, body string, hdr ...string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -347,11 +347,11 @@ func rawCall(hc *http.Client, method, url, body string, hdr ...string) (int, []b
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.StatusCode, resp.Header, b, err
 }
 
 // definitelyRefused reports whether a 503 body says the write was never
@@ -370,5 +370,3 @@ func definitelyRefused(raw []byte) bool {
 	}
 	return false
 }
-
-func jsonInto(b []byte, v any) error { return json.Unmarshal(b, v) }

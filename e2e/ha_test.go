@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -407,33 +406,8 @@ func TestMeasureHA(t *testing.T) {
 		t.Skip("a measurement: run with -measure")
 	}
 	binaries(t)
-	fluxctl := filepath.Join(t.TempDir(), "fluxctl")
-	cmd := exec.Command("go", "build", "-o", fluxctl, "./cmd/fluxctl")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fluxctl: %v\n%s", err, out)
-	}
-	type benchResult struct {
-		PerSecond float64     `json:"per_second"`
-		P50       float64     `json:"p50_ms"`
-		P99       float64     `json:"p99_ms"`
-		Status    map[int]int `json:"status"`
-	}
-	bench := func(url string, n int) benchResult {
-		t.Helper()
-		out, err := exec.Command(fluxctl, "-cp", url, "-o", "json", "bench", "-keys", "-n", fmt.Sprint(n), "-c", "16").Output()
-		if err != nil {
-			t.Fatalf("fluxctl bench: %v\n%s", err, out)
-		}
-		var r benchResult
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("fluxctl bench output %s: %v", out, err)
-		}
-		if r.Status[201] != n {
-			t.Fatalf("fluxctl bench against %s: statuses %v, want %d×201", url, r.Status, n)
-		}
-		return r
-	}
+	benchURL := fluxctlBench(t)
+	bench := func(url string, n int) benchResult { return benchURL(url, n, 16) }
 	single := newCluster(t, "-queue-capacity", "100000", "-log-level", "warn")
 	h := newHACluster(t, 3, "1", "-queue-capacity", "100000", "-log-level", "warn")
 	l := h.awaitLeader(30 * time.Second)

@@ -39,34 +39,8 @@ func TestMeasureDurability(t *testing.T) {
 		t.Skip("a measurement: run with -measure")
 	}
 	binaries(t)
-	fluxctl := filepath.Join(t.TempDir(), "fluxctl")
-	cmd := exec.Command("go", "build", "-o", fluxctl, "./cmd/fluxctl")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/fluxctl: %v\n%s", err, out)
-	}
-	type benchResult struct {
-		PerSecond float64     `json:"per_second"`
-		P50       float64     `json:"p50_ms"`
-		P99       float64     `json:"p99_ms"`
-		Status    map[int]int `json:"status"`
-	}
-	bench := func(c *cluster, n, conc int) benchResult {
-		t.Helper()
-		out, err := exec.Command(fluxctl, "-cp", c.cpURL, "-o", "json", "bench", "-keys",
-			"-n", fmt.Sprint(n), "-c", fmt.Sprint(conc)).Output()
-		if err != nil {
-			t.Fatalf("fluxctl bench: %v\n%s", err, out)
-		}
-		var r benchResult
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("fluxctl bench output %s: %v", out, err)
-		}
-		if r.Status[201] != n {
-			t.Fatalf("fluxctl bench: statuses %v, want %d×201", r.Status, n)
-		}
-		return r
-	}
+	benchURL := fluxctlBench(t)
+	bench := func(c *cluster, n, conc int) benchResult { return benchURL(c.cpURL, n, conc) }
 
 	// Submissions: a durable and an in-memory cp side by side, benched in
 	// turns (the machine is shared: turns spread its noise over both), best
@@ -272,4 +246,42 @@ func lastLogField(log, msg, field string) string {
 		}
 	}
 	return out
+}
+
+// benchResult is `fluxctl bench -o json`'s answer (what the measurements
+// read).
+type benchResult struct {
+	PerSecond float64     `json:"per_second"`
+	P50       float64     `json:"p50_ms"`
+	P99       float64     `json:"p99_ms"`
+	Status    map[int]int `json:"status"`
+}
+
+// fluxctlBench builds fluxctl and returns a function that runs `fluxctl
+// bench -keys` against url: n keyed submissions from conc clients, every
+// one of which must be answered 201.
+func fluxctlBench(t *testing.T) func(url string, n, conc int) benchResult {
+	t.Helper()
+	fluxctl := filepath.Join(t.TempDir(), "fluxctl")
+	cmd := exec.Command("go", "build", "-o", fluxctl, "./cmd/fluxctl")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/fluxctl: %v\n%s", err, out)
+	}
+	return func(url string, n, conc int) benchResult {
+		t.Helper()
+		out, err := exec.Command(fluxctl, "-cp", url, "-o", "json", "bench", "-keys",
+			"-n", fmt.Sprint(n), "-c", fmt.Sprint(conc)).Output()
+		if err != nil {
+			t.Fatalf("fluxctl bench: %v\n%s", err, out)
+		}
+		var r benchResult
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("fluxctl bench output %s: %v", out, err)
+		}
+		if r.Status[201] != n {
+			t.Fatalf("fluxctl bench against %s: statuses %v, want %d×201", url, r.Status, n)
+		}
+		return r
+	}
 }

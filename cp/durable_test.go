@@ -392,12 +392,34 @@ func TestSnapshotHashIsRateLimitedWhenCostly(t *testing.T) {
 	if v.AppliedIndex != 3 || v.StateHashIndex != 2 {
 		t.Fatalf("costly state rehashed at once: applied %d hash of %d", v.AppliedIndex, v.StateHashIndex)
 	}
-	// Quiet (nothing applied since the last view): rehashed, no writer waits.
-	if v, _ := f.debugView(now, false); v.StateHashIndex != 3 {
+	// Polled again at once with nothing applied in between: still not
+	// rehashed. (A poll every 2 ms between entries used to count as quiet,
+	// so a draining cp of 50,000 tasks hashed nearly all the time.)
+	if v, _ := f.debugView(now, false); v.StateHashIndex != 2 {
+		t.Fatalf("costly state rehashed between two entries: %+v", v)
+	}
+	// Quiet (nothing applied for twice the cost): rehashed, no writer waits.
+	if v, _ := f.debugView(now.Add(2*time.Second), false); v.StateHashIndex != 3 {
 		t.Fatalf("quiet costly state not rehashed: %+v", v)
 	}
-	f.Apply(4, tick)
-	if v, _ := f.debugView(now, true); v.StateHashIndex != 4 {
+	f.hashMu.Lock()
+	f.hashCost = time.Second
+	f.hashMu.Unlock()
+	// Busy again: the hash is refreshed at most once per 20 costs.
+	busy := now.Add(2 * time.Second)
+	for i, idx := 0, uint64(4); i < 19; i, idx = i+1, idx+1 {
+		f.Apply(idx, tick)
+		busy = busy.Add(time.Second)
+		if v, _ := f.debugView(busy, false); v.StateHashIndex != 3 {
+			t.Fatalf("costly state rehashed %v after the last hash: %+v", busy.Sub(now.Add(2*time.Second)), v)
+		}
+	}
+	f.Apply(23, tick)
+	if v, _ := f.debugView(busy.Add(time.Second), false); v.StateHashIndex != 23 {
+		t.Fatalf("costly state not rehashed after 20 costs: %+v", v)
+	}
+	f.Apply(24, tick)
+	if v, _ := f.debugView(busy.Add(time.Second), true); v.StateHashIndex != 24 {
 		t.Fatalf("fresh_hash did not rehash: %+v", v)
 	}
 }

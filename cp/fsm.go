@@ -147,19 +147,27 @@ type fsm struct {
 	hashIndex uint64
 	hash      string
 	hashCost  time.Duration // how long computing hash took
+	hashAt    time.Time     // when (by the views' clock) hash was computed
 	viewIndex uint64        // the applied index the previous debug view saw
+	viewSince time.Time     // when a view first saw viewIndex
 }
 
 // A state hash is an export of the whole state under the read lock, which
 // holds off every write while it runs: tens of milliseconds per 10,000
 // tasks. The debug snapshot therefore recomputes it for every new applied
 // index only while that is cheap (under hashCheapCost). A costlier one is
-// recomputed when the state is quiet (no entry applied since the previous
-// view: nothing waits for the lock) or when asked (?fresh_hash=true);
-// while entries keep coming the snapshot keeps the last hash and names the
-// index it is of (state_hash_index). Polling the snapshot under load (as
-// load generators do, every few milliseconds) must not stall the cp.
-const hashCheapCost = 2 * time.Millisecond
+// recomputed when asked (?fresh_hash=true), when the state is quiet (no
+// entry applied for twice the cost, and at least hashQuietMin: nothing
+// waits for the lock), or when the last one is hashDueCosts costs old (so
+// a snapshot poll holds the lock for at most about 5% of the time); in
+// between, the snapshot keeps the last hash and names the index it is of
+// (state_hash_index). Polling the snapshot under load (as load generators
+// do, every few milliseconds) must not stall the cp.
+const (
+	hashCheapCost = 2 * time.Millisecond
+	hashQuietMin  = 50 * time.Millisecond
+	hashDueCosts  = 20
+)
 
 // fsmObserver receives the snapshot measurements and how long each holder
 // of the FSM's lock held it.
@@ -480,7 +488,7 @@ func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
 	if f.core == nil {
 		return DebugView{}, errors.New("cp: no state yet")
 	}
-	h, hi, err := f.hashMaybe(freshHash)
+	h, hi, err := f.hashMaybe(now, freshHash)
 	if err != nil {
 		return DebugView{}, err
 	}
@@ -490,17 +498,21 @@ func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
 // hashMaybe returns the state hash at the applied index when it is cached,
 // cheap, due or asked for; else the last one computed and its index. The
 // caller holds f.mu (read).
-func (f *fsm) hashMaybe(fresh bool) (string, uint64, error) {
+func (f *fsm) hashMaybe(now time.Time, fresh bool) (string, uint64, error) {
 	f.hashMu.Lock()
-	quiet := f.viewIndex == f.index
-	f.viewIndex = f.index
-	stale := f.hash != "" && f.hashIndex != f.index && f.hashCost >= hashCheapCost && !quiet
+	if f.viewIndex != f.index || f.viewSince.IsZero() {
+		f.viewIndex, f.viewSince = f.index, now
+	}
+	cost := f.hashCost
+	quiet := now.Sub(f.viewSince) >= max(2*cost, hashQuietMin)
+	due := now.Sub(f.hashAt) >= hashDueCosts*cost
+	stale := f.hash != "" && f.hashIndex != f.index && cost >= hashCheapCost && !quiet && !due
 	h, hi := f.hash, f.hashIndex
 	f.hashMu.Unlock()
 	if stale && !fresh {
 		return h, hi, nil
 	}
-	h, err := f.hashLocked()
+	h, err := f.hashLocked(now)
 	return h, f.index, err
 }
 
@@ -512,7 +524,7 @@ func (f *fsm) appliedIndex() uint64 {
 
 // hashLocked returns the hex SHA-256 of the export at f.index, computed
 // once per index. The caller holds f.mu (read).
-func (f *fsm) hashLocked() (string, error) {
+func (f *fsm) hashLocked(now time.Time) (string, error) {
 	f.hashMu.Lock()
 	defer f.hashMu.Unlock()
 	if f.hash != "" && f.hashIndex == f.index {
@@ -526,5 +538,6 @@ func (f *fsm) hashLocked() (string, error) {
 	sum := sha256.Sum256(b)
 	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
 	f.hashCost = time.Since(start)
+	f.hashAt = now
 	return f.hash, nil
 }

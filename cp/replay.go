@@ -130,7 +130,7 @@ func Replay(rec raftlog.Record, opts ReplayOptions) (ReplayResult, error) {
 	if f.core == nil {
 		return ReplayResult{}, fmt.Errorf("cp: replay: no state at index %d (the record holds no init entry before it)", until)
 	}
-	h, err := f.hashLocked()
+	h, err := f.hashLocked(time.Time{})
 	if err != nil {
 		return ReplayResult{}, err
 	}

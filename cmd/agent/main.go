@@ -67,6 +67,7 @@ type config struct {
 	TLSCA                string
 	TLSCert              string
 	TLSKey               string
+	PprofAddr            string
 }
 
 var errUsage = envflag.ErrUsage
@@ -91,6 +92,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA the cp's certificate must chain to (an https -cp); default the system's roots")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate naming this agent (CN or DNS SAN = -id): its client certificate to the cp, and its own port serves TLS with it; re-read on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert; re-read on SIGHUP")
+	fs.StringVar(&c.PprofAddr, "pprof", "", "host:port to serve Go's profiles (/debug/pprof/) on, a listener apart from -listen; off when empty (bind it to loopback: profiles expose the process)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: agent [flags]\n\nEvery flag has an environment twin FLUX_<FLAG> (e.g. FLUX_AGENT_TOKEN); the flag wins.\n\nFlags:\n")
@@ -130,6 +132,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	} {
 		if !ch.ok {
 			return config{}, fmt.Errorf("%w: %s %s", errUsage, given.Describe(ch.flag), ch.is)
+		}
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			return config{}, fmt.Errorf("%w: %s is not host:port: %v", errUsage, given.Describe("pprof"), err)
 		}
 	}
 	if c.Listen != listenNone {
@@ -207,6 +214,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return 1
 		}
 		ln = tlsc.listen(ln)
+	}
+	if cfg.PprofAddr != "" {
+		psrv, addr, err := serve.Pprof(cfg.PprofAddr)
+		if err != nil {
+			logger.Error("cannot listen", "pprof", cfg.PprofAddr, "error", err.Error())
+			return 1
+		}
+		defer psrv.Close()
+		logger.Info("serving profiles", "pprof", addr)
 	}
 	var httpClient *http.Client
 	if tlsc != nil {

@@ -53,6 +53,8 @@ func TestParseConfig(t *testing.T) {
 		{"advertise= is gone", []string{"--advertise=http://10.0.0.1:9090"}, nil, nil, "usage: -advertise is gone"},
 		{"FLUX_ADVERTISE is ignored", nil, map[string]string{"FLUX_ADVERTISE": "http://10.0.0.1:9090"}, func(c config) bool { return c.Listen == ":9090" }, ""},
 		{"no port", []string{"-listen", "none"}, nil, func(c config) bool { return c.Listen == "none" }, ""},
+		{"pprof", []string{"-pprof", "127.0.0.1:6061"}, nil, func(c config) bool { return c.PprofAddr == "127.0.0.1:6061" }, ""},
+		{"bad pprof", []string{"-pprof", "6061"}, nil, nil, "usage: -pprof 6061 is not host:port"},
 		{"bad listen", []string{"-listen", "9090"}, nil, nil, "usage: -listen 9090 is not host:port or none"},
 		{"stray argument", []string{"extra"}, nil, nil, "unexpected"},
 		{"unknown flag", []string{"-nope"}, nil, nil, "nope"},

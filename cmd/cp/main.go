@@ -43,7 +43,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -332,15 +331,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	rl.s = s
 	if cfg.PprofAddr != "" {
-		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		psrv, addr, err := serve.Pprof(cfg.PprofAddr)
 		if err != nil {
 			logger.Error("cannot listen", "pprof", cfg.PprofAddr, "error", err.Error())
 			return 1
 		}
-		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = psrv.Serve(pln) }()
 		defer psrv.Close()
-		logger.Info("serving profiles", "pprof", pln.Addr().String())
+		logger.Info("serving profiles", "pprof", addr)
 	}
 	srv := serve.HTTPServer(s.Handler(), logger)
 	if rl.srv != nil {
@@ -399,16 +396,6 @@ wait:
 
 // pprofMux serves net/http/pprof's handlers (on -pprof's listener only:
 // the API's mux never has them).
-func pprofMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}
-
 // reloader re-reads what SIGHUP re-reads: the tokens file, and the TLS
 // certificates and keys. Each keeps what it had when its files do not
 // load, and says why in the log; open connections and work go on.

@@ -4,7 +4,9 @@ package serve
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -38,4 +40,24 @@ func HTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// Pprof serves Go's net/http/pprof profiles (/debug/pprof/...) on a
+// listener of its own at addr, never on a daemon's API port (profiles
+// expose the process: bind it to loopback). It returns the server to close
+// at exit and the address it listens on.
+func Pprof(addr string) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: ReadHeaderTimeout}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, ln.Addr().String(), nil
 }

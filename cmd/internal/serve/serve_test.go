@@ -94,3 +94,24 @@ func TestOneConnectionCarriesPollAndHeartbeat(t *testing.T) {
 		_ = srv.Close()
 	}
 }
+
+// TestPprofServesProfilesOnItsOwnListener: Pprof listens where it is told,
+// serves the profile index there, and reports a port it cannot take.
+func TestPprofServesProfilesOnItsOwnListener(t *testing.T) {
+	srv, addr, err := Pprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/pprof/cmdline: %d", resp.StatusCode)
+	}
+	if _, _, err := Pprof(addr); err == nil {
+		t.Fatalf("a second Pprof on %s did not fail", addr)
+	}
+}

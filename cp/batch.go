@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 )
 
 // Group commit. Heartbeats are the bulk of the log (10,000 agents at a 5s
@@ -52,8 +53,10 @@ type batcher struct {
 
 	wg       sync.WaitGroup // the run goroutine; Server.Close waits for it
 	mu       sync.Mutex
+	cond     sync.Cond // signalled (L = &mu) when an input waits or an entry is answered
 	pending  []*call
-	inFlight bool
+	flying   int  // entries proposed and not yet answered
+	inFlight bool // the run goroutine is running
 	last     time.Time // the newest stamp given
 	off      bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
 }
@@ -89,8 +92,13 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 	b.pending = append(b.pending, c)
 	if !b.inFlight {
 		b.inFlight = true
+		if b.cond.L == nil {
+			b.cond.L = &b.mu
+		}
 		b.wg.Add(1)
 		go b.run()
+	} else {
+		b.cond.Signal()
 	}
 	b.mu.Unlock()
 	select {
@@ -101,19 +109,51 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 	}
 }
 
-// run proposes the waiting inputs, one entry at a time, until none wait.
+// run proposes the waiting inputs until none wait and every entry it
+// proposed is answered. At most entriesInFlightMax entries are in flight:
+// one being made durable or applied (complete waits for it), the next
+// queued in raft behind it, so applying one entry overlaps writing the
+// next, and raft appends what queued together in one fsync. While the
+// pipeline is full, arriving inputs wait together in pending and become
+// the next entry.
 func (b *batcher) run() {
 	defer b.wg.Done()
+	flights := make(chan flight, entriesInFlightMax)
+	b.wg.Add(1)
+	go b.complete(flights)
+	defer close(flights)
+	b.mu.Lock()
 	for {
-		b.mu.Lock()
-		batch := b.take()
-		if len(batch) == 0 {
+		switch {
+		case len(b.pending) == 0 && b.flying == 0:
 			b.inFlight = false
 			b.mu.Unlock()
 			return
+		case len(b.pending) == 0 || b.flying >= entriesInFlightMax:
+			b.cond.Wait()
+			continue
 		}
+		batch := b.take()
+		b.flying++
 		b.mu.Unlock()
-		b.commit(batch)
+		flights <- b.s.enqueueEntry(batch)
+		b.mu.Lock()
+	}
+}
+
+// entriesInFlightMax bounds the entries proposed and not yet answered.
+const entriesInFlightMax = 2
+
+// complete hands each entry's inputs their results, in the order the
+// entries were proposed.
+func (b *batcher) complete(flights <-chan flight) {
+	defer b.wg.Done()
+	for f := range flights {
+		f.finish(b.s)
+		b.mu.Lock()
+		b.flying--
+		b.cond.Signal()
+		b.mu.Unlock()
 	}
 }
 
@@ -143,17 +183,42 @@ func (b *batcher) take() []*call {
 	return batch
 }
 
-// commit writes batch as one entry and hands each input its result.
-func (b *batcher) commit(batch []*call) {
+// flight is one entry proposed and not yet answered: the calls whose
+// inputs it carries, in order.
+type flight struct {
+	batch  []*call
+	inputs int
+	start  time.Time
+	p      *raftlog.Pending
+	err    error // the entry was not proposed
+}
+
+// enqueueEntry encodes batch as one log entry and hands it to raft.
+func (s *Server) enqueueEntry(batch []*call) flight {
 	var envs []core.Envelope
 	for _, c := range batch {
 		envs = append(envs, c.envs...)
 	}
-	results, err := b.s.commit(envs)
+	f := flight{batch: batch, inputs: len(envs), start: time.Now()}
+	entry, err := encodeBatch(envs)
+	if err != nil {
+		f.err = fmt.Errorf("cp: encode a log entry: %w", err)
+		return f
+	}
+	f.p, f.err = s.node.Enqueue(context.Background(), entry)
+	return f
+}
+
+// finish waits for the entry and hands each call its inputs' results.
+func (f flight) finish(s *Server) {
+	res, err := []applied(nil), f.err
+	if err == nil {
+		res, err = s.wait(f)
+	}
 	off := 0
-	for _, c := range batch {
+	for _, c := range f.batch {
 		if err == nil {
-			c.res = results[off : off+len(c.envs) : off+len(c.envs)]
+			c.res = res[off : off+len(c.envs) : off+len(c.envs)]
 		}
 		off += len(c.envs)
 		c.err = err
@@ -161,35 +226,30 @@ func (b *batcher) commit(batch []*call) {
 	}
 }
 
-// commit proposes envs as one log entry and returns one result per input.
-// The error is the log's: none of them is acknowledged.
-func (s *Server) commit(envs []core.Envelope) ([]applied, error) {
-	entry, err := encodeBatch(envs)
-	if err != nil {
-		return nil, fmt.Errorf("cp: encode a log entry: %w", err)
-	}
-	start := time.Now()
-	res, _, err := s.node.Propose(context.Background(), entry)
-	s.metrics.proposal.Observe(time.Since(start).Seconds())
-	s.metrics.batchInputs.Observe(float64(len(envs)))
+// wait waits for the entry of f to be durable and applied and returns one
+// result per input. The error is the log's: none of them is acknowledged.
+func (s *Server) wait(f flight) ([]applied, error) {
+	res, _, err := f.p.Wait(context.Background())
+	s.metrics.proposal.Observe(time.Since(f.start).Seconds())
+	s.metrics.batchInputs.Observe(float64(f.inputs))
 	if err != nil {
 		return nil, err
 	}
 	switch r := res.(type) {
 	case applied:
-		if len(envs) == 1 {
+		if f.inputs == 1 {
 			return []applied{r}, nil
 		}
 		// The whole entry was refused (the state machine had stopped).
-		out := make([]applied, len(envs))
+		out := make([]applied, f.inputs)
 		for i := range out {
 			out[i] = r
 		}
 		return out, nil
 	case []applied:
-		if len(r) == len(envs) {
+		if len(r) == f.inputs {
 			return r, nil
 		}
 	}
-	return nil, fmt.Errorf("cp: log entry result %T does not match its %d inputs", res, len(envs))
+	return nil, fmt.Errorf("cp: log entry result %T does not match its %d inputs", res, f.inputs)
 }

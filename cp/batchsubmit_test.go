@@ -209,10 +209,10 @@ func TestBatchSubmitModeChangedInFlight(t *testing.T) {
 	go func() {
 		setMode <- tc.s.applyInput(core.SetModeInput{Mode: core.ModeReadOnly, Actor: core.ActorOperator})
 	}()
-	waitFor(t, 10*time.Second, "the mode change in flight", func() bool { return tc.s.batch.waiting() == 0 && inFlight(tc.s) })
+	waitFor(t, 10*time.Second, "the mode change in flight", func() bool { return tc.s.batch.waiting() == 0 && flying(tc.s) == 1 })
 	resp := make(chan response, 1)
 	go func() { resp <- tc.do("POST", "/v1/batch/tasks", `{"tasks":[{"kind":"sleep"},{"kind":"sleep"}]}`) }()
-	waitFor(t, 10*time.Second, "the batch waiting", func() bool { return tc.s.batch.waiting() == 1 })
+	waitFor(t, 10*time.Second, "the batch queued behind it", func() bool { return tc.s.batch.waiting() == 0 && flying(tc.s) == 2 })
 	gate.open()
 	if err := <-setMode; err != nil {
 		t.Fatal(err)

@@ -15,14 +15,28 @@ import (
 // BenchmarkEndToEnd measures tasks per second from submission to result on
 // loopback: 50 fake agents (real core.Agent state machines that poll
 // the cp, 4 slots each, heartbeating every 20ms) run `sleep 0` tasks
-// submitted over HTTP by 16 keep-alive clients.
+// submitted over HTTP by 16 keep-alive clients, with the log in memory
+// and in a data dir (fsync on).
 //
 //	go test -run '^$' -bench EndToEnd -benchtime 1x ./cp/
 func BenchmarkEndToEnd(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		name := "log=memory"
+		if durable {
+			name = "log=durable"
+		}
+		b.Run(name, func(b *testing.B) { endToEnd(b, durable) })
+	}
+}
+
+func endToEnd(b *testing.B, durable bool) {
 	const agents, tasks, clients = 50, 5000, 16
 	tc := startCP(b, true, func(o *Options) {
 		o.Core.QueueCapacity, o.Core.TasksMax = tasks*(b.N+1), tasks*(b.N+1)
 		o.Logger = nil
+		if durable {
+			o.DataDir = b.TempDir()
+		}
 	})
 	for i := range agents {
 		startAgent(b, tc.url, core.AgentID(fmt.Sprintf("a%02d", i)), fmt.Sprintf("z%d", i%3), 4, "")

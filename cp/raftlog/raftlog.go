@@ -256,6 +256,9 @@ func (n *Node) open(opts Options) error {
 	conf.SnapshotThreshold = opts.SnapshotThreshold
 	conf.SnapshotInterval = opts.SnapshotInterval
 	conf.TrailingLogs = opts.TrailingLogs
+	// Proposals queue while the leader writes (Enqueue): the next append
+	// takes every one queued, up to MaxAppendEntries, in one fsync.
+	conf.BatchApplyCh = true
 	if clustered {
 		opts.Cluster.timing(conf)
 		n.leaderCh = make(chan bool, 16)
@@ -373,36 +376,60 @@ func (n *Node) awaitLeaderAndReplay(timeout time.Duration) error {
 // context error or ErrNotDurable caused by lost leadership the entry may
 // still be applied later, as with any timeout of a replicated write.
 func (n *Node) Propose(ctx context.Context, entry []byte) (result any, index uint64, err error) {
+	p, err := n.Enqueue(ctx, entry)
+	if err != nil {
+		return nil, 0, err
+	}
+	return p.Wait(ctx)
+}
+
+// Pending is a proposal handed to raft and not yet answered (see Enqueue).
+type Pending struct {
+	n *Node
+	f raft.ApplyFuture
+}
+
+// Enqueue hands entry to raft and returns at once, so that a caller can
+// have several entries in flight: raft writes the entries queued while one
+// is being made durable in one append (one fsync), and applies them in the
+// order they were enqueued. Wait answers as Propose does. The context
+// bounds only how long raft may take to accept the entry into its queue.
+func (n *Node) Enqueue(ctx context.Context, entry []byte) (*Pending, error) {
 	if n.closed.Load() {
-		return nil, 0, ErrClosed
+		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var timeout time.Duration // zero: wait to enqueue until raft stops
 	if d, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(d); timeout <= 0 {
-			return nil, 0, context.DeadlineExceeded
+			return nil, context.DeadlineExceeded
 		}
 	}
-	f := n.raft.Apply(entry, timeout)
+	return &Pending{n: n, f: n.raft.Apply(entry, timeout)}, nil
+}
+
+// Wait waits until the entry is durable and applied, and returns the FSM's
+// result and the entry's index, or why it is not acknowledged (see Propose).
+func (p *Pending) Wait(ctx context.Context) (result any, index uint64, err error) {
 	// raft answers every future, except one committed but not yet applied
 	// when raft shuts down: it would wait forever. So a proposal stops
 	// waiting when the Node closes (or ctx ends); the goroutine left on
 	// such a future ends with the process.
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	go func() { done <- p.f.Error() }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
 		return nil, 0, fmt.Errorf("raftlog: propose: %w", ctx.Err())
-	case <-n.closing:
+	case <-p.n.closing:
 		return nil, 0, ErrClosed
 	}
 	if err != nil {
-		return nil, 0, n.proposeError(ctx, err)
+		return nil, 0, p.n.proposeError(ctx, err)
 	}
-	return f.Response(), f.Index(), nil
+	return p.f.Response(), p.f.Index(), nil
 }
 
 func (n *Node) proposeError(ctx context.Context, err error) error {

@@ -45,6 +45,7 @@ type call struct {
 	res  []applied
 	err  error
 	done chan struct{}
+	then func([]applied, error) // see batcher.queue
 }
 
 // batcher groups the inputs proposed while an entry is in flight.
@@ -72,10 +73,27 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if len(ins) == 0 {
+	c := b.queue(ins, nil)
+	if c == nil {
 		return nil, nil
 	}
-	c := &call{envs: make([]core.Envelope, len(ins)), done: make(chan struct{})}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cp: propose: %w", ctx.Err())
+	}
+}
+
+// queue stamps ins and queues them as one group for the next entry, and
+// returns at once (nil for no inputs). then, when not nil, is called with
+// their results (or the log's error) once the entry is answered, on the
+// batcher's goroutine: it must not block.
+func (b *batcher) queue(ins []core.Input, then func([]applied, error)) *call {
+	if len(ins) == 0 {
+		return nil
+	}
+	c := &call{envs: make([]core.Envelope, len(ins)), done: make(chan struct{}), then: then}
 	for i, in := range ins {
 		c.envs[i] = core.Wrap(time.Time{}, in)
 		c.size += len(c.envs[i].Body) + len(c.envs[i].Kind) + 64
@@ -101,12 +119,7 @@ func (b *batcher) proposeAll(ctx context.Context, ins []core.Input) ([]applied, 
 		b.cond.Signal()
 	}
 	b.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.res, c.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("cp: propose: %w", ctx.Err())
-	}
+	return c
 }
 
 // run proposes the waiting inputs until none wait and every entry it
@@ -223,6 +236,9 @@ func (f flight) finish(s *Server) {
 		off += len(c.envs)
 		c.err = err
 		close(c.done)
+		if c.then != nil {
+			c.then(c.res, c.err)
+		}
 	}
 }
 

@@ -72,7 +72,8 @@
 //	                                the reply names the cp's heartbeat_interval_ms to
 //	                                agents that report theirs
 //	POST /v1/agent/poll             agent protocol (net.PathPoll), agent token: the
-//	                                poll's acks go through the log, then the agent's
+//	                                poll's acks are queued for the log (not waited
+//	                                for), then the agent's
 //	                                mailbox answers at once or holds the request up to
 //	                                wait_ms (60s at most) until a message arrives;
 //	                                empty when the wait ends or the cp shuts down.

@@ -315,9 +315,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 		return
 	}
 	if len(p.Acks) > 0 {
-		if !s.applyAcks(w, r, &p) {
-			return // answered 503: the cursor did not move, the agent polls again with the same acks
-		}
+		s.queueAcks(&p)
 	}
 	wait := time.Duration(p.WaitMillis) * time.Millisecond
 	rc := http.NewResponseController(w)
@@ -359,30 +357,35 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 // cannot be extended: within the daemons' 30s WriteTimeout.
 const serverWriteBudget = 20 * time.Second
 
-// applyAcks proposes the poll's assignment acks through the log as one
-// group (group commit batches them with other inputs) and answers 503 when
-// the log does not take them. An ack the core finds stale is logged and
-// dropped.
-func (s *Server) applyAcks(w http.ResponseWriter, r *http.Request, p *fnet.PollRequest) bool {
+// queueAcks queues the poll's assignment acks for the log as one group
+// (group commit batches them with other inputs) and does not wait for
+// them: the poll goes on to take the agent's next messages at once, so an
+// assignment never waits behind the fsync of the acks before it. An ack
+// only confirms what the agent's heartbeats confirm too (it lists the
+// attempts it runs): one the log does not take (the cp lost its
+// leadership, which drops the mailboxes too) costs at most a resend,
+// fenced by attempt, as after a takeover. An ack the core finds stale (the
+// attempt ended meanwhile) is dropped.
+func (s *Server) queueAcks(p *fnet.PollRequest) {
 	ins := make([]core.Input, len(p.Acks))
 	for i := range p.Acks {
 		ack := p.Acks[i]
 		ack.AgentID = p.AgentID
 		ins[i] = ack
 	}
-	res, err := s.proposeAll(r.Context(), ins)
-	if err != nil {
-		writeProposeError(w, err)
-		return false
-	}
-	for i, a := range res {
-		if a.Err != nil {
-			// The task was forgotten meanwhile (evicted): nothing to do.
-			s.log.Debug("assignment ack ignored", "agent_id", string(p.AgentID), "task_id", string(p.Acks[i].TaskID),
-				"attempt", p.Acks[i].Attempt, "error", a.Err.Error())
+	agent, acks := string(p.AgentID), p.Acks
+	s.batch.queue(ins, func(res []applied, err error) {
+		if err != nil {
+			s.log.Warn("assignment acks not applied", "agent_id", agent, "acks", len(acks), "error", err.Error())
+			return
 		}
-	}
-	return true
+		for i, a := range res {
+			if a.Err != nil {
+				s.log.Debug("assignment ack ignored", "agent_id", agent, "task_id", string(acks[i].TaskID),
+					"attempt", acks[i].Attempt, "error", a.Err.Error())
+			}
+		}
+	})
 }
 
 // voidAssign drops from agent id's mailbox the assignment of task's

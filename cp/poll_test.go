@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 	fnet "github.com/fluxforge/fluxforge/net"
 )
 
@@ -136,9 +139,8 @@ func TestPollAcksAndResend(t *testing.T) {
 	if len(r.Messages) != 1 || r.Messages[0].Seq != 2 {
 		t.Fatalf("after 1: %+v", r)
 	}
-	if v := tc.task(t1.ID); v.State != core.TaskRunning {
-		t.Fatalf("acked task %v", v.State)
-	}
+	// The poll queued the ack without waiting for its entry.
+	waitFor(t, 10*time.Second, "the ack applied", func() bool { return tc.task(t1.ID).State == core.TaskRunning })
 	if v := tc.task(t2.ID); v.State != core.TaskAssigned {
 		t.Fatalf("unacked task %v", v.State)
 	}
@@ -150,6 +152,7 @@ func TestPollAcksAndResend(t *testing.T) {
 	if len(r.Messages) != 0 || r.Epoch != first.Epoch {
 		t.Fatalf("after 2: %+v", r)
 	}
+	waitFor(t, 10*time.Second, "the acks applied", func() bool { return strings.Contains(tc.logs.String(), "assignment ack ignored") })
 	if v := tc.task(t2.ID); v.Attempts[0].AgentID != "a1" || v.Attempts[0].Error == "" {
 		t.Fatalf("refused task %+v", v)
 	}
@@ -166,6 +169,39 @@ func TestPollAcksAndResend(t *testing.T) {
 	if !strings.Contains(tc.logs.String(), "assignment ack ignored") {
 		t.Error("ack of an unknown task not logged")
 	}
+}
+
+// TestPollDoesNotWaitForItsAcks: while the log's append is held, a poll
+// carrying acks still answers at once with the agent's next message; the
+// acks are applied when the log moves again. (Before, the poll waited for
+// its acks' fsync, so every assignment queued behind one.)
+func TestPollDoesNotWaitForItsAcks(t *testing.T) {
+	gate := &gateStore{}
+	tc := startCP(t, false, func(o *Options) {
+		durableOpts(t.TempDir(), newMock())(o)
+		o.Core.AssignTimeout = time.Hour
+		o.raft = func(ro *raftlog.Options) {
+			ro.WrapLogStore = func(s raft.LogStore) raft.LogStore { gate.LogStore = s; return gate }
+		}
+	})
+	pollHeartbeat(tc, "a1", 1)
+	t1 := tc.submit(`{"kind":"sleep"}`)
+	t2 := tc.submit(`{"kind":"sleep"}`)
+	first := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: 7})
+	if len(first.Messages) != 2 {
+		t.Fatalf("first %+v", first)
+	}
+	gate.hold()
+	ack := core.AssignAck{TaskID: t1.ID, Attempt: 1, Accepted: true}
+	r := tc.poll(fnet.PollRequest{AgentID: "a1", Incarnation: 7, Epoch: first.Epoch, After: 1, Acks: []core.AssignAck{ack}})
+	if len(r.Messages) != 1 || r.Messages[0].Assign.TaskID != t2.ID {
+		t.Fatalf("poll behind a held log: %+v", r)
+	}
+	if v := tc.task(t1.ID); v.State != core.TaskAssigned {
+		t.Fatalf("acked task %v while the log is held", v.State)
+	}
+	gate.open()
+	waitFor(t, 10*time.Second, "the ack applied", func() bool { return tc.task(t1.ID).State == core.TaskRunning })
 }
 
 func TestPollBadRequestsChangeNothing(t *testing.T) {

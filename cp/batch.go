@@ -56,8 +56,8 @@ type batcher struct {
 	mu       sync.Mutex
 	cond     sync.Cond // signalled (L = &mu) when an input waits or an entry is answered
 	pending  []*call
-	flying   int  // entries proposed and not yet answered
-	inFlight bool // the run goroutine is running
+	flying   int       // entries proposed and not yet answered
+	inFlight bool      // the run goroutine is running
 	last     time.Time // the newest stamp given
 	off      bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
 }

@@ -55,14 +55,17 @@ type initEntry struct {
 }
 
 func encodeEnvelope(env core.Envelope) ([]byte, error) {
-	return json.Marshal(logEntry{V: entryFormatVersion, Env: &env})
+	return encodeBatch([]core.Envelope{env})
 }
 
 // encodeBatch encodes envs as one entry: a version 1 entry for one input, a
-// version 2 batch for more.
+// version 2 batch for more (see entrycodec.go for the fast path).
 func encodeBatch(envs []core.Envelope) ([]byte, error) {
+	if b, ok := appendInputEntry(make([]byte, 0, 64+len(envs)*256), envs); ok {
+		return b, nil
+	}
 	if len(envs) == 1 {
-		return encodeEnvelope(envs[0])
+		return json.Marshal(logEntry{V: entryFormatVersion, Env: &envs[0]})
 	}
 	return json.Marshal(logEntry{V: entryBatchFormatVersion, Batch: envs})
 }
@@ -73,6 +76,9 @@ func encodeInit(at time.Time, cfg core.Config) ([]byte, error) {
 
 // decodeEntry decodes and checks an entry's container.
 func decodeEntry(index uint64, data []byte) (logEntry, error) {
+	if e, ok := decodeInputEntry(data); ok {
+		return e, nil
+	}
 	var e logEntry
 	if err := json.Unmarshal(data, &e); err != nil {
 		return logEntry{}, fmt.Errorf("cp: log entry %d is not a cp log entry: %v", index, err)

@@ -23,7 +23,6 @@ package timelinestore
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,6 +93,7 @@ type Store struct {
 	w        *bufio.Writer
 	lastSeq  uint64
 	lastTime time.Time
+	line     []byte // Append's buffer for one event's line
 }
 
 // New returns a Store over opts.Dir. It touches no file until the first
@@ -265,7 +265,6 @@ func (s *Store) Append(events []core.Event) error {
 		return err
 	}
 	wrote := false
-	var buf bytes.Buffer
 	for _, e := range events {
 		if e.Seq <= s.lastSeq {
 			continue
@@ -276,11 +275,12 @@ func (s *Store) Append(events []core.Event) error {
 			}
 		}
 		g := s.segs[len(s.segs)-1]
-		buf.Reset()
-		if err := json.NewEncoder(&buf).Encode(e); err != nil {
+		line, err := appendEvent(s.line[:0], e)
+		if err != nil {
 			return s.fail(err)
 		}
-		if _, err := s.w.Write(buf.Bytes()); err != nil {
+		s.line = line
+		if _, err := s.w.Write(line); err != nil {
 			return s.fail(err)
 		}
 		if g.count%indexEvery == 0 {
@@ -290,7 +290,7 @@ func (s *Store) Append(events []core.Event) error {
 			g.firstTime = e.Time
 		}
 		g.count++
-		g.size += int64(buf.Len())
+		g.size += int64(len(line))
 		s.lastSeq, s.lastTime = e.Seq, e.Time
 		wrote = true
 	}

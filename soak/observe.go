@@ -32,6 +32,9 @@ type timelineFollower struct {
 	succeeded map[core.TaskID]int
 	ended     map[core.TaskID]core.TaskState
 	dropped   uint64
+	// lastSucceeded is the cp's time of the latest SUCCEEDED event seen:
+	// when a burn-down ended, to the cp's clock rather than to the poll.
+	lastSucceeded time.Time
 }
 
 func (f *timelineFollower) poll(ctx context.Context, hc *http.Client, base string) error {
@@ -57,6 +60,9 @@ func (f *timelineFollower) poll(ctx context.Context, hc *http.Client, base strin
 			f.ended[e.TaskID] = st
 			if st == core.TaskSucceeded {
 				f.succeeded[e.TaskID]++
+				if e.Time.After(f.lastSucceeded) {
+					f.lastSucceeded = e.Time
+				}
 			}
 		}
 		f.since = page.NextSince

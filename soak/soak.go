@@ -29,6 +29,10 @@
 // package runs a short version in CI; go test ./soak/ -run TestSoak -soak
 // runs the full one (1,000 agents, 2 minutes) and LongCut (a cut longer
 // than the heartbeat timeout plus the loss grace).
+//
+// RunThroughput (throughput.go) measures the other way: how many short
+// tasks a second the cp takes from batch submissions and runs on the
+// fleet, and the cp's CPU per task, with the cp in a process of its own.
 package soak
 
 import (
@@ -526,23 +530,7 @@ func tally(rep *Report, sub *submitters, fl *fleet, ids []core.TaskID, steady ti
 // check records every violated check in rep.Failures (see the package
 // comment for the list).
 func check(cfg Config, rep *Report, tl *timelineFollower, fl *fleet, ids []core.TaskID, sampled bool) {
-	tl.mu.Lock()
-	rep.TimelineDropped = tl.dropped
-	for _, id := range ids {
-		switch st, ok := tl.ended[id]; {
-		case !ok:
-		case st != core.TaskSucceeded:
-			rep.failf("task %s ended %s", id, st)
-		case tl.succeeded[id] != 1:
-			rep.failf("task %s succeeded %d times on the timeline", id, tl.succeeded[id])
-		default:
-			rep.Succeeded++
-		}
-	}
-	tl.mu.Unlock()
-	if rep.TimelineDropped > 0 {
-		rep.failf("the timeline follower missed events: %d dropped", rep.TimelineDropped)
-	}
+	checkTimeline(rep, tl, ids)
 	checkExecutions(rep, fl.rec, ids)
 	if fl.errs.n > 0 {
 		rep.failf("%d unexpected errors, first: %q", fl.errs.n, fl.errs.first)
@@ -563,6 +551,29 @@ func check(cfg Config, rep *Report, tl *timelineFollower, fl *fleet, ids []core.
 	}
 	if lim := int(float64(rep.GoroutinesStart)*(1+cfg.GoroutineSlackFrac)) + cfg.GoroutineSlack; rep.GoroutinesEnd > lim {
 		rep.failf("goroutines grew: %d at the start of the steady phase, %d at its end (limit %d)", rep.GoroutinesStart, rep.GoroutinesEnd, lim)
+	}
+}
+
+// checkTimeline checks the cp's side: every accepted task ended SUCCEEDED,
+// exactly once, and the follower missed no event. A task not ended is
+// drain's failure, not counted here.
+func checkTimeline(rep *Report, tl *timelineFollower, ids []core.TaskID) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	rep.TimelineDropped = tl.dropped
+	for _, id := range ids {
+		switch st, ok := tl.ended[id]; {
+		case !ok:
+		case st != core.TaskSucceeded:
+			rep.failf("task %s ended %s", id, st)
+		case tl.succeeded[id] != 1:
+			rep.failf("task %s succeeded %d times on the timeline", id, tl.succeeded[id])
+		default:
+			rep.Succeeded++
+		}
+	}
+	if rep.TimelineDropped > 0 {
+		rep.failf("the timeline follower missed events: %d dropped", rep.TimelineDropped)
 	}
 }
 

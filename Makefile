@@ -5,7 +5,7 @@ PKGS    ?= ./...
 SCENARIO ?= agent-flap
 SEED    ?= 1
 
-.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak soak-long-cut soak-5k fuzz swarm
+.PHONY: all build test test-short vet lint sim cluster bench bench-core bench-sim bench-api fmt clean check-deploy soak soak-long-cut soak-5k soak-throughput fuzz swarm
 
 all: build
 
@@ -73,6 +73,14 @@ soak-long-cut:
 # CI has. Not in make test.
 soak-5k:
 	[ "$$(ulimit -n)" = unlimited ] || [ "$$(ulimit -n)" -ge 12000 ] || ulimit -n 12000 2>/dev/null || true; $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 30m ./soak/ -args -soak-5k
+
+# The issue's throughput floor: a cp (in a process of its own) with 1,000
+# light agents × 4 slots burns down 200,000 no-op tasks posted in batches;
+# prints tasks/s and the cp's and the fleet's CPU per task. THROUGHPUT_ARGS
+# adds flags, e.g. -soak-throughput-batch 500 -soak-cpuprofile /tmp/cp.pprof.
+THROUGHPUT_ARGS ?=
+soak-throughput:
+	$(GO) test -count=1 -run '^TestThroughput$$' -v -timeout 10m ./soak/ -args -soak-throughput $(THROUGHPUT_ARGS)
 
 # Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
 FUZZTIME ?= 60s

@@ -76,6 +76,11 @@ type ThroughputConfig struct {
 	// QueueCapacity is the cp's core.Config.QueueCapacity: how far
 	// submission may run ahead of dispatch before the cp answers 429.
 	QueueCapacity int
+	// HeartbeatInterval, when set, replaces the soak's 500ms (and the
+	// heartbeat timeout and loss grace scale with it): the fleet's
+	// heartbeats are most of the cp's CPU at rest, and production agents
+	// send one every 5s.
+	HeartbeatInterval time.Duration
 	// IdleSample is how long the cp's idle CPU (the fleet registered,
 	// nothing submitted) is sampled before the burn-down; 0 skips it.
 	IdleSample time.Duration
@@ -105,7 +110,7 @@ func ThroughputTiny() ThroughputConfig {
 
 func (c ThroughputConfig) validate() error {
 	if c.Agents < c.Zones || c.Zones < 1 || c.Slots < 1 || c.Task < 0 || c.Tasks < 1 ||
-		c.Batch < 1 || c.Batch > cp.BatchTasksMax || c.Submitters < 1 || c.QueueCapacity < 1 || c.Timeout <= 0 {
+		c.Batch < 1 || c.Batch > cp.BatchTasksMax || c.Submitters < 1 || c.QueueCapacity < 1 || c.HeartbeatInterval < 0 || c.Timeout <= 0 {
 		return fmt.Errorf("soak: throughput: need Agents >= Zones >= 1, Slots >= 1, Task >= 0, Tasks >= 1, Batch in [1,%d], Submitters >= 1, QueueCapacity >= 1 and Timeout > 0",
 			cp.BatchTasksMax)
 	}
@@ -121,6 +126,9 @@ func throughputCoreConfig(cfg ThroughputConfig) core.Config {
 	cc.QueueCapacity = cfg.QueueCapacity
 	cc.TasksMax = max(cc.TasksMax, 4*cfg.QueueCapacity)
 	cc.TimelineEventsMax = 200_000
+	if iv := cfg.HeartbeatInterval; iv > 0 {
+		cc.HeartbeatInterval, cc.HeartbeatTimeout, cc.LostAfter = iv, 4*iv, 6*iv
+	}
 	return cc
 }
 
@@ -150,6 +158,17 @@ func (r *ThroughputReport) CPCPUPerTask() time.Duration {
 	return r.CPCPU / time.Duration(max(r.Accepted, 1))
 }
 
+// CPCPUPerTaskAboveIdle is the cp's CPU per accepted task less what it
+// spends at rest over the same time (heartbeats and held polls of the
+// fleet): the tasks' own cost. Zero when the idle CPU was not sampled.
+func (r *ThroughputReport) CPCPUPerTaskAboveIdle() time.Duration {
+	if r.CPIdleCores == 0 {
+		return 0
+	}
+	idle := time.Duration(r.CPIdleCores * float64(r.Elapsed))
+	return (r.CPCPU - idle) / time.Duration(max(r.Accepted, 1))
+}
+
 // FleetCPUPerTask is this process's CPU per accepted task.
 func (r *ThroughputReport) FleetCPUPerTask() time.Duration {
 	return r.FleetCPU / time.Duration(max(r.Accepted, 1))
@@ -158,10 +177,11 @@ func (r *ThroughputReport) FleetCPUPerTask() time.Duration {
 // String is the one summary line, then the failures.
 func (r *ThroughputReport) String() string {
 	var b strings.Builder
-	c := r.Config
-	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d\n",
-		c.Agents, c.Slots, c.Tasks, c.Task, c.Batch, c.Submitters, c.QueueCapacity, r.Elapsed.Seconds(), r.TasksPerS,
-		float64(r.CPCPUPerTask())/float64(time.Microsecond), float64(r.FleetCPUPerTask())/float64(time.Microsecond),
+	c, cc := r.Config, throughputCoreConfig(r.Config)
+	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d heartbeat=%v elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f cp_cpu_above_idle_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d\n",
+		c.Agents, c.Slots, c.Tasks, c.Task, c.Batch, c.Submitters, c.QueueCapacity, cc.HeartbeatInterval, r.Elapsed.Seconds(), r.TasksPerS,
+		float64(r.CPCPUPerTask())/float64(time.Microsecond), float64(r.CPCPUPerTaskAboveIdle())/float64(time.Microsecond),
+		float64(r.FleetCPUPerTask())/float64(time.Microsecond),
 		r.CPCPU.Seconds()/max(r.Elapsed.Seconds(), 1e-9), r.CPIdleCores, float64(r.CPHeap)/(1<<20),
 		r.Posts, r.Refused429, r.Refused503, r.Executions)
 	for _, f := range r.Failures {

@@ -17,6 +17,7 @@ var (
 	tpSubmit   = flag.Int("soak-throughput-submitters", 0, "with -soak-throughput: concurrent submitters (default 4)")
 	tpTaskMS   = flag.Int("soak-throughput-task-ms", 0, "with -soak-throughput: sleep of each task in ms (default 0: no-op)")
 	tpQueue    = flag.Int("soak-throughput-queue", 0, "with -soak-throughput: the cp's queue capacity (default 20,000)")
+	tpBeat     = flag.Duration("soak-throughput-heartbeat", 0, "with -soak-throughput: the agents' heartbeat interval (default the soak's 500ms)")
 	cpuProfile = flag.String("soak-cpuprofile", "", "write the cp process's CPU profile of the throughput burn-down to FILE")
 )
 
@@ -41,6 +42,7 @@ func TestThroughput(t *testing.T) {
 			}
 		}
 		cfg.Task = time.Duration(*tpTaskMS) * time.Millisecond
+		cfg.HeartbeatInterval = *tpBeat
 	}
 	cfg.CPCommand = []string{os.Args[0], "-test.run=^TestThroughputCPChild$"}
 	cfg.CPUProfile = *cpuProfile

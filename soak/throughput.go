@@ -149,8 +149,10 @@ type ThroughputReport struct {
 	CPCPU, FleetCPU time.Duration
 	CPIdleCores     float64 // the cp's CPU at rest, in cores
 	CPHeap          uint64  // the cp's heap after a GC at the end
-	APIErrors       map[string]float64
-	Failures        []string
+	// Heartbeats and Polls are the fleet's requests over the burn-down.
+	Heartbeats, Polls uint64
+	APIErrors         map[string]float64
+	Failures          []string
 }
 
 // CPCPUPerTask is the cp's CPU per accepted task.
@@ -178,12 +180,13 @@ func (r *ThroughputReport) FleetCPUPerTask() time.Duration {
 func (r *ThroughputReport) String() string {
 	var b strings.Builder
 	c, cc := r.Config, throughputCoreConfig(r.Config)
-	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d heartbeat=%v elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f cp_cpu_above_idle_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d\n",
+	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d heartbeat=%v elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f cp_cpu_above_idle_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d heartbeats/task=%.2f polls/task=%.2f\n",
 		c.Agents, c.Slots, c.Tasks, c.Task, c.Batch, c.Submitters, c.QueueCapacity, cc.HeartbeatInterval, r.Elapsed.Seconds(), r.TasksPerS,
 		float64(r.CPCPUPerTask())/float64(time.Microsecond), float64(r.CPCPUPerTaskAboveIdle())/float64(time.Microsecond),
 		float64(r.FleetCPUPerTask())/float64(time.Microsecond),
 		r.CPCPU.Seconds()/max(r.Elapsed.Seconds(), 1e-9), r.CPIdleCores, float64(r.CPHeap)/(1<<20),
-		r.Posts, r.Refused429, r.Refused503, r.Executions)
+		r.Posts, r.Refused429, r.Refused503, r.Executions,
+		float64(r.Heartbeats)/float64(max(r.Accepted, 1)), float64(r.Polls)/float64(max(r.Accepted, 1)))
 	for _, f := range r.Failures {
 		fmt.Fprintf(&b, "FAIL: %s\n", f)
 	}
@@ -238,6 +241,7 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (*ThroughputReport
 		return nil, err
 	}
 	selfBefore := selfCPU()
+	hbBefore, pollBefore := fl.hbOK.Load(), fl.pollOK.Load()
 	start := time.Now()
 	subCtx, stopSub := context.WithCancel(ctx)
 	sub := startBatchSubmitters(subCtx, api, child.url, cfg, fl.errs)
@@ -248,6 +252,7 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (*ThroughputReport
 		return nil, err
 	}
 	rep.FleetCPU = selfCPU() - selfBefore
+	rep.Heartbeats, rep.Polls = fl.hbOK.Load()-hbBefore, fl.pollOK.Load()-pollBefore
 	cpAfter, _, err := child.cpu()
 	if err != nil {
 		return nil, err

@@ -96,9 +96,13 @@ type ThroughputConfig struct {
 }
 
 // ThroughputFloor is the floor: 1,000 light agents × 4 slots in 3
-// zones, 200,000 no-op tasks in batches of 1,000 from 4 submitters.
+// zones, 200,000 no-op tasks in batches of 500 from 8 submitters. Of the
+// shapes tried (1,000 × 1, 4 or 8; 500 × 8; 250 × 4 or 16; 100 × 16),
+// 500 × 8 kept the cp's queue fed (it refuses some with 429) at the
+// lowest cp CPU per task; one submitter cannot (the cp idles between
+// posts, and its per-task CPU doubles with the fleet's heartbeats).
 func ThroughputFloor() ThroughputConfig {
-	return ThroughputConfig{Agents: 1000, Zones: 3, Slots: 4, Task: 0, Tasks: 200_000, Batch: 1000, Submitters: 4,
+	return ThroughputConfig{Agents: 1000, Zones: 3, Slots: 4, Task: 0, Tasks: 200_000, Batch: 500, Submitters: 8,
 		QueueCapacity: 20_000, IdleSample: 3 * time.Second, Timeout: 9 * time.Minute}
 }
 

@@ -13,8 +13,8 @@ import (
 var (
 	throughput = flag.Bool("soak-throughput", false, "run the throughput measurement at the issue's floor (1,000 agents × 4 slots, 200,000 no-op tasks) instead of the tiny one")
 	tpTasks    = flag.Int("soak-throughput-tasks", 0, "with -soak-throughput: tasks to run (default 200,000)")
-	tpBatch    = flag.Int("soak-throughput-batch", 0, "with -soak-throughput: tasks per batch (default 1,000)")
-	tpSubmit   = flag.Int("soak-throughput-submitters", 0, "with -soak-throughput: concurrent submitters (default 4)")
+	tpBatch    = flag.Int("soak-throughput-batch", 0, "with -soak-throughput: tasks per batch (default 500)")
+	tpSubmit   = flag.Int("soak-throughput-submitters", 0, "with -soak-throughput: concurrent submitters (default 8)")
 	tpTaskMS   = flag.Int("soak-throughput-task-ms", 0, "with -soak-throughput: sleep of each task in ms (default 0: no-op)")
 	tpQueue    = flag.Int("soak-throughput-queue", 0, "with -soak-throughput: the cp's queue capacity (default 20,000)")
 	tpBeat     = flag.Duration("soak-throughput-heartbeat", 0, "with -soak-throughput: the agents' heartbeat interval (default the soak's 500ms)")

@@ -169,7 +169,12 @@ func (r *ThroughputReport) CPCPUPerTask() time.Duration {
 
 // CPCPUPerTaskAboveIdle is the cp's CPU per accepted task less what it
 // spends at rest over the same time (heartbeats and held polls of the
-// fleet): the tasks' own cost. Zero when the idle CPU was not sampled.
+// fleet). Zero when the idle CPU was not sampled. It understates the
+// tasks' cost: under load an agent's heartbeats carry its results and
+// stand in for its periodic ones, which then cost nothing extra (at the
+// floor it was 69 µs with the soak's 500ms heartbeats, while with 5s
+// heartbeats, idle 0.01 cores, the whole cost was 157-175 µs). Quote
+// CPCPUPerTask with -soak-throughput-heartbeat 5s.
 func (r *ThroughputReport) CPCPUPerTaskAboveIdle() time.Duration {
 	if r.CPIdleCores == 0 {
 		return 0

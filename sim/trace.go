@@ -39,9 +39,9 @@ func newTracer(w io.Writer, keep int) *tracer {
 func (t *tracer) begin(at time.Duration, n uint64, ev string) {
 	b := t.buf[:0]
 	b = append(b, `{"ms":`...)
-	b = strconv.AppendInt(b, at.Milliseconds(), 10)
+	b = appendInt(b, at.Milliseconds())
 	b = append(b, `,"n":`...)
-	b = strconv.AppendUint(b, n, 10)
+	b = appendUint(b, n)
 	b = append(b, `,"ev":"`...)
 	b = append(b, ev...)
 	b = append(b, '"')
@@ -62,7 +62,7 @@ func (t *tracer) int(key string, v int64) {
 	b := append(t.buf, `,"`...)
 	b = append(b, key...)
 	b = append(b, `":`...)
-	t.buf = strconv.AppendInt(b, v, 10)
+	t.buf = appendInt(b, v)
 }
 
 func (t *tracer) end() {
@@ -107,10 +107,68 @@ func (t *tracer) sum() string {
 	return fmt.Sprintf("crc32x2:%08x%08x", t.hashC.Sum32(), t.hashI.Sum32())
 }
 
+// appendInt appends v in decimal, as strconv.AppendInt(b, v, 10) does.
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return strconv.AppendInt(b, v, 10)
+	}
+	return appendUint(b, uint64(v))
+}
+
+// digitPairs holds "00".."99" for appendUint.
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// appendUint appends v in decimal, as strconv.AppendUint(b, v, 10) does,
+// two digits at a time into a stack buffer: the tracer formats several
+// numbers a line and millions of lines a run.
+func appendUint(b []byte, v uint64) []byte {
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	var buf [20]byte
+	i := len(buf)
+	for v >= 100 {
+		q := v / 100
+		r := v - q*100
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+		v = q
+	}
+	if v >= 10 {
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[2*v], digitPairs[2*v+1]
+	} else {
+		i--
+		buf[i] = byte('0' + v)
+	}
+	return append(b, buf[i:]...)
+}
+
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	// Fast path: nothing to escape (ids, kinds, most reasons).
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {

@@ -169,13 +169,46 @@ func (cp *ControlPlane) applyResults(now time.Time, a *agentRecord, results []Re
 	return acked
 }
 
+// reportedTasks is the set of tasks a heartbeat lists as running. A
+// heartbeat lists a few (an agent's slots), so a scan beats building a map
+// on every heartbeat; a long list gets a map.
+type reportedTasks struct {
+	running []Lease
+	set     map[TaskID]bool // nil for a short list
+}
+
+// reportedScanMax is the longest running list scanned rather than indexed.
+const reportedScanMax = 16
+
+func newReportedTasks(running []Lease) reportedTasks {
+	r := reportedTasks{running: running}
+	if len(running) > reportedScanMax {
+		r.set = make(map[TaskID]bool, len(running))
+		for _, l := range running {
+			r.set[l.TaskID] = true
+		}
+	}
+	return r
+}
+
+func (r reportedTasks) has(id TaskID) bool {
+	if r.set != nil {
+		return r.set[id]
+	}
+	for _, l := range r.running {
+		if l.TaskID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // confirmRunning confirms the attempts a reports running that the cp leased
 // to it, and returns the tasks reported and the attempts a must stop.
-func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (map[TaskID]bool, []Lease) {
+func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (reportedTasks, []Lease) {
 	var cancel []Lease
-	reported := make(map[TaskID]bool, len(running))
+	reported := newReportedTasks(running)
 	for _, l := range running {
-		reported[l.TaskID] = true
 		t, ok := cp.tasks[l.TaskID]
 		if !ok || t.State.Terminal() || t.AgentID != a.id || t.Attempt != l.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
 			// The agent runs something the cp does not know or no longer
@@ -196,10 +229,10 @@ func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (map[Tas
 // heartbeat (sequence seq) neither runs nor reports finished: they are
 // lost, after a restart at once, otherwise once the agent had the time to
 // hear of them.
-func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uint64, reported map[TaskID]bool, restarted bool) {
+func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uint64, reported reportedTasks, restarted bool) {
 	var lost []*taskRecord
 	for _, t := range a.running {
-		if reported[t.ID] {
+		if reported.has(t.ID) {
 			continue
 		}
 		// A heartbeat the agent built before it accepted the attempt

@@ -98,7 +98,7 @@ func (s *sim) loseLeader(i int) {
 func (s *sim) inFlightToLeader() (committed, lost int) {
 	var evs []event
 	for _, k := range s.q.keys {
-		e := s.q.slab[k.slot]
+		e := s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 1 && e.gen == uint64(s.cpGen) && e.msg != nil {
 			evs = append(evs, e)
 		}
@@ -154,14 +154,14 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 func (s *sim) inFlightFromLeader() (delivered, dropped int) {
 	var keys []heapKey
 	for _, k := range s.q.keys {
-		e := &s.q.slab[k.slot]
+		e := &s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 0 && e.msg != nil && e.msg.m.From == fnet.CPNode {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b heapKey) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seq, b.seq)) })
+	slices.SortFunc(keys, func(a, b heapKey) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seqSlot, b.seqSlot)) })
 	for _, k := range keys {
-		e := &s.q.slab[k.slot]
+		e := &s.q.slab[k.slot()]
 		if s.rng.IntN(2) == 0 {
 			delivered++
 			continue

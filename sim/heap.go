@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -84,8 +85,9 @@ type execEnd struct {
 // heap, so fewer cache misses per operation. It is hand-rolled rather than
 // container/heap to avoid interface boxing in the hottest loop. The heap
 // holds small keys (time, sequence, slot); the events themselves stay put in
-// a slab with a free list, so sifting moves 24 bytes rather than a whole
-// event.
+// a slab with a free list, so sifting moves 16 bytes rather than a whole
+// event: a key packs the sequence number and the slot into one word, so a
+// node's four children fill one 64-byte cache line.
 type eventQueue struct {
 	keys []heapKey
 	slab []event
@@ -93,13 +95,24 @@ type eventQueue struct {
 }
 
 type heapKey struct {
-	at   time.Duration
-	seq  uint64
-	slot int32
+	at time.Duration
+	// seqSlot is seq<<slotBits | slot. Sequence numbers are unique, so
+	// comparing seqSlot compares seq; the slot rides along.
+	seqSlot uint64
 }
 
+// slotBits bounds the events queued at once (16M: gigabytes of slab) and
+// leaves 40 bits of sequence (10^12 events, far past EventsLimit).
+const (
+	slotBits = 24
+	slotMask = 1<<slotBits - 1
+	seqMax   = 1<<(64-slotBits) - 1
+)
+
+func (k *heapKey) slot() int32 { return int32(k.seqSlot & slotMask) }
+
 func keyLess(a, b *heapKey) bool {
-	return a.at < b.at || a.at == b.at && a.seq < b.seq
+	return a.at < b.at || a.at == b.at && a.seqSlot < b.seqSlot
 }
 
 func (q *eventQueue) push(e event) {
@@ -112,7 +125,10 @@ func (q *eventQueue) push(e event) {
 		slot = int32(len(q.slab))
 		q.slab = append(q.slab, e)
 	}
-	k := heapKey{at: e.at, seq: e.seq, slot: slot}
+	if slot > slotMask || e.seq > seqMax {
+		panic(fmt.Sprintf("sim: event queue: slot %d or sequence %d out of range", slot, e.seq))
+	}
+	k := heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(slot)}
 	keys := append(q.keys, k)
 	i := len(keys) - 1
 	for i > 0 {
@@ -128,11 +144,11 @@ func (q *eventQueue) push(e event) {
 }
 
 // peek returns the earliest event, which stays queued.
-func (q *eventQueue) peek() *event { return &q.slab[q.keys[0].slot] }
+func (q *eventQueue) peek() *event { return &q.slab[q.keys[0].slot()] }
 
 func (q *eventQueue) pop() event {
 	keys := q.keys
-	slot := keys[0].slot
+	slot := keys[0].slot()
 	top := q.slab[slot]
 	q.slab[slot] = event{} // no references from the free slot
 	q.free = append(q.free, slot)

@@ -16,14 +16,15 @@ import (
 // maps) so the bytes are deterministic and cheap. Two hardware-accelerated
 // CRC-32s (Castagnoli and IEEE) of all of them, computed over 64 KiB chunks,
 // form the run's 64-bit trace hash: at the simulator's line rate FNV-64a or
-// CRC-64 cost over a tenth of the run.
+// CRC-64 cost over a tenth of the run. A line is built in place at the end
+// of the chunk, so it is not copied once more when it is done.
 type tracer struct {
 	w     io.Writer
 	werr  error
 	hashC hash.Hash32
 	hashI hash.Hash32
-	buf   []byte
-	chunk []byte // lines not yet hashed and written
+	chunk []byte // lines not yet hashed and written, then the line being built
+	done  int    // chunk[:done] holds whole lines
 	prev  []byte // the chunk before, kept for the last lines of a report
 	keep  int    // how many last lines a report wants
 	bytes int64
@@ -37,7 +38,7 @@ func newTracer(w io.Writer, keep int) *tracer {
 
 // begin starts a line at virtual time at for sim event number n.
 func (t *tracer) begin(at time.Duration, n uint64, ev string) {
-	b := t.buf[:0]
+	b := t.chunk[:t.done]
 	b = append(b, `{"ms":`...)
 	b = appendInt(b, at.Milliseconds())
 	b = append(b, `,"n":`...)
@@ -45,41 +46,43 @@ func (t *tracer) begin(at time.Duration, n uint64, ev string) {
 	b = append(b, `,"ev":"`...)
 	b = append(b, ev...)
 	b = append(b, '"')
-	t.buf = b
+	t.chunk = b
 }
 
 func (t *tracer) str(key, val string) {
 	if val == "" {
 		return
 	}
-	b := append(t.buf, `,"`...)
+	b := append(t.chunk, `,"`...)
 	b = append(b, key...)
 	b = append(b, `":`...)
-	t.buf = appendJSONString(b, val)
+	t.chunk = appendJSONString(b, val)
 }
 
 func (t *tracer) int(key string, v int64) {
-	b := append(t.buf, `,"`...)
+	b := append(t.chunk, `,"`...)
 	b = append(b, key...)
 	b = append(b, `":`...)
-	t.buf = appendInt(b, v)
+	t.chunk = appendInt(b, v)
 }
 
 func (t *tracer) end() {
-	t.buf = append(t.buf, '}', '\n')
-	b := t.buf
-	t.bytes += int64(len(b))
+	t.chunk = append(t.chunk, '}', '\n')
+	n := len(t.chunk) - t.done
+	t.bytes += int64(n)
 	t.lines++
-	if len(t.chunk)+len(b) > chunkBytes {
+	if len(t.chunk) > chunkBytes {
+		// The whole lines before this one make a chunk; this line
+		// starts the next.
 		t.flush()
 	}
-	t.chunk = append(t.chunk, b...)
+	t.done += n
 }
 
 // last returns up to keep last lines, oldest first, from the current and
 // the previous chunk (a chunk holds hundreds of lines).
 func (t *tracer) last() []string {
-	all := append(append([]byte(nil), t.prev...), t.chunk...)
+	all := append(append([]byte(nil), t.prev...), t.chunk[:t.done]...)
 	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
 	if len(lines) == 1 && lines[0] == "" {
 		return nil
@@ -91,14 +94,17 @@ const chunkBytes = 64 << 10
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// flush hashes and writes the pending lines.
+// flush hashes and writes the whole lines pending; a line being built
+// moves to the start of the next chunk.
 func (t *tracer) flush() {
-	t.hashC.Write(t.chunk)
-	t.hashI.Write(t.chunk)
+	whole := t.chunk[:t.done]
+	t.hashC.Write(whole)
+	t.hashI.Write(whole)
 	if t.w != nil && t.werr == nil {
-		_, t.werr = t.w.Write(t.chunk)
+		_, t.werr = t.w.Write(whole)
 	}
-	t.prev, t.chunk = t.chunk, t.prev[:0]
+	t.prev, t.chunk = whole, append(t.prev[:0], t.chunk[t.done:]...)
+	t.done = 0
 }
 
 // sum flushes and returns the trace hash.

@@ -1,10 +1,16 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"pgregory.net/rapid"
@@ -78,6 +84,79 @@ func TestAppendJSONString(t *testing.T) {
 			rapid.Custom(func(t *rapid.T) string { return string(rapid.SliceOf(rapid.Byte()).Draw(t, "b")) })).Draw(t, "s")
 		if got, want := appendJSONString(nil, s), appendJSONStringSlow(nil, s); string(got) != string(want) {
 			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+// refTracer is the tracer as it was before lines were built in place: a
+// line in its own buffer, copied into the chunk when done. The tracer must
+// write, hash and keep exactly what it did.
+type refTracer struct {
+	buf, chunk, prev []byte
+	out              []byte
+	keep             int
+}
+
+func (t *refTracer) line(b []byte) {
+	if len(t.chunk)+len(b) > chunkBytes {
+		t.out = append(t.out, t.chunk...)
+		t.prev, t.chunk = append(t.prev[:0], t.chunk...), t.chunk[:0]
+	}
+	t.chunk = append(t.chunk, b...)
+}
+
+func (t *refTracer) last() []string {
+	all := append(append([]byte(nil), t.prev...), t.chunk...)
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return nil
+	}
+	return lines[max(0, len(lines)-t.keep):]
+}
+
+// TestTracerChunks writes random lines, some longer than a chunk, and
+// compares the bytes written, the hash and the last lines with refTracer,
+// also with a line left unfinished.
+func TestTracerChunks(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var out bytes.Buffer
+		keep := rapid.IntRange(1, 30).Draw(t, "keep")
+		tr := newTracer(&out, keep)
+		ref := &refTracer{keep: keep}
+		for i := range rapid.IntRange(0, 3000).Draw(t, "lines") {
+			n := rapid.IntRange(0, 400).Draw(t, "len")
+			if rapid.IntRange(0, 200).Draw(t, "huge") == 0 {
+				n = rapid.IntRange(chunkBytes-100, 2*chunkBytes).Draw(t, "hugeLen")
+			}
+			val := strings.Repeat("x", n)
+			tr.begin(time.Duration(i)*time.Millisecond, uint64(i), "ev")
+			tr.str("v", val)
+			tr.int("i", int64(i))
+			tr.end()
+			want := fmt.Sprintf(`{"ms":%d,"n":%d,"ev":"ev"`, i, i)
+			if val != "" {
+				want += `,"v":"` + val + `"`
+			}
+			want += fmt.Sprintf(`,"i":%d}`+"\n", i)
+			ref.line([]byte(want))
+		}
+		if rapid.Bool().Draw(t, "open") {
+			tr.begin(0, 0, "unfinished")
+		}
+		if got, want := tr.last(), ref.last(); !slices.Equal(got, want) {
+			t.Fatalf("last lines differ:\n got %q\nwant %q", got, want)
+		}
+		sum := tr.sum()
+		ref.out = append(ref.out, ref.chunk...)
+		if !bytes.Equal(out.Bytes(), ref.out) {
+			t.Fatalf("wrote %d bytes, want %d", out.Len(), len(ref.out))
+		}
+		c, i := crc32.Checksum(ref.out, castagnoli), crc32.ChecksumIEEE(ref.out)
+		if want := fmt.Sprintf("crc32x2:%08x%08x", c, i); sum != want {
+			t.Fatalf("hash %s, want %s", sum, want)
+		}
+		if tr.bytes != int64(len(ref.out)) {
+			t.Fatalf("bytes %d, want %d", tr.bytes, len(ref.out))
 		}
 	})
 }

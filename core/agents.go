@@ -148,10 +148,14 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 	if a.slots != hb.Slots {
 		a.dom.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
+		cp.agentsChanged()
 	}
 	a.address, a.allowsExec, a.selfFencing = hb.Address, hb.AllowsExec, hb.SelfFencing
 	if hb.Stopping && !a.stopping {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
+	}
+	if a.stopping != hb.Stopping {
+		cp.agentsChanged()
 	}
 	a.stopping = hb.Stopping
 }
@@ -283,6 +287,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	cp.agents[a.id] = a
 	i, _ := cp.agentIndex(a.id)
 	cp.agentList = slices.Insert(cp.agentList, i, a)
+	cp.agentsChanged()
 	d := cp.domain(a.domain)
 	a.dom = d
 	d.agents++
@@ -295,6 +300,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 
 func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 	a.state, a.connectedSince = agentConnected, cp.now
+	cp.agentsChanged()
 	a.dom.disconnected--
 	cp.stats.AgentConnects++
 	reason := "heartbeat"
@@ -306,6 +312,7 @@ func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 
 func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
 	a.state, a.disconnectedAt = agentDisconnected, cp.now
+	cp.agentsChanged()
 	a.dom.disconnected++
 	if flap {
 		a.health.Flap(cp.now)
@@ -336,6 +343,7 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 		failf("agent %s not in sorted ids", a.id)
 	}
 	cp.agentList = slices.Delete(cp.agentList, i, i+1)
+	cp.agentsChanged()
 	cp.record(Event{Kind: EventAgent, Type: EventAgentForgotten, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 
@@ -479,6 +487,9 @@ func (cp *ControlPlane) releaseLease(t *taskRecord) {
 		failf("task %s: lease on %s not held", t.ID, t.AgentID)
 	}
 	delete(a.running, t.ID)
+	if len(a.running) == 0 && (!a.connected() || a.stopping) {
+		cp.agentsChanged() // it may be disconnected or forgotten now
+	}
 	d := a.dom
 	d.inFlight--
 	if t.probe {
@@ -545,6 +556,7 @@ func (cp *ControlPlane) applyQuarantine(now time.Time, in QuarantineInput) error
 		a.dom.quarantined--
 	}
 	q.active, q.by, q.at, q.till = true, ActorOperator, now, time.Time{}
+	cp.agentsChanged()
 	cp.reindex(a)
 	cp.stats.Quarantines++
 	cp.record(Event{Kind: EventAgent, Type: EventAgentQuarantined, AgentID: a.id, Domain: a.domain, Cause: CauseOperator,
@@ -573,6 +585,7 @@ func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
 		a.dom.quarantined--
 	}
 	q.active, q.by = false, ""
+	cp.agentsChanged()
 	q.decayed = cp.now
 	cp.reindex(a)
 	cp.record(Event{Kind: EventAgent, Type: EventAgentReleased, AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})

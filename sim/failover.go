@@ -97,7 +97,7 @@ func (s *sim) loseLeader(i int) {
 // draws are the seed's.
 func (s *sim) inFlightToLeader() (committed, lost int) {
 	var evs []event
-	for _, k := range s.q.keys {
+	for _, k := range s.q.queued() {
 		e := s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 1 && e.gen == uint64(s.cpGen) && e.msg != nil {
 			evs = append(evs, e)
@@ -153,7 +153,7 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 // after its backoff (the reply, arriving, is stale).
 func (s *sim) inFlightFromLeader() (delivered, dropped int) {
 	var keys []heapKey
-	for _, k := range s.q.keys {
+	for _, k := range s.q.queued() {
 		e := &s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 0 && e.msg != nil && e.msg.m.From == fnet.CPNode {
 			keys = append(keys, k)

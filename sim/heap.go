@@ -2,6 +2,8 @@ package sim
 
 import (
 	"fmt"
+	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -81,18 +83,41 @@ type execEnd struct {
 	out  core.Outcome
 }
 
-// eventQueue is a 4-ary min-heap on (at, seq): shallower than a binary
-// heap, so fewer cache misses per operation. It is hand-rolled rather than
-// container/heap to avoid interface boxing in the hottest loop. The heap
-// holds small keys (time, sequence, slot); the events themselves stay put in
-// a slab with a free list, so sifting moves 16 bytes rather than a whole
-// event: a key packs the sequence number and the slot into one word, so a
-// node's four children fill one 64-byte cache line.
+// eventQueue orders the pending events on (at, seq). It is a timing wheel:
+// time is cut in ticks of 2^tickShift ns (about 4 ms), and the keys
+// (time, sequence, slot) of the next wheelSize ticks (about 69 s, past a
+// poll's timeout) sit unsorted in the wheel's slot of their tick. The
+// current tick's keys are sorted once when it comes up (a handful); later
+// keys go to a 4-ary heap until the wheel reaches them. Nearly every push
+// is an append and nearly every pop takes the next key of a short sorted
+// list, where a heap of thousands of events paid a dozen unpredictable
+// comparisons for each. The events themselves stay put in a slab with a
+// free list.
 type eventQueue struct {
-	keys []heapKey
+	n int // events queued
+
+	// cur holds the keys of tick curTick (and any pushed earlier),
+	// sorted; cur[head:] are queued.
+	cur     []heapKey
+	head    int
+	curTick uint64
+	// wheel[t&wheelMask] holds the keys of tick t, for curTick < t <
+	// curTick+wheelSize; full marks the slots that hold any.
+	wheel   [][]heapKey
+	full    []uint64
+	inWheel int
+	far     keyHeap // keys of ticks beyond the wheel when pushed
+
 	slab []event
 	free []int32
 }
+
+const (
+	tickShift = 22 // a tick is 2^22 ns, about 4.2 ms
+	wheelBits = 14 // 16384 ticks, about 69 s
+	wheelSize = 1 << wheelBits
+	wheelMask = wheelSize - 1
+)
 
 type heapKey struct {
 	at time.Duration
@@ -111,8 +136,20 @@ const (
 
 func (k *heapKey) slot() int32 { return int32(k.seqSlot & slotMask) }
 
+func (k *heapKey) tick() uint64 { return uint64(k.at) >> tickShift }
+
 func keyLess(a, b *heapKey) bool {
 	return a.at < b.at || a.at == b.at && a.seqSlot < b.seqSlot
+}
+
+func keyCompare(a, b heapKey) int {
+	switch {
+	case keyLess(&a, &b):
+		return -1
+	case keyLess(&b, &a):
+		return 1
+	}
+	return 0
 }
 
 func (q *eventQueue) push(e event) {
@@ -125,11 +162,128 @@ func (q *eventQueue) push(e event) {
 		slot = int32(len(q.slab))
 		q.slab = append(q.slab, e)
 	}
-	if slot > slotMask || e.seq > seqMax {
-		panic(fmt.Sprintf("sim: event queue: slot %d or sequence %d out of range", slot, e.seq))
+	if slot > slotMask || e.seq > seqMax || e.at < 0 {
+		panic(fmt.Sprintf("sim: event queue: slot %d, sequence %d or time %v out of range", slot, e.seq, e.at))
 	}
+	q.n++
 	k := heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(slot)}
-	keys := append(q.keys, k)
+	switch t := k.tick(); {
+	case t <= q.curTick:
+		// Into the sorted current tick: after every key that sorts
+		// before it (for a new event, usually at the end).
+		i, _ := slices.BinarySearchFunc(q.cur[q.head:], k, keyCompare)
+		q.cur = slices.Insert(q.cur, q.head+i, k)
+	case t-q.curTick < wheelSize:
+		if q.wheel == nil {
+			q.wheel = make([][]heapKey, wheelSize)
+			q.full = make([]uint64, wheelSize/64)
+		}
+		w := t & wheelMask
+		q.wheel[w] = append(q.wheel[w], k)
+		q.full[w/64] |= 1 << (w % 64)
+		q.inWheel++
+	default:
+		q.far.push(k)
+	}
+}
+
+// peek returns the earliest event, which stays queued.
+func (q *eventQueue) peek() *event {
+	if q.head == len(q.cur) {
+		q.advance()
+	}
+	return &q.slab[q.cur[q.head].slot()]
+}
+
+func (q *eventQueue) pop() event {
+	if q.head == len(q.cur) {
+		q.advance()
+	}
+	slot := q.cur[q.head].slot()
+	q.head++
+	q.n--
+	top := q.slab[slot]
+	q.slab[slot] = event{} // no references from the free slot
+	q.free = append(q.free, slot)
+	return top
+}
+
+// advance makes the earliest tick with queued keys current (the current
+// one is done): its wheel slot and the far keys of that tick, sorted.
+func (q *eventQueue) advance() {
+	if q.n == 0 {
+		panic("sim: event queue: empty")
+	}
+	next, fromWheel := uint64(0), false
+	if q.inWheel > 0 {
+		next, fromWheel = q.curTick+q.nextFull(), true
+	}
+	if q.far.len() > 0 {
+		// A far key's tick may be the wheel's next too: both are taken.
+		if t := q.far.min().tick(); !fromWheel || t < next {
+			next, fromWheel = t, false
+		}
+	}
+	q.curTick = next
+	q.cur, q.head = q.cur[:0], 0
+	if fromWheel {
+		w := next & wheelMask
+		if len(q.wheel[w]) > 0 && q.wheel[w][0].tick() == next {
+			// Swap the slot's array in: no copy, and cur's old array
+			// serves the slot next time.
+			q.cur, q.wheel[w] = q.wheel[w], q.cur
+			q.full[w/64] &^= 1 << (w % 64)
+			q.inWheel -= len(q.cur)
+		}
+	}
+	for q.far.len() > 0 && q.far.min().tick() == next {
+		q.cur = append(q.cur, q.far.pop())
+	}
+	slices.SortFunc(q.cur, keyCompare)
+}
+
+// nextFull returns how many ticks after curTick the next full wheel slot
+// is (there is one).
+func (q *eventQueue) nextFull() uint64 {
+	start := (q.curTick + 1) & wheelMask
+	for d := uint64(0); d < wheelSize; {
+		w := (start + d) & wheelMask
+		word := q.full[w/64] >> (w % 64)
+		if word != 0 {
+			return 1 + d + uint64(bits.TrailingZeros64(word))
+		}
+		d += 64 - w%64
+	}
+	panic("sim: event queue: wheel count and slots disagree")
+}
+
+func (q *eventQueue) len() int { return q.n }
+
+// queued returns the keys of the queued events, in no particular order.
+func (q *eventQueue) queued() []heapKey {
+	out := append([]heapKey(nil), q.cur[q.head:]...)
+	if q.inWheel > 0 {
+		for _, ks := range q.wheel {
+			out = append(out, ks...)
+		}
+	}
+	return append(out, q.far.keys...)
+}
+
+// keyHeap is a 4-ary min-heap of keys: shallower than a binary heap, so
+// fewer cache misses per operation, and hand-rolled rather than
+// container/heap to avoid interface boxing. A node's four children (16
+// bytes each) share a cache line.
+type keyHeap struct {
+	keys []heapKey
+}
+
+func (h *keyHeap) len() int { return len(h.keys) }
+
+func (h *keyHeap) min() *heapKey { return &h.keys[0] }
+
+func (h *keyHeap) push(k heapKey) {
+	keys := append(h.keys, k)
 	i := len(keys) - 1
 	for i > 0 {
 		p := (i - 1) / 4
@@ -140,22 +294,16 @@ func (q *eventQueue) push(e event) {
 		i = p
 	}
 	keys[i] = k
-	q.keys = keys
+	h.keys = keys
 }
 
-// peek returns the earliest event, which stays queued.
-func (q *eventQueue) peek() *event { return &q.slab[q.keys[0].slot()] }
-
-func (q *eventQueue) pop() event {
-	keys := q.keys
-	slot := keys[0].slot()
-	top := q.slab[slot]
-	q.slab[slot] = event{} // no references from the free slot
-	q.free = append(q.free, slot)
+func (h *keyHeap) pop() heapKey {
+	keys := h.keys
+	top := keys[0]
 	n := len(keys) - 1
 	last := keys[n]
 	keys = keys[:n]
-	q.keys = keys
+	h.keys = keys
 	if n == 0 {
 		return top
 	}
@@ -180,5 +328,3 @@ func (q *eventQueue) pop() event {
 	keys[i] = last
 	return top
 }
-
-func (q *eventQueue) len() int { return len(q.keys) }

@@ -5,6 +5,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,29 +135,34 @@ const digitPairs = "00010203040506070809" +
 	"90919293949596979899"
 
 // appendUint appends v in decimal, as strconv.AppendUint(b, v, 10) does,
-// two digits at a time into a stack buffer: the tracer formats several
+// two digits at a time straight into b's tail: the tracer formats several
 // numbers a line and millions of lines a run.
 func appendUint(b []byte, v uint64) []byte {
 	if v < 10 {
 		return append(b, byte('0'+v))
 	}
-	var buf [20]byte
-	i := len(buf)
+	n := 2
+	for x := v / 100; x > 0; x /= 10 {
+		n++
+	}
+	b = slices.Grow(b, n)
+	i := len(b) + n
+	b = b[:i]
 	for v >= 100 {
 		q := v / 100
 		r := v - q*100
 		i -= 2
-		buf[i], buf[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+		b[i], b[i+1] = digitPairs[2*r], digitPairs[2*r+1]
 		v = q
 	}
 	if v >= 10 {
 		i -= 2
-		buf[i], buf[i+1] = digitPairs[2*v], digitPairs[2*v+1]
+		b[i], b[i+1] = digitPairs[2*v], digitPairs[2*v+1]
 	} else {
 		i--
-		buf[i] = byte('0' + v)
+		b[i] = byte('0' + v)
 	}
-	return append(b, buf[i:]...)
+	return b
 }
 
 // appendJSONString appends s as a JSON string literal.

@@ -42,6 +42,7 @@ type event struct {
 	gen  uint64        // agent incarnation or cp generation the event belongs to
 	node int           // agent index, fault/workload/op index
 	kind eventKind
+	next int32 // eventQueue: the next queued event of its wheel slot, -1: none
 	msg  *wire
 	ex   *execEnd
 	sub  *pendingSubmit
@@ -89,10 +90,11 @@ type execEnd struct {
 // poll's timeout) sit unsorted in the wheel's slot of their tick. The
 // current tick's keys are sorted once when it comes up (a handful); later
 // keys go to a 4-ary heap until the wheel reaches them. Nearly every push
-// is an append and nearly every pop takes the next key of a short sorted
-// list, where a heap of thousands of events paid a dozen unpredictable
-// comparisons for each. The events themselves stay put in a slab with a
-// free list.
+// is a list insertion and nearly every pop takes the next key of a short
+// sorted list, where a heap of thousands of events paid a dozen
+// unpredictable comparisons for each. The events themselves stay put in a
+// slab with a free list; a wheel slot is a list threaded through them
+// (event.next), so a push touches its event and a small array of heads.
 type eventQueue struct {
 	n int // events queued
 
@@ -101,9 +103,10 @@ type eventQueue struct {
 	cur     []heapKey
 	head    int
 	curTick uint64
-	// wheel[t&wheelMask] holds the keys of tick t, for curTick < t <
-	// curTick+wheelSize; full marks the slots that hold any.
-	wheel   [][]heapKey
+	// wheel[t&wheelMask] is the first slab slot of the list of tick t's
+	// events (-1: none), for curTick < t < curTick+wheelSize; full marks
+	// the slots that hold any.
+	wheel   []int32
 	full    []uint64
 	inWheel int
 	far     keyHeap // keys of ticks beyond the wheel when pushed
@@ -175,11 +178,15 @@ func (q *eventQueue) push(e event) {
 		q.cur = slices.Insert(q.cur, q.head+i, k)
 	case t-q.curTick < wheelSize:
 		if q.wheel == nil {
-			q.wheel = make([][]heapKey, wheelSize)
+			q.wheel = make([]int32, wheelSize)
+			for i := range q.wheel {
+				q.wheel[i] = -1
+			}
 			q.full = make([]uint64, wheelSize/64)
 		}
 		w := t & wheelMask
-		q.wheel[w] = append(q.wheel[w], k)
+		q.slab[slot].next = q.wheel[w]
+		q.wheel[w] = slot
 		q.full[w/64] |= 1 << (w % 64)
 		q.inWheel++
 	default:
@@ -228,13 +235,13 @@ func (q *eventQueue) advance() {
 	q.cur, q.head = q.cur[:0], 0
 	if fromWheel {
 		w := next & wheelMask
-		if len(q.wheel[w]) > 0 && q.wheel[w][0].tick() == next {
-			// Swap the slot's array in: no copy, and cur's old array
-			// serves the slot next time.
-			q.cur, q.wheel[w] = q.wheel[w], q.cur
-			q.full[w/64] &^= 1 << (w % 64)
-			q.inWheel -= len(q.cur)
+		for i := q.wheel[w]; i >= 0; i = q.slab[i].next {
+			e := &q.slab[i]
+			q.cur = append(q.cur, heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(i)})
 		}
+		q.wheel[w] = -1
+		q.full[w/64] &^= 1 << (w % 64)
+		q.inWheel -= len(q.cur)
 	}
 	for q.far.len() > 0 && q.far.min().tick() == next {
 		q.cur = append(q.cur, q.far.pop())
@@ -263,8 +270,11 @@ func (q *eventQueue) len() int { return q.n }
 func (q *eventQueue) queued() []heapKey {
 	out := append([]heapKey(nil), q.cur[q.head:]...)
 	if q.inWheel > 0 {
-		for _, ks := range q.wheel {
-			out = append(out, ks...)
+		for _, first := range q.wheel {
+			for i := first; i >= 0; i = q.slab[i].next {
+				e := &q.slab[i]
+				out = append(out, heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(i)})
+			}
 		}
 	}
 	return append(out, q.far.keys...)

@@ -270,6 +270,13 @@ func sortTasks(ts []*taskRecord) {
 	})
 }
 
+// busyIndex finds id's position in a list of agents sorted by id.
+func busyIndex(list []*agentRecord, id AgentID) (int, bool) {
+	return slices.BinarySearchFunc(list, id, func(a *agentRecord, id AgentID) int {
+		return strings.Compare(string(a.id), string(id))
+	})
+}
+
 // agentIndex finds id's position in the sorted agent list.
 func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
 	return slices.BinarySearchFunc(cp.agentList, id, func(a *agentRecord, id AgentID) int {
@@ -487,8 +494,15 @@ func (cp *ControlPlane) releaseLease(t *taskRecord) {
 		failf("task %s: lease on %s not held", t.ID, t.AgentID)
 	}
 	delete(a.running, t.ID)
-	if len(a.running) == 0 && (!a.connected() || a.stopping) {
-		cp.agentsChanged() // it may be disconnected or forgotten now
+	if len(a.running) == 0 {
+		i, ok := busyIndex(cp.busy, a.id)
+		if !ok {
+			failf("agent %s with a lease is not busy", a.id)
+		}
+		cp.busy = slices.Delete(cp.busy, i, i+1)
+		if !a.connected() || a.stopping {
+			cp.agentsChanged() // it may be disconnected or forgotten now
+		}
 	}
 	d := a.dom
 	d.inFlight--

@@ -149,8 +149,12 @@ type ControlPlane struct {
 	idem        *IdempotencyCache
 	timeline    *Timeline
 
-	agents      map[AgentID]*agentRecord
-	agentList   []*agentRecord // sorted by id: deterministic scans without map lookups
+	agents    map[AgentID]*agentRecord
+	agentList []*agentRecord // sorted by id: deterministic scans without map lookups
+	// busy holds the agents with attempts leased to them, sorted by id:
+	// the lease scan visits these, not the whole fleet. Rebuilt on
+	// restore.
+	busy        []*agentRecord
 	domains     map[string]*domainRecord
 	domainNames []string // sorted
 	inFlight    int

@@ -665,6 +665,9 @@ func restoreState(s *stateV2) (*ControlPlane, error) {
 		}
 		cp.agents[a.id] = a
 		cp.agentList = append(cp.agentList, a)
+		if len(a.running) > 0 {
+			cp.busy = append(cp.busy, a)
+		}
 	}
 
 	for _, de := range s.Domains {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -102,6 +103,15 @@ func (cp *ControlPlane) checkCaches() error {
 			return fmt.Errorf("agent %s: connectivity due at %v, before the cached bound %v", a.id, due, cp.connCheckAt)
 		}
 	}
+	var busy []*agentRecord
+	for _, a := range cp.agentList {
+		if len(a.running) > 0 {
+			busy = append(busy, a)
+		}
+	}
+	if !slices.Equal(busy, cp.busy) {
+		return fmt.Errorf("%d busy agents listed, %d have attempts", len(cp.busy), len(busy))
+	}
 	if !cp.usableValid {
 		return nil
 	}
@@ -163,10 +173,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		reason  string
 	}
 	var expired []expiry
-	for _, a := range cp.agentList {
-		if len(a.running) == 0 {
-			continue
-		}
+	for _, a := range cp.busy { // the agents with attempts, in id order
 		lost := !a.connected() && now.Sub(a.disconnectedAt) >= cp.cfg.LostAfter
 		if !a.connected() && cp.paused {
 			continue // hold: the agent may well be running them

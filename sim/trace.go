@@ -165,6 +165,15 @@ func appendUint(b []byte, v uint64) []byte {
 	return b
 }
 
+// jsonPlain marks the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -172,7 +181,7 @@ func appendJSONString(b []byte, s string) []byte {
 	// Fast path: nothing to escape (ids, kinds, most reasons).
 	plain := true
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+		if !jsonPlain[s[i]] {
 			plain = false
 			break
 		}

@@ -125,7 +125,7 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 		}
 		s.tr.begin(s.now, s.count, "agent_in_flight")
 		s.tr.str("kind", string(m.Kind))
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		s.tr.str("fate", fate)
 		s.tr.end()
 		if fate == "lost" {

@@ -50,14 +50,22 @@ func (t *tracer) begin(at time.Duration, n uint64, ev string) {
 	t.chunk = b
 }
 
-func (t *tracer) str(key, val string) {
+func (t *tracer) str(key, val string) { t.chunk = appendField(t.chunk, key, val) }
+
+// raw appends fields appendField built beforehand: an agent's id and its
+// links, which the hottest lines print every time.
+func (t *tracer) raw(fields []byte) { t.chunk = append(t.chunk, fields...) }
+
+// appendField appends the field key: val as str writes it ("" writes
+// nothing).
+func appendField(b []byte, key, val string) []byte {
 	if val == "" {
-		return
+		return b
 	}
-	b := append(t.chunk, `,"`...)
+	b = append(b, `,"`...)
 	b = append(b, key...)
 	b = append(b, `":`...)
-	t.chunk = appendJSONString(b, val)
+	return appendJSONString(b, val)
 }
 
 func (t *tracer) int(key string, v int64) {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	fnet "github.com/fluxforge/fluxforge/net"
 	"pgregory.net/rapid"
 )
 
@@ -159,4 +160,27 @@ func TestTracerChunks(t *testing.T) {
 			t.Fatalf("bytes %d, want %d", tr.bytes, len(ref.out))
 		}
 	})
+}
+
+// TestTraceRouteMatchesFields: an agent's built route fields are what the
+// kind, from and to fields would print, for each kind and direction, twice
+// (built, then reused), and messages between others print field by field.
+func TestTraceRouteMatchesFields(t *testing.T) {
+	s := &sim{tr: newTracer(nil, 1)}
+	a := &simAgent{id: `z1-a"01`}
+	kinds := append(tracedKinds[:], fnet.KindAssign, "")
+	for range 2 {
+		for _, k := range kinds {
+			for _, m := range []fnet.Message{{Kind: k, From: a.id, To: fnet.CPNode}, {Kind: k, From: fnet.CPNode, To: a.id},
+				{Kind: k, From: "z2-a01", To: fnet.CPNode}, {Kind: k, From: a.id, To: "z2-a01"}} {
+				s.tr.chunk = s.tr.chunk[:0]
+				s.traceRoute(a, &m)
+				got := string(s.tr.chunk)
+				want := string(appendField(appendField(appendField(nil, "kind", string(m.Kind)), "from", m.From), "to", m.To))
+				if got != want {
+					t.Errorf("traceRoute(%+v) = %s, want %s", m, got, want)
+				}
+			}
+		}
+	}
 }

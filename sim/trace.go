@@ -5,6 +5,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,6 +131,9 @@ func appendInt(b []byte, v int64) []byte {
 	return appendUint(b, uint64(v))
 }
 
+// pow10[i] is 10^i.
+var pow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
+
 // digitPairs holds "00".."99" for appendUint.
 const digitPairs = "00010203040506070809" +
 	"10111213141516171819" +
@@ -149,9 +153,12 @@ func appendUint(b []byte, v uint64) []byte {
 	if v < 10 {
 		return append(b, byte('0'+v))
 	}
-	n := 2
-	for x := v / 100; x > 0; x /= 10 {
-		n++
+	// Digits: log10 from the bit length (1233/4096 ≈ log10 2), then one
+	// comparison to correct it.
+	t := bits.Len64(v) * 1233 >> 12
+	n := t + 1
+	if v < pow10[t] {
+		n--
 	}
 	b = slices.Grow(b, n)
 	i := len(b) + n

@@ -88,6 +88,7 @@ func (w *outcomeWindow) setMax(max int) {
 	w.max = max
 	if n := len(w.entries); n > max {
 		w.entries = append(w.entries[:0], w.entries[n-max:]...)
+		w.recount()
 	}
 }
 

@@ -522,6 +522,7 @@ func restoreOutcomes(w *outcomeWindow, es []outcomeExport) {
 	for i, e := range es {
 		w.entries[i] = outcomeEntry{at: e.At, task: e.Task, ok: e.OK, forgiven: e.Forgiven}
 	}
+	w.recount()
 }
 
 func restoreState(s *stateV2) (*ControlPlane, error) {

@@ -36,7 +36,7 @@ func TestOutcomeWindowTallies(t *testing.T) {
 		for range rapid.IntRange(1, 200).Draw(t, "steps") {
 			switch rapid.IntRange(0, 9).Draw(t, "op") {
 			case 0, 1, 2, 3:
-				when := now
+				var when time.Time
 				if rapid.IntRange(0, 5).Draw(t, "late") == 0 {
 					when = at(t, "addAt") // out of order
 				} else {

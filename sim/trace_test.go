@@ -93,9 +93,9 @@ func TestAppendJSONString(t *testing.T) {
 // line in its own buffer, copied into the chunk when done. The tracer must
 // write, hash and keep exactly what it did.
 type refTracer struct {
-	buf, chunk, prev []byte
-	out              []byte
-	keep             int
+	chunk, prev []byte
+	out         []byte
+	keep        int
 }
 
 func (t *refTracer) line(b []byte) {

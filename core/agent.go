@@ -94,13 +94,18 @@ type execution struct {
 // slots, runs them through an Executor, enforces their timeouts, heartbeats
 // with what it runs and reports each result until the cp acknowledges it.
 type Agent struct {
-	cfg      AgentConfig
-	exec     Executor
-	running  map[TaskID]*execution
+	cfg  AgentConfig
+	exec Executor
+	// running holds the executions, sorted by task id: at most Slots, so
+	// a binary search finds one and a heartbeat lists them without a sort
+	// or a map walk.
+	running  []*execution
 	pending  []Result // finished, not yet acknowledged; oldest first
 	seq      uint64
 	lastSent time.Time
-	inFlight map[uint64]time.Time // heartbeat seq → sent at, awaiting reply
+	// inFlight holds the heartbeats awaiting a reply (seq, sent at), oldest
+	// first: a few, pruned by age at every heartbeat.
+	inFlight []sentHeartbeat
 	urgent   bool
 	rtt      time.Duration
 	stopping bool
@@ -117,6 +122,37 @@ type Agent struct {
 	// assignment delivered later is refused, never run.
 	done      map[Lease]string
 	doneOrder []Lease
+}
+
+// sentHeartbeat is a heartbeat awaiting its reply.
+type sentHeartbeat struct {
+	seq uint64
+	at  time.Time
+}
+
+// execIndex returns where task id is (or would be) in ag.running.
+func (ag *Agent) execIndex(id TaskID) (int, bool) {
+	return slices.BinarySearchFunc(ag.running, id, func(e *execution, id TaskID) int {
+		return strings.Compare(string(e.TaskID), string(id))
+	})
+}
+
+// findExec returns the running execution of task id.
+func (ag *Agent) findExec(id TaskID) (*execution, bool) {
+	if i, ok := ag.execIndex(id); ok {
+		return ag.running[i], true
+	}
+	return nil, false
+}
+
+// inFlightIndex returns where heartbeat seq is in ag.inFlight, or -1.
+func (ag *Agent) inFlightIndex(seq uint64) int {
+	for i, h := range ag.inFlight {
+		if h.seq == seq {
+			return i
+		}
+	}
+	return -1
 }
 
 // agentDoneMax bounds the attempts an agent remembers it is through with.
@@ -143,8 +179,7 @@ func NewAgent(cfg AgentConfig, exec Executor) (*Agent, error) {
 	if exec == nil {
 		failf("agent: nil executor")
 	}
-	return &Agent{cfg: cfg, exec: exec, running: map[TaskID]*execution{}, inFlight: map[uint64]time.Time{}, urgent: true,
-		done: map[Lease]string{}}, nil
+	return &Agent{cfg: cfg, exec: exec, urgent: true, done: map[Lease]string{}}, nil
 }
 
 // ID is the agent's id.
@@ -162,11 +197,10 @@ func (ag *Agent) Stats() AgentStats { return ag.stats }
 
 // Running returns the leases the agent is executing, sorted.
 func (ag *Agent) Running() []Lease {
-	out := make([]Lease, 0, len(ag.running))
-	for _, e := range ag.running {
-		out = append(out, Lease{TaskID: e.TaskID, Attempt: e.Attempt})
+	out := make([]Lease, len(ag.running))
+	for i, e := range ag.running {
+		out[i] = Lease{TaskID: e.TaskID, Attempt: e.Attempt}
 	}
-	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(string(a.TaskID), string(b.TaskID)) })
 	return out
 }
 
@@ -201,7 +235,7 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 		ack.Reason = fmt.Sprintf("stale: attempt %d %s", as.Attempt, why)
 		return ack
 	}
-	if cur, ok := ag.running[as.TaskID]; ok {
+	if cur, ok := ag.findExec(as.TaskID); ok {
 		switch {
 		case cur.Attempt == as.Attempt: // duplicate delivery
 			ack.Accepted = true
@@ -252,7 +286,8 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 	}
 	e := &execution{Execution: Execution{TaskID: as.TaskID, Attempt: as.Attempt, Spec: spec, Deadline: now.Add(spec.Timeout())}, startedAt: now}
 	e.wedged = fires(ag.cfg.FaultPoints, FaultAgentWedged, ag.cfg.ID, as.TaskID, as.Attempt)
-	ag.running[as.TaskID] = e
+	i, _ := ag.execIndex(as.TaskID)
+	ag.running = slices.Insert(ag.running, i, e)
 	ag.stats.Accepted++
 	ag.exec.Start(e.Execution)
 	ack.Accepted = true
@@ -261,7 +296,7 @@ func (ag *Agent) Assign(now time.Time, as Assign) AssignAck {
 
 // Cancel stops an attempt the cp no longer wants.
 func (ag *Agent) Cancel(now time.Time, c CancelTask) {
-	if cur, ok := ag.running[c.TaskID]; ok && cur.Attempt <= c.Attempt {
+	if cur, ok := ag.findExec(c.TaskID); ok && cur.Attempt <= c.Attempt {
 		ag.stopExecution(now, cur, OutcomeCancelled, orDefault(c.Reason, "cancelled by cp"))
 	}
 }
@@ -275,7 +310,7 @@ func (ag *Agent) stopExecution(now time.Time, e *execution, outcome Outcome, rea
 // Finished is the executor's report that an execution ended. Reports for
 // executions the agent already stopped are ignored.
 func (ag *Agent) Finished(now time.Time, r Result) {
-	e, ok := ag.running[r.TaskID]
+	e, ok := ag.findExec(r.TaskID)
 	if !ok || e.Attempt != r.Attempt {
 		return
 	}
@@ -286,7 +321,9 @@ func (ag *Agent) Finished(now time.Time, r Result) {
 }
 
 func (ag *Agent) finish(now time.Time, r Result) {
-	delete(ag.running, r.TaskID)
+	if i, ok := ag.execIndex(r.TaskID); ok {
+		ag.running = slices.Delete(ag.running, i, i+1)
+	}
 	switch r.Outcome {
 	case OutcomeSucceeded:
 		ag.stats.Succeeded++
@@ -315,7 +352,8 @@ func (ag *Agent) Stop(now time.Time) {
 // CancelAll stops every running attempt (end of a shutdown grace period).
 func (ag *Agent) CancelAll(now time.Time, reason string) {
 	for _, l := range ag.Running() {
-		ag.stopExecution(now, ag.running[l.TaskID], OutcomeCancelled, reason)
+		e, _ := ag.findExec(l.TaskID)
+		ag.stopExecution(now, e, OutcomeCancelled, reason)
 	}
 }
 
@@ -333,13 +371,12 @@ func (ag *Agent) leaseExpired(now time.Time) bool {
 // Tick enforces timeouts and the lease and returns the heartbeat to send
 // now, if one is due.
 func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
-	var late []*execution
+	var late []*execution // in task id order, as ag.running is
 	for _, e := range ag.running {
 		if !e.wedged && !now.Before(e.Deadline) {
 			late = append(late, e)
 		}
 	}
-	slices.SortFunc(late, func(a, b *execution) int { return strings.Compare(string(a.TaskID), string(b.TaskID)) })
 	for _, e := range late {
 		ag.stopExecution(now, e, OutcomeTimeout, fmt.Sprintf("timed out after %ds", e.Spec.TimeoutSeconds))
 	}
@@ -349,7 +386,8 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 		reason := fmt.Sprintf("lease expired: no reply from the cp for %v (lease %v)", now.Sub(ag.leaseFrom), ag.lease)
 		for _, l := range ag.Running() {
 			ag.stats.Fenced++
-			ag.stopExecution(now, ag.running[l.TaskID], OutcomeCancelled, reason)
+			e, _ := ag.findExec(l.TaskID)
+			ag.stopExecution(now, e, OutcomeCancelled, reason)
 		}
 	}
 	due := ag.lastSent.IsZero() || now.Sub(ag.lastSent) >= ag.cfg.HeartbeatInterval
@@ -360,12 +398,10 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 	ag.urgent = false
 	ag.seq++
 	ag.lastSent = now
-	for s, at := range ag.inFlight {
-		if now.Sub(at) > 4*ag.cfg.HeartbeatInterval {
-			delete(ag.inFlight, s) // its reply is not coming
-		}
-	}
-	ag.inFlight[ag.seq] = now
+	ag.inFlight = slices.DeleteFunc(ag.inFlight, func(h sentHeartbeat) bool {
+		return now.Sub(h.at) > 4*ag.cfg.HeartbeatInterval // its reply is not coming
+	})
+	ag.inFlight = append(ag.inFlight, sentHeartbeat{seq: ag.seq, at: now})
 	ag.stats.HeartbeatsSent++
 	hb := HeartbeatInput{
 		AgentID: ag.cfg.ID, Domain: ag.cfg.Domain, Slots: ag.cfg.Slots, Address: ag.cfg.Address,
@@ -384,9 +420,10 @@ func (ag *Agent) Tick(now time.Time) (HeartbeatInput, bool) {
 
 // HeartbeatReplied takes the cp's reply to heartbeat seq.
 func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatReply) {
-	if at, ok := ag.inFlight[seq]; ok {
+	if i := ag.inFlightIndex(seq); i >= 0 {
+		at := ag.inFlight[i].at
 		ag.rtt = now.Sub(at)
-		delete(ag.inFlight, seq)
+		ag.inFlight = slices.Delete(ag.inFlight, i, i+1)
 		// The cp heard this heartbeat after it was sent: the lease runs
 		// from the sending (see Config.AgentLease). A reply to a heartbeat
 		// no longer tracked renews nothing.
@@ -420,7 +457,11 @@ func (ag *Agent) HeartbeatReplied(now time.Time, seq uint64, reply HeartbeatRepl
 
 // HeartbeatFailed tells the agent that heartbeat seq got no reply (transport
 // error); the next one goes out at the usual interval.
-func (ag *Agent) HeartbeatFailed(now time.Time, seq uint64) { delete(ag.inFlight, seq) }
+func (ag *Agent) HeartbeatFailed(now time.Time, seq uint64) {
+	if i := ag.inFlightIndex(seq); i >= 0 {
+		ag.inFlight = slices.Delete(ag.inFlight, i, i+1)
+	}
+}
 
 // NextWake is the latest time by which the driver should call Tick again.
 func (ag *Agent) NextWake(now time.Time) time.Time {

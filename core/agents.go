@@ -148,10 +148,14 @@ func (cp *ControlPlane) noteReport(a *agentRecord, hb HeartbeatInput, restarted 
 	if a.slots != hb.Slots {
 		a.dom.slots += hb.Slots - a.slots
 		a.slots = hb.Slots
+		cp.agentsChanged()
 	}
 	a.address, a.allowsExec, a.selfFencing = hb.Address, hb.AllowsExec, hb.SelfFencing
 	if hb.Stopping && !a.stopping {
 		cp.record(Event{Kind: EventAgent, Type: EventAgentStopping, AgentID: a.id, Domain: a.domain, Actor: ActorAgent, Reason: "agent shutting down"})
+	}
+	if a.stopping != hb.Stopping {
+		cp.agentsChanged()
 	}
 	a.stopping = hb.Stopping
 }
@@ -169,13 +173,46 @@ func (cp *ControlPlane) applyResults(now time.Time, a *agentRecord, results []Re
 	return acked
 }
 
+// reportedTasks is the set of tasks a heartbeat lists as running. A
+// heartbeat lists a few (an agent's slots), so a scan beats building a map
+// on every heartbeat; a long list gets a map.
+type reportedTasks struct {
+	running []Lease
+	set     map[TaskID]bool // nil for a short list
+}
+
+// reportedScanMax is the longest running list scanned rather than indexed.
+const reportedScanMax = 16
+
+func newReportedTasks(running []Lease) reportedTasks {
+	r := reportedTasks{running: running}
+	if len(running) > reportedScanMax {
+		r.set = make(map[TaskID]bool, len(running))
+		for _, l := range running {
+			r.set[l.TaskID] = true
+		}
+	}
+	return r
+}
+
+func (r reportedTasks) has(id TaskID) bool {
+	if r.set != nil {
+		return r.set[id]
+	}
+	for _, l := range r.running {
+		if l.TaskID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // confirmRunning confirms the attempts a reports running that the cp leased
 // to it, and returns the tasks reported and the attempts a must stop.
-func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (map[TaskID]bool, []Lease) {
+func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (reportedTasks, []Lease) {
 	var cancel []Lease
-	reported := make(map[TaskID]bool, len(running))
+	reported := newReportedTasks(running)
 	for _, l := range running {
-		reported[l.TaskID] = true
 		t, ok := cp.tasks[l.TaskID]
 		if !ok || t.State.Terminal() || t.AgentID != a.id || t.Attempt != l.Attempt || !(t.State == TaskAssigned || t.State == TaskRunning) {
 			// The agent runs something the cp does not know or no longer
@@ -196,10 +233,10 @@ func (cp *ControlPlane) confirmRunning(a *agentRecord, running []Lease) (map[Tas
 // heartbeat (sequence seq) neither runs nor reports finished: they are
 // lost, after a restart at once, otherwise once the agent had the time to
 // hear of them.
-func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uint64, reported map[TaskID]bool, restarted bool) {
+func (cp *ControlPlane) requeueUnreported(now time.Time, a *agentRecord, seq uint64, reported reportedTasks, restarted bool) {
 	var lost []*taskRecord
 	for _, t := range a.running {
-		if reported[t.ID] {
+		if reported.has(t.ID) {
 			continue
 		}
 		// A heartbeat the agent built before it accepted the attempt
@@ -233,6 +270,13 @@ func sortTasks(ts []*taskRecord) {
 	})
 }
 
+// busyIndex finds id's position in a list of agents sorted by id.
+func busyIndex(list []*agentRecord, id AgentID) (int, bool) {
+	return slices.BinarySearchFunc(list, id, func(a *agentRecord, id AgentID) int {
+		return strings.Compare(string(a.id), string(id))
+	})
+}
+
 // agentIndex finds id's position in the sorted agent list.
 func (cp *ControlPlane) agentIndex(id AgentID) (int, bool) {
 	return slices.BinarySearchFunc(cp.agentList, id, func(a *agentRecord, id AgentID) int {
@@ -250,6 +294,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 	cp.agents[a.id] = a
 	i, _ := cp.agentIndex(a.id)
 	cp.agentList = slices.Insert(cp.agentList, i, a)
+	cp.agentsChanged()
 	d := cp.domain(a.domain)
 	a.dom = d
 	d.agents++
@@ -262,6 +307,7 @@ func (cp *ControlPlane) register(now time.Time, hb HeartbeatInput) *agentRecord 
 
 func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 	a.state, a.connectedSince = agentConnected, cp.now
+	cp.agentsChanged()
 	a.dom.disconnected--
 	cp.stats.AgentConnects++
 	reason := "heartbeat"
@@ -273,6 +319,7 @@ func (cp *ControlPlane) becomeConnected(a *agentRecord, restarted bool) {
 
 func (cp *ControlPlane) becomeDisconnected(a *agentRecord, flap bool, reason string) {
 	a.state, a.disconnectedAt = agentDisconnected, cp.now
+	cp.agentsChanged()
 	a.dom.disconnected++
 	if flap {
 		a.health.Flap(cp.now)
@@ -303,6 +350,7 @@ func (cp *ControlPlane) forgetAgent(a *agentRecord, reason string) {
 		failf("agent %s not in sorted ids", a.id)
 	}
 	cp.agentList = slices.Delete(cp.agentList, i, i+1)
+	cp.agentsChanged()
 	cp.record(Event{Kind: EventAgent, Type: EventAgentForgotten, AgentID: a.id, Domain: a.domain, Actor: ActorReconcile, Reason: reason})
 }
 
@@ -446,6 +494,16 @@ func (cp *ControlPlane) releaseLease(t *taskRecord) {
 		failf("task %s: lease on %s not held", t.ID, t.AgentID)
 	}
 	delete(a.running, t.ID)
+	if len(a.running) == 0 {
+		i, ok := busyIndex(cp.busy, a.id)
+		if !ok {
+			failf("agent %s with a lease is not busy", a.id)
+		}
+		cp.busy = slices.Delete(cp.busy, i, i+1)
+		if !a.connected() || a.stopping {
+			cp.agentsChanged() // it may be disconnected or forgotten now
+		}
+	}
 	d := a.dom
 	d.inFlight--
 	if t.probe {
@@ -512,6 +570,7 @@ func (cp *ControlPlane) applyQuarantine(now time.Time, in QuarantineInput) error
 		a.dom.quarantined--
 	}
 	q.active, q.by, q.at, q.till = true, ActorOperator, now, time.Time{}
+	cp.agentsChanged()
 	cp.reindex(a)
 	cp.stats.Quarantines++
 	cp.record(Event{Kind: EventAgent, Type: EventAgentQuarantined, AgentID: a.id, Domain: a.domain, Cause: CauseOperator,
@@ -540,6 +599,7 @@ func (cp *ControlPlane) release(a *agentRecord, actor, reason string) {
 		a.dom.quarantined--
 	}
 	q.active, q.by = false, ""
+	cp.agentsChanged()
 	q.decayed = cp.now
 	cp.reindex(a)
 	cp.record(Event{Kind: EventAgent, Type: EventAgentReleased, AgentID: a.id, Domain: a.domain, Actor: actor, Reason: reason})

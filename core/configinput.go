@@ -62,6 +62,7 @@ func (cp *ControlPlane) applyConfig(now time.Time, in ConfigInput) error {
 	}
 	cp.advance(now)
 	cp.cfg = cfg
+	cp.agentsChanged()
 	cp.queue.capacity, cp.queue.aging = cfg.QueueCapacity, cfg.AgingInterval
 	cp.idem.ttl, cp.idem.max = cfg.IdempotencyTTL, cfg.IdempotencyKeysMax
 	cp.timeline.resize(cfg.TimelineEventsMax)
@@ -87,6 +88,7 @@ func (w *outcomeWindow) setMax(max int) {
 	w.max = max
 	if n := len(w.entries); n > max {
 		w.entries = append(w.entries[:0], w.entries[n-max:]...)
+		w.recount()
 	}
 }
 

@@ -149,8 +149,12 @@ type ControlPlane struct {
 	idem        *IdempotencyCache
 	timeline    *Timeline
 
-	agents      map[AgentID]*agentRecord
-	agentList   []*agentRecord // sorted by id: deterministic scans without map lookups
+	agents    map[AgentID]*agentRecord
+	agentList []*agentRecord // sorted by id: deterministic scans without map lookups
+	// busy holds the agents with attempts leased to them, sorted by id:
+	// the lease scan visits these, not the whole fleet. Rebuilt on
+	// restore.
+	busy        []*agentRecord
 	domains     map[string]*domainRecord
 	domainNames []string // sorted
 	inFlight    int
@@ -173,8 +177,15 @@ type ControlPlane struct {
 	// name and actor; record stamps By on the events of that actor.
 	by, byActor    string
 	expiredScratch []*taskRecord
-	observer       func(Event)
-	pass           uint64 // scheduling pass counter
+	// Caches of the reconcile pass, never part of the state (a restored
+	// cp starts without them and scans): connCheckAt is a time before
+	// which checkConnectivity finds nothing to do (zero: scan at the next
+	// tick), and usableValid says every domain's usable slots are
+	// current. Whatever could make them wrong calls agentsChanged.
+	connCheckAt time.Time
+	usableValid bool
+	observer    func(Event)
+	pass        uint64 // scheduling pass counter
 }
 
 // NewControlPlane validates cfg and returns an empty control plane whose mode

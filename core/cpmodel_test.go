@@ -205,6 +205,9 @@ func TestControlPlaneStateMachine(t *testing.T) {
 			},
 			"": func(t *rapid.T) {
 				checkControlPlane(t, cp, now, tl)
+				if err := cp.checkCaches(); err != nil {
+					t.Fatal(err)
+				}
 			},
 		})
 	})

@@ -522,6 +522,7 @@ func restoreOutcomes(w *outcomeWindow, es []outcomeExport) {
 	for i, e := range es {
 		w.entries[i] = outcomeEntry{at: e.At, task: e.Task, ok: e.OK, forgiven: e.Forgiven}
 	}
+	w.recount()
 }
 
 func restoreState(s *stateV2) (*ControlPlane, error) {
@@ -665,6 +666,9 @@ func restoreState(s *stateV2) (*ControlPlane, error) {
 		}
 		cp.agents[a.id] = a
 		cp.agentList = append(cp.agentList, a)
+		if len(a.running) > 0 {
+			cp.busy = append(cp.busy, a)
+		}
 	}
 
 	for _, de := range s.Domains {

@@ -549,8 +549,8 @@ func TestRestoreKeepsFaultPointsOut(t *testing.T) {
 func TestExportIsAllState(t *testing.T) {
 	known := map[string][]string{
 		"ControlPlane": {"cfg", "now", "tasks", "terminalIDs", "terminalOff", "taskSeq", "queue", "idem", "timeline", "agents",
-			"agentList", "domains", "domainNames", "inFlight", "mode", "queueHighSince", "queueLowSince", "paused", "pausedReason",
-			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "by", "byActor", "expiredScratch", "observer", "pass"},
+			"agentList", "busy", "domains", "domainNames", "inFlight", "mode", "queueHighSince", "queueLowSince", "paused", "pausedReason",
+			"panicActive", "lastHealthEval", "blocked", "retriesQueued", "outbox", "stats", "skipKeys", "by", "byActor", "expiredScratch", "connCheckAt", "usableValid", "observer", "pass"},
 		"taskRecord": {"queueItem", "Task", "failedOn", "rejectedBy", "assignedAt", "confirmed", "ackSeq", "seqLimit", "probe", "decision",
 			"firstAttempt", "skipPass"},
 		"agentRecord": {"id", "domain", "dom", "slots", "address", "allowsExec", "incarnation", "lastSeq", "state", "stopping",

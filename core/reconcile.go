@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -27,11 +28,19 @@ func (cp *ControlPlane) applyTick(now time.Time) {
 	cp.schedule(now)
 }
 
+// checkConnectivity disconnects agents gone silent or stopped and forgets
+// those disconnected for ForgetAgentAfter. Most ticks find nothing to do:
+// it scans only from connCheckAt on, the earliest connectivityDue of the
+// agents at the last scan.
 func (cp *ControlPlane) checkConnectivity(now time.Time) {
+	if now.Before(cp.connCheckAt) {
+		return
+	}
 	var forget []*agentRecord
 	// now.Sub(t) >= d is !t.After(now - d): one time subtraction per tick
 	// rather than one per agent.
 	silentSince := now.Add(-cp.cfg.HeartbeatTimeout)
+	next := never
 	for _, a := range cp.agentList {
 		switch {
 		case a.connected() && a.stopping && len(a.running) == 0:
@@ -40,11 +49,83 @@ func (cp *ControlPlane) checkConnectivity(now time.Time) {
 			cp.becomeDisconnected(a, true, fmt.Sprintf("no heartbeat for %v", now.Sub(a.lastHeartbeat)))
 		case !a.connected() && len(a.running) == 0 && now.Sub(a.disconnectedAt) >= cp.cfg.ForgetAgentAfter && cp.mayForget(a):
 			forget = append(forget, a)
+			continue
+		}
+		if due := cp.connectivityDue(a); due.Before(next) {
+			next = due
 		}
 	}
 	for _, a := range forget {
 		cp.forgetAgent(a, fmt.Sprintf("disconnected for %v", now.Sub(a.disconnectedAt)))
 	}
+	// Disconnecting and forgetting called agentsChanged: set the bound
+	// after them.
+	cp.connCheckAt = next
+}
+
+// never is later than any time the cp sees.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// connectivityDue is the earliest time at which checkConnectivity may act
+// on a as it is now (zero: at once; never: not until a changes): a
+// connected agent when it has been silent for HeartbeatTimeout (or at
+// once when it stops with nothing running), a disconnected one with
+// nothing running when ForgetAgentAfter has passed. Only a change of a
+// (agentsChanged) brings it earlier; a heartbeat only puts it later.
+func (cp *ControlPlane) connectivityDue(a *agentRecord) time.Time {
+	switch {
+	case a.connected() && a.stopping && len(a.running) == 0:
+		return time.Time{}
+	case a.connected():
+		return a.lastHeartbeat.Add(cp.cfg.HeartbeatTimeout)
+	case len(a.running) == 0:
+		return a.disconnectedAt.Add(cp.cfg.ForgetAgentAfter)
+	}
+	return never
+}
+
+// agentsChanged drops the reconcile pass's caches after a change that may
+// bring an agent's connectivityDue earlier or change a domain's usable
+// slots: an agent registered, connected, disconnected, forgotten, stopping,
+// resized, quarantined or released, left with nothing running while
+// disconnected or stopping, or a takeover or new config.
+func (cp *ControlPlane) agentsChanged() {
+	cp.connCheckAt = time.Time{}
+	cp.usableValid = false
+}
+
+// checkCaches compares the reconcile pass's caches with a fresh
+// computation (tests): connCheckAt may be early, never late, and valid
+// usable slots must be exact.
+func (cp *ControlPlane) checkCaches() error {
+	for _, a := range cp.agentList {
+		if due := cp.connectivityDue(a); due.Before(cp.connCheckAt) {
+			return fmt.Errorf("agent %s: connectivity due at %v, before the cached bound %v", a.id, due, cp.connCheckAt)
+		}
+	}
+	var busy []*agentRecord
+	for _, a := range cp.agentList {
+		if len(a.running) > 0 {
+			busy = append(busy, a)
+		}
+	}
+	if !slices.Equal(busy, cp.busy) {
+		return fmt.Errorf("%d busy agents listed, %d have attempts", len(cp.busy), len(busy))
+	}
+	if !cp.usableValid {
+		return nil
+	}
+	cached := map[string]int{}
+	for _, name := range cp.domainNames {
+		cached[name] = cp.domains[name].usable
+	}
+	cp.computeUsable()
+	for _, name := range cp.domainNames {
+		if got, want := cached[name], cp.domains[name].usable; got != want {
+			return fmt.Errorf("domain %s: cached usable slots %d, fresh %d", name, got, want)
+		}
+	}
+	return nil
 }
 
 // checkMassDisconnect pauses rescheduling when most of the fleet disconnects
@@ -92,10 +173,7 @@ func (cp *ControlPlane) expireLeases(now time.Time) {
 		reason  string
 	}
 	var expired []expiry
-	for _, a := range cp.agentList {
-		if len(a.running) == 0 {
-			continue
-		}
+	for _, a := range cp.busy { // the agents with attempts, in id order
 		lost := !a.connected() && now.Sub(a.disconnectedAt) >= cp.cfg.LostAfter
 		if !a.connected() && cp.paused {
 			continue // hold: the agent may well be running them
@@ -209,6 +287,7 @@ func (cp *ControlPlane) maybeQuarantine(now time.Time, a *agentRecord) {
 	q.decayed = now
 	backoff := cp.cfg.Health.QuarantineBackoff(q.n)
 	q.active, q.by, q.at, q.till = true, quarantineByHealth, now, now.Add(backoff)
+	cp.agentsChanged()
 	d.quarantined++
 	cp.stats.Quarantines++
 	s := a.score
@@ -281,13 +360,9 @@ func (a *agentRecord) lastConnectedSince() time.Time {
 // order, with the capacity the panic threshold protects kept current as
 // each one changes; then it records the start or end of a panic.
 func (cp *ControlPlane) evaluateDomains(now time.Time) {
-	for _, name := range cp.domainNames {
-		cp.domains[name].usable = 0
-	}
-	for _, a := range cp.agentList {
-		if a.connected() && !a.quarantine.active {
-			a.dom.usable += a.slots
-		}
+	if !cp.usableValid {
+		cp.computeUsable()
+		cp.usableValid = true
 	}
 	total, open := 0, 0
 	for _, name := range cp.domainNames {
@@ -329,6 +404,19 @@ func (cp *ControlPlane) evaluateDomains(now time.Time) {
 			Actor: ActorReconcile, Reason: tr.Reason})
 	}
 	cp.notePanic(open, total)
+}
+
+// computeUsable sets every domain's usable slots: those of its connected,
+// unquarantined agents.
+func (cp *ControlPlane) computeUsable() {
+	for _, name := range cp.domainNames {
+		cp.domains[name].usable = 0
+	}
+	for _, a := range cp.agentList {
+		if a.connected() && !a.quarantine.active {
+			a.dom.usable += a.slots
+		}
+	}
 }
 
 type failureTotals struct{ ok, failed int }

@@ -212,6 +212,10 @@ func (cp *ControlPlane) assign(now time.Time, t *taskRecord, a *agentRecord) {
 	if len(t.Attempts) > maxAttemptsMax+cp.cfg.TaskAttemptsMax {
 		t.Attempts = slices.Delete(t.Attempts, 0, 1)
 	}
+	if len(a.running) == 0 {
+		i, _ := busyIndex(cp.busy, a.id)
+		cp.busy = slices.Insert(cp.busy, i, a)
+	}
 	a.running[t.ID] = t
 	d.inFlight++
 	cp.inFlight++

@@ -43,6 +43,7 @@ func (cp *ControlPlane) applyTakeover(now time.Time, in TakeoverInput) error {
 		return fmt.Errorf("%w: takeover needs the node id of the new leader (1 to 128 characters, no spaces), got %q", ErrInvalid, in.Node)
 	}
 	graced, resent := 0, 0
+	cp.agentsChanged()
 	for _, a := range cp.agentList {
 		if a.connected() {
 			if a.lastHeartbeat.Before(now) {

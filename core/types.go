@@ -170,8 +170,10 @@ func (s TaskSpec) Normalize(cfg Config) (TaskSpec, error) {
 	default:
 		return s, fmt.Errorf("%w: kind %q is not one of exec, sleep", ErrInvalid, s.Kind)
 	}
-	if err := ValidateDomain(s.Domain); err != nil && s.Domain != "" {
-		return s, err
+	if s.Domain != "" { // no domain: any; checked first, so no error is built to be dropped
+		if err := ValidateDomain(s.Domain); err != nil {
+			return s, err
+		}
 	}
 	if s.Priority < PriorityHigh || s.Priority > PriorityLow {
 		return s, fmt.Errorf("%w: priority out of range", ErrInvalid)

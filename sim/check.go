@@ -82,7 +82,13 @@ func (s *sim) onTimeline(gen int, e core.Event) {
 	t.str("actor", e.Actor)
 	t.str("reason", e.Reason)
 	t.end()
-	if len(s.res.Events) < s.o.EventsMax {
+	if n := len(s.res.Events); n < s.o.EventsMax {
+		if n == cap(s.res.Events) {
+			// Double, up to the bound: append grows a slice this large by
+			// a quarter at a time, copying its hundreds of bytes an event
+			// over and over.
+			s.res.Events = slices.Grow(s.res.Events, min(max(n, 256), s.o.EventsMax-n))
+		}
 		s.res.Events = append(s.res.Events, TimelineEvent{Gen: gen, Event: e})
 	} else {
 		s.res.EventsDropped++

@@ -97,8 +97,8 @@ func (s *sim) loseLeader(i int) {
 // draws are the seed's.
 func (s *sim) inFlightToLeader() (committed, lost int) {
 	var evs []event
-	for _, k := range s.q.keys {
-		e := s.q.slab[k.slot]
+	for _, k := range s.q.queued() {
+		e := s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 1 && e.gen == uint64(s.cpGen) && e.msg != nil {
 			evs = append(evs, e)
 		}
@@ -125,7 +125,7 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 		}
 		s.tr.begin(s.now, s.count, "agent_in_flight")
 		s.tr.str("kind", string(m.Kind))
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		s.tr.str("fate", fate)
 		s.tr.end()
 		if fate == "lost" {
@@ -153,15 +153,15 @@ func (s *sim) inFlightToLeader() (committed, lost int) {
 // after its backoff (the reply, arriving, is stale).
 func (s *sim) inFlightFromLeader() (delivered, dropped int) {
 	var keys []heapKey
-	for _, k := range s.q.keys {
-		e := &s.q.slab[k.slot]
+	for _, k := range s.q.queued() {
+		e := &s.q.slab[k.slot()]
 		if e.kind == evDeliver && e.num == 0 && e.msg != nil && e.msg.m.From == fnet.CPNode {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b heapKey) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seq, b.seq)) })
+	slices.SortFunc(keys, func(a, b heapKey) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seqSlot, b.seqSlot)) })
 	for _, k := range keys {
-		e := &s.q.slab[k.slot]
+		e := &s.q.slab[k.slot()]
 		if s.rng.IntN(2) == 0 {
 			delivered++
 			continue

@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"fmt"
+	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -39,6 +42,7 @@ type event struct {
 	gen  uint64        // agent incarnation or cp generation the event belongs to
 	node int           // agent index, fault/workload/op index
 	kind eventKind
+	next int32 // eventQueue: the next queued event of its wheel slot, -1: none
 	msg  *wire
 	ex   *execEnd
 	sub  *pendingSubmit
@@ -80,26 +84,75 @@ type execEnd struct {
 	out  core.Outcome
 }
 
-// eventQueue is a 4-ary min-heap on (at, seq): shallower than a binary
-// heap, so fewer cache misses per operation. It is hand-rolled rather than
-// container/heap to avoid interface boxing in the hottest loop. The heap
-// holds small keys (time, sequence, slot); the events themselves stay put in
-// a slab with a free list, so sifting moves 24 bytes rather than a whole
-// event.
+// eventQueue orders the pending events on (at, seq). It is a timing wheel:
+// time is cut in ticks of 2^tickShift ns (about 4 ms), and the keys
+// (time, sequence, slot) of the next wheelSize ticks (about 69 s, past a
+// poll's timeout) sit unsorted in the wheel's slot of their tick. The
+// current tick's keys are sorted once when it comes up (a handful); later
+// keys go to a 4-ary heap until the wheel reaches them. Nearly every push
+// is a list insertion and nearly every pop takes the next key of a short
+// sorted list, where a heap of thousands of events paid a dozen
+// unpredictable comparisons for each. The events themselves stay put in a
+// slab with a free list; a wheel slot is a list threaded through them
+// (event.next), so a push touches its event and a small array of heads.
 type eventQueue struct {
-	keys []heapKey
+	n int // events queued
+
+	// cur holds the keys of tick curTick (and any pushed earlier),
+	// sorted; cur[head:] are queued.
+	cur     []heapKey
+	head    int
+	curTick uint64
+	// wheel[t&wheelMask] is the first slab slot of the list of tick t's
+	// events (-1: none), for curTick < t < curTick+wheelSize; full marks
+	// the slots that hold any.
+	wheel   []int32
+	full    []uint64
+	inWheel int
+	far     keyHeap // keys of ticks beyond the wheel when pushed
+
 	slab []event
 	free []int32
 }
 
+const (
+	tickShift = 22 // a tick is 2^22 ns, about 4.2 ms
+	wheelBits = 14 // 16384 ticks, about 69 s
+	wheelSize = 1 << wheelBits
+	wheelMask = wheelSize - 1
+)
+
 type heapKey struct {
-	at   time.Duration
-	seq  uint64
-	slot int32
+	at time.Duration
+	// seqSlot is seq<<slotBits | slot. Sequence numbers are unique, so
+	// comparing seqSlot compares seq; the slot rides along.
+	seqSlot uint64
 }
 
+// slotBits bounds the events queued at once (16M: gigabytes of slab) and
+// leaves 40 bits of sequence (10^12 events, far past EventsLimit).
+const (
+	slotBits = 24
+	slotMask = 1<<slotBits - 1
+	seqMax   = 1<<(64-slotBits) - 1
+)
+
+func (k *heapKey) slot() int32 { return int32(k.seqSlot & slotMask) }
+
+func (k *heapKey) tick() uint64 { return uint64(k.at) >> tickShift }
+
 func keyLess(a, b *heapKey) bool {
-	return a.at < b.at || a.at == b.at && a.seq < b.seq
+	return a.at < b.at || a.at == b.at && a.seqSlot < b.seqSlot
+}
+
+func keyCompare(a, b heapKey) int {
+	switch {
+	case keyLess(&a, &b):
+		return -1
+	case keyLess(&b, &a):
+		return 1
+	}
+	return 0
 }
 
 func (q *eventQueue) push(e event) {
@@ -112,8 +165,135 @@ func (q *eventQueue) push(e event) {
 		slot = int32(len(q.slab))
 		q.slab = append(q.slab, e)
 	}
-	k := heapKey{at: e.at, seq: e.seq, slot: slot}
-	keys := append(q.keys, k)
+	if slot > slotMask || e.seq > seqMax || e.at < 0 {
+		panic(fmt.Sprintf("sim: event queue: slot %d, sequence %d or time %v out of range", slot, e.seq, e.at))
+	}
+	q.n++
+	k := heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(slot)}
+	switch t := k.tick(); {
+	case t <= q.curTick:
+		// Into the sorted current tick: after every key that sorts
+		// before it (for a new event, usually at the end).
+		i, _ := slices.BinarySearchFunc(q.cur[q.head:], k, keyCompare)
+		q.cur = slices.Insert(q.cur, q.head+i, k)
+	case t-q.curTick < wheelSize:
+		if q.wheel == nil {
+			q.wheel = make([]int32, wheelSize)
+			for i := range q.wheel {
+				q.wheel[i] = -1
+			}
+			q.full = make([]uint64, wheelSize/64)
+		}
+		w := t & wheelMask
+		q.slab[slot].next = q.wheel[w]
+		q.wheel[w] = slot
+		q.full[w/64] |= 1 << (w % 64)
+		q.inWheel++
+	default:
+		q.far.push(k)
+	}
+}
+
+// peek returns the earliest event, which stays queued.
+func (q *eventQueue) peek() *event {
+	if q.head == len(q.cur) {
+		q.advance()
+	}
+	return &q.slab[q.cur[q.head].slot()]
+}
+
+func (q *eventQueue) pop() event {
+	if q.head == len(q.cur) {
+		q.advance()
+	}
+	slot := q.cur[q.head].slot()
+	q.head++
+	q.n--
+	top := q.slab[slot]
+	q.slab[slot] = event{} // no references from the free slot
+	q.free = append(q.free, slot)
+	return top
+}
+
+// advance makes the earliest tick with queued keys current (the current
+// one is done): its wheel slot and the far keys of that tick, sorted.
+func (q *eventQueue) advance() {
+	if q.n == 0 {
+		panic("sim: event queue: empty")
+	}
+	next, fromWheel := uint64(0), false
+	if q.inWheel > 0 {
+		next, fromWheel = q.curTick+q.nextFull(), true
+	}
+	if q.far.len() > 0 {
+		// A far key's tick may be the wheel's next too: both are taken.
+		if t := q.far.min().tick(); !fromWheel || t < next {
+			next, fromWheel = t, false
+		}
+	}
+	q.curTick = next
+	q.cur, q.head = q.cur[:0], 0
+	if fromWheel {
+		w := next & wheelMask
+		for i := q.wheel[w]; i >= 0; i = q.slab[i].next {
+			e := &q.slab[i]
+			q.cur = append(q.cur, heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(i)})
+		}
+		q.wheel[w] = -1
+		q.full[w/64] &^= 1 << (w % 64)
+		q.inWheel -= len(q.cur)
+	}
+	for q.far.len() > 0 && q.far.min().tick() == next {
+		q.cur = append(q.cur, q.far.pop())
+	}
+	slices.SortFunc(q.cur, keyCompare)
+}
+
+// nextFull returns how many ticks after curTick the next full wheel slot
+// is (there is one).
+func (q *eventQueue) nextFull() uint64 {
+	start := (q.curTick + 1) & wheelMask
+	for d := uint64(0); d < wheelSize; {
+		w := (start + d) & wheelMask
+		word := q.full[w/64] >> (w % 64)
+		if word != 0 {
+			return 1 + d + uint64(bits.TrailingZeros64(word))
+		}
+		d += 64 - w%64
+	}
+	panic("sim: event queue: wheel count and slots disagree")
+}
+
+func (q *eventQueue) len() int { return q.n }
+
+// queued returns the keys of the queued events, in no particular order.
+func (q *eventQueue) queued() []heapKey {
+	out := append([]heapKey(nil), q.cur[q.head:]...)
+	if q.inWheel > 0 {
+		for _, first := range q.wheel {
+			for i := first; i >= 0; i = q.slab[i].next {
+				e := &q.slab[i]
+				out = append(out, heapKey{at: e.at, seqSlot: e.seq<<slotBits | uint64(i)})
+			}
+		}
+	}
+	return append(out, q.far.keys...)
+}
+
+// keyHeap is a 4-ary min-heap of keys: shallower than a binary heap, so
+// fewer cache misses per operation, and hand-rolled rather than
+// container/heap to avoid interface boxing. A node's four children (16
+// bytes each) share a cache line.
+type keyHeap struct {
+	keys []heapKey
+}
+
+func (h *keyHeap) len() int { return len(h.keys) }
+
+func (h *keyHeap) min() *heapKey { return &h.keys[0] }
+
+func (h *keyHeap) push(k heapKey) {
+	keys := append(h.keys, k)
 	i := len(keys) - 1
 	for i > 0 {
 		p := (i - 1) / 4
@@ -124,22 +304,16 @@ func (q *eventQueue) push(e event) {
 		i = p
 	}
 	keys[i] = k
-	q.keys = keys
+	h.keys = keys
 }
 
-// peek returns the earliest event, which stays queued.
-func (q *eventQueue) peek() *event { return &q.slab[q.keys[0].slot] }
-
-func (q *eventQueue) pop() event {
-	keys := q.keys
-	slot := keys[0].slot
-	top := q.slab[slot]
-	q.slab[slot] = event{} // no references from the free slot
-	q.free = append(q.free, slot)
+func (h *keyHeap) pop() heapKey {
+	keys := h.keys
+	top := keys[0]
 	n := len(keys) - 1
 	last := keys[n]
 	keys = keys[:n]
-	q.keys = keys
+	h.keys = keys
 	if n == 0 {
 		return top
 	}
@@ -164,5 +338,3 @@ func (q *eventQueue) pop() event {
 	keys[i] = last
 	return top
 }
-
-func (q *eventQueue) len() int { return len(q.keys) }

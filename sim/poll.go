@@ -137,7 +137,7 @@ func (s *sim) post(o core.Outbound) {
 	if !a.box.Push(o) {
 		s.res.MailboxDropped++
 		s.tr.begin(s.now, s.count, "mailbox_full")
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		if o.Assign != nil {
 			s.tr.str("task", string(o.Assign.TaskID))
 		} else if o.Cancel != nil {
@@ -210,7 +210,7 @@ func (s *sim) sendPoll(a *simAgent) {
 		w.extra, a.ackDelay = a.ackDelay, 0
 	}
 	s.tr.begin(s.now, s.count, "poll_send")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.int("poll", int64(n))
 	s.tr.int("epoch", int64(cur.Epoch))
 	s.tr.int("after", int64(cur.After))
@@ -253,7 +253,7 @@ func (s *sim) pollFailed(a *simAgent, n uint64, why string) {
 		a.backoff = min(2*a.backoff, s.o.AgentHeartbeat)
 	}
 	s.tr.begin(s.now, s.count, "poll_failed")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.int("poll", int64(n))
 	s.tr.str("why", why)
 	s.tr.int("backoff_ms", a.backoff.Milliseconds())
@@ -277,7 +277,7 @@ func (s *sim) takeBatch(a *simAgent, w *wire) {
 	}
 	a.carried = 0
 	s.tr.begin(s.now, s.count, "batch")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.int("poll", int64(n))
 	s.tr.int("epoch", int64(w.batch.Epoch))
 	s.tr.int("msgs", int64(len(w.batch.Messages)))
@@ -289,7 +289,7 @@ func (s *sim) takeBatch(a *simAgent, w *wire) {
 	s.tr.end()
 	for _, m := range msgs {
 		s.tr.begin(s.now, s.count, "take")
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		s.tr.int("seq", int64(m.Seq))
 		switch {
 		case m.Assign != nil:
@@ -330,7 +330,7 @@ func (s *sim) takePoll(a *simAgent, w *wire) {
 	for i := range p.Acks {
 		if _, err := s.apply(&p.Acks[i]); err != nil {
 			s.tr.begin(s.now, s.count, "ack_refused")
-			s.tr.str("agent", a.id)
+			s.tr.raw(a.trAgent)
 			s.tr.str("error", err.Error())
 			s.tr.end()
 		}
@@ -424,7 +424,7 @@ func (s *sim) answerPoll(a *simAgent, p parkedPoll) {
 		w.batch.Messages, w.cut = msgs[:a.rng.IntN(k)], true
 	}
 	s.tr.begin(s.now, s.count, "poll_reply")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.int("poll", int64(p.n))
 	s.tr.int("epoch", int64(w.batch.Epoch))
 	s.tr.int("msgs", int64(len(msgs)))
@@ -469,9 +469,7 @@ func (s *sim) deliverPoll(e event) {
 		return
 	}
 	s.traceEv(e, "deliver")
-	s.tr.str("kind", string(w.m.Kind))
-	s.tr.str("from", w.m.From)
-	s.tr.str("to", w.m.To)
+	s.traceRoute(a, &w.m)
 	s.tr.int("poll", int64(w.m.Seq))
 	s.tr.str("dropped", dropped)
 	s.tr.end()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
@@ -31,11 +32,15 @@ type simAgent struct {
 	idx  int
 	id   string
 	zone string
-	rng  *rand.Rand // per-agent stream: network draws on its links
-	ag   *core.Agent
-	exec *simExec
-	inc  uint64 // incarnation; bumped by every crash
-	up   bool
+	// trace fields, built once: "agent": id, and per message kind and
+	// direction "kind", "from" and "to" (see traceRoute)
+	trAgent []byte
+	trRoute [numTracedKinds][2][]byte
+	rng     *rand.Rand // per-agent stream: network draws on its links
+	ag      *core.Agent
+	exec    *simExec
+	inc     uint64 // incarnation; bumped by every crash
+	up      bool
 
 	wakeAt  time.Duration
 	wakeSet bool
@@ -154,7 +159,7 @@ func newSim(opts Options) (*sim, error) {
 	fleet, zones := o.layout()
 	for i, id := range fleet {
 		a := &simAgent{idx: i, id: id, zone: ZoneName(zones[i]),
-			rng: agentRand(o.Seed, id), factor: 1}
+			rng: agentRand(o.Seed, id), factor: 1, trAgent: appendField(nil, "agent", id)}
 		s.agents = append(s.agents, a)
 		s.byID[id] = a
 	}
@@ -290,7 +295,7 @@ func (s *sim) handle(e event) {
 			return // replied meanwhile
 		}
 		s.traceEv(e, "hb_failed")
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		s.tr.int("hb", int64(e.num))
 		s.tr.end()
 		a.ag.HeartbeatFailed(s.t, e.num)
@@ -423,7 +428,7 @@ func (s *sim) wake(a *simAgent) {
 	hb, ok := a.ag.Tick(s.t)
 	if ok {
 		s.tr.begin(s.now, s.count, "hb_send")
-		s.tr.str("agent", a.id)
+		s.tr.raw(a.trAgent)
 		s.tr.int("hb", int64(hb.Seq))
 		s.tr.int("running", int64(len(hb.Running)))
 		s.tr.int("results", int64(len(hb.Results)))
@@ -496,6 +501,38 @@ func (s *sim) send(w *wire, a *simAgent, toCP bool) bool {
 	return true
 }
 
+// The message kinds whose kind, from and to fields agents keep built.
+var tracedKinds = [...]fnet.Kind{fnet.KindHeartbeat, fnet.KindHeartbeatReply, kindPoll, kindPollReply}
+
+const numTracedKinds = len(tracedKinds)
+
+// traceRoute writes m's kind, from and to fields, as the three str calls
+// would, from agent a's fields built at first use when m runs between a
+// and the cp.
+func (s *sim) traceRoute(a *simAgent, m *fnet.Message) {
+	dir := -1
+	switch {
+	case m.From == a.id && m.To == fnet.CPNode:
+		dir = 1
+	case m.From == fnet.CPNode && m.To == a.id:
+		dir = 0
+	}
+	k := slices.Index(tracedKinds[:], m.Kind)
+	if dir < 0 || k < 0 {
+		s.tr.str("kind", string(m.Kind))
+		s.tr.str("from", m.From)
+		s.tr.str("to", m.To)
+		return
+	}
+	f := &a.trRoute[k][dir]
+	if *f == nil {
+		b := appendField(nil, "kind", string(m.Kind))
+		b = appendField(b, "from", m.From)
+		*f = appendField(b, "to", m.To)
+	}
+	s.tr.raw(*f)
+}
+
 func boolNum(b bool) uint64 {
 	if b {
 		return 1
@@ -526,9 +563,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 	a := s.agents[e.node]
 	toCP := e.num == 1
 	s.traceEv(e, "deliver")
-	s.tr.str("kind", string(m.Kind))
-	s.tr.str("from", m.From)
-	s.tr.str("to", m.To)
+	s.traceRoute(a, m)
 	if m.Seq != 0 {
 		s.tr.int("hb", int64(m.Seq))
 	}
@@ -550,7 +585,7 @@ func (s *sim) deliverMsg(e event, m *fnet.Message, late bool) {
 			s.afterCP()
 			if err != nil {
 				s.tr.begin(s.now, s.count, "hb_refused")
-				s.tr.str("agent", a.id)
+				s.tr.raw(a.trAgent)
 				s.tr.str("error", err.Error())
 				s.tr.end()
 				s.push(event{at: s.now, kind: evHeartbeatFailed, node: a.idx, gen: a.inc, num: m.Seq})
@@ -631,7 +666,7 @@ func (x *simExec) Start(e core.Execution) {
 		mt.rec.Executions++
 	}
 	s.tr.begin(s.now, s.count, "exec_start")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.str("task", string(e.TaskID))
 	s.tr.int("attempt", int64(e.Attempt))
 	if a.stuck > 0 || mt != nil && mt.rec.Hang {
@@ -678,7 +713,7 @@ func (s *sim) execDone(e event) {
 	delete(a.exec.running, l)
 	s.ended(a, x.task, x.att)
 	s.traceEv(e, "exec_done")
-	s.tr.str("agent", a.id)
+	s.tr.raw(a.trAgent)
 	s.tr.str("task", string(x.task))
 	s.tr.int("attempt", int64(x.att))
 	s.tr.str("outcome", string(x.out))

@@ -330,15 +330,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	rl.s = s
-	if cfg.PprofAddr != "" {
-		psrv, addr, err := serve.Pprof(cfg.PprofAddr)
-		if err != nil {
-			logger.Error("cannot listen", "pprof", cfg.PprofAddr, "error", err.Error())
-			return 1
-		}
-		defer psrv.Close()
-		logger.Info("serving profiles", "pprof", addr)
+	stopPprof, err := serve.Pprof(cfg.PprofAddr, logger)
+	if err != nil {
+		return 1
 	}
+	defer stopPprof()
 	srv := serve.HTTPServer(s.Handler(), logger)
 	if rl.srv != nil {
 		s.SetTLSCertExpiry(rl.srv.NotAfter())

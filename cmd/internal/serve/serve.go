@@ -44,12 +44,17 @@ func HTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 
 // Pprof serves Go's net/http/pprof profiles (/debug/pprof/...) on a
 // listener of its own at addr, never on a daemon's API port (profiles
-// expose the process: bind it to loopback). It returns the server to close
-// at exit and the address it listens on.
-func Pprof(addr string) (*http.Server, string, error) {
+// expose the process: bind it to loopback), and logs where. An empty addr
+// serves nothing. It returns what stops the server (call it at exit), or
+// why addr cannot be listened on (logged too).
+func Pprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, "", err
+		logger.Error("cannot listen", "pprof", addr, "error", err.Error())
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -59,5 +64,6 @@ func Pprof(addr string) (*http.Server, string, error) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: ReadHeaderTimeout}
 	go func() { _ = srv.Serve(ln) }()
-	return srv, ln.Addr().String(), nil
+	logger.Info("serving profiles", "pprof", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

@@ -1,10 +1,12 @@
 package serve
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -98,12 +100,18 @@ func TestOneConnectionCarriesPollAndHeartbeat(t *testing.T) {
 // TestPprofServesProfilesOnItsOwnListener: Pprof listens where it is told,
 // serves the profile index there, and reports a port it cannot take.
 func TestPprofServesProfilesOnItsOwnListener(t *testing.T) {
-	srv, addr, err := Pprof("127.0.0.1:0")
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	stop, err := Pprof("127.0.0.1:0", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	defer stop()
+	var line struct{ Pprof string }
+	if err := json.Unmarshal([]byte(strings.SplitN(logs.String(), "\n", 2)[0]), &line); err != nil || line.Pprof == "" {
+		t.Fatalf("no serving profiles line: %q (%v)", logs.String(), err)
+	}
+	resp, err := http.Get("http://" + line.Pprof + "/debug/pprof/cmdline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +119,10 @@ func TestPprofServesProfilesOnItsOwnListener(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/debug/pprof/cmdline: %d", resp.StatusCode)
 	}
-	if _, _, err := Pprof(addr); err == nil {
-		t.Fatalf("a second Pprof on %s did not fail", addr)
+	if _, err := Pprof(line.Pprof, logger); err == nil || !strings.Contains(logs.String(), `"msg":"cannot listen"`) {
+		t.Fatalf("a second Pprof on %s: %v, logs %s", line.Pprof, err, logs.String())
+	}
+	if stop, err := Pprof("", logger); err != nil || stop == nil {
+		t.Fatalf("no address: %v", err)
 	}
 }

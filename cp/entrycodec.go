@@ -85,26 +85,42 @@ func plainTime(t time.Time) bool {
 // U+2029), so that json.Marshal of it as a json.RawMessage would copy it
 // unchanged. Bodies made by encoding/json always are.
 func compactJSON(b []byte) bool {
-	inString, escaped := false, false
+	var sc strScan
 	for i := 0; i < len(b); i++ {
 		c := b[i]
-		switch {
-		case inString && escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case inString && c == '"':
-			inString = false
-		case inString && (c == '<' || c == '>' || c == '&'):
-			return false
-		case inString && c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9):
-			return false
-		case inString:
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		was := sc.in
+		if sc.inside(c) {
+			if was && (c == '<' || c == '>' || c == '&' ||
+				c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9)) {
+				return false
+			}
+			continue
+		}
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
 			return false
 		}
+	}
+	return true
+}
+
+// strScan follows JSON text byte by byte to tell string bytes from the
+// rest.
+type strScan struct{ in, esc bool }
+
+// inside reports whether c belongs to a string (its quotes included).
+func (s *strScan) inside(c byte) bool {
+	switch {
+	case s.in && s.esc:
+		s.esc = false
+	case s.in && c == '\\':
+		s.esc = true
+	case s.in && c == '"':
+		s.in = false
+	case s.in:
+	case c == '"':
+		s.in = true
+	default:
+		return false
 	}
 	return true
 }
@@ -221,28 +237,23 @@ func (d *entryReader) envelope() (core.Envelope, bool) {
 // refuses a malformed one and so stops the state machine, as an entry
 // encoding/json cannot read does.
 func (d *entryReader) skipValue() bool {
-	depth, inString, escaped := 0, false, false
+	var sc strScan
+	depth := 0
 	for ; d.i < len(d.b); d.i++ {
 		c := d.b[d.i]
-		switch {
-		case inString && escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case inString && c == '"':
-			inString = false
-			if depth == 0 {
+		if sc.inside(c) {
+			if c == '"' && !sc.in && depth == 0 { // a top-level string closed
 				d.i++
 				return true
 			}
-		case inString:
-		case c == '"':
-			inString = true
+			continue
+		}
+		switch {
 		case c == '{' || c == '[':
 			depth++
 		case c == '}' || c == ']':
 			if depth == 0 {
-				return d.i > 0 // a literal ends here
+				return true // a literal ends here
 			}
 			depth--
 			if depth == 0 {
@@ -253,5 +264,5 @@ func (d *entryReader) skipValue() bool {
 			return true // a literal ends here
 		}
 	}
-	return depth == 0 && !inString
+	return depth == 0 && !sc.in
 }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -39,12 +40,6 @@ func TestOneConnectionCarriesPollAndHeartbeat(t *testing.T) {
 		})
 		mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
 		srv := HTTPServer(mux, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		var conns atomic.Int32
-		srv.ConnState = func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				conns.Add(1)
-			}
-		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -52,6 +47,16 @@ func TestOneConnectionCarriesPollAndHeartbeat(t *testing.T) {
 		go func() { _ = srv.Serve(ln) }()
 		url := "http://" + ln.Addr().String()
 		client := fnet.NewCPClient(url, http1)
+		// The client's dials are counted, not the server's accepts: under a
+		// parallel test run another package's stray dial to a reused
+		// ephemeral port can land on this listener.
+		var conns atomic.Int32
+		tr := client.Transport.(*http.Transport)
+		dial := (&net.Dialer{}).DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return dial(ctx, network, addr)
+		}
 		get := func(path string) (string, error) {
 			resp, err := client.Get(url + path)
 			if err != nil {

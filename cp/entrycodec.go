@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/net/jsonw"
 )
 
 // The log entries of inputs (version 1 of one envelope, version 2 of a
@@ -44,12 +45,12 @@ func appendInputEntry(b []byte, envs []core.Envelope) (_ []byte, ok bool) {
 func appendEnvelope(b []byte, e core.Envelope) ([]byte, bool) {
 	// Bodies are made by core.Wrap with encoding/json, so they are valid
 	// JSON; compactJSON checks only that json.Marshal would not rewrite one.
-	if !plainKind(e.Kind) || !plainTime(e.At) || len(e.Body) == 0 || !compactJSON(e.Body) {
+	if !plainKind(e.Kind) || !jsonw.PlainTime(e.At) || len(e.Body) == 0 || !compactJSON(e.Body) {
 		return b, false
 	}
-	b = append(b, `{"at":"`...)
-	b = e.At.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","kind":"`...)
+	b = append(b, `{"at":`...)
+	b = jsonw.AppendTime(b, e.At)
+	b = append(b, `,"kind":"`...)
 	b = append(b, e.Kind...)
 	b = append(b, `","body":`...)
 	b = append(b, e.Body...)
@@ -68,16 +69,6 @@ func plainKind(k string) bool {
 		}
 	}
 	return true
-}
-
-// plainTime: a time whose RFC 3339 form time.Time.MarshalJSON accepts and
-// writes as AppendFormat(RFC3339Nano) does.
-func plainTime(t time.Time) bool {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return false
-	}
-	_, off := t.Zone()
-	return off%60 == 0 && off > -24*3600 && off < 24*3600
 }
 
 // compactJSON: valid JSON with no insignificant white space and none of

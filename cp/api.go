@@ -354,10 +354,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	w.Header().Set("Location", "/v1/tasks/"+string(task.ID))
 	if replayed {
 		w.Header().Set(HeaderReplayed, "true")
-		fnet.WriteJSON(w, http.StatusOK, taskView(task))
+		writeTask(w, http.StatusOK, taskView(task))
 		return
 	}
-	fnet.WriteJSON(w, http.StatusCreated, taskView(task))
+	writeTask(w, http.StatusCreated, taskView(task))
 }
 
 // submitInput checks a submission before it goes to the log (the core
@@ -414,7 +414,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request, p httprouter.Pa
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no task %q (never submitted, or finished long ago and forgotten)", id))
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, taskView(t))
+	writeTask(w, http.StatusOK, taskView(t))
 }
 
 // TaskList is the body of GET /v1/tasks. NextAfter, when set, pages on with
@@ -489,7 +489,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p httprouter
 	if !ok {
 		return
 	}
-	fnet.WriteJSON(w, http.StatusOK, taskView(a.Result.Task))
+	writeTask(w, http.StatusOK, taskView(a.Result.Task))
 }
 
 // AgentList is the body of GET /v1/agents.

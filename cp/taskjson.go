@@ -1,0 +1,155 @@
+package cp
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/fluxforge/fluxforge/core"
+	fnet "github.com/fluxforge/fluxforge/net"
+	"github.com/fluxforge/fluxforge/net/jsonw"
+)
+
+// writeTask answers with a task view, as fnet.WriteJSON would. A task is
+// the most frequent answer (every submission, and clients polling a task
+// until it ends), so it is written without encoding/json's reflection;
+// the test compares the bytes with fnet.Encode's on random tasks. A task
+// the fast path does not take (a time RFC 3339 cannot write) goes through
+// fnet.WriteJSON.
+func writeTask(w http.ResponseWriter, status int, v TaskView) {
+	b, ok := appendTaskView(make([]byte, 0, 512), v)
+	if !ok {
+		fnet.WriteJSON(w, status, v)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// appendTaskView appends v as fnet.Encode writes it (no HTML escaping, a
+// newline after).
+func appendTaskView(b []byte, v TaskView) ([]byte, bool) {
+	t := &v.Task
+	if !jsonw.PlainTime(t.SubmittedAt) || !jsonw.PlainTime(t.EnqueuedAt) || !jsonw.PlainTime(t.UpdatedAt) ||
+		t.LastDecision != nil && !jsonw.PlainTime(t.LastDecision.At) {
+		return b, false
+	}
+	for _, a := range t.Attempts {
+		if !jsonw.PlainTime(a.AssignedAt) || !jsonw.PlainTime(a.EndedAt) {
+			return b, false
+		}
+	}
+	b = append(b, `{"id":`...)
+	b = str(b, string(t.ID))
+	if t.IdempotencyKey != "" {
+		b = append(b, `,"idempotency_key":`...)
+		b = str(b, t.IdempotencyKey)
+	}
+	b = append(b, `,"spec":{"kind":`...)
+	b = str(b, t.Spec.Kind)
+	if len(t.Spec.Argv) > 0 {
+		b = append(b, `,"argv":[`...)
+		for i, a := range t.Spec.Argv {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = str(b, a)
+		}
+		b = append(b, ']')
+	}
+	if t.Spec.DurationMS != 0 {
+		b = append(b, `,"duration_ms":`...)
+		b = strconv.AppendInt(b, t.Spec.DurationMS, 10)
+	}
+	if t.Spec.Domain != "" {
+		b = append(b, `,"domain":`...)
+		b = str(b, t.Spec.Domain)
+	}
+	b = append(b, `,"priority":`...)
+	b = str(b, t.Spec.Priority.String())
+	b = append(b, `,"timeout_seconds":`...)
+	b = strconv.AppendInt(b, int64(t.Spec.TimeoutSeconds), 10)
+	b = append(b, `,"max_attempts":`...)
+	b = strconv.AppendInt(b, int64(t.Spec.MaxAttempts), 10)
+	b = append(b, `},"state":`...)
+	b = str(b, t.State.String())
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(t.Attempt), 10)
+	b = append(b, `,"failures":`...)
+	b = strconv.AppendInt(b, int64(t.Failures), 10)
+	if t.AgentID != "" {
+		b = append(b, `,"agent_id":`...)
+		b = str(b, string(t.AgentID))
+	}
+	b = append(b, `,"submitted_at":`...)
+	b = jsonw.AppendTime(b, t.SubmittedAt)
+	if !t.EnqueuedAt.IsZero() {
+		b = append(b, `,"enqueued_at":`...)
+		b = jsonw.AppendTime(b, t.EnqueuedAt)
+	}
+	b = append(b, `,"updated_at":`...)
+	b = jsonw.AppendTime(b, t.UpdatedAt)
+	if t.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = str(b, t.Reason)
+	}
+	if t.Output != "" {
+		b = append(b, `,"output":`...)
+		b = str(b, t.Output)
+	}
+	b = append(b, `,"exit_code":`...)
+	b = strconv.AppendInt(b, int64(t.ExitCode), 10)
+	if d := t.LastDecision; d != nil {
+		b = append(b, `,"last_decision":{"outcome":`...)
+		b = str(b, d.Outcome)
+		if d.Reason != "" {
+			b = append(b, `,"reason":`...)
+			b = str(b, d.Reason)
+		}
+		b = append(b, `,"at":`...)
+		b = jsonw.AppendTime(b, d.At)
+		b = append(b, '}')
+	}
+	if len(t.Attempts) > 0 {
+		b = append(b, `,"attempts":[`...)
+		for i, a := range t.Attempts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendAttempt(b, a)
+		}
+		b = append(b, ']')
+	}
+	if v.WaitingReason != "" {
+		b = append(b, `,"waiting_reason":`...)
+		b = str(b, v.WaitingReason)
+	}
+	return append(b, '}', '\n'), true
+}
+
+func appendAttempt(b []byte, a core.AttemptRecord) []byte {
+	b = append(b, `{"attempt":`...)
+	b = strconv.AppendInt(b, int64(a.Attempt), 10)
+	b = append(b, `,"agent_id":`...)
+	b = str(b, string(a.AgentID))
+	b = append(b, `,"domain":`...)
+	b = str(b, a.Domain)
+	b = append(b, `,"assigned_at":`...)
+	b = jsonw.AppendTime(b, a.AssignedAt)
+	if !a.EndedAt.IsZero() {
+		b = append(b, `,"ended_at":`...)
+		b = jsonw.AppendTime(b, a.EndedAt)
+	}
+	if a.Outcome != "" {
+		b = append(b, `,"outcome":`...)
+		b = str(b, string(a.Outcome))
+	}
+	if a.Error != "" {
+		b = append(b, `,"error":`...)
+		b = str(b, a.Error)
+	}
+	return append(b, '}')
+}
+
+// str appends s as fnet.Encode writes a string (no HTML escaping).
+func str(b []byte, s string) []byte { return jsonw.AppendString(b, s, false) }

@@ -323,6 +323,13 @@ func (s *sim) startCP() {
 	if _, err := s.apply(core.StartInput{TaskIDPrefix: fmt.Sprintf("r%d-%s", s.cpGen, s.o.Core.TaskIDPrefix)}); err != nil {
 		panic(fmt.Sprintf("sim: restart cp: %v", err))
 	}
+	s.backUp(d)
+}
+
+// backUp ends an outage of the cp (a restart or a takeover) once the new
+// process runs: the operator actions and the submissions held during the
+// outage go again, and the fault has healed.
+func (s *sim) backUp(d *cpDown) {
 	s.afterCP()
 	for _, op := range d.ops {
 		s.push(event{at: s.now, kind: evOperator, node: op})

@@ -239,15 +239,7 @@ func (s *sim) takeOver() {
 	snap := cp.DebugView(s.t)
 	s.note(fmt.Sprintf("cp leader %s (epoch %d) took over from %s after %v: applied index %d, mode %s, queue %d, in flight %d, clock %+v, %d assignments resent, state_hash %.12s (as the old leader's)",
 		fo.To, fo.Epoch, fo.From, fo.At-fo.LostAt, fo.AppliedIndex, mode, snap.QueueDepth, snap.InFlight, fo.Skew, fo.Resent, fo.StateHash))
-	s.afterCP()
-	for _, op := range d.ops {
-		s.push(event{at: s.now, kind: evOperator, node: op})
-	}
-	for _, p := range d.retry {
-		s.push(event{at: s.now + time.Duration(s.rng.Int64N(int64(time.Second))), kind: evResubmit, sub: p})
-	}
-	s.faultsPending--
-	s.healed()
+	s.backUp(d)
 }
 
 // nextSkew draws a new leader's clock offset from the agents' time: within

@@ -52,14 +52,14 @@ type call struct {
 type batcher struct {
 	s *Server
 
-	wg       sync.WaitGroup // the run goroutine; Server.Close waits for it
-	mu       sync.Mutex
-	cond     sync.Cond // signalled (L = &mu) when an input waits or an entry is answered
-	pending  []*call
-	flying   int       // entries proposed and not yet answered
-	inFlight bool      // the run goroutine is running
-	last     time.Time // the newest stamp given
-	off      bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
+	wg      sync.WaitGroup // the run and complete goroutines; Server.Close waits for them
+	mu      sync.Mutex
+	cond    sync.Cond // L is &mu (set by New); signalled when an input waits or an entry is answered
+	pending []*call
+	flying  int       // entries proposed and not yet answered
+	running bool      // the run goroutine is running
+	last    time.Time // the newest stamp given
+	off     bool      // tests and benchmarks: one entry per proposal (a batch submit's inputs stay together), no batching
 }
 
 // proposeAll stamps ins, waits for their entry to be durable and applied,
@@ -108,11 +108,8 @@ func (b *batcher) queue(ins []core.Input, then func([]applied, error)) *call {
 		c.envs[i].At = floor
 	}
 	b.pending = append(b.pending, c)
-	if !b.inFlight {
-		b.inFlight = true
-		if b.cond.L == nil {
-			b.cond.L = &b.mu
-		}
+	if !b.running {
+		b.running = true
 		b.wg.Add(1)
 		go b.run()
 	} else {
@@ -139,7 +136,7 @@ func (b *batcher) run() {
 	for {
 		switch {
 		case len(b.pending) == 0 && b.flying == 0:
-			b.inFlight = false
+			b.running = false
 			b.mu.Unlock()
 			return
 		case len(b.pending) == 0 || b.flying >= entriesInFlightMax:

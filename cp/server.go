@@ -235,6 +235,7 @@ func New(opts Options) (*Server, error) {
 		mail:  newMailboxes(epoch, opts.DeliveryQueuePerAgentMax, opts.DeliveryQueueMax),
 	}
 	s.batch.s = s
+	s.batch.cond.L = &s.batch.mu
 	ts, err := s.loadTokens()
 	if err != nil {
 		return nil, fmt.Errorf("cp: %w", err)

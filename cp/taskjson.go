@@ -13,17 +13,14 @@ import (
 // the most frequent answer (every submission, and clients polling a task
 // until it ends), so it is written without encoding/json's reflection;
 // the test compares the bytes with fnet.Encode's on random tasks. A task
-// the fast path does not take (a time RFC 3339 cannot write) goes through
-// fnet.WriteJSON.
+// the fast path does not take (a time RFC 3339 cannot write) is encoded by
+// fnet.Encode.
 func writeTask(w http.ResponseWriter, status int, v TaskView) {
 	b, ok := appendTaskView(make([]byte, 0, 512), v)
 	if !ok {
-		fnet.WriteJSON(w, status, v)
-		return
+		b = fnet.Encode(v)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	fnet.WriteJSONBody(w, status, b)
 }
 
 // appendTaskView appends v as fnet.Encode writes it (no HTML escaping, a

@@ -130,10 +130,13 @@ func WriteError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // WriteJSON writes v with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
+func WriteJSON(w http.ResponseWriter, status int, v any) { WriteJSONBody(w, status, Encode(v)) }
+
+// WriteJSONBody writes body, a JSON document already encoded, with status.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(Encode(v))
+	_, _ = w.Write(body)
 }
 
 // CheckContentLength refuses, before any of it is read, a body whose

@@ -84,7 +84,7 @@ soak-throughput:
 
 # Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
 FUZZTIME ?= 60s
-FUZZ_TARGETS = net:FuzzDecodeMessage cp:FuzzSubmit cp:FuzzHeartbeat cp:FuzzAdminMode cp:FuzzPurge cp:FuzzQuery agent:FuzzAgentProtocol
+FUZZ_TARGETS = net:FuzzDecodeMessage net:FuzzFastDecoders cp:FuzzSubmit cp:FuzzHeartbeat cp:FuzzAdminMode cp:FuzzPurge cp:FuzzQuery agent:FuzzAgentProtocol
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 		echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/; done

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/fluxforge/fluxforge/core/jsonr"
 )
 
 // Input is any one input to the control plane as a plain value: a
@@ -216,7 +218,9 @@ func Wrap(now time.Time, in Input) Envelope {
 }
 
 // Unwrap decodes an Envelope back into its Input, a value (SubmitInput, not
-// *SubmitInput), equal to the one wrapped.
+// *SubmitInput), equal to the one wrapped. Heartbeats and assignment acks,
+// most of the log, are read without reflection when they can be
+// (messagejson.go), into exactly what json.Unmarshal makes of them.
 func (e Envelope) Unwrap() (Input, error) {
 	switch e.Kind {
 	case "submit":
@@ -224,8 +228,14 @@ func (e Envelope) Unwrap() (Input, error) {
 	case "cancel":
 		return decodeInput[CancelInput](e)
 	case "heartbeat":
+		if h, ok := DecodeHeartbeat(e.Body); ok {
+			return h, nil
+		}
 		return decodeInput[HeartbeatInput](e)
 	case "assign_ack":
+		if a, ok := decodeAssignAck(e.Body); ok {
+			return a, nil
+		}
 		return decodeInput[AssignAck](e)
 	case "set_mode":
 		return decodeInput[SetModeInput](e)
@@ -245,6 +255,16 @@ func (e Envelope) Unwrap() (Input, error) {
 		return decodeInput[TakeoverInput](e)
 	}
 	return nil, fmt.Errorf("%w: unknown input kind %q", ErrInvalid, e.Kind)
+}
+
+// decodeAssignAck is DecodeHeartbeat for an assign_ack body.
+func decodeAssignAck(data []byte) (a AssignAck, ok bool) {
+	r := jsonr.New(data)
+	a.ReadJSON(&r)
+	if !r.End() {
+		return AssignAck{}, false
+	}
+	return a, true
 }
 
 func decodeInput[T Input](e Envelope) (Input, error) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
 	"testing/iotest"
 
@@ -114,6 +116,60 @@ func FuzzDecodeMessage(f *testing.F) {
 			KindAssignAck: m.AssignAck, KindCancel: m.Cancel}[m.Kind]
 		if err := Decode(bytes.NewReader(Encode(inner)), BodyMax, payload); err != nil {
 			t.Fatalf("%s payload does not decode on its own: %v", m.Kind, err)
+		}
+	})
+}
+
+// FuzzFastDecoders: Decode and DecodeReply answer every body exactly as
+// encoding/json alone does (the same error text, the same value) for the
+// types with a fast decoder, and a heartbeat's log body unwraps as
+// json.Unmarshal reads it.
+//
+//	go test -run '^$' -fuzz '^FuzzFastDecoders$' -fuzztime 60s ./net/
+func FuzzFastDecoders(f *testing.F) {
+	for _, seed := range []string{
+		`{"agent_id":"a1","domain":"z1","slots":2,"incarnation":3,"seq":4,"running":[{"task_id":"t-1","attempt":1}]}` + "\n",
+		`{"agent_id":"a1","domain":"z1","slots":1,"incarnation":7,"seq":3,"running":[],"results":[{"task_id":"t-1","attempt":1,"outcome":"SUCCEEDED","exit_code":0,"error":"\u003c\u2028","duration_ms":5}],"rtt_ms":2,"stopping":true,"allows_exec":true,"heartbeat_interval_ms":5000,"self_fencing":true}`,
+		`{"agent_id":"a1","incarnation":3,"epoch":9,"after":2,"acks":[{"agent_id":"a1","task_id":"t-1","attempt":1,"accepted":true,"heartbeat_seq":4}],"wait_ms":30000}`,
+		`{"acked":[{"task_id":"t-1","attempt":1}],"cancel":null,"registered":true,"heartbeat_interval_ms":5000,"lease_ms":15000}`,
+		`{"epoch":9,"messages":[{"seq":1,"assign":{"task_id":"t-1","attempt":1,"spec":{"kind":"sleep","argv":["a"],"duration_ms":5,"priority":"low","timeout_seconds":60,"max_attempts":3},"deadline":"2026-01-01T00:00:00Z","incarnation":3,"seq_limit":5}},{"seq":2,"cancel":{"task_id":"t-1","attempt":1,"reason":"user"}}],"dropped":1}`,
+		`{"agent_id":"a1","agent_id":"a2"}`,
+		`{"AGENT_ID":"a1","seq":-0,"slots":1e2}`,
+		`{"seq":18446744073709551616}`,
+		`{"agent_id":"\ud83d\ude00\ud800"}`,
+		"{\"agent_id\":\"\xff\"}",
+		`{"running":[{"task_id":"t","attempt":1},{"task_id":"t","attempt":01}]}`,
+		`{} x`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, c := range []struct {
+			fresh  func() any
+			strict bool
+		}{
+			{func() any { return new(core.HeartbeatInput) }, true},
+			{func() any { return new(PollRequest) }, true},
+			{func() any { return new(core.HeartbeatReply) }, false},
+			{func() any { return new(PollReply) }, false},
+		} {
+			fast, ref := c.fresh(), c.fresh()
+			var err error
+			if c.strict {
+				err = Decode(bytes.NewReader(body), BodyMax, fast)
+			} else {
+				err = DecodeReply(bytes.NewReader(body), BodyMax, fast)
+			}
+			refErr := decode(bytes.NewReader(body), BodyMax, ref, c.strict)
+			if fmt.Sprint(err) != fmt.Sprint(refErr) || !reflect.DeepEqual(fast, ref) {
+				t.Fatalf("%T: fast path %+v (%v), encoding/json %+v (%v)", fast, fast, err, ref, refErr)
+			}
+		}
+		var ref core.HeartbeatInput
+		refErr := json.Unmarshal(body, &ref)
+		in, err := core.Envelope{Kind: "heartbeat", Body: body}.Unwrap()
+		if (err == nil) != (refErr == nil) || err == nil && !reflect.DeepEqual(in, ref) {
+			t.Fatalf("Unwrap: %+v (%v), json.Unmarshal %+v (%v)", in, err, ref, refErr)
 		}
 	})
 }

@@ -110,8 +110,13 @@ var ErrBadMessage = errors.New("net: bad message")
 const BodyMax = 8 << 20
 
 // Decode reads one JSON value into v from r, refusing unknown fields, bodies
-// over max bytes and trailing data.
+// over max bytes and trailing data. The agent protocol's hot requests
+// (*core.HeartbeatInput, *PollRequest) take a fast path that answers
+// exactly as encoding/json does (fastjson.go).
 func Decode(r io.Reader, max int64, v any) error {
+	if fastDecodes(v) {
+		return decodeFast(r, max, v, true)
+	}
 	return decode(r, max, v, true)
 }
 
@@ -145,16 +150,25 @@ func decode(r io.Reader, max int64, v any, strict bool) error {
 
 // DecodeReply reads a reply (heartbeat reply, assign ack) like Decode but
 // ignores unknown fields: a newer peer may add fields an older one does not
-// know. Requests stay strict.
+// know. Requests stay strict. Replies to heartbeats and polls take the
+// fast path (see Decode).
 func DecodeReply(r io.Reader, max int64, v any) error {
+	if fastDecodes(v) {
+		return decodeFast(r, max, v, false)
+	}
 	return decode(r, max, v, false)
 }
 
 // ErrTooLarge marks a body over its bound.
 var ErrTooLarge = errors.New("net: body too large")
 
-// Encode marshals v as compact JSON.
+// Encode marshals v as compact JSON, with no HTML escaping and a newline
+// after (json.Encoder's form). The agent protocol's hot requests are
+// written without reflection, byte for byte the same (fastjson.go).
 func Encode(v any) []byte {
+	if b, ok := encodeFast(v); ok {
+		return b
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

@@ -1,0 +1,394 @@
+package net
+
+import (
+	"bytes"
+	"io"
+	"reflect"
+	"strconv"
+	"sync"
+
+	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/core/jsonr"
+	"github.com/fluxforge/fluxforge/net/jsonw"
+)
+
+// The agent protocol's hot messages (a heartbeat and a poll from every
+// agent every few seconds, and their replies) are decoded and encoded
+// without encoding/json's reflection, which was a tenth of the cp's CPU and
+// a fifth of an agent's. Decode, DecodeReply and Encode take the fast path
+// for these types by themselves:
+//
+//   - decoding: the body is read whole (up to its bound) and given to a
+//     reflection-free decoder of a strict subset of JSON (core/jsonr),
+//     which makes exactly the value encoding/json makes of it or gives up;
+//     then, or when reading failed or the body is too large, encoding/json
+//     decodes the same bytes (and the same read error) as before, so every
+//     answer and every error message is unchanged.
+//   - encoding: the bytes are appended by hand, exactly as Encode's
+//     json.Encoder writes them (net/jsonw).
+//
+// The tests compare both with encoding/json on random messages and on
+// random mutations of their text (fastjson_test.go).
+
+// decodeBodyInitial is the first read buffer of a fast decode: most
+// heartbeats and polls fit. decodeBodyPooledMax bounds the buffers kept
+// for reuse, so one large body does not stay in memory.
+const (
+	decodeBodyInitial   = 4 << 10
+	decodeBodyPooledMax = 256 << 10
+)
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, decodeBodyInitial); return &b }}
+
+// fastDecodes reports whether v is a type with a fast decoder, pointing to
+// a zero value (encoding/json merges into a value that is not; the fast
+// decoders make a fresh one).
+func fastDecodes(v any) bool {
+	switch v.(type) {
+	case *core.HeartbeatInput, *PollRequest, *core.HeartbeatReply, *PollReply:
+		rv := reflect.ValueOf(v)
+		return !rv.IsNil() && rv.Elem().IsZero()
+	}
+	return false
+}
+
+// fastDecode decodes data into v (see fastDecodes) and reports whether it
+// could; v is unchanged when it could not.
+func fastDecode(data []byte, v any) bool {
+	switch p := v.(type) {
+	case *core.HeartbeatInput:
+		h, ok := core.DecodeHeartbeat(data)
+		if ok {
+			*p = h
+		}
+		return ok
+	case *PollRequest:
+		q, ok := decodePollRequest(data)
+		if ok {
+			*p = q
+		}
+		return ok
+	case *core.HeartbeatReply:
+		h, ok := core.DecodeHeartbeatReply(data)
+		if ok {
+			*p = h
+		}
+		return ok
+	case *PollReply:
+		q, ok := decodePollReply(data)
+		if ok {
+			*p = q
+		}
+		return ok
+	}
+	return false
+}
+
+// decodeFast is decode for a v that fastDecodes.
+func decodeFast(r io.Reader, max int64, v any, strict bool) error {
+	bp := bodyPool.Get().(*[]byte)
+	data, err := readAtMost(r, max+1, (*bp)[:0])
+	defer func() {
+		if cap(data) <= decodeBodyPooledMax {
+			*bp = data[:0]
+			bodyPool.Put(bp)
+		}
+	}()
+	if err == nil && int64(len(data)) <= max && fastDecode(data, v) {
+		return nil
+	}
+	// The same bytes and the same end (EOF, or the read error) as the
+	// body gave: encoding/json answers as it did reading the body itself.
+	var rest io.Reader = eofReader{}
+	if err != nil {
+		rest = errReader{err}
+	}
+	return decode(io.MultiReader(bytes.NewReader(data), rest), max, v, strict)
+}
+
+// readAtMost appends to b what r gives until EOF, an error or n bytes.
+func readAtMost(r io.Reader, n int64, b []byte) ([]byte, error) {
+	for int64(len(b)) < n {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		end := cap(b)
+		if int64(end) > n {
+			end = int(n)
+		}
+		m, err := r.Read(b[len(b):end])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func decodePollRequest(data []byte) (p PollRequest, ok bool) {
+	r := jsonr.New(data)
+	var seen uint64
+	r.Byte('{')
+	for n := 0; r.More(n, '}'); n++ {
+		switch string(r.Key()) {
+		case "agent_id":
+			r.Once(&seen, 0)
+			p.AgentID = core.AgentID(r.String())
+		case "incarnation":
+			r.Once(&seen, 1)
+			p.Incarnation = r.Uint64()
+		case "epoch":
+			r.Once(&seen, 2)
+			p.Epoch = r.Uint64()
+		case "after":
+			r.Once(&seen, 3)
+			p.After = r.Uint64()
+		case "acks":
+			r.Once(&seen, 4)
+			p.Acks = jsonr.Array(&r, (*core.AssignAck).ReadJSON)
+		case "wait_ms":
+			r.Once(&seen, 5)
+			p.WaitMillis = r.Int64()
+		default:
+			r.Fail()
+		}
+	}
+	if !r.End() {
+		return PollRequest{}, false
+	}
+	return p, true
+}
+
+func decodePollReply(data []byte) (p PollReply, ok bool) {
+	r := jsonr.New(data)
+	var seen uint64
+	r.Byte('{')
+	for n := 0; r.More(n, '}'); n++ {
+		switch string(r.Key()) {
+		case "epoch":
+			r.Once(&seen, 0)
+			p.Epoch = r.Uint64()
+		case "messages":
+			r.Once(&seen, 1)
+			p.Messages = jsonr.Array(&r, (*PollMessage).readJSON)
+		case "dropped":
+			r.Once(&seen, 2)
+			p.Dropped = r.Uint64()
+		default:
+			r.Fail()
+		}
+	}
+	if !r.End() {
+		return PollReply{}, false
+	}
+	return p, true
+}
+
+func (m *PollMessage) readJSON(r *jsonr.Reader) {
+	var seen uint64
+	r.Byte('{')
+	for n := 0; r.More(n, '}'); n++ {
+		switch string(r.Key()) {
+		case "seq":
+			r.Once(&seen, 0)
+			m.Seq = r.Uint64()
+		case "assign":
+			r.Once(&seen, 1)
+			m.Assign = new(core.Assign)
+			m.Assign.ReadJSON(r)
+		case "cancel":
+			r.Once(&seen, 2)
+			m.Cancel = new(core.CancelTask)
+			m.Cancel.ReadJSON(r)
+		default:
+			r.Fail()
+		}
+	}
+}
+
+// encodeFast returns v as Encode writes it, for the types with a fast
+// encoder; ok is false for the others.
+func encodeFast(v any) (_ []byte, ok bool) {
+	var b []byte
+	switch p := v.(type) {
+	case *core.HeartbeatInput:
+		if p == nil {
+			return nil, false
+		}
+		b = appendHeartbeat(make([]byte, 0, 512), p)
+	case core.HeartbeatInput:
+		b = appendHeartbeat(make([]byte, 0, 512), &p)
+	case PollRequest:
+		b = appendPollRequest(make([]byte, 0, 512), &p)
+	case *PollRequest:
+		if p == nil {
+			return nil, false
+		}
+		b = appendPollRequest(make([]byte, 0, 512), p)
+	default:
+		return nil, false
+	}
+	return append(b, '\n'), true
+}
+
+// str appends s as Encode writes a string (no HTML escaping).
+func str(b []byte, s string) []byte { return jsonw.AppendString(b, s, false) }
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
+
+func appendHeartbeat(b []byte, h *core.HeartbeatInput) []byte {
+	b = append(b, `{"agent_id":`...)
+	b = str(b, string(h.AgentID))
+	b = append(b, `,"domain":`...)
+	b = str(b, h.Domain)
+	b = append(b, `,"slots":`...)
+	b = appendInt(b, int64(h.Slots))
+	if h.Address != "" {
+		b = append(b, `,"address":`...)
+		b = str(b, h.Address)
+	}
+	b = append(b, `,"incarnation":`...)
+	b = appendUint(b, h.Incarnation)
+	b = append(b, `,"seq":`...)
+	b = appendUint(b, h.Seq)
+	b = append(b, `,"running":`...)
+	if h.Running == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, l := range h.Running {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendLease(b, l)
+		}
+		b = append(b, ']')
+	}
+	if len(h.Results) > 0 {
+		b = append(b, `,"results":[`...)
+		for i, res := range h.Results {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendResult(b, &res)
+		}
+		b = append(b, ']')
+	}
+	if h.RTTMillis != 0 {
+		b = append(b, `,"rtt_ms":`...)
+		b = appendInt(b, h.RTTMillis)
+	}
+	if h.Stopping {
+		b = append(b, `,"stopping":true`...)
+	}
+	if h.AllowsExec {
+		b = append(b, `,"allows_exec":true`...)
+	}
+	if h.HeartbeatIntervalMillis != 0 {
+		b = append(b, `,"heartbeat_interval_ms":`...)
+		b = appendInt(b, h.HeartbeatIntervalMillis)
+	}
+	if h.SelfFencing {
+		b = append(b, `,"self_fencing":true`...)
+	}
+	return append(b, '}')
+}
+
+func appendLease(b []byte, l core.Lease) []byte {
+	b = append(b, `{"task_id":`...)
+	b = str(b, string(l.TaskID))
+	b = append(b, `,"attempt":`...)
+	b = appendInt(b, int64(l.Attempt))
+	return append(b, '}')
+}
+
+func appendResult(b []byte, r *core.Result) []byte {
+	b = append(b, `{"task_id":`...)
+	b = str(b, string(r.TaskID))
+	b = append(b, `,"attempt":`...)
+	b = appendInt(b, int64(r.Attempt))
+	b = append(b, `,"outcome":`...)
+	b = str(b, string(r.Outcome))
+	b = append(b, `,"exit_code":`...)
+	b = appendInt(b, int64(r.ExitCode))
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = str(b, r.Error)
+	}
+	if r.Output != "" {
+		b = append(b, `,"output":`...)
+		b = str(b, r.Output)
+	}
+	b = append(b, `,"duration_ms":`...)
+	b = appendInt(b, r.DurationMS)
+	return append(b, '}')
+}
+
+func appendPollRequest(b []byte, p *PollRequest) []byte {
+	b = append(b, `{"agent_id":`...)
+	b = str(b, string(p.AgentID))
+	b = append(b, `,"incarnation":`...)
+	b = appendUint(b, p.Incarnation)
+	if p.Epoch != 0 {
+		b = append(b, `,"epoch":`...)
+		b = appendUint(b, p.Epoch)
+	}
+	if p.After != 0 {
+		b = append(b, `,"after":`...)
+		b = appendUint(b, p.After)
+	}
+	if len(p.Acks) > 0 {
+		b = append(b, `,"acks":[`...)
+		for i, a := range p.Acks {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendAssignAck(b, &a)
+		}
+		b = append(b, ']')
+	}
+	if p.WaitMillis != 0 {
+		b = append(b, `,"wait_ms":`...)
+		b = appendInt(b, p.WaitMillis)
+	}
+	return append(b, '}')
+}
+
+func appendAssignAck(b []byte, a *core.AssignAck) []byte {
+	b = append(b, `{"agent_id":`...)
+	b = str(b, string(a.AgentID))
+	b = append(b, `,"task_id":`...)
+	b = str(b, string(a.TaskID))
+	b = append(b, `,"attempt":`...)
+	b = appendInt(b, int64(a.Attempt))
+	if a.Accepted {
+		b = append(b, `,"accepted":true`...)
+	} else {
+		b = append(b, `,"accepted":false`...)
+	}
+	if a.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = str(b, a.Reason)
+	}
+	if a.Retryable {
+		b = append(b, `,"retryable":true`...)
+	}
+	if a.HeartbeatSeq != 0 {
+		b = append(b, `,"heartbeat_seq":`...)
+		b = appendUint(b, a.HeartbeatSeq)
+	}
+	return append(b, '}')
+}

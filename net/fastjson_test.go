@@ -1,0 +1,621 @@
+package net
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/net/jsonw"
+)
+
+// The fast codecs (fastjson.go, core/messagejson.go, core/jsonr) against
+// encoding/json: on random messages, the fast encoders write exactly
+// json.Encoder's bytes and the fast decoders read them (and json.Marshal's)
+// into exactly encoding/json's values; on random mutations of the text
+// (white space, key order, unknown, repeated and differently cased keys,
+// escapes, nulls, big, negative and fractional numbers, wrong types,
+// truncation, stray bytes) Decode and DecodeReply answer exactly as
+// encoding/json alone does (the same error text, the same value), and
+// where the fast decoder takes the text encoding/json reads it the same.
+
+// refEncode is Encode without its fast path.
+func refEncode(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+var drawStr = rapid.OneOf(
+	rapid.StringMatching(`[a-z0-9.-]{0,12}`),
+	rapid.String(),
+	rapid.StringOf(rapid.RuneFrom([]rune{'"', '\\', '/', '<', '>', '&', '\u2028', '\u2029', '\ufffd', 'é', '😀', 'a', ' ', '\n', '\t', 0, 0x1f, 0x7f})),
+)
+
+func drawLease(t *rapid.T) core.Lease {
+	return core.Lease{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt")}
+}
+
+func drawLeases(t *rapid.T, label string) []core.Lease {
+	if rapid.IntRange(0, 4).Draw(t, label+"_nil") == 0 {
+		return nil
+	}
+	return rapid.SliceOfN(rapid.Custom(drawLease), 0, 4).Draw(t, label)
+}
+
+func drawHeartbeat(t *rapid.T) core.HeartbeatInput {
+	h := core.HeartbeatInput{
+		AgentID: core.AgentID(drawStr.Draw(t, "agent")), Domain: drawStr.Draw(t, "domain"),
+		Slots: rapid.Int().Draw(t, "slots"), Address: drawStr.Draw(t, "address"),
+		Incarnation: rapid.Uint64().Draw(t, "inc"), Seq: rapid.Uint64().Draw(t, "seq"),
+		Running: drawLeases(t, "running"), RTTMillis: rapid.Int64().Draw(t, "rtt"),
+		Stopping: rapid.Bool().Draw(t, "stopping"), AllowsExec: rapid.Bool().Draw(t, "exec"),
+		HeartbeatIntervalMillis: rapid.Int64().Draw(t, "interval"), SelfFencing: rapid.Bool().Draw(t, "fencing"),
+	}
+	h.Results = rapid.SliceOfN(rapid.Custom(func(t *rapid.T) core.Result {
+		return core.Result{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt"),
+			Outcome: core.Outcome(drawStr.Draw(t, "outcome")), ExitCode: rapid.Int().Draw(t, "exit"),
+			Error: drawStr.Draw(t, "error"), Output: drawStr.Draw(t, "output"), DurationMS: rapid.Int64().Draw(t, "ms")}
+	}), 0, 3).Draw(t, "results")
+	return h
+}
+
+func drawAck(t *rapid.T) core.AssignAck {
+	return core.AssignAck{AgentID: core.AgentID(drawStr.Draw(t, "agent")), TaskID: core.TaskID(drawStr.Draw(t, "task")),
+		Attempt: rapid.Int().Draw(t, "attempt"), Accepted: rapid.Bool().Draw(t, "accepted"), Reason: drawStr.Draw(t, "reason"),
+		Retryable: rapid.Bool().Draw(t, "retryable"), HeartbeatSeq: rapid.Uint64().Draw(t, "hbseq")}
+}
+
+func drawPollRequest(t *rapid.T) PollRequest {
+	return PollRequest{AgentID: core.AgentID(drawStr.Draw(t, "agent")), Incarnation: rapid.Uint64().Draw(t, "inc"),
+		Epoch: rapid.Uint64().Draw(t, "epoch"), After: rapid.Uint64().Draw(t, "after"),
+		Acks: rapid.SliceOfN(rapid.Custom(drawAck), 0, 3).Draw(t, "acks"), WaitMillis: rapid.Int64().Draw(t, "wait")}
+}
+
+func drawHeartbeatReply(t *rapid.T) core.HeartbeatReply {
+	return core.HeartbeatReply{Acked: drawLeases(t, "acked"), Cancel: drawLeases(t, "cancel"),
+		Registered: rapid.Bool().Draw(t, "registered"), HeartbeatIntervalMillis: rapid.Int64().Draw(t, "interval"),
+		LeaseMillis: rapid.Int64().Draw(t, "lease")}
+}
+
+func drawTime(t *rapid.T) time.Time {
+	at := time.Unix(rapid.Int64Range(-62135596800+86400, 253402300799-86400).Draw(t, "sec"), rapid.Int64Range(0, 999_999_999).Draw(t, "nsec"))
+	switch rapid.IntRange(0, 2).Draw(t, "zone") {
+	case 0:
+		return at.UTC()
+	case 1:
+		return at.In(time.FixedZone("", rapid.IntRange(-14*60, 14*60).Draw(t, "offmin")*60))
+	}
+	return time.Time{}
+}
+
+func drawPollReply(t *rapid.T) PollReply {
+	msg := rapid.Custom(func(t *rapid.T) PollMessage {
+		m := PollMessage{Seq: rapid.Uint64().Draw(t, "seq")}
+		if rapid.Bool().Draw(t, "assign") {
+			m.Assign = &core.Assign{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt"),
+				Spec: core.TaskSpec{Kind: drawStr.Draw(t, "kind"), Argv: rapid.SliceOfN(drawStr, 0, 3).Draw(t, "argv"),
+					DurationMS: rapid.Int64().Draw(t, "ms"), Domain: drawStr.Draw(t, "domain"),
+					Priority: core.Priority(rapid.IntRange(0, 2).Draw(t, "prio")), TimeoutSeconds: rapid.Int().Draw(t, "timeout"),
+					MaxAttempts: rapid.Int().Draw(t, "max")},
+				Deadline: drawTime(t), Incarnation: rapid.Uint64().Draw(t, "inc"), SeqLimit: rapid.Uint64().Draw(t, "limit")}
+		}
+		if rapid.Bool().Draw(t, "cancel") {
+			m.Cancel = &core.CancelTask{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt"),
+				Reason: drawStr.Draw(t, "reason")}
+		}
+		return m
+	})
+	r := PollReply{Epoch: rapid.Uint64().Draw(t, "epoch"), Messages: rapid.SliceOfN(msg, 0, 3).Draw(t, "messages"),
+		Dropped: rapid.Uint64().Draw(t, "dropped")}
+	if rapid.IntRange(0, 4).Draw(t, "nil") == 0 {
+		r.Messages = nil
+	}
+	return r
+}
+
+// codecCase is one fast-path type: how to draw a value, make a fresh one
+// and whether its decoding is strict (Decode) or lenient (DecodeReply).
+type codecCase struct {
+	draw   func(*rapid.T) any
+	fresh  func() any
+	strict bool
+	encode bool // Encode has a fast path for it
+}
+
+var codecCases = map[string]codecCase{
+	"heartbeat":  {func(t *rapid.T) any { return drawHeartbeat(t) }, func() any { return new(core.HeartbeatInput) }, true, true},
+	"poll":       {func(t *rapid.T) any { return drawPollRequest(t) }, func() any { return new(PollRequest) }, true, true},
+	"hb_reply":   {func(t *rapid.T) any { return drawHeartbeatReply(t) }, func() any { return new(core.HeartbeatReply) }, false, false},
+	"poll_reply": {func(t *rapid.T) any { return drawPollReply(t) }, func() any { return new(PollReply) }, false, false},
+}
+
+func decodeBoth(c codecCase, text []byte, max int64) (fast, ref any, fastErr, refErr error) {
+	fast, ref = c.fresh(), c.fresh()
+	if c.strict {
+		fastErr = Decode(bytes.NewReader(text), max, fast)
+	} else {
+		fastErr = DecodeReply(bytes.NewReader(text), max, fast)
+	}
+	refErr = decode(bytes.NewReader(text), max, ref, c.strict)
+	return fast, ref, fastErr, refErr
+}
+
+// TestFastCodecsMatchEncodingJSON: random values, encoded by both paths
+// (and by json.Marshal, as the log writes bodies), decode by both paths.
+func TestFastCodecsMatchEncodingJSON(t *testing.T) {
+	for name, c := range codecCases {
+		t.Run(name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				v := c.draw(t)
+				want := refEncode(v)
+				if c.encode {
+					got, ok := encodeFast(v)
+					if !ok || !bytes.Equal(got, want) {
+						t.Fatalf("fast encoding:\n got %s\nwant %s", got, want)
+					}
+				}
+				if !bytes.Equal(Encode(v), want) {
+					t.Fatalf("Encode:\n got %s\nwant %s", Encode(v), want)
+				}
+				marshaled, err := json.Marshal(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, text := range [][]byte{want, marshaled} {
+					ref := c.fresh()
+					if err := json.Unmarshal(text, ref); err != nil {
+						t.Fatal(err)
+					}
+					fast := c.fresh()
+					if !fastDecode(text, fast) {
+						t.Fatalf("fast decoder declined what encoding/json writes: %s", text)
+					}
+					if !reflect.DeepEqual(fast, ref) {
+						t.Fatalf("fast decoder:\n got %+v\nwant %+v\nof %s", fast, ref, text)
+					}
+					f, r, ferr, rerr := decodeBoth(c, text, BodyMax)
+					if ferr != nil || rerr != nil || !reflect.DeepEqual(f, r) {
+						t.Fatalf("decode: %+v (%v)\nwant %+v (%v)", f, ferr, r, rerr)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestFastDecodersFollowEncodingJSONOnMutations: mutated texts decode
+// exactly as encoding/json decodes them, errors included; the Envelope's
+// heartbeat and assign_ack bodies too (json.Unmarshal, lenient).
+func TestFastDecodersFollowEncodingJSONOnMutations(t *testing.T) {
+	for name, c := range codecCases {
+		t.Run(name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				text := mutate(t, json.RawMessage(refEncode(c.draw(t))))
+				max := int64(BodyMax)
+				if rapid.IntRange(0, 9).Draw(t, "small_max") == 0 {
+					max = int64(rapid.IntRange(0, len(text)+2).Draw(t, "max"))
+				}
+				f, r, ferr, rerr := decodeBoth(c, text, max)
+				if fmt.Sprint(ferr) != fmt.Sprint(rerr) || !reflect.DeepEqual(f, r) {
+					t.Fatalf("decode of %q:\n fast path %+v (%v)\nencoding/json %+v (%v)", text, f, ferr, r, rerr)
+				}
+				fast := c.fresh()
+				ok := fastDecode(text, fast)
+				ref := c.fresh()
+				err := json.Unmarshal(text, ref)
+				if ok && (err != nil || !reflect.DeepEqual(fast, ref)) {
+					t.Fatalf("fast decoder took %q as %+v; json.Unmarshal: %+v (%v)", text, fast, ref, err)
+				}
+				if name == "heartbeat" {
+					checkUnwrap(t, "heartbeat", text, new(core.HeartbeatInput))
+				}
+			})
+		})
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		checkUnwrap(t, "assign_ack", mutate(t, mustMarshal(drawAck(t))), new(core.AssignAck))
+	})
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// checkUnwrap: an envelope of kind with body text unwraps as
+// json.Unmarshal reads the body into ref.
+func checkUnwrap(t *rapid.T, kind string, text []byte, ref any) {
+	refErr := json.Unmarshal(text, ref)
+	in, err := core.Envelope{Kind: kind, Body: text}.Unwrap()
+	switch {
+	case refErr != nil:
+		if err == nil || !strings.HasSuffix(err.Error(), refErr.Error()) {
+			t.Fatalf("Unwrap of %q: %v, want the error %v", text, err, refErr)
+		}
+	case err != nil || !reflect.DeepEqual(in, reflect.ValueOf(ref).Elem().Interface()):
+		t.Fatalf("Unwrap of %q: %+v (%v), want %+v", text, in, err, ref)
+	}
+}
+
+// jnode is a JSON value as a tree that keeps the order of object keys, for
+// mutations.
+type jnode struct {
+	kind byte // '{', '[', '"' or 'l' (a number or literal, raw)
+	text string
+	keys []string
+	vals []*jnode
+}
+
+func parseTree(dec *json.Decoder) *jnode {
+	tok, err := dec.Token()
+	if err != nil {
+		panic(err)
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		n := &jnode{kind: byte(v)}
+		for dec.More() {
+			if n.kind == '{' {
+				k, _ := dec.Token()
+				n.keys = append(n.keys, k.(string))
+			}
+			n.vals = append(n.vals, parseTree(dec))
+		}
+		dec.Token() // the closing delimiter
+		return n
+	case string:
+		return &jnode{kind: '"', text: v}
+	case json.Number:
+		return &jnode{kind: 'l', text: v.String()}
+	case bool:
+		return &jnode{kind: 'l', text: fmt.Sprint(v)}
+	}
+	return &jnode{kind: 'l', text: "null"}
+}
+
+func (n *jnode) all(out []*jnode) []*jnode {
+	out = append(out, n)
+	for _, v := range n.vals {
+		out = v.all(out)
+	}
+	return out
+}
+
+var oddValues = []string{"null", "0", "-0", "1", "-1", "1.5", "1e2", "1E+0", "0.0", "01", "-", "255", "128", "-129",
+	"2147483648", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+	"18446744073709551615", "18446744073709551616", "true", "false", `""`, `"x"`, `"normal"`, `"low"`, `"HIGH"`,
+	`"2026-01-01T00:00:00Z"`, `"2026-01-01T00:00:00.5+01:00"`, `"2026-13-01T00:00:00Z"`, `"\u00e9"`, `"\ud83d\ude00"`,
+	`"\ud800"`, `"a\/b"`, "{}", "[]", "[{}]", `[""]`, `{"task_id":"t","attempt":1}`, "nul", "tru"}
+
+// mutate draws a mutation of the JSON text: the tree changed, written back
+// with random white space and string escapes, then perhaps damaged byte by
+// byte.
+func mutate(t *rapid.T, text []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.UseNumber()
+	root := parseTree(dec)
+	for range rapid.IntRange(0, 3).Draw(t, "mutations") {
+		nodes := root.all(nil)
+		n := nodes[rapid.IntRange(0, len(nodes)-1).Draw(t, "node")]
+		switch rapid.IntRange(0, 6).Draw(t, "mutation") {
+		case 0: // reorder an object's keys
+			if n.kind == '{' {
+				for i := len(n.keys) - 1; i > 0; i-- {
+					j := rapid.IntRange(0, i).Draw(t, "swap")
+					n.keys[i], n.keys[j] = n.keys[j], n.keys[i]
+					n.vals[i], n.vals[j] = n.vals[j], n.vals[i]
+				}
+			}
+		case 1: // repeat a key
+			if n.kind == '{' && len(n.keys) > 0 {
+				i := rapid.IntRange(0, len(n.keys)-1).Draw(t, "dup")
+				v := n.vals[i]
+				if rapid.Bool().Draw(t, "dup_other") {
+					v = &jnode{kind: 'l', text: rapid.SampledFrom(oddValues).Draw(t, "dup_value")}
+				}
+				n.keys, n.vals = append(n.keys, n.keys[i]), append(n.vals, v)
+			}
+		case 2: // an unknown key, or a known one cased otherwise
+			if n.kind == '{' {
+				k := rapid.SampledFrom([]string{"x", "Agent_ID", "SEQ", "Task_Id", "attempt ", "évil"}).Draw(t, "key")
+				if len(n.keys) > 0 && rapid.Bool().Draw(t, "recase") {
+					i := rapid.IntRange(0, len(n.keys)-1).Draw(t, "recase_i")
+					n.keys[i] = strings.ToUpper(n.keys[i][:1]) + n.keys[i][1:]
+					break
+				}
+				n.keys, n.vals = append(n.keys, k), append(n.vals, &jnode{kind: 'l', text: "1"})
+			}
+		case 3: // drop a member or an element
+			if len(n.vals) > 0 {
+				i := rapid.IntRange(0, len(n.vals)-1).Draw(t, "drop")
+				n.vals = append(n.vals[:i], n.vals[i+1:]...)
+				if n.kind == '{' {
+					n.keys = append(n.keys[:i], n.keys[i+1:]...)
+				}
+			}
+		default: // another value
+			if n != root || rapid.IntRange(0, 9).Draw(t, "root") == 0 {
+				*n = jnode{kind: 'l', text: rapid.SampledFrom(oddValues).Draw(t, "value")}
+			}
+		}
+	}
+	var b []byte
+	b = writeTree(t, b, root)
+	b = ws(t, b)
+	switch rapid.IntRange(0, 9).Draw(t, "damage") {
+	case 0:
+		b = b[:rapid.IntRange(0, len(b)).Draw(t, "cut")]
+	case 1:
+		i := rapid.IntRange(0, len(b)).Draw(t, "at")
+		c := rapid.SampledFrom([]byte(`{}[]:,"\ 0-.eE`+"\x00\x01\x7f\x80\xff\v\xc2\xa0")).Draw(t, "byte")
+		b = append(b[:i], append([]byte{c}, b[i:]...)...)
+	case 2:
+		if len(b) > 0 {
+			i := rapid.IntRange(0, len(b)-1).Draw(t, "del")
+			b = append(b[:i], b[i+1:]...)
+		}
+	case 3:
+		b = append(b, rapid.SampledFrom([]string{"x", "{}", "null", " \n", "\x00"}).Draw(t, "trailing")...)
+	}
+	return b
+}
+
+// ws appends JSON white space, rarely a byte that is not.
+func ws(t *rapid.T, b []byte) []byte {
+	switch rapid.IntRange(0, 5).Draw(t, "ws") {
+	case 0:
+		return append(b, rapid.SampledFrom([]string{" ", "\t", "\n", "\r", " \r\n\t "}).Draw(t, "wsb")...)
+	case 1:
+		if rapid.IntRange(0, 20).Draw(t, "badws") == 0 {
+			return append(b, rapid.SampledFrom([]string{"\v", "\f", "\xc2\xa0", "\x00"}).Draw(t, "badwsb")...)
+		}
+	}
+	return b
+}
+
+func writeTree(t *rapid.T, b []byte, n *jnode) []byte {
+	b = ws(t, b)
+	switch n.kind {
+	case '"':
+		return writeString(t, b, n.text)
+	case 'l':
+		return append(b, n.text...)
+	}
+	end := byte(']')
+	if n.kind == '{' {
+		end = '}'
+	}
+	b = append(b, n.kind)
+	for i, v := range n.vals {
+		if i > 0 {
+			b = ws(t, b)
+			b = append(b, ',')
+		}
+		if n.kind == '{' {
+			b = ws(t, b)
+			b = writeString(t, b, n.keys[i])
+			b = ws(t, b)
+			b = append(b, ':')
+		}
+		b = writeTree(t, b, v)
+	}
+	b = ws(t, b)
+	return append(b, end)
+}
+
+// writeString writes s as encoding/json does (with or without HTML
+// escapes), with every rune escaped (surrogate pairs beyond the BMP), \/,
+// or with a stray byte of invalid UTF-8.
+func writeString(t *rapid.T, b []byte, s string) []byte {
+	switch rapid.IntRange(0, 5).Draw(t, "escape") {
+	case 0:
+		return jsonw.AppendString(b, s, true)
+	case 1:
+		b = append(b, '"')
+		for _, r := range s {
+			if r > 0xFFFF {
+				r -= 0x10000
+				b = fmt.Appendf(b, `\u%04x\u%04X`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
+				continue
+			}
+			b = fmt.Appendf(b, `\u%04x`, r)
+		}
+		return append(b, '"')
+	case 2:
+		return bytes.ReplaceAll(jsonw.AppendString(b, s, false), []byte("/"), []byte(`\/`))
+	case 3:
+		q := jsonw.AppendString(nil, s, false)
+		i := rapid.IntRange(1, len(q)-1).Draw(t, "stray")
+		return append(b, append(append(q[:i:i], rapid.SampledFrom([]byte{0x80, 0xc3, 0xed, 0xff}).Draw(t, "bad")), q[i:]...)...)
+	}
+	return jsonw.AppendString(b, s, false)
+}
+
+// TestFastCodecsKnowEveryField: a value with every field set (found by
+// reflection, so a field added later is set too) goes through the fast
+// encoder and decoder unchanged: a codec that does not know a field fails
+// here rather than dropping it.
+func TestFastCodecsKnowEveryField(t *testing.T) {
+	for name, c := range codecCases {
+		v := c.fresh()
+		fill(reflect.ValueOf(v).Elem())
+		want := refEncode(v)
+		if c.encode {
+			if got, ok := encodeFast(v); !ok || !bytes.Equal(got, want) {
+				t.Errorf("%s: fast encoding:\n got %s\nwant %s", name, got, want)
+			}
+		}
+		got := c.fresh()
+		if !fastDecode(want, got) || !reflect.DeepEqual(got, v) {
+			t.Errorf("%s: fast decoding of %s: %+v, want %+v", name, want, got, v)
+		}
+	}
+	for _, v := range []any{new(core.AssignAck)} {
+		fill(reflect.ValueOf(v).Elem())
+		in, err := core.Envelope{Kind: "assign_ack", Body: mustMarshal(v)}.Unwrap()
+		if err != nil || !reflect.DeepEqual(in, reflect.ValueOf(v).Elem().Interface()) {
+			t.Errorf("assign_ack: %+v (%v), want %+v", in, err, v)
+		}
+	}
+}
+
+// fill sets every field of v to a nonzero value.
+func fill(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			v.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)))
+			return
+		}
+		for i := range v.NumField() {
+			fill(v.Field(i))
+		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem())
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		fill(v.Index(0))
+		fill(v.Index(1))
+	case reflect.String:
+		v.SetString("s")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(2) // 2 is a valid core.Priority (low)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(3)
+	default:
+		panic("fill: " + v.Kind().String())
+	}
+}
+
+// TestDecodeFastKeepsReadErrors: a body that fails while being read gets
+// encoding/json's answer for the bytes read and that error.
+func TestDecodeFastKeepsReadErrors(t *testing.T) {
+	body := []byte(`{"agent_id":"a1","domain":"z1","slots":1,"running":[]}`)
+	for _, cut := range []int{0, 10, len(body)} {
+		r := io.MultiReader(bytes.NewReader(body[:cut]), errReader{io.ErrUnexpectedEOF})
+		var got, want core.HeartbeatInput
+		err := Decode(r, BodyMax, &got)
+		wantErr := decode(io.MultiReader(bytes.NewReader(body[:cut]), errReader{io.ErrUnexpectedEOF}), BodyMax, &want, true)
+		if err == nil || fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("cut at %d: %v, want %v", cut, err, wantErr)
+		}
+	}
+	// A value that is not zero takes encoding/json's path, which merges.
+	h := core.HeartbeatInput{Address: "kept"}
+	if err := Decode(bytes.NewReader(body), BodyMax, &h); err != nil || h.Address != "kept" || h.AgentID != "a1" {
+		t.Errorf("decode into a used value: %+v (%v)", h, err)
+	}
+}
+
+// benchMessages are typical hot messages: a heartbeat of an agent running
+// four attempts with one result to report, a poll acking two
+// assignments, the replies to both.
+func benchMessages() map[string]codecCase {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)
+	var running []core.Lease
+	for i := range 4 {
+		running = append(running, core.Lease{TaskID: core.TaskID(fmt.Sprintf("c1-t-%06d", i)), Attempt: 1})
+	}
+	hb := core.HeartbeatInput{AgentID: "agent-0042", Domain: "zone-a", Slots: 4, Incarnation: 1767225600123, Seq: 8812,
+		Running: running, Results: []core.Result{{TaskID: "c1-t-000009", Attempt: 2, Outcome: core.OutcomeSucceeded, DurationMS: 1500}},
+		RTTMillis: 3, AllowsExec: true, HeartbeatIntervalMillis: 5000, SelfFencing: true}
+	poll := PollRequest{AgentID: "agent-0042", Incarnation: 1767225600123, Epoch: 998877665544, After: 17, WaitMillis: 30000,
+		Acks: []core.AssignAck{{AgentID: "agent-0042", TaskID: "c1-t-000010", Attempt: 1, Accepted: true, HeartbeatSeq: 8811},
+			{AgentID: "agent-0042", TaskID: "c1-t-000011", Attempt: 1, Accepted: true, HeartbeatSeq: 8811}}}
+	reply := core.HeartbeatReply{Acked: []core.Lease{{TaskID: "c1-t-000009", Attempt: 2}}, HeartbeatIntervalMillis: 5000, LeaseMillis: 15000}
+	var msgs []PollMessage
+	for i := range 4 {
+		msgs = append(msgs, PollMessage{Seq: uint64(18 + i), Assign: &core.Assign{TaskID: core.TaskID(fmt.Sprintf("c1-t-%06d", 12+i)), Attempt: 1,
+			Spec:     core.TaskSpec{Kind: core.KindSleep, DurationMS: 1000, Priority: core.PriorityNormal, TimeoutSeconds: 60, MaxAttempts: 3},
+			Deadline: at, Incarnation: 1767225600123, SeqLimit: 8815}})
+	}
+	pollReply := PollReply{Epoch: 998877665544, Messages: msgs}
+	return map[string]codecCase{
+		"heartbeat":  {draw: func(*rapid.T) any { return hb }, fresh: codecCases["heartbeat"].fresh, strict: true, encode: true},
+		"poll":       {draw: func(*rapid.T) any { return poll }, fresh: codecCases["poll"].fresh, strict: true, encode: true},
+		"hb_reply":   {draw: func(*rapid.T) any { return reply }, fresh: codecCases["hb_reply"].fresh},
+		"poll_reply": {draw: func(*rapid.T) any { return pollReply }, fresh: codecCases["poll_reply"].fresh},
+	}
+}
+
+// BenchmarkAgentCodecs: each hot message decoded (Decode or DecodeReply,
+// from a reader, as the HTTP handlers do) and encoded (Encode), with the
+// fast paths and with encoding/json alone; and a heartbeat's log body
+// unwrapped (core.Envelope.Unwrap) against json.Unmarshal.
+//
+//	go test -run '^$' -bench AgentCodecs -benchmem ./net/
+func BenchmarkAgentCodecs(b *testing.B) {
+	for _, name := range []string{"heartbeat", "poll", "hb_reply", "poll_reply"} {
+		c := benchMessages()[name]
+		v := c.draw(nil)
+		text := refEncode(v)
+		b.Run(name+"/decode/fast", func(b *testing.B) {
+			for b.Loop() {
+				var err error
+				if c.strict {
+					err = Decode(bytes.NewReader(text), BodyMax, c.fresh())
+				} else {
+					err = DecodeReply(bytes.NewReader(text), BodyMax, c.fresh())
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/decode/json", func(b *testing.B) {
+			for b.Loop() {
+				if err := decode(bytes.NewReader(text), BodyMax, c.fresh(), c.strict); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if c.encode {
+			b.Run(name+"/encode/fast", func(b *testing.B) {
+				for b.Loop() {
+					Encode(v)
+				}
+			})
+			b.Run(name+"/encode/json", func(b *testing.B) {
+				for b.Loop() {
+					refEncode(v)
+				}
+			})
+		}
+		if name == "heartbeat" {
+			body := mustMarshal(v)
+			b.Run(name+"/unwrap/fast", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := (core.Envelope{Kind: "heartbeat", Body: body}).Unwrap(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(name+"/unwrap/json", func(b *testing.B) {
+				for b.Loop() {
+					var h core.HeartbeatInput
+					if err := json.Unmarshal(body, &h); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
-	"github.com/fluxforge/fluxforge/net/jsonw"
+	"github.com/fluxforge/fluxforge/core/jsonw"
 )
 
 // The log entries of inputs (version 1 of one envelope, version 2 of a

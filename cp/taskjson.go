@@ -5,8 +5,8 @@ import (
 	"strconv"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/core/jsonw"
 	fnet "github.com/fluxforge/fluxforge/net"
-	"github.com/fluxforge/fluxforge/net/jsonw"
 )
 
 // writeTask answers with a task view, as fnet.WriteJSON would. A task is

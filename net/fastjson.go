@@ -9,7 +9,7 @@ import (
 
 	"github.com/fluxforge/fluxforge/core"
 	"github.com/fluxforge/fluxforge/core/jsonr"
-	"github.com/fluxforge/fluxforge/net/jsonw"
+	"github.com/fluxforge/fluxforge/core/jsonw"
 )
 
 // The agent protocol's hot messages (a heartbeat and a poll from every
@@ -25,7 +25,7 @@ import (
 //     decodes the same bytes (and the same read error) as before, so every
 //     answer and every error message is unchanged.
 //   - encoding: the bytes are appended by hand, exactly as Encode's
-//     json.Encoder writes them (net/jsonw).
+//     json.Encoder writes them (core/jsonw).
 //
 // The tests compare both with encoding/json on random messages and on
 // random mutations of their text (fastjson_test.go).

@@ -13,7 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/fluxforge/fluxforge/core"
-	"github.com/fluxforge/fluxforge/net/jsonw"
+	"github.com/fluxforge/fluxforge/core/jsonw"
 )
 
 // The fast codecs (fastjson.go, core/messagejson.go, core/jsonr) against

@@ -1,9 +1,9 @@
 // Package jsonr reads the strict subset of JSON that the hot protocol
 // messages are written in, for the few decoders that skip encoding/json's
 // reflection (an agent's heartbeat, its poll, the replies to both). It is
-// net/jsonw's twin for reading; it lives under core because core's
-// Envelope.Unwrap decodes heartbeats with it, and core imports nothing but
-// the standard library and its own packages.
+// core/jsonw's twin for reading; both live under core because core's
+// Envelope.Wrap and Unwrap use them, and core imports nothing but the
+// standard library and its own packages.
 //
 // A Reader takes what encoding/json would read into exactly the same value
 // and gives up (OK reports false) on anything it is not sure of: a number

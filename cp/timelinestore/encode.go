@@ -4,7 +4,7 @@ import (
 	"strconv"
 
 	"github.com/fluxforge/fluxforge/core"
-	"github.com/fluxforge/fluxforge/net/jsonw"
+	"github.com/fluxforge/fluxforge/core/jsonw"
 )
 
 // appendEvent appends e as json.Encoder writes it (HTML escaping on, a

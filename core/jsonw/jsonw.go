@@ -1,7 +1,10 @@
 // Package jsonw appends JSON values exactly as encoding/json writes them,
 // for the few hot encoders that skip its reflection (log entries, timeline
-// lines, task views). Each user has a test comparing its output with
-// encoding/json's on random values.
+// lines, task views, the agent protocol's messages). Each user has a test
+// comparing its output with encoding/json's on random values. It lives
+// under core, beside its twin core/jsonr, because core's Envelope.Wrap
+// uses it and core imports nothing but the standard library and its own
+// packages.
 package jsonw
 
 import (

@@ -25,7 +25,8 @@ import (
 //     decodes the same bytes (and the same read error) as before, so every
 //     answer and every error message is unchanged.
 //   - encoding: the bytes are appended by hand, exactly as Encode's
-//     json.Encoder writes them (core/jsonw).
+//     json.Encoder writes them (the AppendJSON methods of core's messages,
+//     core/messagejsonw.go, and core/jsonw).
 //
 // The tests compare both with encoding/json on random messages and on
 // random mutations of their text (fastjson_test.go).
@@ -226,9 +227,9 @@ func encodeFast(v any) (_ []byte, ok bool) {
 		if p == nil {
 			return nil, false
 		}
-		b = appendHeartbeat(make([]byte, 0, 512), p)
+		b = p.AppendJSON(make([]byte, 0, 512), false)
 	case core.HeartbeatInput:
-		b = appendHeartbeat(make([]byte, 0, 512), &p)
+		b = p.AppendJSON(make([]byte, 0, 512), false)
 	case PollRequest:
 		b = appendPollRequest(make([]byte, 0, 512), &p)
 	case *PollRequest:
@@ -242,153 +243,32 @@ func encodeFast(v any) (_ []byte, ok bool) {
 	return append(b, '\n'), true
 }
 
-// str appends s as Encode writes a string (no HTML escaping).
-func str(b []byte, s string) []byte { return jsonw.AppendString(b, s, false) }
-
-func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
-
-func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
-
-func appendHeartbeat(b []byte, h *core.HeartbeatInput) []byte {
-	b = append(b, `{"agent_id":`...)
-	b = str(b, string(h.AgentID))
-	b = append(b, `,"domain":`...)
-	b = str(b, h.Domain)
-	b = append(b, `,"slots":`...)
-	b = appendInt(b, int64(h.Slots))
-	if h.Address != "" {
-		b = append(b, `,"address":`...)
-		b = str(b, h.Address)
-	}
-	b = append(b, `,"incarnation":`...)
-	b = appendUint(b, h.Incarnation)
-	b = append(b, `,"seq":`...)
-	b = appendUint(b, h.Seq)
-	b = append(b, `,"running":`...)
-	if h.Running == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, l := range h.Running {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendLease(b, l)
-		}
-		b = append(b, ']')
-	}
-	if len(h.Results) > 0 {
-		b = append(b, `,"results":[`...)
-		for i, res := range h.Results {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendResult(b, &res)
-		}
-		b = append(b, ']')
-	}
-	if h.RTTMillis != 0 {
-		b = append(b, `,"rtt_ms":`...)
-		b = appendInt(b, h.RTTMillis)
-	}
-	if h.Stopping {
-		b = append(b, `,"stopping":true`...)
-	}
-	if h.AllowsExec {
-		b = append(b, `,"allows_exec":true`...)
-	}
-	if h.HeartbeatIntervalMillis != 0 {
-		b = append(b, `,"heartbeat_interval_ms":`...)
-		b = appendInt(b, h.HeartbeatIntervalMillis)
-	}
-	if h.SelfFencing {
-		b = append(b, `,"self_fencing":true`...)
-	}
-	return append(b, '}')
-}
-
-func appendLease(b []byte, l core.Lease) []byte {
-	b = append(b, `{"task_id":`...)
-	b = str(b, string(l.TaskID))
-	b = append(b, `,"attempt":`...)
-	b = appendInt(b, int64(l.Attempt))
-	return append(b, '}')
-}
-
-func appendResult(b []byte, r *core.Result) []byte {
-	b = append(b, `{"task_id":`...)
-	b = str(b, string(r.TaskID))
-	b = append(b, `,"attempt":`...)
-	b = appendInt(b, int64(r.Attempt))
-	b = append(b, `,"outcome":`...)
-	b = str(b, string(r.Outcome))
-	b = append(b, `,"exit_code":`...)
-	b = appendInt(b, int64(r.ExitCode))
-	if r.Error != "" {
-		b = append(b, `,"error":`...)
-		b = str(b, r.Error)
-	}
-	if r.Output != "" {
-		b = append(b, `,"output":`...)
-		b = str(b, r.Output)
-	}
-	b = append(b, `,"duration_ms":`...)
-	b = appendInt(b, r.DurationMS)
-	return append(b, '}')
-}
-
 func appendPollRequest(b []byte, p *PollRequest) []byte {
 	b = append(b, `{"agent_id":`...)
-	b = str(b, string(p.AgentID))
+	b = jsonw.AppendString(b, string(p.AgentID), false)
 	b = append(b, `,"incarnation":`...)
-	b = appendUint(b, p.Incarnation)
+	b = strconv.AppendUint(b, p.Incarnation, 10)
 	if p.Epoch != 0 {
 		b = append(b, `,"epoch":`...)
-		b = appendUint(b, p.Epoch)
+		b = strconv.AppendUint(b, p.Epoch, 10)
 	}
 	if p.After != 0 {
 		b = append(b, `,"after":`...)
-		b = appendUint(b, p.After)
+		b = strconv.AppendUint(b, p.After, 10)
 	}
 	if len(p.Acks) > 0 {
 		b = append(b, `,"acks":[`...)
-		for i, a := range p.Acks {
+		for i := range p.Acks {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendAssignAck(b, &a)
+			b = p.Acks[i].AppendJSON(b, false)
 		}
 		b = append(b, ']')
 	}
 	if p.WaitMillis != 0 {
 		b = append(b, `,"wait_ms":`...)
-		b = appendInt(b, p.WaitMillis)
-	}
-	return append(b, '}')
-}
-
-func appendAssignAck(b []byte, a *core.AssignAck) []byte {
-	b = append(b, `{"agent_id":`...)
-	b = str(b, string(a.AgentID))
-	b = append(b, `,"task_id":`...)
-	b = str(b, string(a.TaskID))
-	b = append(b, `,"attempt":`...)
-	b = appendInt(b, int64(a.Attempt))
-	if a.Accepted {
-		b = append(b, `,"accepted":true`...)
-	} else {
-		b = append(b, `,"accepted":false`...)
-	}
-	if a.Reason != "" {
-		b = append(b, `,"reason":`...)
-		b = str(b, a.Reason)
-	}
-	if a.Retryable {
-		b = append(b, `,"retryable":true`...)
-	}
-	if a.HeartbeatSeq != 0 {
-		b = append(b, `,"heartbeat_seq":`...)
-		b = appendUint(b, a.HeartbeatSeq)
+		b = strconv.AppendInt(b, p.WaitMillis, 10)
 	}
 	return append(b, '}')
 }

@@ -141,3 +141,113 @@ func (a *AssignAck) AppendJSON(b []byte, escapeHTML bool) []byte {
 	}
 	return append(b, '}')
 }
+
+// AppendJSON appends h as encoding/json writes it (see
+// HeartbeatInput.AppendJSON).
+func (h *HeartbeatReply) AppendJSON(b []byte, escapeHTML bool) []byte {
+	open := len(b)
+	b = append(b, '{')
+	if len(h.Acked) > 0 {
+		b = appendKey(b, open, `"acked":`)
+		b = appendLeases(b, h.Acked, escapeHTML)
+	}
+	if len(h.Cancel) > 0 {
+		b = appendKey(b, open, `"cancel":`)
+		b = appendLeases(b, h.Cancel, escapeHTML)
+	}
+	if h.Registered {
+		b = appendKey(b, open, `"registered":true`)
+	}
+	if h.HeartbeatIntervalMillis != 0 {
+		b = appendKey(b, open, `"heartbeat_interval_ms":`)
+		b = strconv.AppendInt(b, h.HeartbeatIntervalMillis, 10)
+	}
+	if h.LeaseMillis != 0 {
+		b = appendKey(b, open, `"lease_ms":`)
+		b = strconv.AppendInt(b, h.LeaseMillis, 10)
+	}
+	return append(b, '}')
+}
+
+// appendKey appends key (quoted, with its colon) as the next member of the
+// object whose '{' is b[open], after a comma unless it is the first.
+func appendKey(b []byte, open int, key string) []byte {
+	if len(b) > open+1 {
+		b = append(b, ',')
+	}
+	return append(b, key...)
+}
+
+// AppendJSON appends a as encoding/json writes it (see
+// HeartbeatInput.AppendJSON). ok is false, and b unchanged, when the
+// deadline is a time jsonw.AppendTime does not write as time.Time's
+// MarshalJSON does (jsonw.PlainTime): encode a with encoding/json then.
+func (a *Assign) AppendJSON(b []byte, escapeHTML bool) (_ []byte, ok bool) {
+	if !jsonw.PlainTime(a.Deadline) {
+		return b, false
+	}
+	b = append(b, `{"task_id":`...)
+	b = jsonw.AppendString(b, string(a.TaskID), escapeHTML)
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(a.Attempt), 10)
+	b = append(b, `,"spec":`...)
+	b = a.Spec.AppendJSON(b, escapeHTML)
+	b = append(b, `,"deadline":`...)
+	b = jsonw.AppendTime(b, a.Deadline)
+	if a.Incarnation != 0 {
+		b = append(b, `,"incarnation":`...)
+		b = strconv.AppendUint(b, a.Incarnation, 10)
+	}
+	if a.SeqLimit != 0 {
+		b = append(b, `,"seq_limit":`...)
+		b = strconv.AppendUint(b, a.SeqLimit, 10)
+	}
+	return append(b, '}'), true
+}
+
+// AppendJSON appends s as encoding/json writes it (see
+// HeartbeatInput.AppendJSON). The priority is a TextMarshaler: its text
+// (any value's, "priority(7)" too) written as a JSON string.
+func (s *TaskSpec) AppendJSON(b []byte, escapeHTML bool) []byte {
+	b = append(b, `{"kind":`...)
+	b = jsonw.AppendString(b, s.Kind, escapeHTML)
+	if len(s.Argv) > 0 {
+		b = append(b, `,"argv":[`...)
+		for i, a := range s.Argv {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonw.AppendString(b, a, escapeHTML)
+		}
+		b = append(b, ']')
+	}
+	if s.DurationMS != 0 {
+		b = append(b, `,"duration_ms":`...)
+		b = strconv.AppendInt(b, s.DurationMS, 10)
+	}
+	if s.Domain != "" {
+		b = append(b, `,"domain":`...)
+		b = jsonw.AppendString(b, s.Domain, escapeHTML)
+	}
+	b = append(b, `,"priority":`...)
+	b = jsonw.AppendString(b, s.Priority.String(), escapeHTML)
+	b = append(b, `,"timeout_seconds":`...)
+	b = strconv.AppendInt(b, int64(s.TimeoutSeconds), 10)
+	b = append(b, `,"max_attempts":`...)
+	b = strconv.AppendInt(b, int64(s.MaxAttempts), 10)
+	return append(b, '}')
+}
+
+// AppendJSON appends c as encoding/json writes it (see
+// HeartbeatInput.AppendJSON).
+func (c *CancelTask) AppendJSON(b []byte, escapeHTML bool) []byte {
+	b = append(b, `{"task_id":`...)
+	b = jsonw.AppendString(b, string(c.TaskID), escapeHTML)
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(c.Attempt), 10)
+	if c.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = jsonw.AppendString(b, c.Reason, escapeHTML)
+	}
+	return append(b, '}')
+}

@@ -42,33 +42,9 @@ func appendTaskView(b []byte, v TaskView) ([]byte, bool) {
 		b = append(b, `,"idempotency_key":`...)
 		b = str(b, t.IdempotencyKey)
 	}
-	b = append(b, `,"spec":{"kind":`...)
-	b = str(b, t.Spec.Kind)
-	if len(t.Spec.Argv) > 0 {
-		b = append(b, `,"argv":[`...)
-		for i, a := range t.Spec.Argv {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = str(b, a)
-		}
-		b = append(b, ']')
-	}
-	if t.Spec.DurationMS != 0 {
-		b = append(b, `,"duration_ms":`...)
-		b = strconv.AppendInt(b, t.Spec.DurationMS, 10)
-	}
-	if t.Spec.Domain != "" {
-		b = append(b, `,"domain":`...)
-		b = str(b, t.Spec.Domain)
-	}
-	b = append(b, `,"priority":`...)
-	b = str(b, t.Spec.Priority.String())
-	b = append(b, `,"timeout_seconds":`...)
-	b = strconv.AppendInt(b, int64(t.Spec.TimeoutSeconds), 10)
-	b = append(b, `,"max_attempts":`...)
-	b = strconv.AppendInt(b, int64(t.Spec.MaxAttempts), 10)
-	b = append(b, `},"state":`...)
+	b = append(b, `,"spec":`...)
+	b = t.Spec.AppendJSON(b, false)
+	b = append(b, `,"state":`...)
 	b = str(b, t.State.String())
 	b = append(b, `,"attempt":`...)
 	b = strconv.AppendInt(b, int64(t.Attempt), 10)

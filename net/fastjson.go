@@ -237,6 +237,24 @@ func encodeFast(v any) (_ []byte, ok bool) {
 			return nil, false
 		}
 		b = appendPollRequest(make([]byte, 0, 512), p)
+	case core.HeartbeatReply:
+		b = p.AppendJSON(make([]byte, 0, 128), false)
+	case *core.HeartbeatReply:
+		if p == nil {
+			return nil, false
+		}
+		b = p.AppendJSON(make([]byte, 0, 128), false)
+	case PollReply:
+		if b, ok = appendPollReply(make([]byte, 0, 64+256*len(p.Messages)), &p); !ok {
+			return nil, false
+		}
+	case *PollReply:
+		if p == nil {
+			return nil, false
+		}
+		if b, ok = appendPollReply(make([]byte, 0, 64+256*len(p.Messages)), p); !ok {
+			return nil, false
+		}
 	default:
 		return nil, false
 	}
@@ -271,4 +289,48 @@ func appendPollRequest(b []byte, p *PollRequest) []byte {
 		b = strconv.AppendInt(b, p.WaitMillis, 10)
 	}
 	return append(b, '}')
+}
+
+// appendPollReply appends p as encoding/json writes it (without HTML
+// escaping); ok is false when an assignment's deadline is not a time the
+// fast path writes (core.Assign.AppendJSON).
+func appendPollReply(b []byte, p *PollReply) (_ []byte, ok bool) {
+	b = append(b, `{"epoch":`...)
+	b = strconv.AppendUint(b, p.Epoch, 10)
+	b = append(b, `,"messages":`...)
+	if p.Messages == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range p.Messages {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = p.Messages[i].appendJSON(b); !ok {
+				return b, false
+			}
+		}
+		b = append(b, ']')
+	}
+	if p.Dropped != 0 {
+		b = append(b, `,"dropped":`...)
+		b = strconv.AppendUint(b, p.Dropped, 10)
+	}
+	return append(b, '}'), true
+}
+
+func (m *PollMessage) appendJSON(b []byte) (_ []byte, ok bool) {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, m.Seq, 10)
+	if m.Assign != nil {
+		b = append(b, `,"assign":`...)
+		if b, ok = m.Assign.AppendJSON(b, false); !ok {
+			return b, false
+		}
+	}
+	if m.Cancel != nil {
+		b = append(b, `,"cancel":`...)
+		b = m.Cancel.AppendJSON(b, false)
+	}
+	return append(b, '}'), true
 }

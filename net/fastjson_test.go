@@ -41,6 +41,8 @@ var drawStr = rapid.OneOf(
 	rapid.StringMatching(`[a-z0-9.-]{0,12}`),
 	rapid.String(),
 	rapid.StringOf(rapid.RuneFrom([]rune{'"', '\\', '/', '<', '>', '&', '\u2028', '\u2029', '\ufffd', 'é', '😀', 'a', ' ', '\n', '\t', 0, 0x1f, 0x7f})),
+	// Any bytes, invalid UTF-8 too (encoders write \ufffd for it).
+	rapid.Custom(func(t *rapid.T) string { return string(rapid.SliceOfN(rapid.Byte(), 0, 8).Draw(t, "bytes")) }),
 )
 
 func drawLease(t *rapid.T) core.Lease {
@@ -137,8 +139,8 @@ type codecCase struct {
 var codecCases = map[string]codecCase{
 	"heartbeat":  {func(t *rapid.T) any { return drawHeartbeat(t) }, func() any { return new(core.HeartbeatInput) }, true, true},
 	"poll":       {func(t *rapid.T) any { return drawPollRequest(t) }, func() any { return new(PollRequest) }, true, true},
-	"hb_reply":   {func(t *rapid.T) any { return drawHeartbeatReply(t) }, func() any { return new(core.HeartbeatReply) }, false, false},
-	"poll_reply": {func(t *rapid.T) any { return drawPollReply(t) }, func() any { return new(PollReply) }, false, false},
+	"hb_reply":   {func(t *rapid.T) any { return drawHeartbeatReply(t) }, func() any { return new(core.HeartbeatReply) }, false, true},
+	"poll_reply": {func(t *rapid.T) any { return drawPollReply(t) }, func() any { return new(PollReply) }, false, true},
 }
 
 func decodeBoth(c codecCase, text []byte, max int64) (fast, ref any, fastErr, refErr error) {
@@ -193,6 +195,53 @@ func TestFastCodecsMatchEncodingJSON(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestFastEncodersOnOddValues: a poll reply whose assignments carry what
+// the protocol never sends (a priority out of range, a deadline in year 0
+// or 10000 in its zone, a zone offset with seconds or of a day, the zero
+// time) is still written as encoding/json writes it, by the fast path or
+// by its fallback; one that encoding/json refuses is refused too.
+func TestFastEncodersOnOddValues(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		r := drawPollReply(t)
+		for i := range r.Messages {
+			if a := r.Messages[i].Assign; a != nil {
+				a.Spec.Priority = core.Priority(rapid.Int8().Draw(t, "odd_prio"))
+				a.Deadline = drawOddTime(t)
+			}
+		}
+		want, wantPanic := tryEncode(refEncode, r)
+		got, gotPanic := tryEncode(Encode, r)
+		if gotPanic != wantPanic || !bytes.Equal(got, want) {
+			t.Fatalf("Encode:\n got %s (panic %v)\nwant %s (panic %v)", got, gotPanic, want, wantPanic)
+		}
+	})
+}
+
+// drawOddTime draws a time at the edges of what time.Time's MarshalJSON
+// writes.
+func drawOddTime(t *rapid.T) time.Time {
+	at := time.Date(rapid.SampledFrom([]int{0, 1, 2026, 9999, 10000}).Draw(t, "year"), time.Month(rapid.IntRange(1, 12).Draw(t, "month")),
+		rapid.IntRange(1, 31).Draw(t, "day"), rapid.IntRange(0, 23).Draw(t, "hour"), 0, 0, rapid.IntRange(0, 999_999_999).Draw(t, "ns"), time.UTC)
+	off := rapid.SampledFrom([]int{0, 59, -59, 3600 + 30, 24*3600 - 60, 24 * 3600, -24 * 3600, -(24*3600 - 60)}).Draw(t, "off")
+	switch rapid.IntRange(0, 2).Draw(t, "odd_zone") {
+	case 0:
+		return at.In(time.FixedZone("z", off))
+	case 1:
+		return time.Time{}
+	}
+	return at
+}
+
+// tryEncode is enc(v), or whether it panicked.
+func tryEncode(enc func(any) []byte, v any) (b []byte, panicked bool) {
+	defer func() {
+		if recover() != nil {
+			b, panicked = nil, true
+		}
+	}()
+	return enc(v), false
 }
 
 // TestFastDecodersFollowEncodingJSONOnMutations: mutated texts decode
@@ -551,8 +600,8 @@ func benchMessages() map[string]codecCase {
 	return map[string]codecCase{
 		"heartbeat":  {draw: func(*rapid.T) any { return hb }, fresh: codecCases["heartbeat"].fresh, strict: true, encode: true},
 		"poll":       {draw: func(*rapid.T) any { return poll }, fresh: codecCases["poll"].fresh, strict: true, encode: true},
-		"hb_reply":   {draw: func(*rapid.T) any { return reply }, fresh: codecCases["hb_reply"].fresh},
-		"poll_reply": {draw: func(*rapid.T) any { return pollReply }, fresh: codecCases["poll_reply"].fresh},
+		"hb_reply":   {draw: func(*rapid.T) any { return reply }, fresh: codecCases["hb_reply"].fresh, encode: true},
+		"poll_reply": {draw: func(*rapid.T) any { return pollReply }, fresh: codecCases["poll_reply"].fresh, encode: true},
 	}
 }
 

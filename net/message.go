@@ -163,8 +163,11 @@ func DecodeReply(r io.Reader, max int64, v any) error {
 var ErrTooLarge = errors.New("net: body too large")
 
 // Encode marshals v as compact JSON, with no HTML escaping and a newline
-// after (json.Encoder's form). The agent protocol's hot requests are
-// written without reflection, byte for byte the same (fastjson.go).
+// after (json.Encoder's form). The agent protocol's hot messages (an
+// agent's heartbeat and poll, the cp's replies to both, so WriteJSON's
+// answers to them too) are written without reflection, byte for byte the
+// same (fastjson.go); a poll reply with a deadline AppendTime does not
+// write (jsonw.PlainTime) goes through encoding/json.
 func Encode(v any) []byte {
 	if b, ok := encodeFast(v); ok {
 		return b

@@ -244,6 +244,28 @@ func tryEncode(enc func(any) []byte, v any) (b []byte, panicked bool) {
 	return enc(v), false
 }
 
+// TestWrapMatchesJSONMarshal: the bodies core.Wrap writes by hand (a
+// heartbeat, an assignment ack, as values and as pointers) are
+// json.Marshal's bytes, HTML escapes included, for random values.
+func TestWrapMatchesJSONMarshal(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		hb, ack := drawHeartbeat(t), drawAck(t)
+		if rapid.Bool().Draw(t, "empty_running") {
+			hb.Running = []core.Lease{}
+		}
+		for _, in := range []core.Input{hb, &hb, ack, &ack} {
+			checkWrap(t, in)
+		}
+	})
+}
+
+// checkWrap: core.Wrap's body of in is json.Marshal's.
+func checkWrap(t interface{ Fatalf(string, ...any) }, in core.Input) {
+	if got, want := core.Wrap(time.Time{}, in).Body, mustMarshal(in); !bytes.Equal(got, want) {
+		t.Fatalf("Wrap of %T:\n got %s\nwant %s", in, got, want)
+	}
+}
+
 // TestFastDecodersFollowEncodingJSONOnMutations: mutated texts decode
 // exactly as encoding/json decodes them, errors included; the Envelope's
 // heartbeat and assign_ack bodies too (json.Unmarshal, lenient).
@@ -514,6 +536,10 @@ func TestFastCodecsKnowEveryField(t *testing.T) {
 			t.Errorf("%s: fast decoding of %s: %+v, want %+v", name, want, got, v)
 		}
 	}
+	for _, v := range []core.Input{new(core.HeartbeatInput), new(core.AssignAck)} {
+		fill(reflect.ValueOf(v).Elem())
+		checkWrap(t, v)
+	}
 	for _, v := range []any{new(core.AssignAck)} {
 		fill(reflect.ValueOf(v).Elem())
 		in, err := core.Envelope{Kind: "assign_ack", Body: mustMarshal(v)}.Unwrap()
@@ -605,9 +631,22 @@ func benchMessages() map[string]codecCase {
 	}
 }
 
+// wrapped is the input of v that the cp's log wraps (core.Wrap): the
+// heartbeat itself, a poll's first ack.
+func wrapped(v any) (core.Input, bool) {
+	switch v := v.(type) {
+	case core.HeartbeatInput:
+		return v, true
+	case PollRequest:
+		return v.Acks[0], true
+	}
+	return nil, false
+}
+
 // BenchmarkAgentCodecs: each hot message decoded (Decode or DecodeReply,
 // from a reader, as the HTTP handlers do) and encoded (Encode), with the
-// fast paths and with encoding/json alone; and a heartbeat's log body
+// fast paths and with encoding/json alone; a heartbeat and an ack wrapped
+// for the log (core.Wrap) against json.Marshal; and a heartbeat's log body
 // unwrapped (core.Envelope.Unwrap) against json.Unmarshal.
 //
 //	go test -run '^$' -bench AgentCodecs -benchmem ./net/
@@ -645,6 +684,18 @@ func BenchmarkAgentCodecs(b *testing.B) {
 			b.Run(name+"/encode/json", func(b *testing.B) {
 				for b.Loop() {
 					refEncode(v)
+				}
+			})
+		}
+		if in, ok := wrapped(v); ok {
+			b.Run(name+"/wrap/fast", func(b *testing.B) {
+				for b.Loop() {
+					core.Wrap(time.Time{}, in)
+				}
+			})
+			b.Run(name+"/wrap/json", func(b *testing.B) {
+				for b.Loop() {
+					mustMarshal(in)
 				}
 			})
 		}

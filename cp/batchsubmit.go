@@ -205,5 +205,5 @@ func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, results []B
 			s.log.Debug("batch submit: tasks refused", attrs...)
 		}
 	}
-	fnet.WriteJSON(w, http.StatusOK, BatchResponse{Results: results})
+	writeBatch(w, BatchResponse{Results: results})
 }

@@ -26,6 +26,14 @@ func writeTask(w http.ResponseWriter, status int, v TaskView) {
 // appendTaskView appends v as fnet.Encode writes it (no HTML escaping, a
 // newline after).
 func appendTaskView(b []byte, v TaskView) ([]byte, bool) {
+	b, ok := appendTaskObject(b, &v)
+	return append(b, '\n'), ok
+}
+
+// appendTaskObject appends v's JSON object as encoding/json writes it
+// without HTML escaping; ok is false (b is then unusable) when a time is
+// one jsonw.AppendTime does not write as encoding/json does.
+func appendTaskObject(b []byte, v *TaskView) ([]byte, bool) {
 	t := &v.Task
 	if !jsonw.PlainTime(t.SubmittedAt) || !jsonw.PlainTime(t.EnqueuedAt) || !jsonw.PlainTime(t.UpdatedAt) ||
 		t.LastDecision != nil && !jsonw.PlainTime(t.LastDecision.At) {
@@ -96,6 +104,51 @@ func appendTaskView(b []byte, v TaskView) ([]byte, bool) {
 	if v.WaitingReason != "" {
 		b = append(b, `,"waiting_reason":`...)
 		b = str(b, v.WaitingReason)
+	}
+	return append(b, '}'), true
+}
+
+// writeBatch writes a batch submit's answer as fnet.WriteJSON would.
+func writeBatch(w http.ResponseWriter, resp BatchResponse) {
+	b, ok := appendBatchResponse(make([]byte, 0, 64+len(resp.Results)*600), resp)
+	if !ok {
+		b = fnet.Encode(resp)
+	}
+	fnet.WriteJSONBody(w, http.StatusOK, b)
+}
+
+// appendBatchResponse appends resp as fnet.Encode writes it (no HTML
+// escaping, a newline after); ok as appendTaskObject's.
+func appendBatchResponse(b []byte, resp BatchResponse) ([]byte, bool) {
+	if resp.Results == nil {
+		b = append(b, `{"results":null`...)
+	} else {
+		b = append(b, `{"results":[`...)
+		for i := range resp.Results {
+			r := &resp.Results[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"status":`...)
+			b = strconv.AppendInt(b, int64(r.Status), 10)
+			if r.Task != nil {
+				b = append(b, `,"task":`...)
+				var ok bool
+				if b, ok = appendTaskObject(b, r.Task); !ok {
+					return b, false
+				}
+			}
+			if r.Error != "" {
+				b = append(b, `,"error":`...)
+				b = str(b, r.Error)
+			}
+			if r.Message != "" {
+				b = append(b, `,"message":`...)
+				b = str(b, r.Message)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}', '\n'), true
 }

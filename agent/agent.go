@@ -53,8 +53,10 @@ type Options struct {
 	// a warning at start).
 	Token string
 	// CPHTTP1 makes the agent talk HTTP/1.1 to the cp (two connections: the
-	// long poll and the heartbeats) instead of HTTP/2 over one, for proxies
-	// that cannot carry cleartext HTTP/2.
+	// long poll and the heartbeats) instead of HTTP/2 over one. The agent
+	// command sets it by default (-cp-http1): HTTP/1.1 costs the cp about a
+	// tenth less CPU and the agent a fifth less per message; HTTP/2 halves
+	// the cp's connections.
 	CPHTTP1 bool
 	// PollWait is how long the cp may hold a poll when nothing waits for
 	// the agent (PollWaitDefault; at most net.PollWaitMax).

@@ -21,8 +21,9 @@
 //     it backs off (100ms doubling up to the heartbeat interval). A
 //     finished task's result goes out in a heartbeat at once, the cp
 //     schedules on it, and the held poll returns the next assignment: no
-//     timer in between. Poll and heartbeats share one HTTP/2 connection
-//     (Options.CPHTTP1: HTTP/1.1, two connections);
+//     timer in between. Poll and heartbeats go over HTTP/1.1, two
+//     connections (Options.CPHTTP1, the command's default), or share one
+//     HTTP/2 connection;
 //   - the HTTP handlers (Handler, optional: the command's -listen none
 //     serves none): GET /metrics, /healthz, /readyz and /v1/status;
 //   - the executors: a sleep timer or an exec process per attempt, reporting

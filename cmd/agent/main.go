@@ -2,9 +2,11 @@
 // by heartbeating to it, long-polls it for assignments and cancels, and runs
 // them (kind sleep always, kind exec only with -allow-exec). The agent dials
 // in: the cp never connects to it, so it works behind NAT and firewalls.
-// Its poll and heartbeats share one HTTP/2 connection (cleartext h2c for an
-// http:// -cp, ALPN for https://); -cp-http1 falls back to HTTP/1.1 (two
-// connections) for proxies that cannot carry h2c.
+// It talks HTTP/1.1 to the cp over two connections (the long poll, the
+// heartbeats); -cp-http1=false puts both on one HTTP/2 connection
+// (cleartext h2c for an http:// -cp, ALPN for https://), which halves the
+// cp's file descriptors for a large fleet but costs both sides more CPU
+// per message.
 //
 // -listen (default :9090) serves /metrics, /healthz, /readyz and /v1/status
 // only, for scraping and probes; -listen none opens no port at all.
@@ -84,7 +86,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.ID, "id", host, "agent id (letters, digits, '-', '_', '.'); default the hostname")
 	fs.StringVar(&c.Domain, "domain", "default", "failure domain (zone) of this agent")
 	fs.IntVar(&c.Slots, "slots", 4, "tasks run at once at most")
-	fs.BoolVar(&c.CPHTTP1, "cp-http1", false, "talk HTTP/1.1 to the cp (two connections) instead of HTTP/2 over one, for proxies that cannot carry h2c")
+	fs.BoolVar(&c.CPHTTP1, "cp-http1", true, "talk HTTP/1.1 to the cp (two connections: the long poll, the heartbeats); false: HTTP/2 over one connection (h2c for http://), half the cp's file descriptors for more CPU per message")
 	fs.StringVar(&c.AgentToken, "agent-token", "", "shared token: sent to the cp and required on /v1/status (prefer FLUX_AGENT_TOKEN)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", agent.HeartbeatIntervalDefault, "interval between heartbeats to the cp; when not given, the agent adopts the cp's once registered (this default until then)")
 	fs.BoolVar(&c.AllowExec, "allow-exec", false, "run kind exec tasks (argv, no shell, PATH-only environment)")

@@ -20,14 +20,14 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(c config) bool {
 			return c.Listen == ":9090" && c.CPURL == "http://127.0.0.1:8080" && c.ID == host && c.Domain == "default" &&
-				c.Slots == 4 && !c.CPHTTP1 && c.HeartbeatInterval == 5*time.Second && !c.HeartbeatIntervalSet && !c.AllowExec &&
+				c.Slots == 4 && c.CPHTTP1 && c.HeartbeatInterval == 5*time.Second && !c.HeartbeatIntervalSet && !c.AllowExec &&
 				c.ShutdownGrace == 30*time.Second && c.LogLevel == slog.LevelInfo
 		}, ""},
 		{"flags", []string{"-listen", "127.0.0.1:9091", "-cp", "http://cp:8080", "-id", "edge-1", "-domain", "zone-a", "-slots", "8",
-			"-cp-http1", "-agent-token", "tok", "-heartbeat-interval", "1s", "-allow-exec", "-shutdown-grace", "5s"}, nil,
+			"-cp-http1=false", "-agent-token", "tok", "-heartbeat-interval", "1s", "-allow-exec", "-shutdown-grace", "5s"}, nil,
 			func(c config) bool {
 				return c.Listen == "127.0.0.1:9091" && c.CPURL == "http://cp:8080" && c.ID == "edge-1" && c.Domain == "zone-a" && c.Slots == 8 &&
-					c.CPHTTP1 && c.AgentToken == "tok" && c.HeartbeatInterval == time.Second && c.HeartbeatIntervalSet && c.AllowExec &&
+					!c.CPHTTP1 && c.AgentToken == "tok" && c.HeartbeatInterval == time.Second && c.HeartbeatIntervalSet && c.AllowExec &&
 					c.ShutdownGrace == 5*time.Second
 			}, ""},
 		{"env twins", nil, map[string]string{"FLUX_AGENT_TOKEN": "secret", "FLUX_DOMAIN": "zone-b", "FLUX_SLOTS": "2",

@@ -212,9 +212,9 @@ type Envelope struct {
 	Body json.RawMessage `json:"body"`
 }
 
-// Wrap serializes in at now. The body is json.Marshal's; heartbeats and
-// assignment acks, most of the log, are written without reflection, byte
-// for byte the same (messagejsonw.go).
+// Wrap serializes in at now. The body is json.Marshal's; heartbeats,
+// assignment acks and submissions, most of the log, are written without
+// reflection, byte for byte the same (messagejsonw.go).
 func Wrap(now time.Time, in Input) Envelope {
 	return Envelope{At: now, Kind: in.inputKind(), Body: inputJSON(in)}
 }
@@ -235,17 +235,38 @@ func inputJSON(in Input) []byte {
 		if v != nil {
 			return v.AppendJSON(make([]byte, 0, 128), true)
 		}
+	case SubmitInput:
+		return v.AppendJSON(make([]byte, 0, submitJSONCap(&v)), true)
+	case *SubmitInput:
+		if v != nil {
+			return v.AppendJSON(make([]byte, 0, submitJSONCap(v)), true)
+		}
 	}
 	return mustJSON(in)
 }
 
+// submitJSONCap is a capacity that holds s's body unless its numbers are
+// long or its strings need escapes (append grows it then). A typical body
+// is about 100 bytes and lives until its log entry is written, so a
+// generous constant would be paid for by every submission in flight.
+func submitJSONCap(s *SubmitInput) int {
+	n := 144 + len(s.Spec.Kind) + len(s.Spec.Domain) + len(s.IdempotencyKey) + len(s.By)
+	for _, a := range s.Spec.Argv {
+		n += len(a) + 3
+	}
+	return n
+}
+
 // Unwrap decodes an Envelope back into its Input, a value (SubmitInput, not
-// *SubmitInput), equal to the one wrapped. Heartbeats and assignment acks,
-// most of the log, are read without reflection when they can be
-// (messagejson.go), into exactly what json.Unmarshal makes of them.
+// *SubmitInput), equal to the one wrapped. Heartbeats, assignment acks and
+// submissions, most of the log, are read without reflection when they can
+// be (messagejson.go), into exactly what json.Unmarshal makes of them.
 func (e Envelope) Unwrap() (Input, error) {
 	switch e.Kind {
 	case "submit":
+		if s, ok := DecodeSubmit(e.Body); ok {
+			return s, nil
+		}
 		return decodeInput[SubmitInput](e)
 	case "cancel":
 		return decodeInput[CancelInput](e)

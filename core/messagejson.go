@@ -288,3 +288,36 @@ func (c *CancelTask) ReadJSON(r *jsonr.Reader) {
 		}
 	}
 }
+
+// DecodeSubmit is DecodeHeartbeat for a submission's log body (core.Wrap
+// writes it, Envelope.Unwrap reads it).
+func DecodeSubmit(data []byte) (s SubmitInput, ok bool) {
+	r := jsonr.New(data)
+	s.readJSON(&r)
+	if !r.End() {
+		return SubmitInput{}, false
+	}
+	return s, true
+}
+
+// readJSON reads a SubmitInput object from r into s, a zero SubmitInput,
+// as encoding/json does (see DecodeHeartbeat).
+func (s *SubmitInput) readJSON(r *jsonr.Reader) {
+	var seen uint64
+	r.Byte('{')
+	for n := 0; r.More(n, '}'); n++ {
+		switch string(r.Key()) {
+		case "spec":
+			r.Once(&seen, 0)
+			s.Spec.readJSON(r)
+		case "idempotency_key":
+			r.Once(&seen, 1)
+			s.IdempotencyKey = r.String()
+		case "by":
+			r.Once(&seen, 2)
+			s.By = r.String()
+		default:
+			r.Fail()
+		}
+	}
+}

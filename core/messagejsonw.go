@@ -251,3 +251,19 @@ func (c *CancelTask) AppendJSON(b []byte, escapeHTML bool) []byte {
 	}
 	return append(b, '}')
 }
+
+// AppendJSON appends s as encoding/json writes it (see
+// HeartbeatInput.AppendJSON): core.Wrap's body of a submission.
+func (s *SubmitInput) AppendJSON(b []byte, escapeHTML bool) []byte {
+	b = append(b, `{"spec":`...)
+	b = s.Spec.AppendJSON(b, escapeHTML)
+	if s.IdempotencyKey != "" {
+		b = append(b, `,"idempotency_key":`...)
+		b = jsonw.AppendString(b, s.IdempotencyKey, escapeHTML)
+	}
+	if s.By != "" {
+		b = append(b, `,"by":`...)
+		b = jsonw.AppendString(b, s.By, escapeHTML)
+	}
+	return append(b, '}')
+}

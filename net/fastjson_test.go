@@ -102,16 +102,29 @@ func drawTime(t *rapid.T) time.Time {
 	return time.Time{}
 }
 
+// drawSpec draws a task spec with a valid priority (the only ones that
+// decode) and a nil, empty or full argv.
+func drawSpec(t *rapid.T) core.TaskSpec {
+	s := core.TaskSpec{Kind: drawStr.Draw(t, "kind"), Argv: rapid.SliceOfN(drawStr, 0, 3).Draw(t, "argv"),
+		DurationMS: rapid.Int64().Draw(t, "ms"), Domain: drawStr.Draw(t, "domain"),
+		Priority: core.Priority(rapid.IntRange(0, 2).Draw(t, "prio")), TimeoutSeconds: rapid.Int().Draw(t, "timeout"),
+		MaxAttempts: rapid.Int().Draw(t, "max")}
+	if rapid.IntRange(0, 4).Draw(t, "argv_nil") == 0 {
+		s.Argv = nil
+	}
+	return s
+}
+
+func drawSubmit(t *rapid.T) core.SubmitInput {
+	return core.SubmitInput{Spec: drawSpec(t), IdempotencyKey: drawStr.Draw(t, "key"), By: drawStr.Draw(t, "by")}
+}
+
 func drawPollReply(t *rapid.T) PollReply {
 	msg := rapid.Custom(func(t *rapid.T) PollMessage {
 		m := PollMessage{Seq: rapid.Uint64().Draw(t, "seq")}
 		if rapid.Bool().Draw(t, "assign") {
 			m.Assign = &core.Assign{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt"),
-				Spec: core.TaskSpec{Kind: drawStr.Draw(t, "kind"), Argv: rapid.SliceOfN(drawStr, 0, 3).Draw(t, "argv"),
-					DurationMS: rapid.Int64().Draw(t, "ms"), Domain: drawStr.Draw(t, "domain"),
-					Priority: core.Priority(rapid.IntRange(0, 2).Draw(t, "prio")), TimeoutSeconds: rapid.Int().Draw(t, "timeout"),
-					MaxAttempts: rapid.Int().Draw(t, "max")},
-				Deadline: drawTime(t), Incarnation: rapid.Uint64().Draw(t, "inc"), SeqLimit: rapid.Uint64().Draw(t, "limit")}
+				Spec: drawSpec(t), Deadline: drawTime(t), Incarnation: rapid.Uint64().Draw(t, "inc"), SeqLimit: rapid.Uint64().Draw(t, "limit")}
 		}
 		if rapid.Bool().Draw(t, "cancel") {
 			m.Cancel = &core.CancelTask{TaskID: core.TaskID(drawStr.Draw(t, "task")), Attempt: rapid.Int().Draw(t, "attempt"),
@@ -245,15 +258,20 @@ func tryEncode(enc func(any) []byte, v any) (b []byte, panicked bool) {
 }
 
 // TestWrapMatchesJSONMarshal: the bodies core.Wrap writes by hand (a
-// heartbeat, an assignment ack, as values and as pointers) are
-// json.Marshal's bytes, HTML escapes included, for random values.
+// heartbeat, an assignment ack, a submission, as values and as pointers)
+// are json.Marshal's bytes, HTML escapes included, for random values; a
+// submission's priority may be any int8 (json.Marshal writes the text of
+// one out of range too).
 func TestWrapMatchesJSONMarshal(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		hb, ack := drawHeartbeat(t), drawAck(t)
+		hb, ack, sub := drawHeartbeat(t), drawAck(t), drawSubmit(t)
 		if rapid.Bool().Draw(t, "empty_running") {
 			hb.Running = []core.Lease{}
 		}
-		for _, in := range []core.Input{hb, &hb, ack, &ack} {
+		if rapid.Bool().Draw(t, "odd_prio") {
+			sub.Spec.Priority = core.Priority(rapid.Int8().Draw(t, "prio8"))
+		}
+		for _, in := range []core.Input{hb, &hb, ack, &ack, sub, &sub} {
 			checkWrap(t, in)
 		}
 	})
@@ -297,6 +315,20 @@ func TestFastDecodersFollowEncodingJSONOnMutations(t *testing.T) {
 	}
 	rapid.Check(t, func(t *rapid.T) {
 		checkUnwrap(t, "assign_ack", mutate(t, mustMarshal(drawAck(t))), new(core.AssignAck))
+	})
+	rapid.Check(t, func(t *rapid.T) {
+		sub := mustMarshal(drawSubmit(t))
+		if _, ok := core.DecodeSubmit(sub); !ok {
+			t.Fatalf("DecodeSubmit declined what json.Marshal writes: %s", sub)
+		}
+		checkUnwrap(t, "submit", sub, new(core.SubmitInput))
+		text := mutate(t, sub)
+		checkUnwrap(t, "submit", text, new(core.SubmitInput))
+		var ref core.SubmitInput
+		err := json.Unmarshal(text, &ref)
+		if got, ok := core.DecodeSubmit(text); ok && (err != nil || !reflect.DeepEqual(got, ref)) {
+			t.Fatalf("DecodeSubmit took %q as %+v; json.Unmarshal: %+v (%v)", text, got, ref, err)
+		}
 	})
 }
 
@@ -536,15 +568,20 @@ func TestFastCodecsKnowEveryField(t *testing.T) {
 			t.Errorf("%s: fast decoding of %s: %+v, want %+v", name, want, got, v)
 		}
 	}
-	for _, v := range []core.Input{new(core.HeartbeatInput), new(core.AssignAck)} {
+	for _, v := range []core.Input{new(core.HeartbeatInput), new(core.AssignAck), new(core.SubmitInput)} {
 		fill(reflect.ValueOf(v).Elem())
 		checkWrap(t, v)
 	}
-	for _, v := range []any{new(core.AssignAck)} {
+	sub := new(core.SubmitInput)
+	fill(reflect.ValueOf(sub).Elem())
+	if got, ok := core.DecodeSubmit(mustMarshal(sub)); !ok || !reflect.DeepEqual(got, *sub) {
+		t.Errorf("DecodeSubmit of %s: %+v (%v), want %+v", mustMarshal(sub), got, ok, sub)
+	}
+	for kind, v := range map[string]any{"assign_ack": new(core.AssignAck), "submit": new(core.SubmitInput)} {
 		fill(reflect.ValueOf(v).Elem())
-		in, err := core.Envelope{Kind: "assign_ack", Body: mustMarshal(v)}.Unwrap()
+		in, err := core.Envelope{Kind: kind, Body: mustMarshal(v)}.Unwrap()
 		if err != nil || !reflect.DeepEqual(in, reflect.ValueOf(v).Elem().Interface()) {
-			t.Errorf("assign_ack: %+v (%v), want %+v", in, err, v)
+			t.Errorf("%s: %+v (%v), want %+v", kind, in, err, v)
 		}
 	}
 }
@@ -717,5 +754,46 @@ func BenchmarkAgentCodecs(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkSubmitLog: a submission wrapped for the log (core.Wrap, on the
+// leader) against json.Marshal, and its body unwrapped
+// (core.Envelope.Unwrap, on every node) against json.Unmarshal: the
+// typical sleep of a load test, and an exec with an argv and a key.
+//
+//	go test -run '^$' -bench SubmitLog -benchmem ./net/
+func BenchmarkSubmitLog(b *testing.B) {
+	for name, in := range map[string]core.SubmitInput{
+		"sleep": {Spec: core.TaskSpec{Kind: core.KindSleep, Priority: core.PriorityNormal}, By: "loadgen"},
+		"exec": {Spec: core.TaskSpec{Kind: core.KindExec, Argv: []string{"/usr/bin/backup", "--bucket", "s3://b/x"}, Domain: "zone-a",
+			Priority: core.PriorityHigh, TimeoutSeconds: 600, MaxAttempts: 3}, IdempotencyKey: "backup-2026-01-01", By: "cron"},
+	} {
+		b.Run(name+"/wrap/fast", func(b *testing.B) {
+			for b.Loop() {
+				core.Wrap(time.Time{}, in)
+			}
+		})
+		b.Run(name+"/wrap/json", func(b *testing.B) {
+			for b.Loop() {
+				mustMarshal(in)
+			}
+		})
+		body := mustMarshal(in)
+		b.Run(name+"/unwrap/fast", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := (core.Envelope{Kind: "submit", Body: body}).Unwrap(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/unwrap/json", func(b *testing.B) {
+			for b.Loop() {
+				var s core.SubmitInput
+				if err := json.Unmarshal(body, &s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -122,8 +122,8 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // FuzzFastDecoders: Decode and DecodeReply answer every body exactly as
 // encoding/json alone does (the same error text, the same value) for the
-// types with a fast decoder, and a heartbeat's log body unwraps as
-// json.Unmarshal reads it.
+// types with a fast decoder, and a heartbeat's and a submission's log
+// bodies unwrap as json.Unmarshal reads them.
 //
 //	go test -run '^$' -fuzz '^FuzzFastDecoders$' -fuzztime 60s ./net/
 func FuzzFastDecoders(f *testing.F) {
@@ -140,6 +140,10 @@ func FuzzFastDecoders(f *testing.F) {
 		"{\"agent_id\":\"\xff\"}",
 		`{"running":[{"task_id":"t","attempt":1},{"task_id":"t","attempt":01}]}`,
 		`{} x`,
+		`{"spec":{"kind":"sleep","priority":"normal","timeout_seconds":0,"max_attempts":0},"by":"client"}`,
+		`{"spec":{"kind":"exec","argv":["/bin/echo","\u003chi\u003e"],"duration_ms":5,"domain":"z1","priority":"low","timeout_seconds":60,"max_attempts":3},"idempotency_key":"k1","by":"ops"}`,
+		`{"spec":{"kind":"sleep","priority":"priority(7)"}}`,
+		`{"spec":{"kind":"sleep","argv":null,"priority":""},"by":null}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -170,6 +174,12 @@ func FuzzFastDecoders(f *testing.F) {
 		in, err := core.Envelope{Kind: "heartbeat", Body: body}.Unwrap()
 		if (err == nil) != (refErr == nil) || err == nil && !reflect.DeepEqual(in, ref) {
 			t.Fatalf("Unwrap: %+v (%v), json.Unmarshal %+v (%v)", in, err, ref, refErr)
+		}
+		var refSub core.SubmitInput
+		refErr = json.Unmarshal(body, &refSub)
+		in, err = core.Envelope{Kind: "submit", Body: body}.Unwrap()
+		if (err == nil) != (refErr == nil) || err == nil && !reflect.DeepEqual(in, refSub) {
+			t.Fatalf("Unwrap of a submission: %+v (%v), json.Unmarshal %+v (%v)", in, err, refSub, refErr)
 		}
 	})
 }

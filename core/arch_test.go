@@ -24,6 +24,8 @@ var allowedImports = map[string][]string{
 	"scenarios": {"sim", "core", "net"},
 	"cp":        {"core", "net", "github.com/julienschmidt/httprouter", "github.com/prometheus/", "github.com/benbjohnson/clock", "github.com/hashicorp/"},
 	"agent":     {"core", "net", "github.com/julienschmidt/httprouter", "github.com/prometheus/", "github.com/benbjohnson/clock"},
+	// Test harnesses shared by several packages' tests (jsontest).
+	"internal": {"core", "pgregory.net/rapid"},
 }
 
 func repoRoot(t *testing.T) string {

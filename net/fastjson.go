@@ -41,14 +41,25 @@ const (
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, decodeBodyInitial); return &b }}
 
+// FastDecoder is a request type of another package (the cp's submit
+// bodies) with a reflection-free decoder, which Decode takes as it takes
+// the protocol's own. FastDecodeJSON reads data, a whole body, into the
+// receiver, a zero value, making exactly what a strict Decode's
+// encoding/json makes of it (unknown keys refused, nothing but white space
+// after the value), or reports false and leaves the receiver unchanged;
+// then encoding/json decodes the body and says what is wrong with it.
+type FastDecoder interface {
+	FastDecodeJSON(data []byte) bool
+}
+
 // fastDecodes reports whether v is a type with a fast decoder, pointing to
 // a zero value (encoding/json merges into a value that is not; the fast
 // decoders make a fresh one).
 func fastDecodes(v any) bool {
 	switch v.(type) {
-	case *core.HeartbeatInput, *PollRequest, *core.HeartbeatReply, *PollReply:
+	case *core.HeartbeatInput, *PollRequest, *core.HeartbeatReply, *PollReply, FastDecoder:
 		rv := reflect.ValueOf(v)
-		return !rv.IsNil() && rv.Elem().IsZero()
+		return rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().IsZero()
 	}
 	return false
 }
@@ -81,6 +92,8 @@ func fastDecode(data []byte, v any) bool {
 			*p = q
 		}
 		return ok
+	case FastDecoder:
+		return p.FastDecodeJSON(data)
 	}
 	return false
 }

@@ -245,7 +245,8 @@ type fleet struct {
 }
 
 // startFleet creates cfg.Agents light agents spread over cfg.Zones, each
-// with its own HTTP/2 connection to cpURL (as real agents have), and starts
+// with its own connection to cpURL (HTTP/2; two HTTP/1.1 ones with
+// cfg.HTTP1, as the agent command's default), and starts
 // their heartbeat and poll loops.
 func startFleet(cfg Config, cc core.Config, cpURL string) (*fleet, error) {
 	f := &fleet{rec: &recorder{execs: map[core.Lease][]*execRecord{}}, errs: &errorLog{}, cuts: make([]atomic.Bool, cfg.Zones)}
@@ -256,7 +257,7 @@ func startFleet(cfg Config, cc core.Config, cpURL string) (*fleet, error) {
 			hbOK: &f.hbOK, hbSkip: &f.hbSkip, pollOK: &f.pollOK, pollSkip: &f.pollSkip,
 			timers: map[core.Lease]*time.Timer{}, recs: map[core.Lease]*execRecord{},
 			kick:   make(chan struct{}, 1),
-			client: &fnet.HTTPClient{HTTP: fnet.NewCPClient(cpURL, false), Token: agentToken, CPURL: cpURL}}
+			client: &fnet.HTTPClient{HTTP: fnet.NewCPClient(cpURL, cfg.HTTP1), Token: agentToken, CPURL: cpURL}}
 		var err error
 		a.ag, err = core.NewAgent(core.AgentConfig{ID: core.AgentID(fmt.Sprintf("soak-%04d", i)), Domain: fmt.Sprintf("zone-%d", zone),
 			Slots: cfg.Slots, HeartbeatInterval: cc.HeartbeatInterval,

@@ -59,10 +59,18 @@ import (
 
 // Config sizes a soak run.
 type Config struct {
-	Agents int           // light agents, spread over Zones
-	Zones  int           // failure domains; zone 0 is the one cut off
-	Slots  int           // per agent
-	Task   time.Duration // sleep duration of every task
+	Agents int // light agents, spread over Zones
+	Zones  int // failure domains; zone 0 is the one cut off
+	Slots  int // per agent
+	// HTTP1: the light agents talk HTTP/1.1 to the cp (two connections
+	// each, as the agent command by default) instead of HTTP/2 over one
+	// (half the file descriptors: the 5,000-agent soak needs that).
+	HTTP1 bool
+	// DataDir, when set, makes the cp durable there (its raft log and
+	// timeline store fsynced on disk, as a production cp); empty runs it
+	// in memory.
+	DataDir string
+	Task    time.Duration // sleep duration of every task
 	// Load is the submission rate as a fraction of the fleet's capacity
 	// (Agents*Slots/Task per second).
 	Load     float64
@@ -273,7 +281,7 @@ func startCP(cfg Config, cc core.Config) (*cpUnderTest, error) {
 	// measure the log filling up, not a leak. A 5s interval brings the log
 	// to its steady size within the warm-up, as a real cp's is over its
 	// lifetime.
-	server, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cc, AgentToken: agentToken,
+	server, err := cp.New(cp.Options{Clock: clock.New(), Logger: logger, Core: cc, AgentToken: agentToken, DataDir: cfg.DataDir,
 		ReconcileInterval: 100 * time.Millisecond, SnapshotInterval: 5 * time.Second})
 	if err != nil {
 		return nil, err

@@ -67,11 +67,18 @@ const CPChildEnv = "FLUXFORGE_SOAK_CP_CHILD"
 
 // ThroughputConfig sizes a throughput run.
 type ThroughputConfig struct {
-	Agents int           // light agents, spread over Zones
-	Zones  int           // failure domains
-	Slots  int           // per agent
-	Task   time.Duration // sleep of every task; 0 is a no-op task
-	Tasks  int           // to accept and run
+	Agents int // light agents, spread over Zones
+	Zones  int // failure domains
+	Slots  int // per agent
+	// HTTP1: the agents talk HTTP/1.1 to the cp, as the agent command
+	// does by default (see Config.HTTP1).
+	HTTP1 bool
+	// Durable runs the cp on a data dir (a temporary one, removed after):
+	// its log and timeline fsynced to disk, as the floors are
+	// measured. False runs it in memory.
+	Durable bool
+	Task    time.Duration // sleep of every task; 0 is a no-op task
+	Tasks   int           // to accept and run
 	// Batch is the tasks of one POST /v1/batch/tasks (at most
 	// cp.BatchTasksMax); Submitters post concurrently, closed-loop.
 	Batch      int
@@ -105,13 +112,13 @@ type ThroughputConfig struct {
 // lowest cp CPU per task; one submitter cannot (the cp idles between
 // posts, and its per-task CPU doubles with the fleet's heartbeats).
 func ThroughputFloor() ThroughputConfig {
-	return ThroughputConfig{Agents: 1000, Zones: 3, Slots: 4, Task: 0, Tasks: 200_000, Batch: 500, Submitters: 8,
+	return ThroughputConfig{Agents: 1000, Zones: 3, Slots: 4, HTTP1: true, Durable: true, Task: 0, Tasks: 200_000, Batch: 500, Submitters: 8,
 		QueueCapacity: 20_000, IdleSample: 3 * time.Second, Timeout: 9 * time.Minute}
 }
 
 // ThroughputTiny is the CI version: 20 agents, 2,000 tasks.
 func ThroughputTiny() ThroughputConfig {
-	return ThroughputConfig{Agents: 20, Zones: 3, Slots: 4, Task: time.Millisecond, Tasks: 2000, Batch: 250, Submitters: 2,
+	return ThroughputConfig{Agents: 20, Zones: 3, Slots: 4, HTTP1: true, Durable: true, Task: time.Millisecond, Tasks: 2000, Batch: 250, Submitters: 2,
 		QueueCapacity: 500, Timeout: 2 * time.Minute}
 }
 
@@ -188,17 +195,25 @@ func (r *ThroughputReport) FleetCPUPerTask() time.Duration {
 	return r.FleetCPU / time.Duration(max(r.Accepted, 1))
 }
 
+// agentHTTP names the protocol the fleet talks to the cp.
+func agentHTTP(http1 bool) string {
+	if http1 {
+		return "1.1"
+	}
+	return "2"
+}
+
 // String is the one summary line, then the failures.
 func (r *ThroughputReport) String() string {
 	var b strings.Builder
 	c, cc := r.Config, throughputCoreConfig(r.Config)
-	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d heartbeat=%v elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f cp_cpu_above_idle_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d heartbeats/task=%.2f polls/task=%.2f\n",
+	fmt.Fprintf(&b, "throughput: agents=%d slots=%d tasks=%d task=%v batch=%d submitters=%d queue=%d heartbeat=%v elapsed=%.2fs tasks/s=%.0f cp_cpu_us/task=%.1f cp_cpu_above_idle_us/task=%.1f fleet_cpu_us/task=%.1f cp_cores=%.2f cp_idle_cores=%.2f heap=%.1fMiB posts=%d refused_429=%d refused_503=%d executions=%d heartbeats/task=%.2f polls/task=%.2f agent_http=%s durable=%v\n",
 		c.Agents, c.Slots, c.Tasks, c.Task, c.Batch, c.Submitters, c.QueueCapacity, cc.HeartbeatInterval, r.Elapsed.Seconds(), r.TasksPerS,
 		float64(r.CPCPUPerTask())/float64(time.Microsecond), float64(r.CPCPUPerTaskAboveIdle())/float64(time.Microsecond),
 		float64(r.FleetCPUPerTask())/float64(time.Microsecond),
 		r.CPCPU.Seconds()/max(r.Elapsed.Seconds(), 1e-9), r.CPIdleCores, float64(r.CPHeap)/(1<<20),
 		r.Posts, r.Refused429, r.Refused503, r.Executions,
-		float64(r.Heartbeats)/float64(max(r.Accepted, 1)), float64(r.Polls)/float64(max(r.Accepted, 1)))
+		float64(r.Heartbeats)/float64(max(r.Accepted, 1)), float64(r.Polls)/float64(max(r.Accepted, 1)), agentHTTP(c.HTTP1), c.Durable)
 	for _, f := range r.Failures {
 		fmt.Fprintf(&b, "FAIL: %s\n", f)
 	}
@@ -223,7 +238,7 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (*ThroughputReport
 		return nil, err
 	}
 	defer child.stop()
-	fl, err := startFleet(Config{Agents: cfg.Agents, Zones: cfg.Zones, Slots: cfg.Slots}, cc, child.url)
+	fl, err := startFleet(Config{Agents: cfg.Agents, Zones: cfg.Zones, Slots: cfg.Slots, HTTP1: cfg.HTTP1}, cc, child.url)
 	if err != nil {
 		return nil, err
 	}
@@ -327,6 +342,15 @@ func burnDown(ctx context.Context, cfg ThroughputConfig, tl *timelineFollower, a
 		}
 		if ids == nil && sub.done() {
 			ids = sub.acceptedIDs()
+		}
+		tl.mu.Lock()
+		dropped := tl.dropped
+		tl.mu.Unlock()
+		if dropped > 0 {
+			// Those tasks' ends will never be seen: say so now rather
+			// than wait for the timeout.
+			return nil, fmt.Errorf("soak: throughput: the timeline follower fell behind and lost %d events (the cp keeps %d in memory; run durable to keep them on disk)",
+				dropped, throughputCoreConfig(cfg).TimelineEventsMax)
 		}
 		if ids != nil {
 			tl.mu.Lock()
@@ -649,7 +673,16 @@ func ServeCPChild(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal([]byte(os.Getenv(CPChildEnv)), &cfg); err != nil {
 		return fmt.Errorf("soak: %s: %w", CPChildEnv, err)
 	}
-	c, err := startCP(Config{}, throughputCoreConfig(cfg))
+	var ccfg Config
+	if cfg.Durable {
+		dir, err := os.MkdirTemp("", "fluxforge-throughput-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		ccfg.DataDir = dir
+	}
+	c, err := startCP(ccfg, throughputCoreConfig(cfg))
 	if err != nil {
 		return err
 	}

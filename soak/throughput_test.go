@@ -18,6 +18,8 @@ var (
 	tpTaskMS   = flag.Int("soak-throughput-task-ms", 0, "with -soak-throughput: sleep of each task in ms (default 0: no-op)")
 	tpQueue    = flag.Int("soak-throughput-queue", 0, "with -soak-throughput: the cp's queue capacity (default 20,000)")
 	tpBeat     = flag.Duration("soak-throughput-heartbeat", 0, "with -soak-throughput: the agents' heartbeat interval (default the soak's 500ms)")
+	tpHTTP2    = flag.Bool("soak-throughput-http2", false, "with -soak-throughput: the agents talk HTTP/2 over one connection each instead of HTTP/1.1 (the agent command's default)")
+	tpMemory   = flag.Bool("soak-throughput-in-memory", false, "with -soak-throughput: the cp keeps its log in memory instead of fsyncing it to a data dir")
 	cpuProfile = flag.String("soak-cpuprofile", "", "write the cp process's CPU profile of the throughput burn-down to FILE")
 )
 
@@ -43,6 +45,8 @@ func TestThroughput(t *testing.T) {
 		}
 		cfg.Task = time.Duration(*tpTaskMS) * time.Millisecond
 		cfg.HeartbeatInterval = *tpBeat
+		cfg.HTTP1 = !*tpHTTP2
+		cfg.Durable = !*tpMemory
 	}
 	cfg.CPCommand = []string{os.Args[0], "-test.run=^TestThroughputCPChild$"}
 	cfg.CPUProfile = *cpuProfile

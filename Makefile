@@ -74,10 +74,12 @@ soak-long-cut:
 soak-5k:
 	[ "$$(ulimit -n)" = unlimited ] || [ "$$(ulimit -n)" -ge 12000 ] || ulimit -n 12000 2>/dev/null || true; $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 30m ./soak/ -args -soak-5k
 
-# The issue's throughput floor: a cp (in a process of its own) with 1,000
-# light agents × 4 slots burns down 200,000 no-op tasks posted in batches;
-# prints tasks/s and the cp's and the fleet's CPU per task. THROUGHPUT_ARGS
-# adds flags, e.g. -soak-throughput-batch 500 -soak-cpuprofile /tmp/cp.pprof.
+# The issue's throughput floor: a durable cp (in a process of its own, on a
+# temporary data dir) with 1,000 light agents × 4 slots on HTTP/1.1 burns
+# down 200,000 no-op tasks posted in batches; prints tasks/s and the cp's
+# and the fleet's CPU per task. THROUGHPUT_ARGS adds flags, e.g.
+# -soak-throughput-heartbeat 5s -soak-throughput-queue 200000,
+# -soak-throughput-in-memory, -soak-throughput-http2, -soak-cpuprofile /tmp/cp.pprof.
 THROUGHPUT_ARGS ?=
 soak-throughput:
 	$(GO) test -count=1 -run '^TestThroughput$$' -v -timeout 10m ./soak/ -args -soak-throughput $(THROUGHPUT_ARGS)

@@ -39,14 +39,8 @@ func (h *HeartbeatInput) AppendJSON(b []byte, escapeHTML bool) []byte {
 		b = appendLeases(b, h.Running, escapeHTML)
 	}
 	if len(h.Results) > 0 {
-		b = append(b, `,"results":[`...)
-		for i := range h.Results {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = h.Results[i].AppendJSON(b, escapeHTML)
-		}
-		b = append(b, ']')
+		b = append(b, `,"results":`...)
+		b = jsonw.Array(b, h.Results, func(b []byte, r *Result) []byte { return r.AppendJSON(b, escapeHTML) })
 	}
 	if h.RTTMillis != 0 {
 		b = append(b, `,"rtt_ms":`...)
@@ -70,14 +64,7 @@ func (h *HeartbeatInput) AppendJSON(b []byte, escapeHTML bool) []byte {
 
 // appendLeases appends ls, not nil, as a JSON array.
 func appendLeases(b []byte, ls []Lease, escapeHTML bool) []byte {
-	b = append(b, '[')
-	for i := range ls {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = ls[i].AppendJSON(b, escapeHTML)
-	}
-	return append(b, ']')
+	return jsonw.Array(b, ls, func(b []byte, l *Lease) []byte { return l.AppendJSON(b, escapeHTML) })
 }
 
 // AppendJSON appends l as encoding/json writes it (see
@@ -212,14 +199,8 @@ func (s *TaskSpec) AppendJSON(b []byte, escapeHTML bool) []byte {
 	b = append(b, `{"kind":`...)
 	b = jsonw.AppendString(b, s.Kind, escapeHTML)
 	if len(s.Argv) > 0 {
-		b = append(b, `,"argv":[`...)
-		for i, a := range s.Argv {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonw.AppendString(b, a, escapeHTML)
-		}
-		b = append(b, ']')
+		b = append(b, `,"argv":`...)
+		b = jsonw.Array(b, s.Argv, func(b []byte, a *string) []byte { return jsonw.AppendString(b, *a, escapeHTML) })
 	}
 	if s.DurationMS != 0 {
 		b = append(b, `,"duration_ms":`...)

@@ -92,14 +92,8 @@ func appendTaskObject(b []byte, v *TaskView) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	if len(t.Attempts) > 0 {
-		b = append(b, `,"attempts":[`...)
-		for i, a := range t.Attempts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendAttempt(b, a)
-		}
-		b = append(b, ']')
+		b = append(b, `,"attempts":`...)
+		b = jsonw.Array(b, t.Attempts, func(b []byte, a *core.AttemptRecord) []byte { return appendAttempt(b, *a) })
 	}
 	if v.WaitingReason != "" {
 		b = append(b, `,"waiting_reason":`...)

@@ -288,14 +288,8 @@ func appendPollRequest(b []byte, p *PollRequest) []byte {
 		b = strconv.AppendUint(b, p.After, 10)
 	}
 	if len(p.Acks) > 0 {
-		b = append(b, `,"acks":[`...)
-		for i := range p.Acks {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = p.Acks[i].AppendJSON(b, false)
-		}
-		b = append(b, ']')
+		b = append(b, `,"acks":`...)
+		b = jsonw.Array(b, p.Acks, func(b []byte, a *core.AssignAck) []byte { return a.AppendJSON(b, false) })
 	}
 	if p.WaitMillis != 0 {
 		b = append(b, `,"wait_ms":`...)

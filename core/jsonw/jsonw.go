@@ -87,3 +87,16 @@ func AppendTime(b []byte, t time.Time) []byte {
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')
 }
+
+// Array appends xs as a JSON array, each element written by each: the
+// writing twin of jsonr.Array.
+func Array[T any](b []byte, xs []T, each func([]byte, *T) []byte) []byte {
+	b = append(b, '[')
+	for i := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = each(b, &xs[i])
+	}
+	return append(b, ']')
+}

@@ -241,6 +241,7 @@ func (cp *ControlPlane) Export() ([]byte, error) {
 // The fields of stateV2 Export streams (the bulk of the state).
 var (
 	stateV2TasksField    = stateV2Field("Tasks")
+	stateV2TerminalField = stateV2Field("TerminalIDs") // Capture copies it; Export writes it in place
 	stateV2IdemField     = stateV2Field("Idempotency")
 	stateV2TimelineField = stateV2Field("Timeline")
 )
@@ -278,6 +279,22 @@ func (cp *ControlPlane) encodeIdempotency(e *stateEncoder) error {
 	return nil
 }
 
+// exportIdempotency is stateV2.Idempotency: the live entries, oldest
+// first.
+func (cp *ControlPlane) exportIdempotency() idemExport {
+	live := cp.idem.order[cp.idem.head:]
+	x := idemExport{Evicted: cp.idem.evicted}
+	if len(live) > 0 {
+		x.Entries = make([]idemEntryExport, 0, len(live))
+	}
+	for _, e := range live {
+		if e != nil && e.live {
+			x.Entries = append(x.Entries, idemEntryExport{Key: e.key, Task: e.task, Spec: e.spec, ExpiresAt: e.expiresAt})
+		}
+	}
+	return x
+}
+
 // encodeTimeline writes stateV2.Timeline (a timelineExport: NextSeq,
 // Dropped, then Events) from the ring itself, oldest first.
 func (cp *ControlPlane) encodeTimeline(e *stateEncoder) error {
@@ -298,11 +315,17 @@ func (cp *ControlPlane) encodeTimeline(e *stateEncoder) error {
 // task at a time through one reused taskExport.
 func (cp *ControlPlane) encodeTasks(e *stateEncoder) error {
 	ids := cp.sortedTaskIDs()
-	e.uvarint(uint64(len(ids)))
+	return encodeTaskExports(e, len(ids), func(i int) taskExport { return cp.exportTask(ids[i]) })
+}
+
+// encodeTaskExports writes a []taskExport of n elements, the i-th given by
+// at, one at a time through one reused taskExport.
+func encodeTaskExports(e *stateEncoder, n int, at func(i int) taskExport) error {
+	e.uvarint(uint64(n))
 	var te taskExport
 	v := reflect.ValueOf(&te).Elem()
-	for _, id := range ids {
-		te = cp.exportTask(id)
+	for i := range n {
+		te = at(i)
 		if err := e.value(v); err != nil {
 			return err
 		}
@@ -319,8 +342,9 @@ func (cp *ControlPlane) sortedTaskIDs() []TaskID {
 	return ids
 }
 
-func (cp *ControlPlane) exportTask(id TaskID) taskExport {
-	t := cp.tasks[id]
+func (cp *ControlPlane) exportTask(id TaskID) taskExport { return exportRecord(cp.tasks[id]) }
+
+func exportRecord(t *taskRecord) taskExport {
 	return taskExport{Task: t.Task, FailedOn: t.failedOn, RejectedBy: t.rejectedBy, AssignedAt: t.assignedAt,
 		Confirmed: t.confirmed, AckSeq: t.ackSeq, SeqLimit: t.seqLimit, Probe: t.probe, SkipPass: t.skipPass}
 }
@@ -379,12 +403,7 @@ func (cp *ControlPlane) exportStateBut(withTasks bool) stateV2 {
 	}
 
 	if withTasks {
-		s.Idempotency.Evicted = cp.idem.evicted
-		for _, e := range cp.idem.order[cp.idem.head:] {
-			if e != nil && e.live {
-				s.Idempotency.Entries = append(s.Idempotency.Entries, idemEntryExport{Key: e.key, Task: e.task, Spec: e.spec, ExpiresAt: e.expiresAt})
-			}
-		}
+		s.Idempotency = cp.exportIdempotency()
 
 		tl := cp.timeline
 		s.Timeline = timelineExport{NextSeq: tl.nextSeq, Dropped: tl.dropped, Events: make([]Event, tl.n)}

@@ -684,3 +684,101 @@ func TestReadsChangeNothing(t *testing.T) {
 		t.Fatal("a read changed the exported state")
 	}
 }
+
+// TestCaptureEncodesTheExportOfItsMoment: a Capture taken at random points
+// of a run encodes, after the rest of the run has changed the control
+// plane (tasks attempted again, decisions and attempts rewritten, the
+// timeline ring and the idempotency keys turned over, tasks evicted), to
+// the bytes Export gave at the moment of the capture.
+func TestCaptureEncodesTheExportOfItsMoment(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		d := newExportDriver(t)
+		d.run()
+		n := len(d.steps)
+		points := rapid.SliceOfNDistinct(rapid.IntRange(0, n), 1, 5, rapid.ID[int]).Draw(t, "capture points")
+		cp, err := NewControlPlane(exportTestConfig(), testEpoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type taken struct {
+			at   int
+			c    *Capture
+			want []byte
+		}
+		var caps []taken
+		capture := func(at int) {
+			if !slices.Contains(points, at) {
+				return
+			}
+			c, err := cp.Capture()
+			if err != nil {
+				t.Fatal(err)
+			}
+			caps = append(caps, taken{at, c, mustExport(t, cp)})
+		}
+		capture(0)
+		for i, st := range d.steps {
+			cp.Apply(st.at, st.in)
+			capture(i + 1)
+			cp.TakeOutbox()
+		}
+		if !bytes.Equal(mustExport(t, cp), mustExport(t, d.cp)) {
+			t.Fatal("the replay diverged from the run")
+		}
+		for _, c := range caps {
+			got, err := c.c.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, c.want) {
+
+				t.Fatalf("capture after step %d of %d: %d bytes encoded, the export then was %d bytes", c.at, n, len(got), len(c.want))
+			}
+		}
+	})
+}
+
+// TestCaptureEncodesTheExportLarge: the same on the benchmark's state.
+func TestCaptureEncodesTheExportLarge(t *testing.T) {
+	cp := exportBenchStateTB(t, time.Time{})
+	c, err := cp.Capture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustExport(t, cp)
+	got, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("capture encodes %d bytes, export %d", len(got), len(want))
+	}
+}
+
+// BenchmarkCapture reports the time to capture the benchmark's state (the
+// part of a snapshot that holds off writes) and to encode it (which does
+// not), beside BenchmarkExport.
+func BenchmarkCapture(b *testing.B) {
+	cp := exportBenchState(b)
+	b.Run("capture", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cp.Capture(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			c, err := cp.Capture()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := c.Encode(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fluxforge/fluxforge/core"
+	"github.com/fluxforge/fluxforge/cp/raftlog"
 	"github.com/fluxforge/fluxforge/cp/timelinestore"
 )
 
@@ -152,20 +153,23 @@ type fsm struct {
 	hashMu    sync.Mutex
 	hashIndex uint64
 	hash      string
-	hashCost  time.Duration // how long computing hash took
+	hashCost  time.Duration // how long computing hash took (capture, encoding and sum)
+	hashing   uint64        // the index of the last hash begun
 	hashAt    time.Time     // when (by the views' clock) hash was computed
 	viewIndex uint64        // the applied index the previous debug view saw
 	viewSince time.Time     // when a view first saw viewIndex
 }
 
-// A state hash is an export of the whole state under the read lock, which
-// holds off every write while it runs: tens of milliseconds per 10,000
-// tasks. The debug snapshot therefore recomputes it for every new applied
-// index only while that is cheap (under hashCheapCost). A costlier one is
+// A state hash is a capture of the whole state under the read lock, which
+// holds off every write while it runs (a few milliseconds per 10,000
+// tasks), then its encoding and SHA-256 outside the lock (tens of
+// milliseconds per 10,000 tasks of CPU, on a box the cp shares). The debug
+// snapshot therefore recomputes it for every new applied index only while
+// that is cheap (under hashCheapCost). A costlier one is
 // recomputed when asked (?fresh_hash=true), when the state is quiet (no
 // entry applied for twice the cost, and at least hashQuietMin: nothing
 // waits for the lock), or when the last one is hashDueCosts costs old (so
-// a snapshot poll holds the lock for at most about 5% of the time); in
+// a snapshot poll spends at most about 5% of the time on it); in
 // between, the snapshot keeps the last hash and names the index it is of
 // (state_hash_index). Polling the snapshot under load (as load generators
 // do, every few milliseconds) must not stall the cp.
@@ -366,23 +370,47 @@ func (f *fsm) flush() {
 // entry), in a cluster container when members published their URLs (see
 // encodeSnapshot).
 func (f *fsm) Snapshot() ([]byte, error) {
-	defer f.runlock(f.rlock())
-	if f.core == nil {
-		return []byte{}, nil
-	}
-	start := time.Now()
-	b, err := f.core.Export()
-	if err != nil {
-		return nil, fmt.Errorf("cp: export the state: %w", err)
-	}
-	b, err = encodeSnapshot(b, f.memberList())
+	encode, err := f.SnapshotLater()
 	if err != nil {
 		return nil, err
 	}
-	if f.obs != nil {
-		f.obs.snapshotTaken(time.Since(start), len(b))
+	return encode()
+}
+
+// SnapshotLater implements raftlog.SnapshotLater: the state is captured
+// under the read lock (on raft's apply goroutine: no entry is applied
+// meanwhile), and encoded into Snapshot's bytes by the function returned,
+// which raft calls while it applies later entries. The snapshot's
+// duration observed is the capture's and the encoding's together; the
+// capture alone is the read lock's hold.
+var _ raftlog.SnapshotLater = (*fsm)(nil)
+
+func (f *fsm) SnapshotLater() (func() ([]byte, error), error) {
+	t0 := f.rlock()
+	if f.core == nil {
+		f.runlock(t0)
+		return func() ([]byte, error) { return []byte{}, nil }, nil
 	}
-	return b, nil
+	c, err := f.core.Capture()
+	members := f.memberList()
+	f.runlock(t0)
+	if err != nil {
+		return nil, fmt.Errorf("cp: capture the state: %w", err)
+	}
+	return func() ([]byte, error) {
+		b, err := c.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("cp: export the state: %w", err)
+		}
+		b, err = encodeSnapshot(b, members)
+		if err != nil {
+			return nil, err
+		}
+		if f.obs != nil {
+			f.obs.snapshotTaken(time.Since(t0), len(b))
+		}
+		return b, nil
+	}, nil
 }
 
 // Restore implements raftlog.FSM: core.Restore refuses an export of another
@@ -488,38 +516,65 @@ type DebugView struct {
 }
 
 // debugView reads the core's snapshot at now, the applied index and the
-// state hash at that index, all under one read lock.
+// state hash at that index (or the last one computed, see hashMaybe). The
+// snapshot and the index are read under one read lock; a new hash only
+// captures the state under it and is encoded and summed after it is
+// released, so a large state's hash does not hold off the writes.
 func (f *fsm) debugView(now time.Time, freshHash bool) (DebugView, error) {
-	defer f.runlock(f.rlock())
+	t0 := f.rlock()
 	if f.core == nil {
+		f.runlock(t0)
 		return DebugView{}, errors.New("cp: no state yet")
 	}
-	h, hi, err := f.hashMaybe(now, freshHash)
+	v := DebugView{DebugView: f.core.DebugView(now), AppliedIndex: f.index}
+	h, hi, c, err := f.hashMaybe(now, freshHash)
+	f.runlock(t0)
 	if err != nil {
 		return DebugView{}, err
 	}
-	return DebugView{DebugView: f.core.DebugView(now), AppliedIndex: f.index, StateHash: h, StateHashIndex: hi}, nil
+	if c != nil {
+		if h, err = f.finishHash(c, v.AppliedIndex, now, t0); err != nil {
+			return DebugView{}, err
+		}
+		hi = v.AppliedIndex
+	}
+	v.StateHash, v.StateHashIndex = h, hi
+	return v, nil
 }
 
-// hashMaybe returns the state hash at the applied index when it is cached,
-// cheap, due or asked for; else the last one computed and its index. The
-// caller holds f.mu (read).
-func (f *fsm) hashMaybe(now time.Time, fresh bool) (string, uint64, error) {
+// hashMaybe returns the state hash at the applied index when it is
+// cached; else the last one computed and its index when the state is
+// costly to hash and neither quiet nor due (see hashCheapCost), unless
+// fresh; else a capture of the state to hash (finishHash). The caller
+// holds f.mu (read).
+func (f *fsm) hashMaybe(now time.Time, fresh bool) (string, uint64, *core.Capture, error) {
 	f.hashMu.Lock()
 	if f.viewIndex != f.index || f.viewSince.IsZero() {
 		f.viewIndex, f.viewSince = f.index, now
 	}
+	if f.hash != "" && f.hashIndex == f.index {
+		h := f.hash
+		f.hashMu.Unlock()
+		return h, f.index, nil, nil
+	}
 	cost := f.hashCost
 	quiet := now.Sub(f.viewSince) >= max(2*cost, hashQuietMin)
 	due := now.Sub(f.hashAt) >= hashDueCosts*cost
-	stale := f.hash != "" && f.hashIndex != f.index && cost >= hashCheapCost && !quiet && !due
+	stale := f.hash != "" && cost >= hashCheapCost && !quiet && !due
+	// One hash of an index at a time: another view is hashing this one.
+	busy := f.hash != "" && f.hashing == f.index
 	h, hi := f.hash, f.hashIndex
-	f.hashMu.Unlock()
-	if stale && !fresh {
-		return h, hi, nil
+	if (stale || busy) && !fresh {
+		f.hashMu.Unlock()
+		return h, hi, nil, nil
 	}
-	h, err := f.hashLocked(now)
-	return h, f.index, err
+	f.hashing = f.index
+	f.hashMu.Unlock()
+	c, err := f.core.Capture()
+	if err != nil {
+		return "", 0, nil, fmt.Errorf("cp: capture the state: %w", err)
+	}
+	return "", 0, c, nil
 }
 
 // appliedIndex is the raft index of the last entry applied to the state.
@@ -528,22 +583,40 @@ func (f *fsm) appliedIndex() uint64 {
 	return f.index
 }
 
-// hashLocked returns the hex SHA-256 of the export at f.index, computed
-// once per index. The caller holds f.mu (read).
-func (f *fsm) hashLocked(now time.Time) (string, error) {
-	f.hashMu.Lock()
-	defer f.hashMu.Unlock()
-	if f.hash != "" && f.hashIndex == f.index {
-		return f.hash, nil
-	}
-	start := time.Now()
-	b, err := f.core.Export()
+// finishHash encodes and sums c, the state captured at index at now (the
+// capture began at start), and keeps the hash unless a newer one was kept
+// meanwhile.
+func (f *fsm) finishHash(c *core.Capture, index uint64, now, start time.Time) (string, error) {
+	b, err := c.Encode()
 	if err != nil {
 		return "", fmt.Errorf("cp: export the state: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	f.hashIndex, f.hash = f.index, hex.EncodeToString(sum[:])
-	f.hashCost = time.Since(start)
-	f.hashAt = now
-	return f.hash, nil
+	h := hex.EncodeToString(sum[:])
+	f.hashMu.Lock()
+	defer f.hashMu.Unlock()
+	if index >= f.hashIndex || f.hash == "" {
+		f.hashIndex, f.hash = index, h
+		f.hashCost = time.Since(start)
+		f.hashAt = now
+	}
+	return h, nil
+}
+
+// hashLocked returns the hex SHA-256 of the export at f.index, computed
+// once per index. The caller holds f.mu (read) and waits for the hash
+// under it (replays, which nothing else writes to).
+func (f *fsm) hashLocked(now time.Time) (string, error) {
+	f.hashMu.Lock()
+	if f.hash != "" && f.hashIndex == f.index {
+		defer f.hashMu.Unlock()
+		return f.hash, nil
+	}
+	f.hashMu.Unlock()
+	start := time.Now()
+	c, err := f.core.Capture()
+	if err != nil {
+		return "", fmt.Errorf("cp: capture the state: %w", err)
+	}
+	return f.finishHash(c, f.index, now, start)
 }

@@ -31,6 +31,18 @@ type FSM interface {
 	Restore(r io.Reader) error
 }
 
+// SnapshotLater is an FSM whose snapshot is taken in two steps, so that
+// the step that holds off Apply is short: hashicorp/raft asks for the
+// snapshot on the goroutine that applies entries (no entry is applied
+// while SnapshotLater runs), and writes it to disk on another while later
+// entries are applied. SnapshotLater captures the state as of the last
+// Apply and returns the function that encodes the capture, the bytes
+// Snapshot would have returned; raft calls it once, while Apply runs, so
+// what it reads must not alias memory that Apply changes.
+type SnapshotLater interface {
+	SnapshotLater() (func() ([]byte, error), error)
+}
+
 // Snapshot container: raftlog wraps the FSM's bytes in a small header that
 // carries a format version and the index of the last entry the FSM applied,
 // so that AppliedIndex is right after a restore and an unknown format is
@@ -56,6 +68,13 @@ func (a *fsmAdapter) Apply(l *raft.Log) any {
 }
 
 func (a *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
+	if l, ok := a.fsm.(SnapshotLater); ok {
+		encode, err := l.SnapshotLater()
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: fsm snapshot: %w", err)
+		}
+		return &fsmSnapshot{index: a.applied.Load(), encode: encode}, nil
+	}
 	b, err := a.fsm.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: fsm snapshot: %w", err)
@@ -93,12 +112,23 @@ func (a *fsmAdapter) restore(rc io.Reader) error {
 	return nil
 }
 
+// fsmSnapshot is the state at index: its bytes, or the function that
+// encodes them (SnapshotLater), called by Persist.
 type fsmSnapshot struct {
-	index uint64
-	state []byte
+	index  uint64
+	state  []byte
+	encode func() ([]byte, error)
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if s.encode != nil {
+		b, err := s.encode()
+		if err != nil {
+			_ = sink.Cancel()
+			return fmt.Errorf("raftlog: fsm snapshot: %w", err)
+		}
+		s.state, s.encode = b, nil
+	}
 	var hdr [snapshotHeaderLen]byte
 	copy(hdr[:], snapshotMagic)
 	binary.BigEndian.PutUint32(hdr[len(snapshotMagic):], snapshotFormatVersion)

@@ -68,24 +68,17 @@ func (cp *ControlPlane) Capture() (*Capture, error) {
 	s := cp.exportStateBut(false) // TerminalIDs is a copy already
 	c := &Capture{e: &stateEncoder{buf: make([]byte, 0, 4096+len(cp.agentList)*512)}, terminal: s.TerminalIDs}
 	e := c.e
-	e.buf = append(e.buf, stateMagic...)
-	e.uvarint(StateFormatVersion)
-	e.bytes([]byte(stateV2Fingerprint))
-	v := reflect.ValueOf(&s).Elem()
-	idx, err := e.fields.of(v.Type())
+	err := e.state(&s, func(field int) (bool, error) {
+		switch field {
+		case stateV2TasksField, stateV2TerminalField, stateV2IdemField, stateV2TimelineField:
+			c.parts = append(c.parts, capturePart{head: e.buf, field: field})
+			e.buf = nil
+			return true, nil
+		}
+		return false, nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, i := range idx {
-		switch i {
-		case stateV2TasksField, stateV2TerminalField, stateV2IdemField, stateV2TimelineField:
-			c.parts = append(c.parts, capturePart{head: e.buf, field: i})
-			e.buf = nil
-		default:
-			if err := e.value(v.Field(i)); err != nil {
-				return nil, err
-			}
-		}
 	}
 	c.tail, e.buf = e.buf, nil
 

@@ -212,30 +212,45 @@ var stateV2Fingerprint = layoutFingerprint(reflect.TypeFor[stateV2]())
 func (cp *ControlPlane) Export() ([]byte, error) {
 	s := cp.exportStateBut(false)
 	e := &stateEncoder{buf: make([]byte, 0, 4096+len(cp.tasks)*384+len(cp.agentList)*512)}
-	e.buf = append(e.buf, stateMagic...)
-	e.uvarint(StateFormatVersion)
-	e.bytes([]byte(stateV2Fingerprint))
-	v := reflect.ValueOf(&s).Elem()
-	idx, err := e.fields.of(v.Type())
+	err := e.state(&s, func(field int) (bool, error) {
+		switch field {
+		case stateV2TasksField:
+			return true, cp.encodeTasks(e)
+		case stateV2IdemField:
+			return true, cp.encodeIdempotency(e)
+		case stateV2TimelineField:
+			return true, cp.encodeTimeline(e)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	return e.buf, nil
+}
+
+// state writes an export of s: the header, then each field of s in order,
+// written by bulk when it reports so (the fields Export and Capture do not
+// hold in s), else from s.
+func (e *stateEncoder) state(s *stateV2, bulk func(field int) (bool, error)) error {
+	e.buf = append(e.buf, stateMagic...)
+	e.uvarint(StateFormatVersion)
+	e.bytes([]byte(stateV2Fingerprint))
+	v := reflect.ValueOf(s).Elem()
+	idx, err := e.fields.of(v.Type())
+	if err != nil {
+		return err
+	}
 	for _, i := range idx {
-		switch i {
-		case stateV2TasksField:
-			err = cp.encodeTasks(e)
-		case stateV2IdemField:
-			err = cp.encodeIdempotency(e)
-		case stateV2TimelineField:
-			err = cp.encodeTimeline(e)
-		default:
+		done, err := bulk(i)
+		if err == nil && !done {
 			err = e.value(v.Field(i))
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return e.buf, nil
+	return nil
 }
 
 // The fields of stateV2 Export streams (the bulk of the state).

@@ -131,6 +131,9 @@ func (r loadResult) String() string {
 }
 
 func (c *cli) bench(args []string) error {
+	if len(args) > 0 && args[0] == "disk" {
+		return c.benchDisk(args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	n := fs.Int("n", 10000, "submissions to send")
 	conc := fs.Int("c", 16, "concurrent keep-alive connections")

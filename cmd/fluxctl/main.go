@@ -16,6 +16,7 @@
 //	fluxctl purge -all | -domain zone-a | -older-than 10m
 //	fluxctl timeline -since 120 -limit 50
 //	fluxctl bench -n 20000 -c 32   (load generator: submissions/s, p50/p99)
+//	fluxctl bench disk -dir /var/lib/fluxforge   (the disk's fsync latency: the floor of the cp's tail)
 //
 // The control plane is -cp (default http://127.0.0.1:8080, env FLUX_CP); the
 // admin token comes from FLUX_ADMIN_TOKEN. Global flags go before or after
@@ -36,7 +37,8 @@ import (
 
 // The commands live by area: tasks.go (submit, tasks, task, cancel),
 // agents.go (agents, agent, quarantine, release), admin.go (snapshot, mode,
-// purge), timeline.go, bench.go (the load generator) and output.go (tables
+// purge), timeline.go, bench.go (the load generator), disk.go (bench disk:
+// the data dir's fsync latency) and output.go (tables
 // and -o json). The HTTP client is package cp/client.
 
 func main() {
@@ -88,6 +90,8 @@ Commands:
   raft members | add ID ADDR | remove ID | transfer
                                 the cps of a cluster: list, add a voter, remove one, move leadership
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
+  bench disk -dir DATA_DIR      how long the disk takes to make a log append durable (write + fsync):
+                                -n -rate -size; p50/p99/max and a verdict (slow: p99 over 10ms or a sync over 50ms)
 
 Common flags (before or after the command): -cp URL, -o table|json, and for
 an https -cp --cacert FILE (the CA of the cp's certificate), --cert FILE and

@@ -180,6 +180,7 @@ func TestParseAlertRulesAndStrip(t *testing.T) {
 		"FluxTLSCertExpiringSoon":        "10m0s",
 		"FluxNoLeader":                   "30s",
 		"FluxRaftApplyLagging":           "2m0s",
+		"FluxLogDiskSlow":                "10m0s",
 	}
 	if len(parsed) != len(want) {
 		t.Fatalf("parsed %d rules, want %d: %+v", len(parsed), len(want), parsed)

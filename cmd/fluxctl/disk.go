@@ -139,7 +139,7 @@ func diskLatency(opts diskOptions, sleep func(time.Duration)) (res diskResult, e
 
 func (c *cli) benchDisk(args []string) error {
 	fs := flag.NewFlagSet("bench disk", flag.ContinueOnError)
-	dir := fs.String("dir", ".", "directory to test: the cp's -data-dir (a file of its own is written there and removed)")
+	dir := fs.String("dir", "fluxforge-data", "directory to test: the cp's -data-dir, whose default this is (a file of its own is written there and removed)")
 	n := fs.Int("n", 15000, "appends, each followed by an fsync")
 	size := fs.Int("size", 512, "bytes per append (a log entry of a few tasks)")
 	rate := fs.Int("rate", 500, "appends a second, as a busy cp commits entries (0: back to back)")

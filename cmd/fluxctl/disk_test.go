@@ -73,6 +73,17 @@ func TestBenchDiskRefusesBadFlags(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 1 {
 		t.Fatalf("a refused run wrote to the directory: %v", left)
 	}
+	// Without -dir it tests the cp's default data dir, relative to here.
+	t.Chdir(dir)
+	if r := fluxctl(t, "", "", "bench", "disk", "-n", "1"); r.code != 2 || !strings.Contains(r.stderr, "-dir fluxforge-data does not exist") {
+		t.Errorf("no -dir, no fluxforge-data: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if err := os.Mkdir("fluxforge-data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if r := fluxctl(t, "", "", "bench", "disk", "-n", "3", "-rate", "0"); r.code != 0 || !strings.Contains(r.stdout, "3 appends of 512 B + fsync in fluxforge-data") {
+		t.Errorf("no -dir: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 // At a rate, the appends are paced from the start: the i-th waits until

@@ -38,8 +38,8 @@ import (
 // The commands live by area: tasks.go (submit, tasks, task, cancel),
 // agents.go (agents, agent, quarantine, release), admin.go (snapshot, mode,
 // purge), timeline.go, bench.go (the load generator), disk.go (bench disk:
-// the data dir's fsync latency) and output.go (tables
-// and -o json). The HTTP client is package cp/client.
+// the data dir's fsync latency) and output.go (tables and -o json). The
+// HTTP client is package cp/client.
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
@@ -90,7 +90,8 @@ Commands:
   raft members | add ID ADDR | remove ID | transfer
                                 the cps of a cluster: list, add a voter, remove one, move leadership
   bench                         load generator: -n -c -sleep; prints submissions/s and latency percentiles
-  bench disk -dir DATA_DIR      how long the disk takes to make a log append durable (write + fsync):
+  bench disk -dir DATA_DIR      how long the disk takes to make a log append durable (write + fsync; -dir
+                                defaults to the cp's default, fluxforge-data):
                                 -n -rate -size; p50/p99/max and a verdict (slow: p99 over 10ms or a sync over 50ms)
 
 Common flags (before or after the command): -cp URL, -o table|json, and for

@@ -194,7 +194,7 @@ func Metrics() []MetricDesc {
 		{MetricLogAppends, MetricCounter, "Writes to the log store since start, each one fsync on disk (entries proposed meanwhile are written together).", nil},
 		{MetricLogEntries, MetricCounter, "Entries written to the log store since start, raft's own included.", nil},
 		{MetricLogEntryBytes, MetricCounter, "Bytes of the entries written to the log store since start (entry data, without the store's framing).", nil},
-		{MetricLogAppendDuration, MetricHistogram, "Duration of one write of entries to the log store, fsync included (raft's leader.dispatchLog).", nil},
+		{MetricLogAppendDuration, MetricHistogram, "Duration of one write of entries to the log store, fsync included (raft's leader.dispatchLog on the leader, rpc.appendEntries.storeLogs on a follower).", nil},
 		{MetricRaftCommitDuration, MetricHistogram, "Duration from an entry's dispatch to its commit (raft's commitTime).", nil},
 		{MetricRaftFSMApplyDuration, MetricHistogram, "Duration of applying one committed entry to the cp's state (raft's fsm.apply).", nil},
 		{MetricRaftSnapshotDuration, MetricHistogram, "Duration of a phase of raft's snapshots: take (all), fsm_snapshot, create, persist, fsm_restore, compact_logs.", []string{"phase"}},

@@ -138,3 +138,31 @@ func TestMergeRuntimeHistogram(t *testing.T) {
 		t.Errorf("sum %v, want %v", sum, want)
 	}
 }
+
+// TestRaftSinkAppendsOnEveryRole: a log append is timed on the leader
+// (raft's leader.dispatchLog) and on a follower (rpc.appendEntries.storeLogs)
+// into the same flux_log_append_duration_seconds, so a slow disk shows on
+// every cp of a cluster (alert FluxLogDiskSlow); other keys are not appends.
+func TestRaftSinkAppendsOnEveryRole(t *testing.T) {
+	s := &raftSink{
+		commit:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "c"}),
+		append:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "a", Buckets: requestBuckets}),
+		fsmApply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "f"}),
+		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "s"}, []string{"phase"}),
+		states:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "st"}, []string{core.LabelState}),
+	}
+	s.AddSample([]string{"raft", "leader", "dispatchLog"}, 2)
+	s.AddSample([]string{"raft", "rpc", "appendEntries", "storeLogs"}, 300)
+	s.AddSample([]string{"raft", "rpc", "appendEntries"}, 900)
+	s.AddSample([]string{"raft", "commitTime"}, 5)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.append)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("gather: %v, %v", mfs, err)
+	}
+	h := mfs[0].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 2 || math.Abs(h.GetSampleSum()-0.302) > 1e-6 {
+		t.Fatalf("append histogram: %d samples, sum %v; want the leader's 2ms and the follower's 300ms", h.GetSampleCount(), h.GetSampleSum())
+	}
+}

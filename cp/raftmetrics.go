@@ -82,7 +82,9 @@ func (s *raftSink) AddSample(key []string, val float32) {
 	switch k {
 	case "raft.commitTime":
 		s.commit.Observe(sec)
-	case "raft.leader.dispatchLog":
+	case "raft.leader.dispatchLog", "raft.rpc.appendEntries.storeLogs":
+		// A log append on the leader and on a follower: every cp of a
+		// cluster writes (and fsyncs) each entry, so each one's disk shows.
 		s.append.Observe(sec)
 	case "raft.fsm.apply":
 		s.fsmApply.Observe(sec)

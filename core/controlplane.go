@@ -556,6 +556,52 @@ func (cp *ControlPlane) Task(id TaskID) (Task, bool) {
 	return out, true
 }
 
+// idHeap keeps the smallest ids it is offered, at most a limit of them,
+// as a max-heap: ids[0] is the largest kept.
+type idHeap struct{ ids []TaskID }
+
+// wants reports whether keep would keep id.
+func (h *idHeap) wants(id TaskID, limit int) bool {
+	return len(h.ids) < limit || id < h.ids[0]
+}
+
+// keep offers id: it is kept while fewer than limit are, or in place of
+// the largest kept when it is smaller.
+func (h *idHeap) keep(id TaskID, limit int) {
+	ids := h.ids
+	if len(ids) < limit {
+		ids = append(ids, id)
+		for i := len(ids) - 1; i > 0; { // sift up
+			p := (i - 1) / 2
+			if ids[p] >= ids[i] {
+				break
+			}
+			ids[p], ids[i] = ids[i], ids[p]
+			i = p
+		}
+		h.ids = ids
+		return
+	}
+	if id >= ids[0] {
+		return
+	}
+	ids[0] = id
+	for i := 0; ; { // sift down
+		l, big := 2*i+1, i
+		if l < len(ids) && ids[l] > ids[big] {
+			big = l
+		}
+		if r := l + 1; r < len(ids) && ids[r] > ids[big] {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		ids[i], ids[big] = ids[big], ids[i]
+		i = big
+	}
+}
+
 // TaskFilter selects tasks for listing.
 type TaskFilter struct {
 	State  *TaskState
@@ -565,22 +611,37 @@ type TaskFilter struct {
 }
 
 // Tasks lists tasks by id order.
+//
+// It runs under the cp's read lock, which holds off every write, so it
+// keeps the Limit smallest matching ids in a bounded heap (a page of 100
+// out of 100,000 tasks neither collects nor sorts the others), reads a
+// task's record only when its id would be kept (a record read is a cache
+// miss; the id is the map's key), and for QUEUED walks the queue alone.
 func (cp *ControlPlane) Tasks(f TaskFilter) []Task {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	ids := make([]TaskID, 0, len(cp.tasks))
-	for id, t := range cp.tasks {
-		if (f.State == nil || t.State == *f.State) && (f.Domain == "" || t.Spec.Domain == f.Domain) && id > f.After {
-			ids = append(ids, id)
+	sel := idHeap{ids: make([]TaskID, 0, min(limit, len(cp.tasks)))}
+	consider := func(id TaskID, t *taskRecord) {
+		if id <= f.After || !sel.wants(id, limit) {
+			return
+		}
+		if t == nil || f.State != nil && t.State != *f.State || f.Domain != "" && t.Spec.Domain != f.Domain {
+			return
+		}
+		sel.keep(id, limit)
+	}
+	if f.State != nil && *f.State == TaskQueued {
+		cp.queue.Each(func(it *queueItem) { consider(it.id, it.owner) })
+	} else {
+		for id, t := range cp.tasks {
+			consider(id, t)
 		}
 	}
+	ids := sel.ids
 	slices.Sort(ids)
-	if len(ids) > limit {
-		ids = ids[:limit]
-	}
 	out := make([]Task, len(ids))
 	for i, id := range ids {
 		out[i], _ = cp.Task(id)

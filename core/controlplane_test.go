@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 )
 
 // cpHarness drives a ControlPlane the way a daemon would, with explicit time.
@@ -890,4 +892,28 @@ func TestApplyReplaysExactly(t *testing.T) {
 	if _, err := cp2.Apply(at, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Apply(nil) = %v", err)
 	}
+}
+
+// TestIDHeapKeepsTheSmallest: offered distinct ids in any order, an idHeap
+// of limit k keeps exactly the k smallest.
+func TestIDHeapKeepsTheSmallest(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ids := rapid.SliceOfNDistinct(rapid.StringMatching(`t-[0-9]{1,4}`), 0, 200, rapid.ID[string]).Draw(t, "ids")
+		k := rapid.IntRange(1, 50).Draw(t, "limit")
+		var h idHeap
+		for _, id := range ids {
+			h.keep(TaskID(id), k)
+		}
+		got := slices.Clone(h.ids)
+		slices.Sort(got)
+		want := make([]TaskID, len(ids))
+		for i, id := range ids {
+			want[i] = TaskID(id)
+		}
+		slices.Sort(want)
+		want = want[:min(k, len(want))]
+		if !slices.Equal(got, want) {
+			t.Fatalf("kept %v, want %v", got, want)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -262,6 +263,7 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 		}
 	}
 	tasks := cp.Tasks(TaskFilter{Limit: 1000})
+	checkTaskListing(t, cp, tasks)
 	queued, inFlight := 0, 0
 	leases := map[TaskID]AgentID{}
 	for _, task := range tasks {
@@ -330,5 +332,71 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 	}
 	if s.Drained && (queued > 0 || inFlight > 0) {
 		t.Fatal("drained with work left")
+	}
+}
+
+// tasksReference is what Tasks answers: every task that matches, by id,
+// from After, at most Limit (the plain scan and sort Tasks replaced).
+func tasksReference(cp *ControlPlane, f TaskFilter) []TaskID {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var ids []TaskID
+	for id, t := range cp.tasks {
+		if (f.State == nil || t.State == *f.State) && (f.Domain == "" || t.Spec.Domain == f.Domain) && id > f.After {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids[:min(len(ids), limit)]
+}
+
+func taskIDs(ts []Task) []TaskID {
+	ids := make([]TaskID, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	return ids
+}
+
+// checkTaskListing: whatever the state, domain, cursor and limit, Tasks
+// lists what a scan of every task gives (it reads only the queue for
+// QUEUED and the eviction order for terminal states), and paging through
+// a filter with a small limit visits every match once.
+func checkTaskListing(t *rapid.T, cp *ControlPlane, all []Task) {
+	if got, want := taskIDs(all), tasksReference(cp, TaskFilter{Limit: 1000}); !slices.Equal(got, want) {
+		t.Fatalf("Tasks lists %v, a scan %v", got, want)
+	}
+	var states []*TaskState
+	states = append(states, nil)
+	for i := range taskStateNames {
+		st := TaskState(i)
+		states = append(states, &st)
+	}
+	for _, st := range states {
+		for _, domain := range []string{"", "z0", "z1"} {
+			f := TaskFilter{State: st, Domain: domain, Limit: 1000}
+			want := tasksReference(cp, f)
+			if got := taskIDs(cp.Tasks(f)); !slices.Equal(got, want) {
+				t.Fatalf("Tasks(%+v) lists %v, a scan %v", f, got, want)
+			}
+			var paged []TaskID
+			for f.Limit, f.After = 2, ""; ; {
+				page := taskIDs(cp.Tasks(f))
+				if !slices.Equal(page, tasksReference(cp, f)) {
+					t.Fatalf("Tasks(%+v) lists %v, a scan %v", f, page, tasksReference(cp, f))
+				}
+				paged = append(paged, page...)
+				if len(page) < f.Limit {
+					break
+				}
+				f.After = page[len(page)-1]
+			}
+			if !slices.Equal(paged, want) {
+				t.Fatalf("paging state %v domain %q by 2 visits %v, want %v", st, domain, paged, want)
+			}
+		}
 	}
 }

@@ -568,6 +568,9 @@ func (h *idHeap) wants(id TaskID, limit int) bool {
 // keep offers id: it is kept while fewer than limit are, or in place of
 // the largest kept when it is smaller.
 func (h *idHeap) keep(id TaskID, limit int) {
+	if !h.wants(id, limit) {
+		return
+	}
 	ids := h.ids
 	if len(ids) < limit {
 		ids = append(ids, id)
@@ -580,9 +583,6 @@ func (h *idHeap) keep(id TaskID, limit int) {
 			i = p
 		}
 		h.ids = ids
-		return
-	}
-	if id >= ids[0] {
 		return
 	}
 	ids[0] = id
@@ -610,6 +610,14 @@ type TaskFilter struct {
 	Limit  int    // 0 means 100; at most 1000
 }
 
+// limit is the page size f asks for, within its bounds.
+func (f TaskFilter) limit() int {
+	if f.Limit <= 0 {
+		return 100
+	}
+	return min(f.Limit, 1000)
+}
+
 // Tasks lists tasks by id order.
 //
 // It runs under the cp's read lock, which holds off every write, so it
@@ -618,20 +626,13 @@ type TaskFilter struct {
 // task's record only when its id would be kept (a record read is a cache
 // miss; the id is the map's key), and for QUEUED walks the queue alone.
 func (cp *ControlPlane) Tasks(f TaskFilter) []Task {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, 1000)
+	limit := f.limit()
 	sel := idHeap{ids: make([]TaskID, 0, min(limit, len(cp.tasks)))}
 	consider := func(id TaskID, t *taskRecord) {
-		if id <= f.After || !sel.wants(id, limit) {
-			return
+		if id > f.After && sel.wants(id, limit) && t != nil &&
+			(f.State == nil || t.State == *f.State) && (f.Domain == "" || t.Spec.Domain == f.Domain) {
+			sel.keep(id, limit)
 		}
-		if t == nil || f.State != nil && t.State != *f.State || f.Domain != "" && t.Spec.Domain != f.Domain {
-			return
-		}
-		sel.keep(id, limit)
 	}
 	if f.State != nil && *f.State == TaskQueued {
 		cp.queue.Each(func(it *queueItem) { consider(it.id, it.owner) })

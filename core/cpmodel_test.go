@@ -338,11 +338,6 @@ func checkControlPlane(t *rapid.T, cp *ControlPlane, now time.Time, tl *timeline
 // tasksReference is what Tasks answers: every task that matches, by id,
 // from After, at most Limit (the plain scan and sort Tasks replaced).
 func tasksReference(cp *ControlPlane, f TaskFilter) []TaskID {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, 1000)
 	var ids []TaskID
 	for id, t := range cp.tasks {
 		if (f.State == nil || t.State == *f.State) && (f.Domain == "" || t.Spec.Domain == f.Domain) && id > f.After {
@@ -350,7 +345,7 @@ func tasksReference(cp *ControlPlane, f TaskFilter) []TaskID {
 		}
 	}
 	slices.Sort(ids)
-	return ids[:min(len(ids), limit)]
+	return ids[:min(len(ids), f.limit())]
 }
 
 func taskIDs(ts []Task) []TaskID {

@@ -106,8 +106,7 @@ func submitLoad(ctx context.Context, opts loadOptions) loadResult {
 	}
 	if len(ok) > 0 {
 		slices.Sort(ok)
-		q := func(p float64) time.Duration { return ok[min(len(ok)-1, int(p*float64(len(ok))))] }
-		res.P50, res.P90, res.P99, res.Max = q(0.50), q(0.90), q(0.99), ok[len(ok)-1]
+		res.P50, res.P90, res.P99, res.Max = quantile(ok, 0.50), quantile(ok, 0.90), quantile(ok, 0.99), ok[len(ok)-1]
 	}
 	if res.Elapsed > 0 {
 		res.PerSecond = float64(res.Requests) / res.Elapsed.Seconds()
@@ -167,3 +166,8 @@ func (c *cli) bench(args []string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// quantile is the q-quantile of sorted, which is not empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}

@@ -36,12 +36,9 @@ type diskOptions struct {
 	Rate int
 }
 
-// diskResult is what one disk run measured.
+// diskResult is what one disk run measured, with the options it ran.
 type diskResult struct {
-	Dir        string
-	Writes     int
-	Size       int
-	Rate       int
+	diskOptions
 	Elapsed    time.Duration
 	P50, P99   time.Duration
 	P999, Max  time.Duration
@@ -50,11 +47,20 @@ type diskResult struct {
 	StallTotal time.Duration // the time spent in syncs over 50 ms
 }
 
-// slow reports whether the disk misses the thresholds.
-func (r diskResult) slow() bool { return r.P99 > diskP99Slow || r.Max > diskStallSlow }
+// slowBecause says which thresholds the disk misses (none: it is ok).
+func (r diskResult) slowBecause() []string {
+	var why []string
+	if r.P99 > diskP99Slow {
+		why = append(why, fmt.Sprintf("p99 %v is over %v", r.P99.Round(time.Microsecond), diskP99Slow))
+	}
+	if r.Max > diskStallSlow {
+		why = append(why, fmt.Sprintf("%d sync(s) over %v, the longest %v", r.Over50ms, diskStallSlow, r.Max.Round(time.Millisecond)))
+	}
+	return why
+}
 
 func (r diskResult) verdict() string {
-	if r.slow() {
+	if len(r.slowBecause()) > 0 {
 		return "slow"
 	}
 	return "ok"
@@ -66,16 +72,9 @@ func (r diskResult) String() string {
 		rate = fmt.Sprintf("%d/s", r.Rate)
 	}
 	s := fmt.Sprintf("%d appends of %d B + fsync in %s over %v (%s): latency p50 %v p99 %v p99.9 %v max %v; %d over 10ms, %d over 50ms (%v in those)",
-		r.Writes, r.Size, r.Dir, r.Elapsed.Round(time.Millisecond), rate, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+		r.N, r.Size, r.Dir, r.Elapsed.Round(time.Millisecond), rate, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 		r.P999.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Over10ms, r.Over50ms, r.StallTotal.Round(time.Millisecond))
-	if r.slow() {
-		var why []string
-		if r.P99 > diskP99Slow {
-			why = append(why, fmt.Sprintf("p99 %v is over %v", r.P99.Round(time.Microsecond), diskP99Slow))
-		}
-		if r.Max > diskStallSlow {
-			why = append(why, fmt.Sprintf("%d sync(s) over %v, the longest %v", r.Over50ms, diskStallSlow, r.Max.Round(time.Millisecond)))
-		}
+	if why := r.slowBecause(); len(why) > 0 {
 		return s + "\nverdict: slow: " + strings.Join(why, "; ") +
 			"; every write the cp acknowledges waits for a sync like these, so its tail latency cannot be lower than this disk's stalls"
 	}
@@ -121,10 +120,9 @@ func diskLatency(opts diskOptions, sleep func(time.Duration)) (res diskResult, e
 		}
 		lat = append(lat, time.Since(t))
 	}
-	res = diskResult{Dir: opts.Dir, Writes: opts.N, Size: opts.Size, Rate: opts.Rate, Elapsed: time.Since(start)}
+	res = diskResult{diskOptions: opts, Elapsed: time.Since(start)}
 	slices.Sort(lat)
-	at := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
-	res.P50, res.P99, res.P999, res.Max = at(0.50), at(0.99), at(0.999), lat[len(lat)-1]
+	res.P50, res.P99, res.P999, res.Max = quantile(lat, 0.50), quantile(lat, 0.99), quantile(lat, 0.999), lat[len(lat)-1]
 	for _, d := range lat {
 		if d > 10*time.Millisecond {
 			res.Over10ms++
@@ -169,7 +167,7 @@ func (c *cli) benchDisk(args []string) error {
 	}
 	if c.output == "json" {
 		return writeJSON(c.stdout, map[string]any{
-			"dir": res.Dir, "writes": res.Writes, "bytes_per_write": res.Size, "rate": res.Rate, "elapsed_seconds": res.Elapsed.Seconds(),
+			"dir": res.Dir, "writes": res.N, "bytes_per_write": res.Size, "rate": res.Rate, "elapsed_seconds": res.Elapsed.Seconds(),
 			"p50_ms": ms(res.P50), "p99_ms": ms(res.P99), "p999_ms": ms(res.P999), "max_ms": ms(res.Max),
 			"over_10ms": res.Over10ms, "over_50ms": res.Over50ms, "stall_ms": ms(res.StallTotal), "verdict": res.verdict(),
 		})

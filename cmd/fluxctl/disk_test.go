@@ -94,8 +94,8 @@ func TestDiskLatencyPaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Writes != 3 || len(slept) != 2 {
-		t.Fatalf("writes %d, sleeps %v", res.Writes, slept)
+	if res.N != 3 || len(slept) != 2 {
+		t.Fatalf("writes %d, sleeps %v", res.N, slept)
 	}
 	for i, d := range slept {
 		if want := time.Duration(i+1) * time.Second; d > want || d < want-500*time.Millisecond {
